@@ -1,0 +1,97 @@
+//! `Digest`: the sha256 that names every artifact.
+
+use std::fmt;
+use std::str::FromStr;
+
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use sha2::{Digest as _, Sha256};
+
+/// The sha256 of an artifact's bytes. Code is named by what it is, not by
+/// where it came from, so the same bytes are always the same revision.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Digest([u8; 32]);
+
+impl Digest {
+    /// Hashes `bytes`.
+    pub fn of(bytes: &[u8]) -> Digest {
+        Digest(Sha256::digest(bytes).into())
+    }
+
+    /// The raw 32 bytes.
+    pub fn as_bytes(&self) -> &[u8; 32] {
+        &self.0
+    }
+
+    /// The first 12 hex characters, enough to tell revisions apart in a log line.
+    pub fn short(&self) -> String {
+        hex::encode(&self.0[..6])
+    }
+}
+
+impl fmt::Display for Digest {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&hex::encode(self.0))
+    }
+}
+
+impl fmt::Debug for Digest {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "sha256:{}", self.short())
+    }
+}
+
+/// Why a string is not a digest.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("`{input}` is not a sha256 digest: expected 64 hex characters, optionally prefixed with `sha256:`")]
+pub struct ParseDigestError {
+    input: String,
+}
+
+impl FromStr for Digest {
+    type Err = ParseDigestError;
+
+    /// Accepts `HEX` or `sha256:HEX`, in either case.
+    fn from_str(s: &str) -> Result<Digest, ParseDigestError> {
+        let hex_part = s.strip_prefix("sha256:").unwrap_or(s);
+        let mut out = [0u8; 32];
+        hex::decode_to_slice(hex_part, &mut out).map_err(|_| ParseDigestError {
+            input: s.to_string(),
+        })?;
+        Ok(Digest(out))
+    }
+}
+
+impl Serialize for Digest {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+impl<'de> Deserialize<'de> for Digest {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Digest, D::Error> {
+        let s = String::deserialize(d)?;
+        s.parse().map_err(serde::de::Error::custom)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn round_trips_through_text() {
+        let d = Digest::of(b"hello");
+        assert_eq!(
+            d.to_string(),
+            "2cf24dba5fb0a30e26e83b2ac5b9e29e1b161e5c1fa7425e73043362938b9824"
+        );
+        assert_eq!(d.to_string().parse::<Digest>().unwrap(), d);
+        assert_eq!(format!("sha256:{d}").parse::<Digest>().unwrap(), d);
+    }
+
+    #[test]
+    fn rejects_bad_text() {
+        assert!("abc".parse::<Digest>().is_err());
+        assert!("zz".repeat(32).parse::<Digest>().is_err());
+    }
+}

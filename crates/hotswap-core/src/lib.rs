@@ -1,0 +1,50 @@
+//! The heart of hotswap: named [`Slot`]s that serve one active revision of
+//! some code, and the swap protocol that replaces it without failing a call.
+//!
+//! ```text
+//! stage → validate → prepare → activate → drain → retire
+//!   └──────────┴─────────┴→ failed          └→ rolled-back
+//! ```
+//!
+//! This crate knows nothing of WebAssembly, shared libraries or BPF. A kind of
+//! code plugs in by implementing [`Tier`] (validate and prepare an
+//! [`Artifact`]) and [`Code`] (serve a call, shut down). The slot does the
+//! rest:
+//!
+//! - **Atomic publish.** The active revision sits behind an `ArcSwap`; a call
+//!   loads it once and finishes on it, so a call that started before a swap
+//!   ends on the old revision and one that starts after runs on the new.
+//! - **Drain off the call path.** When the last call on a replaced revision
+//!   returns, the revision is handed to a cleanup thread that runs its
+//!   `shutdown` and frees it. A caller never pays for teardown.
+//! - **Two live revisions at most.** A deploy waits (up to
+//!   [`SlotOptions::drain_timeout`]) for the revision before the active one to
+//!   retire before it publishes.
+//! - **Rollback** re-activates the previous revision from its artifact.
+//! - **Events.** Every transition is published on an [`EventBus`] with the
+//!   slot, digest, version, duration and reason.
+//! - **State outlives code.** A slot's [`KvStore`] is handed to every revision
+//!   it prepares; swapping code never touches it.
+//!
+//! See [`Slot`] for a complete example.
+
+mod artifact;
+mod digest;
+mod error;
+mod event;
+mod kv;
+mod manifest;
+mod reaper;
+mod revision;
+mod slot;
+mod tier;
+
+pub use artifact::Artifact;
+pub use digest::{Digest, ParseDigestError};
+pub use error::{CallError, DeployError};
+pub use event::{Event, EventBus, Phase, Transition};
+pub use kv::{KvError, KvLimits, KvStore, MemoryKv};
+pub use manifest::Manifest;
+pub use revision::{RevisionInfo, RevisionState};
+pub use slot::{error_chain, Slot, SlotOptions, SlotStatus};
+pub use tier::{Code, SlotContext, Tier, TierError};

@@ -1,0 +1,151 @@
+//! `Revision`: one activation of an artifact in a slot, and how it is retired.
+
+use std::sync::{Arc, OnceLock};
+use std::time::Instant;
+
+use serde::{Deserialize, Serialize};
+
+use crate::event::{EventBus, Subject};
+use crate::reaper::{self, Latch};
+use crate::{Artifact, Code, Digest, Manifest, Phase, Transition};
+
+/// Where a revision is in its life, as operators see it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum RevisionState {
+    /// Serving new calls.
+    Active,
+    /// Replaced; finishing calls it already had.
+    Draining,
+    /// Shut down and freed; its artifact is kept for rollback.
+    Retired,
+    /// Taken out of service by a rollback (and drained, or draining).
+    RolledBack,
+}
+
+/// A revision as reported to operators.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RevisionInfo {
+    /// The artifact's sha256.
+    pub digest: Digest,
+    /// The plugin's declared name.
+    pub name: String,
+    /// The plugin's declared version.
+    pub version: String,
+    /// The ABI version it was built for.
+    pub abi: u32,
+    /// The activation number within its slot; grows by one per activation.
+    pub generation: u64,
+    /// Where it is in its life.
+    pub state: RevisionState,
+}
+
+/// The slot's bookkeeping for a revision that is or was active.
+#[derive(Clone)]
+pub(crate) struct Record {
+    pub artifact: Artifact,
+    pub manifest: Manifest,
+    pub generation: u64,
+    pub rolled_back: bool,
+    /// Opened by the cleanup thread once the revision is shut down and freed.
+    pub retired: Arc<Latch>,
+}
+
+impl Record {
+    pub fn info(&self, active: bool) -> RevisionInfo {
+        let state = if active {
+            RevisionState::Active
+        } else if !self.retired.is_open() {
+            RevisionState::Draining
+        } else if self.rolled_back {
+            RevisionState::RolledBack
+        } else {
+            RevisionState::Retired
+        };
+        RevisionInfo {
+            digest: self.artifact.digest(),
+            name: self.manifest.name.clone(),
+            version: self.manifest.version.clone(),
+            abi: self.manifest.abi,
+            generation: self.generation,
+            state,
+        }
+    }
+
+    pub fn subject(&self) -> Subject {
+        Subject {
+            digest: Some(self.artifact.digest()),
+            version: Some(self.manifest.version.clone()),
+            generation: Some(self.generation),
+        }
+    }
+}
+
+/// A revision that can serve calls. Calls hold it (through the slot's
+/// `ArcSwap`) for as long as they run; when the last holder lets go, the code
+/// is handed to the cleanup thread, so whoever drops it, a caller included,
+/// only pays for a channel send.
+pub(crate) struct Live<C: Code> {
+    pub generation: u64,
+    code: Option<C>,
+    retire: Option<Retire>,
+}
+
+struct Retire {
+    events: EventBus,
+    slot: Arc<str>,
+    subject: Subject,
+    latch: Arc<Latch>,
+    drain_started: OnceLock<Instant>,
+}
+
+impl<C: Code> Live<C> {
+    pub fn new(code: C, record: &Record, slot: Arc<str>, events: EventBus) -> Live<C> {
+        Live {
+            generation: record.generation,
+            code: Some(code),
+            retire: Some(Retire {
+                events,
+                slot,
+                subject: record.subject(),
+                latch: record.retired.clone(),
+                drain_started: OnceLock::new(),
+            }),
+        }
+    }
+
+    #[inline]
+    pub fn code(&self) -> &C {
+        // Only `drop` takes it.
+        self.code.as_ref().expect("live revision without code")
+    }
+
+    /// Marks the start of draining, for the duration on the `retired` event.
+    pub fn start_draining(&self) {
+        if let Some(retire) = &self.retire {
+            let _ = retire.drain_started.set(Instant::now());
+        }
+    }
+}
+
+impl<C: Code> Drop for Live<C> {
+    fn drop(&mut self) {
+        let (Some(code), Some(retire)) = (self.code.take(), self.retire.take()) else {
+            return;
+        };
+        reaper::retire(Box::new(move || {
+            code.shutdown();
+            drop(code);
+            let drained = retire.drain_started.get().map(|t| t.elapsed());
+            retire.events.publish(
+                &retire.slot,
+                Transition::Retired,
+                Phase::Retire,
+                &retire.subject,
+                drained,
+                None,
+            );
+            retire.latch.open();
+        }));
+    }
+}

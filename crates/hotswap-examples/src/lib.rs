@@ -1,0 +1,33 @@
+//! The example plugins under `examples/plugins`, built from source when this
+//! crate builds and embedded as bytes.
+//!
+//! The demo, the server's defaults, the tests and the benchmarks all use
+//! these, so everyone runs exactly the same modules and no binary is ever
+//! committed.
+//!
+//! ```
+//! assert_eq!(&hotswap_examples::GREET_V1[..4], b"\0asm");
+//! ```
+
+macro_rules! plugin {
+    ($file:literal) => {
+        include_bytes!(concat!(env!("OUT_DIR"), "/", $file))
+    };
+}
+
+/// `greet` 1.0.0 (Rust): `world` → `hello, world!`.
+pub const GREET_V1: &[u8] = plugin!("greet_v1.wasm");
+/// `greet` 2.0.0 (Rust): `world` → `HELLO, WORLD!! (v2)`.
+pub const GREET_V2: &[u8] = plugin!("greet_v2.wasm");
+/// `counter` (Rust): counts calls in the slot's key-value store.
+pub const COUNTER: &[u8] = plugin!("counter.wasm");
+/// `c-upper` (C): `abc` → `C: ABC`.
+pub const C_UPPER: &[u8] = plugin!("c_upper.wasm");
+
+/// Every example, by name.
+pub const ALL: &[(&str, &[u8])] = &[
+    ("greet-v1", GREET_V1),
+    ("greet-v2", GREET_V2),
+    ("counter", COUNTER),
+    ("c-upper", C_UPPER),
+];

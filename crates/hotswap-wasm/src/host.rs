@@ -1,0 +1,233 @@
+//! The host side of a plugin's store: its state, its limiter, and the host
+//! functions of module `hotswap`. Every guest pointer is untrusted here.
+
+use std::ops::Range;
+use std::sync::{Arc, OnceLock};
+use std::time::Instant;
+
+use hotswap_core::{KvError, KvStore};
+use wasmtime::{Caller, Linker, Memory, ResourceLimiter};
+
+use crate::validate::HOST_MODULE;
+
+/// Why the host failed a call, recorded in the store so the call's error can
+/// be typed precisely (a trap's own message cannot tell these apart).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Fault {
+    MemoryLimit(u64),
+    HostCall {
+        function: &'static str,
+        reason: String,
+    },
+}
+
+/// What one instance's store carries.
+pub(crate) struct HostState {
+    pub slot: Arc<str>,
+    pub kv: Arc<dyn KvStore>,
+    /// The instance's memory, set right after instantiation, so host
+    /// functions need no export lookup per call.
+    pub memory: Option<Memory>,
+    pub memory_cap: u64,
+    pub fault: Option<Fault>,
+}
+
+impl HostState {
+    pub fn new(slot: Arc<str>, kv: Arc<dyn KvStore>, memory_cap: u64) -> HostState {
+        HostState {
+            slot,
+            kv,
+            memory: None,
+            memory_cap,
+            fault: None,
+        }
+    }
+}
+
+impl ResourceLimiter for HostState {
+    fn memory_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        _maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        if desired as u64 > self.memory_cap {
+            // An error (not `Ok(false)`) makes `memory.grow` trap, so a
+            // plugin that asks for too much fails its call with a clear
+            // error instead of limping on with a failed allocation.
+            self.fault = Some(Fault::MemoryLimit(self.memory_cap));
+            return Err(wasmtime::Error::msg("memory cap reached"));
+        }
+        Ok(true)
+    }
+
+    fn table_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        _maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        Ok(desired <= 100_000)
+    }
+}
+
+/// Builds the linker with every host function of ABI v1.
+pub(crate) fn linker(engine: &wasmtime::Engine) -> Linker<HostState> {
+    let mut linker = Linker::new(engine);
+    add_host_functions(&mut linker).expect("host functions have unique names");
+    linker
+}
+
+fn add_host_functions(l: &mut Linker<HostState>) -> wasmtime::Result<()> {
+    l.func_wrap(
+        HOST_MODULE,
+        "log",
+        |mut c: Caller<'_, HostState>, level: i32, ptr: i32, len: i32| {
+            const MAX: usize = 4096;
+            let bytes = read(&mut c, "log", ptr, len)?;
+            let text = String::from_utf8_lossy(&bytes[..bytes.len().min(MAX)]);
+            let slot = &*c.data().slot;
+            match level {
+                0 => tracing::error!(target: "plugin", slot, "{text}"),
+                1 => tracing::warn!(target: "plugin", slot, "{text}"),
+                2 => tracing::info!(target: "plugin", slot, "{text}"),
+                3 => tracing::debug!(target: "plugin", slot, "{text}"),
+                _ => tracing::trace!(target: "plugin", slot, "{text}"),
+            }
+            Ok(())
+        },
+    )?;
+    l.func_wrap(HOST_MODULE, "now_ns", || -> i64 {
+        static ORIGIN: OnceLock<Instant> = OnceLock::new();
+        ORIGIN.get_or_init(Instant::now).elapsed().as_nanos() as i64
+    })?;
+    l.func_wrap(
+        HOST_MODULE,
+        "random",
+        |mut c: Caller<'_, HostState>, ptr: i32, len: i32| {
+            let range = range(&mut c, "random", ptr, len)?;
+            let mem = memory(&c);
+            getrandom::fill(&mut mem.data_mut(&mut c)[range])
+                .map_err(|e| wasmtime::Error::msg(format!("no system randomness: {e}")))?;
+            Ok(0i32)
+        },
+    )?;
+    l.func_wrap(
+        HOST_MODULE,
+        "kv_get",
+        |mut c: Caller<'_, HostState>, kptr: i32, klen: i32, vptr: i32, vcap: i32| {
+            let key = read(&mut c, "kv_get", kptr, klen)?;
+            let out = range(&mut c, "kv_get", vptr, vcap)?;
+            let value = match c.data().kv.get(&key) {
+                Ok(Some(v)) => v,
+                Ok(None) => return Ok(-1i64),
+                Err(e) => return Ok(kv_code(&e) as i64),
+            };
+            if value.len() <= out.len() {
+                let mem = memory(&c);
+                let start = out.start;
+                mem.data_mut(&mut c)[start..start + value.len()].copy_from_slice(&value);
+            }
+            Ok(value.len() as i64)
+        },
+    )?;
+    l.func_wrap(
+        HOST_MODULE,
+        "kv_put",
+        |mut c: Caller<'_, HostState>, kptr: i32, klen: i32, vptr: i32, vlen: i32| {
+            let key = read(&mut c, "kv_put", kptr, klen)?;
+            let value = read(&mut c, "kv_put", vptr, vlen)?;
+            Ok(match c.data().kv.put(&key, &value) {
+                Ok(()) => 0i32,
+                Err(e) => kv_code(&e),
+            })
+        },
+    )?;
+    l.func_wrap(
+        HOST_MODULE,
+        "kv_delete",
+        |mut c: Caller<'_, HostState>, kptr: i32, klen: i32| {
+            let key = read(&mut c, "kv_delete", kptr, klen)?;
+            Ok(match c.data().kv.delete(&key) {
+                Ok(deleted) => deleted as i32,
+                Err(e) => kv_code(&e),
+            })
+        },
+    )?;
+    Ok(())
+}
+
+/// The ABI's numbers for key-value errors (docs/abi.md).
+fn kv_code(e: &KvError) -> i32 {
+    match e {
+        KvError::TooLarge { .. } => -1,
+        KvError::Full { .. } => -2,
+        KvError::Backend(_) => -3,
+    }
+}
+
+fn memory(c: &Caller<'_, HostState>) -> Memory {
+    // Set before any plugin code can run (see `pool::Instance::new`).
+    c.data()
+        .memory
+        .expect("instance memory is recorded at instantiation")
+}
+
+/// `ptr..ptr+len` as a checked range inside the guest's memory, or a fault
+/// that fails the call.
+fn range(
+    c: &mut Caller<'_, HostState>,
+    function: &'static str,
+    ptr: i32,
+    len: i32,
+) -> wasmtime::Result<Range<usize>> {
+    let size = memory(c).data_size(&*c);
+    match guest_range(size, ptr, len) {
+        Ok(r) => Ok(r),
+        Err(reason) => {
+            c.data_mut().fault = Some(Fault::HostCall {
+                function,
+                reason: reason.clone(),
+            });
+            Err(wasmtime::Error::msg(reason))
+        }
+    }
+}
+
+fn read(
+    c: &mut Caller<'_, HostState>,
+    function: &'static str,
+    ptr: i32,
+    len: i32,
+) -> wasmtime::Result<Vec<u8>> {
+    let r = range(c, function, ptr, len)?;
+    Ok(memory(c).data(&*c)[r].to_vec())
+}
+
+/// Checks a guest (pointer, length) pair against a memory of `size` bytes.
+/// Both are read as unsigned 32-bit numbers, as wasm32 means them.
+pub(crate) fn guest_range(size: usize, ptr: i32, len: i32) -> Result<Range<usize>, String> {
+    let (start, len) = (ptr as u32 as usize, len as u32 as usize);
+    match start.checked_add(len) {
+        Some(end) if end <= size => Ok(start..end),
+        _ => Err(format!(
+            "pointer {start:#x} with length {len} is outside the plugin's memory of {size} bytes"
+        )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::guest_range;
+
+    #[test]
+    fn ranges_are_checked() {
+        assert_eq!(guest_range(100, 10, 5), Ok(10..15));
+        assert_eq!(guest_range(100, 100, 0), Ok(100..100));
+        assert!(guest_range(100, 96, 5).is_err());
+        assert!(guest_range(100, -1, 1).is_err());
+        assert!(guest_range(100, 0, -1).is_err());
+        // The end of the largest wasm32 range still has to fit the memory.
+        assert!(guest_range(1 << 20, -1, -1).is_err());
+    }
+}

@@ -1,0 +1,191 @@
+//! The WebAssembly tier of hotswap, on wasmtime.
+//!
+//! [`WasmTier`] implements [`hotswap_core::Tier`] for core modules that follow
+//! ABI v1 (docs/abi.md):
+//!
+//! - **validate** ([`validate()`]): structure, exports and their exact
+//!   signatures, imports, manifest — all without running the module;
+//! - **prepare**: compile once per digest (kept in memory and, with a cache
+//!   directory, on disk), link through an `InstancePre`, start one instance
+//!   (running `hs_init`) and run `hs_health`;
+//! - **call** ([`WasmCode`]): instances from a lock-free pool, one call per
+//!   instance at a time, many instances in parallel, under a memory cap and
+//!   an epoch deadline.
+//!
+//! ```no_run
+//! use std::sync::Arc;
+//! use hotswap_core::{Artifact, EventBus, MemoryKv, Slot};
+//! use hotswap_wasm::{WasmConfig, WasmTier};
+//!
+//! let tier = Arc::new(WasmTier::new(WasmConfig::default())?);
+//! let slot = Slot::new("greet", tier, Arc::new(MemoryKv::default()), EventBus::new());
+//! slot.deploy(Artifact::new(std::fs::read("greet.wasm")?), None)?;
+//! println!("{}", String::from_utf8_lossy(&slot.call(b"world")?));
+//! # Ok::<(), Box<dyn std::error::Error + Send + Sync>>(())
+//! ```
+
+mod cache;
+mod config;
+mod host;
+mod pool;
+mod validate;
+
+use std::sync::Arc;
+
+use hotswap_core::{Artifact, CallError, Manifest, SlotContext, Tier, TierError};
+use wasmtime::{Engine, InstanceAllocationStrategy, Linker, PoolingAllocationConfig};
+
+pub use cache::CacheStats;
+pub use config::WasmConfig;
+pub use pool::WasmCode;
+pub use validate::{
+    validate, ModuleInfo, Rejection, HOST_MODULE, MANIFEST_SECTION, SUPPORTED_ABI, WASI_MODULE,
+};
+
+use cache::CompileCache;
+use host::HostState;
+
+/// Why a valid module could not be made ready to serve.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PrepareError {
+    /// wasmtime could not compile it.
+    #[error("compilation failed: {0}")]
+    Compile(String),
+    /// It could not be linked against the host's functions.
+    #[error("linking failed: {0}")]
+    Link(String),
+    /// An instance could not be created.
+    #[error("instantiation failed: {0}")]
+    Instantiate(String),
+    /// `hs_init` returned non-zero.
+    #[error("hs_init returned {code}; 0 means ready")]
+    InitFailed {
+        /// What it returned.
+        code: i32,
+    },
+    /// `hs_init` trapped or broke a limit.
+    #[error("hs_init failed: {0}")]
+    InitTrapped(CallError),
+    /// `hs_health` returned non-zero.
+    #[error("health check failed: hs_health returned {code}; 0 means healthy")]
+    Unhealthy {
+        /// What it returned.
+        code: i32,
+    },
+    /// `hs_health` trapped or broke a limit.
+    #[error("health check failed: {0}")]
+    HealthTrapped(CallError),
+}
+
+/// The WASM tier: one wasmtime engine, its compile cache, and the host
+/// functions every plugin links against.
+pub struct WasmTier {
+    engine: Engine,
+    linker: Linker<HostState>,
+    cache: CompileCache,
+    config: WasmConfig,
+}
+
+impl WasmTier {
+    /// Builds the engine (pooling allocator, epoch interruption) and starts
+    /// the thread that advances the epoch.
+    pub fn new(config: WasmConfig) -> Result<WasmTier, TierError> {
+        let engine = Engine::new(&engine_config(&config))?;
+        start_epoch_ticker(&engine);
+        let cache = CompileCache::new(
+            engine.clone(),
+            config.cache_dir.as_deref(),
+            config.allow_wasi,
+        );
+        Ok(WasmTier {
+            linker: host::linker(&engine),
+            engine,
+            cache,
+            config,
+        })
+    }
+
+    /// The settings it runs with.
+    pub fn config(&self) -> &WasmConfig {
+        &self.config
+    }
+
+    /// What the compile cache has done so far.
+    pub fn cache_stats(&self) -> CacheStats {
+        self.cache.stats()
+    }
+
+    /// Validates `artifact` and returns everything learnt about it.
+    pub fn inspect(&self, artifact: &Artifact) -> Result<Arc<ModuleInfo>, Rejection> {
+        self.cache.validate(artifact)
+    }
+}
+
+impl Tier for WasmTier {
+    type Code = WasmCode;
+
+    fn validate(&self, artifact: &Artifact) -> Result<Manifest, TierError> {
+        Ok(self.inspect(artifact)?.manifest.clone())
+    }
+
+    fn prepare(
+        &self,
+        artifact: &Artifact,
+        _manifest: &Manifest,
+        slot: &SlotContext,
+    ) -> Result<WasmCode, TierError> {
+        let info = self.inspect(artifact)?;
+        let module = self
+            .cache
+            .module(artifact)
+            .map_err(|e| PrepareError::Compile(format!("{e:#}")))?;
+        let pre = self
+            .linker
+            .instantiate_pre(&module)
+            .map_err(|e| PrepareError::Link(format!("{e:#}")))?;
+        Ok(WasmCode::prepare(
+            pre,
+            self.engine.clone(),
+            slot.clone(),
+            info,
+            &self.config,
+        )?)
+    }
+}
+
+fn engine_config(config: &WasmConfig) -> wasmtime::Config {
+    let mut pool = PoolingAllocationConfig::new();
+    // Sized for the whole process: every live instance of every revision of
+    // every slot. Address space is reserved for all of them up front; memory
+    // is committed only as plugins touch it.
+    pool.total_core_instances(config.total_instances)
+        .total_memories(config.total_instances)
+        .total_tables(config.total_instances)
+        .max_memory_size(config.memory_cap as usize)
+        // Keep a little of each memory resident between instances so that
+        // re-instantiating after a swap is a memset, not page faults.
+        .linear_memory_keep_resident(64 << 10)
+        .table_keep_resident(16 << 10);
+    let mut c = wasmtime::Config::new();
+    c.allocation_strategy(InstanceAllocationStrategy::Pooling(pool))
+        .epoch_interruption(true)
+        .memory_init_cow(true);
+    c
+}
+
+/// Advances the engine's epoch every [`config::EPOCH_TICK`], which is what
+/// ends calls past their deadline. Holds only a weak reference, so it stops
+/// when the engine is dropped.
+fn start_epoch_ticker(engine: &Engine) {
+    let engine = engine.weak();
+    std::thread::Builder::new()
+        .name("hotswap-epoch".into())
+        .spawn(move || loop {
+            std::thread::sleep(config::EPOCH_TICK);
+            match engine.upgrade() {
+                Some(e) => e.increment_epoch(),
+                None => return,
+            }
+        })
+        .expect("cannot start the epoch thread");
+}

@@ -1,0 +1,367 @@
+//! `WasmCode`: one prepared revision, serving calls from a pool of instances.
+//!
+//! The call path takes an idle instance from a lock-free queue, runs two
+//! calls into it (`hs_alloc`, `hs_process`), and puts it back. No lock is
+//! taken unless every instance is busy and the cap is reached.
+
+use std::sync::atomic::{AtomicUsize, Ordering::SeqCst};
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::{Duration, Instant};
+
+use crossbeam_queue::ArrayQueue;
+use hotswap_core::{CallError, Code, SlotContext};
+use wasmtime::{Engine, InstancePre, Memory, Store, Trap, TypedFunc};
+
+use crate::host::{Fault, HostState};
+use crate::validate::ModuleInfo;
+use crate::PrepareError;
+
+/// A prepared WASM revision. Implements [`Code`] for the slot.
+pub struct WasmCode {
+    pool: Arc<Pool>,
+}
+
+struct Pool {
+    pre: InstancePre<HostState>,
+    engine: Engine,
+    ctx: SlotContext,
+    info: Arc<ModuleInfo>,
+    memory_cap: u64,
+    deadline: Duration,
+    deadline_ticks: u64,
+    cap: usize,
+    idle: ArrayQueue<Box<Instance>>,
+    /// Instances that exist, idle or busy.
+    live: AtomicUsize,
+    /// Callers waiting because every instance is busy and the cap is reached.
+    waiting: AtomicUsize,
+    wait_lock: Mutex<()>,
+    wait_cv: Condvar,
+}
+
+/// One instance with its store and the exports the call path needs.
+struct Instance {
+    store: Store<HostState>,
+    instance: wasmtime::Instance,
+    memory: Memory,
+    alloc: TypedFunc<i32, i32>,
+    process: TypedFunc<(i32, i32), i64>,
+}
+
+/// How a failed run into the plugin is reported: as a call error, and
+/// whether the instance may still be trusted.
+struct Failure {
+    error: CallError,
+    poisoned: bool,
+}
+
+impl WasmCode {
+    /// Builds the pool and proves the revision can serve: one instance is
+    /// created (running `hs_init`) and `hs_health` runs on it.
+    pub(crate) fn prepare(
+        pre: InstancePre<HostState>,
+        engine: Engine,
+        ctx: SlotContext,
+        info: Arc<ModuleInfo>,
+        config: &crate::WasmConfig,
+    ) -> Result<WasmCode, PrepareError> {
+        let cap = config.instance_cap.max(1);
+        let pool = Arc::new(Pool {
+            pre,
+            engine,
+            ctx,
+            info,
+            memory_cap: config.memory_cap,
+            deadline: config.deadline,
+            deadline_ticks: config.deadline_ticks(),
+            cap,
+            idle: ArrayQueue::new(cap),
+            live: AtomicUsize::new(1),
+            waiting: AtomicUsize::new(0),
+            wait_lock: Mutex::new(()),
+            wait_cv: Condvar::new(),
+        });
+        let mut first = pool.instantiate()?;
+        if pool.info.has_health {
+            let health: TypedFunc<(), i32> = first
+                .get_func("hs_health")
+                .map_err(|e| PrepareError::Instantiate(e.to_string()))?;
+            first.store.set_epoch_deadline(pool.deadline_ticks);
+            match health.call(&mut first.store, ()) {
+                Ok(0) => {}
+                Ok(code) => return Err(PrepareError::Unhealthy { code }),
+                Err(e) => return Err(PrepareError::HealthTrapped(pool.classify(&mut first, e))),
+            }
+        }
+        let _ = pool.idle.push(first);
+        Ok(WasmCode { pool })
+    }
+
+    /// How many instances exist right now.
+    pub fn instances(&self) -> usize {
+        self.pool.live.load(SeqCst)
+    }
+}
+
+impl Code for WasmCode {
+    #[inline]
+    fn call(&self, input: &[u8], output: &mut Vec<u8>) -> Result<(), CallError> {
+        let pool = &*self.pool;
+        let mut instance = pool.checkout()?;
+        match pool.run(&mut instance, input, output) {
+            Ok(()) => {
+                pool.checkin(instance);
+                Ok(())
+            }
+            Err(Failure { error, poisoned }) => {
+                if poisoned {
+                    pool.discard(instance);
+                } else {
+                    pool.checkin(instance);
+                }
+                Err(error)
+            }
+        }
+    }
+
+    fn shutdown(&self) {
+        let pool = &*self.pool;
+        if !pool.info.has_shutdown {
+            return;
+        }
+        while let Some(mut instance) = pool.idle.pop() {
+            let Ok(f) = instance.get_func::<(), ()>("hs_shutdown") else {
+                continue;
+            };
+            instance.store.set_epoch_deadline(pool.deadline_ticks);
+            if let Err(e) = f.call(&mut instance.store, ()) {
+                let error = pool.classify(&mut instance, e);
+                tracing::warn!(slot = &*pool.ctx.slot, %error, "plugin shutdown failed");
+            }
+        }
+    }
+}
+
+impl Pool {
+    fn checkout(&self) -> Result<Box<Instance>, CallError> {
+        loop {
+            if let Some(instance) = self.idle.pop() {
+                return Ok(instance);
+            }
+            let live = self.live.load(SeqCst);
+            if live < self.cap {
+                if self
+                    .live
+                    .compare_exchange(live, live + 1, SeqCst, SeqCst)
+                    .is_ok()
+                {
+                    return self.instantiate().map_err(|e| {
+                        self.live.fetch_sub(1, SeqCst);
+                        self.wake();
+                        CallError::Instantiate(e.to_string())
+                    });
+                }
+                continue;
+            }
+            self.wait_for_instance()?;
+        }
+    }
+
+    /// Blocks until an instance is idle or may be created, for at most the
+    /// call deadline. The slow path only: the cap is reached.
+    fn wait_for_instance(&self) -> Result<(), CallError> {
+        let until = Instant::now() + self.deadline;
+        self.waiting.fetch_add(1, SeqCst);
+        let mut guard = self.wait_lock.lock().unwrap_or_else(|e| e.into_inner());
+        let result = loop {
+            if !self.idle.is_empty() || self.live.load(SeqCst) < self.cap {
+                break Ok(());
+            }
+            let now = Instant::now();
+            if now >= until {
+                break Err(CallError::Overloaded { cap: self.cap });
+            }
+            guard = self
+                .wait_cv
+                .wait_timeout(guard, until - now)
+                .unwrap_or_else(|e| e.into_inner())
+                .0;
+        };
+        drop(guard);
+        self.waiting.fetch_sub(1, SeqCst);
+        result
+    }
+
+    fn checkin(&self, instance: Box<Instance>) {
+        // The queue holds `cap` and at most `cap` instances exist.
+        let _ = self.idle.push(instance);
+        self.wake();
+    }
+
+    /// Throws away an instance that trapped or broke a limit: its memory may
+    /// be in any state.
+    fn discard(&self, instance: Box<Instance>) {
+        drop(instance);
+        self.live.fetch_sub(1, SeqCst);
+        self.wake();
+    }
+
+    fn wake(&self) {
+        // Pushing before reading `waiting` (both SeqCst) and a waiter
+        // counting itself before checking under the lock means no wake-up
+        // is lost.
+        if self.waiting.load(SeqCst) > 0 {
+            let _guard = self.wait_lock.lock().unwrap_or_else(|e| e.into_inner());
+            self.wait_cv.notify_all();
+        }
+    }
+
+    fn instantiate(&self) -> Result<Box<Instance>, PrepareError> {
+        let state = HostState::new(self.ctx.slot.clone(), self.ctx.kv.clone(), self.memory_cap);
+        let mut store = Store::new(&self.engine, state);
+        store.limiter(|s| s);
+        store.epoch_deadline_trap();
+        store.set_epoch_deadline(self.deadline_ticks);
+        let inst = match self.pre.instantiate(&mut store) {
+            Ok(i) => i,
+            Err(e) => {
+                let msg = match store.data_mut().fault.take() {
+                    Some(Fault::MemoryLimit(cap)) => {
+                        format!("its initial memory is larger than the cap of {cap} bytes")
+                    }
+                    _ => format!("{e:#}"),
+                };
+                return Err(PrepareError::Instantiate(msg));
+            }
+        };
+        let abi = |e: wasmtime::Error| PrepareError::Instantiate(format!("{e:#}"));
+        let memory = inst
+            .get_memory(&mut store, "memory")
+            .ok_or_else(|| PrepareError::Instantiate("no memory export".into()))?;
+        store.data_mut().memory = Some(memory);
+        let alloc = inst.get_typed_func(&mut store, "hs_alloc").map_err(abi)?;
+        let process = inst.get_typed_func(&mut store, "hs_process").map_err(abi)?;
+        let mut instance = Box::new(Instance {
+            store,
+            instance: inst,
+            memory,
+            alloc,
+            process,
+        });
+        if self.info.has_init {
+            let init: TypedFunc<(), i32> = instance.get_func("hs_init").map_err(abi)?;
+            match init.call(&mut instance.store, ()) {
+                Ok(0) => {}
+                Ok(code) => return Err(PrepareError::InitFailed { code }),
+                Err(e) => return Err(PrepareError::InitTrapped(self.classify(&mut instance, e))),
+            }
+        }
+        Ok(instance)
+    }
+
+    /// One call: input in through `hs_alloc`, `hs_process`, output out.
+    #[inline]
+    fn run(&self, inst: &mut Instance, input: &[u8], output: &mut Vec<u8>) -> Result<(), Failure> {
+        let abi = |msg: String| Failure {
+            error: CallError::Abi(msg),
+            poisoned: true,
+        };
+        let len = i32::try_from(input.len()).map_err(|_| Failure {
+            error: CallError::Abi(format!("input of {} bytes is over 2 GiB", input.len())),
+            poisoned: false,
+        })?;
+        inst.store.set_epoch_deadline(self.deadline_ticks);
+        let ptr = inst
+            .alloc
+            .call(&mut inst.store, len)
+            .map_err(|e| self.fail(inst, e))?;
+        if ptr == 0 && len > 0 {
+            return Err(abi(format!("hs_alloc({len}) returned 0 (out of memory)")));
+        }
+        inst.memory
+            .write(&mut inst.store, ptr as u32 as usize, input)
+            .map_err(|_| {
+                abi(format!(
+                    "hs_alloc({len}) returned {ptr:#x}, outside the plugin's memory"
+                ))
+            })?;
+        let packed = inst
+            .process
+            .call(&mut inst.store, (ptr, len))
+            .map_err(|e| self.fail(inst, e))?;
+
+        let (out_ptr, out_len, is_err) = unpack(packed);
+        let data = inst.memory.data(&inst.store);
+        let Some(bytes) = out_ptr
+            .checked_add(out_len)
+            .and_then(|end| data.get(out_ptr..end))
+        else {
+            return Err(abi(format!(
+                "hs_process returned output at {out_ptr:#x}+{out_len}, outside the plugin's memory of {} bytes",
+                data.len()
+            )));
+        };
+        if is_err {
+            return Err(Failure {
+                error: CallError::Plugin(String::from_utf8_lossy(bytes).into_owned()),
+                poisoned: false,
+            });
+        }
+        output.extend_from_slice(bytes);
+        Ok(())
+    }
+
+    fn fail(&self, inst: &mut Instance, e: wasmtime::Error) -> Failure {
+        Failure {
+            error: self.classify(inst, e),
+            poisoned: true,
+        }
+    }
+
+    /// Turns a wasmtime error into the precise call error: the host's own
+    /// record of why it failed the call comes first, then the trap code.
+    fn classify(&self, inst: &mut Instance, e: wasmtime::Error) -> CallError {
+        match inst.store.data_mut().fault.take() {
+            Some(Fault::MemoryLimit(limit)) => CallError::MemoryLimit { limit },
+            Some(Fault::HostCall { function, reason }) => CallError::HostCall { function, reason },
+            None => match e.downcast_ref::<Trap>() {
+                Some(Trap::Interrupt) => CallError::Deadline(self.deadline),
+                Some(trap) => CallError::Trap(trap.to_string()),
+                None => CallError::Trap(format!("{e:#}")),
+            },
+        }
+    }
+}
+
+impl Instance {
+    /// An export that is not on the call path (init, health, shutdown).
+    fn get_func<P, R>(&mut self, name: &str) -> wasmtime::Result<TypedFunc<P, R>>
+    where
+        P: wasmtime::WasmParams,
+        R: wasmtime::WasmResults,
+    {
+        self.instance.get_typed_func(&mut self.store, name)
+    }
+}
+
+/// Splits `hs_process`'s result per docs/abi.md: bits 0-31 pointer, 32-62
+/// length, 63 error flag.
+#[inline]
+pub(crate) fn unpack(packed: i64) -> (usize, usize, bool) {
+    let bits = packed as u64;
+    let ptr = (bits & 0xffff_ffff) as usize;
+    let len = ((bits >> 32) & 0x7fff_ffff) as usize;
+    (ptr, len, bits >> 63 == 1)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::unpack;
+
+    #[test]
+    fn unpacks_the_abi_result() {
+        assert_eq!(unpack((5i64 << 32) | 0x10), (0x10, 5, false));
+        assert_eq!(unpack(((1u64 << 63) | (3 << 32) | 8) as i64), (8, 3, true));
+        assert_eq!(unpack(-1), (0xffff_ffff, 0x7fff_ffff, true));
+    }
+}

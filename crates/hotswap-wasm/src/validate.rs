@@ -1,0 +1,404 @@
+//! The ABI v1 validator: checks a module against docs/abi.md without running it.
+
+use std::fmt;
+
+use hotswap_core::Manifest;
+use wasmtime::wasmparser::{
+    CompositeInnerType, Encoding, ExternalKind, FuncType, Parser, Payload, TypeRef, ValType,
+};
+use wasmtime::Engine;
+
+/// The ABI versions this host runs.
+pub const SUPPORTED_ABI: &[u32] = &[1];
+
+/// The custom section that holds a plugin's manifest.
+pub const MANIFEST_SECTION: &str = "hotswap.manifest";
+
+/// The module of the host's own imports.
+pub const HOST_MODULE: &str = "hotswap";
+
+/// The module of WASI preview 1 imports.
+pub const WASI_MODULE: &str = "wasi_snapshot_preview1";
+
+/// Why a module is not a valid ABI v1 plugin. Each says what is wrong and
+/// where, in words a plugin author can act on.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Rejection {
+    /// Not WebAssembly at all.
+    #[error("not a WebAssembly module: {0}")]
+    NotWasm(String),
+    /// WebAssembly, but structurally invalid.
+    #[error("malformed module: {0}")]
+    Malformed(String),
+    /// A component, not a core module.
+    #[error("this is a WebAssembly component; ABI v1 plugins are core modules")]
+    Component,
+    /// A required export is missing.
+    #[error("missing export `{name}`: ABI v1 requires {expected}")]
+    MissingExport {
+        /// The export.
+        name: &'static str,
+        /// What it should be.
+        expected: String,
+    },
+    /// An ABI export has the wrong kind or signature.
+    #[error("export `{name}` is {found}, but ABI v1 requires {expected}")]
+    WrongExport {
+        /// The export.
+        name: String,
+        /// What it should be.
+        expected: String,
+        /// What it is.
+        found: String,
+    },
+    /// An import the sandbox does not provide.
+    #[error("import `{module}.{name}` is not allowed: {reason}")]
+    ForbiddenImport {
+        /// The import's module.
+        module: String,
+        /// The import's name.
+        name: String,
+        /// Why.
+        reason: String,
+    },
+    /// No manifest section.
+    #[error("no `{MANIFEST_SECTION}` custom section: build with `hotswap_guest::plugin!` (Rust) or `HOTSWAP_MANIFEST` (C)")]
+    MissingManifest,
+    /// The manifest is there but wrong.
+    #[error("bad manifest in `{MANIFEST_SECTION}`: {0}")]
+    BadManifest(String),
+    /// Built for an ABI version this host does not run.
+    #[error(
+        "the plugin is built for ABI v{found}; this host runs ABI {}",
+        versions(SUPPORTED_ABI)
+    )]
+    UnsupportedAbi {
+        /// The plugin's ABI version.
+        found: u32,
+    },
+}
+
+fn versions(v: &[u32]) -> String {
+    v.iter()
+        .map(|v| format!("v{v}"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// What validation learned about a module.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ModuleInfo {
+    /// The plugin's manifest.
+    pub manifest: Manifest,
+    /// Whether it exports `hs_init`.
+    pub has_init: bool,
+    /// Whether it exports `hs_health`.
+    pub has_health: bool,
+    /// Whether it exports `hs_shutdown`.
+    pub has_shutdown: bool,
+    /// Whether it imports WASI preview 1.
+    pub uses_wasi: bool,
+    /// Every import, as `module.name`.
+    pub imports: Vec<String>,
+}
+
+/// A core-wasm function signature, for comparing and printing.
+#[derive(Clone, Copy, PartialEq, Eq)]
+struct Sig(&'static [ValType], &'static [ValType]);
+
+impl fmt::Display for Sig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write_sig(f, self.0, self.1)
+    }
+}
+
+fn write_sig(f: &mut impl fmt::Write, params: &[ValType], results: &[ValType]) -> fmt::Result {
+    let list = |v: &[ValType]| {
+        v.iter()
+            .map(|t| t.to_string())
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    write!(f, "func({}) -> ({})", list(params), list(results))
+}
+
+fn show(ty: &FuncType) -> String {
+    let mut s = String::new();
+    let _ = write_sig(&mut s, ty.params(), ty.results());
+    s
+}
+
+use ValType::{I32, I64};
+
+/// The ABI's function exports: name, signature, required.
+const EXPORTS: &[(&str, Sig, bool)] = &[
+    ("hs_alloc", Sig(&[I32], &[I32]), true),
+    ("hs_process", Sig(&[I32, I32], &[I64]), true),
+    ("hs_init", Sig(&[], &[I32]), false),
+    ("hs_health", Sig(&[], &[I32]), false),
+    ("hs_shutdown", Sig(&[], &[]), false),
+];
+
+/// The host's functions (module `hotswap`) and their signatures.
+const HOST_FUNCTIONS: &[(&str, Sig)] = &[
+    ("log", Sig(&[I32, I32, I32], &[])),
+    ("now_ns", Sig(&[], &[I64])),
+    ("random", Sig(&[I32, I32], &[I32])),
+    ("kv_get", Sig(&[I32, I32, I32, I32], &[I64])),
+    ("kv_put", Sig(&[I32, I32, I32, I32], &[I32])),
+    ("kv_delete", Sig(&[I32, I32], &[I32])),
+];
+
+impl Sig {
+    fn matches(&self, ty: &FuncType) -> bool {
+        ty.params() == self.0 && ty.results() == self.1
+    }
+}
+
+/// Checks `bytes` against ABI v1 without running anything: the structure (by
+/// wasmtime's own validator, so it matches what the engine accepts), the
+/// exports and their exact signatures, the imports, and the manifest.
+pub fn validate(engine: &Engine, bytes: &[u8], allow_wasi: bool) -> Result<ModuleInfo, Rejection> {
+    check_header(bytes)?;
+    wasmtime::Module::validate(engine, bytes)
+        .map_err(|e| Rejection::Malformed(format!("{e:#}")))?;
+
+    let mut types: Vec<Option<FuncType>> = Vec::new();
+    let mut funcs: Vec<u32> = Vec::new(); // type index of every function, imports first
+    let mut manifests: Vec<&[u8]> = Vec::new();
+    let mut exports: Vec<(String, ExternalKind, u32)> = Vec::new();
+    let mut imports = Vec::new();
+    let mut uses_wasi = false;
+    let malformed =
+        |e: wasmtime::wasmparser::BinaryReaderError| Rejection::Malformed(e.to_string());
+
+    for payload in Parser::new(0).parse_all(bytes) {
+        match payload.map_err(malformed)? {
+            Payload::TypeSection(reader) => {
+                for group in reader {
+                    for ty in group.map_err(malformed)?.into_types() {
+                        // Non-function (GC) types take an index but can
+                        // never be an ABI function's type.
+                        types.push(match ty.composite_type.inner {
+                            CompositeInnerType::Func(f) => Some(f),
+                            _ => None,
+                        });
+                    }
+                }
+            }
+            Payload::ImportSection(reader) => {
+                for import in reader.into_imports() {
+                    let import = import.map_err(malformed)?;
+                    let TypeRef::Func(ty) = import.ty else {
+                        return Err(Rejection::ForbiddenImport {
+                            module: import.module.into(),
+                            name: import.name.into(),
+                            reason: "plugins may import functions only (not memories, tables, globals or tags)".into(),
+                        });
+                    };
+                    check_import(
+                        import.module,
+                        import.name,
+                        types.get(ty as usize),
+                        allow_wasi,
+                    )?;
+                    uses_wasi |= import.module == WASI_MODULE;
+                    imports.push(format!("{}.{}", import.module, import.name));
+                    funcs.push(ty);
+                }
+            }
+            Payload::FunctionSection(reader) => {
+                for ty in reader {
+                    funcs.push(ty.map_err(malformed)?);
+                }
+            }
+            Payload::ExportSection(reader) => {
+                for export in reader {
+                    let export = export.map_err(malformed)?;
+                    exports.push((export.name.to_string(), export.kind, export.index));
+                }
+            }
+            Payload::CustomSection(reader) if reader.name() == MANIFEST_SECTION => {
+                manifests.push(reader.data());
+            }
+            _ => {}
+        }
+    }
+
+    let export = |name: &str| exports.iter().find(|(n, ..)| n == name);
+    match export("memory") {
+        None => {
+            return Err(Rejection::MissingExport {
+                name: "memory",
+                expected: "the plugin's linear memory".into(),
+            })
+        }
+        Some((_, ExternalKind::Memory, _)) => {}
+        Some((_, kind, _)) => {
+            return Err(Rejection::WrongExport {
+                name: "memory".into(),
+                expected: "a memory".into(),
+                found: kind_name(*kind).into(),
+            })
+        }
+    }
+    let mut present = [false; EXPORTS.len()];
+    for (i, (name, sig, required)) in EXPORTS.iter().enumerate() {
+        let Some((_, kind, index)) = export(name) else {
+            if *required {
+                return Err(Rejection::MissingExport {
+                    name,
+                    expected: format!("a function {sig}"),
+                });
+            }
+            continue;
+        };
+        let wrong = |found: String| Rejection::WrongExport {
+            name: name.to_string(),
+            expected: format!("a function {sig}"),
+            found,
+        };
+        if *kind != ExternalKind::Func {
+            return Err(wrong(kind_name(*kind).into()));
+        }
+        let ty = funcs
+            .get(*index as usize)
+            .and_then(|t| types.get(*t as usize))
+            .and_then(|t| t.as_ref());
+        match ty {
+            Some(ty) if sig.matches(ty) => present[i] = true,
+            Some(ty) => return Err(wrong(show(ty))),
+            None => return Err(wrong("a function of a non-function type".into())),
+        }
+    }
+
+    let manifest = match manifests.as_slice() {
+        [] => return Err(Rejection::MissingManifest),
+        [one] => parse_manifest(one)?,
+        _ => {
+            return Err(Rejection::BadManifest(format!(
+                "found {} `{MANIFEST_SECTION}` sections; there must be exactly one",
+                manifests.len()
+            )))
+        }
+    };
+    Ok(ModuleInfo {
+        manifest,
+        has_init: present[2],
+        has_health: present[3],
+        has_shutdown: present[4],
+        uses_wasi,
+        imports,
+    })
+}
+
+/// Tells garbage and components from modules before anything else, so those
+/// get a plain message rather than a parser's.
+fn check_header(bytes: &[u8]) -> Result<(), Rejection> {
+    if bytes.len() < 8 || &bytes[..4] != b"\0asm" {
+        return Err(Rejection::NotWasm(if bytes.len() < 4 {
+            format!("only {} bytes", bytes.len())
+        } else {
+            "it does not start with the WebAssembly magic bytes `\\0asm`".into()
+        }));
+    }
+    match Parser::new(0).parse(bytes, true) {
+        Ok(wasmtime::wasmparser::Chunk::Parsed {
+            payload:
+                Payload::Version {
+                    encoding: Encoding::Component,
+                    ..
+                },
+            ..
+        }) => Err(Rejection::Component),
+        Ok(_) => Ok(()),
+        Err(e) => Err(Rejection::NotWasm(e.to_string())),
+    }
+}
+
+fn check_import(
+    module: &str,
+    name: &str,
+    ty: Option<&Option<FuncType>>,
+    allow_wasi: bool,
+) -> Result<(), Rejection> {
+    let forbidden = |reason: String| Rejection::ForbiddenImport {
+        module: module.into(),
+        name: name.into(),
+        reason,
+    };
+    match module {
+        HOST_MODULE => {
+            let Some((_, sig)) = HOST_FUNCTIONS.iter().find(|(n, _)| *n == name) else {
+                let known: Vec<_> = HOST_FUNCTIONS.iter().map(|(n, _)| *n).collect();
+                return Err(forbidden(format!(
+                    "the host has no function `{name}`; it has {}",
+                    known.join(", ")
+                )));
+            };
+            match ty {
+                Some(Some(ty)) if sig.matches(ty) => Ok(()),
+                Some(Some(ty)) => Err(forbidden(format!(
+                    "it is imported as {} but the host's is {sig}",
+                    show(ty)
+                ))),
+                _ => Err(forbidden("its type is not a function type".into())),
+            }
+        }
+        WASI_MODULE if allow_wasi => Ok(()),
+        WASI_MODULE => Err(forbidden(
+            "WASI is not allowed for this plugin; the host must enable it (--allow-wasi)".into(),
+        )),
+        _ => Err(forbidden(format!(
+            "plugins may import only from `{HOST_MODULE}` (and `{WASI_MODULE}` when allowed)"
+        ))),
+    }
+}
+
+fn parse_manifest(data: &[u8]) -> Result<Manifest, Rejection> {
+    #[derive(serde::Deserialize)]
+    struct Raw {
+        name: String,
+        version: String,
+        abi: u32,
+    }
+    let bad = |m: String| Rejection::BadManifest(m);
+    let text = std::str::from_utf8(data).map_err(|e| bad(format!("not UTF-8: {e}")))?;
+    let raw: Raw = serde_json::from_str(text).map_err(|e| {
+        bad(format!(
+            "{e}; expected {{\"name\": ..., \"version\": ..., \"abi\": 1}}"
+        ))
+    })?;
+    let name_ok = |c: char| c.is_ascii_alphanumeric() || "-_.".contains(c);
+    if raw.name.is_empty() || raw.name.len() > 64 || !raw.name.chars().all(name_ok) {
+        return Err(bad(format!(
+            "name `{}` must be 1-64 characters from a-z A-Z 0-9 - _ .",
+            raw.name.escape_debug()
+        )));
+    }
+    let version_ok = |c: char| c.is_ascii_graphic();
+    if raw.version.is_empty() || raw.version.len() > 64 || !raw.version.chars().all(version_ok) {
+        return Err(bad(format!(
+            "version `{}` must be 1-64 printable ASCII characters without spaces",
+            raw.version.escape_debug()
+        )));
+    }
+    if !SUPPORTED_ABI.contains(&raw.abi) {
+        return Err(Rejection::UnsupportedAbi { found: raw.abi });
+    }
+    Ok(Manifest {
+        name: raw.name,
+        version: raw.version,
+        abi: raw.abi,
+    })
+}
+
+fn kind_name(kind: ExternalKind) -> &'static str {
+    match kind {
+        ExternalKind::Func | ExternalKind::FuncExact => "a function",
+        ExternalKind::Table => "a table",
+        ExternalKind::Memory => "a memory",
+        ExternalKind::Global => "a global",
+        ExternalKind::Tag => "a tag",
+    }
+}
