@@ -255,6 +255,14 @@ impl<T: Tier> Slot<T> {
         }
     }
 
+    /// Waits until the revision before the active one has finished its
+    /// in-flight calls and been freed, for at most `timeout`. True when it
+    /// has (or there is none).
+    pub fn wait_drained(&self, timeout: Duration) -> bool {
+        let previous = lock(&self.records).previous.clone();
+        previous.is_none_or(|p| p.retired.wait(timeout))
+    }
+
     /// The active revision, if any.
     pub fn active(&self) -> Option<RevisionInfo> {
         lock(&self.records).active.as_ref().map(|r| r.info(true))

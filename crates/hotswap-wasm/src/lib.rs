@@ -30,6 +30,7 @@ mod host;
 mod pool;
 mod validate;
 
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use hotswap_core::{Artifact, CallError, Manifest, SlotContext, Tier, TierError};
@@ -84,6 +85,7 @@ pub struct WasmTier {
     linker: Linker<HostState>,
     cache: CompileCache,
     config: WasmConfig,
+    live_revisions: Arc<AtomicUsize>,
 }
 
 impl WasmTier {
@@ -102,6 +104,7 @@ impl WasmTier {
             engine,
             cache,
             config,
+            live_revisions: Arc::default(),
         })
     }
 
@@ -113,6 +116,12 @@ impl WasmTier {
     /// What the compile cache has done so far.
     pub fn cache_stats(&self) -> CacheStats {
         self.cache.stats()
+    }
+
+    /// Revisions prepared by this tier and not yet freed: active, draining,
+    /// or prepared and not yet activated.
+    pub fn live_revisions(&self) -> usize {
+        self.live_revisions.load(Ordering::SeqCst)
     }
 
     /// Validates `artifact` and returns everything learnt about it.
@@ -149,6 +158,7 @@ impl Tier for WasmTier {
             slot.clone(),
             info,
             &self.config,
+            &self.live_revisions,
         )?)
     }
 }

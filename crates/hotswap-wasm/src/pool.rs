@@ -22,6 +22,8 @@ pub struct WasmCode {
 }
 
 struct Pool {
+    /// Counts this revision among the tier's live ones until it is freed.
+    _live: LiveRevision,
     pre: InstancePre<HostState>,
     engine: Engine,
     ctx: SlotContext,
@@ -64,9 +66,11 @@ impl WasmCode {
         ctx: SlotContext,
         info: Arc<ModuleInfo>,
         config: &crate::WasmConfig,
+        live_revisions: &Arc<AtomicUsize>,
     ) -> Result<WasmCode, PrepareError> {
         let cap = config.instance_cap.max(1);
         let pool = Arc::new(Pool {
+            _live: LiveRevision::new(live_revisions),
             pre,
             engine,
             ctx,
@@ -341,6 +345,22 @@ impl Instance {
         R: wasmtime::WasmResults,
     {
         self.instance.get_typed_func(&mut self.store, name)
+    }
+}
+
+/// One count in the tier's number of live revisions, for as long as it lives.
+struct LiveRevision(Arc<AtomicUsize>);
+
+impl LiveRevision {
+    fn new(count: &Arc<AtomicUsize>) -> LiveRevision {
+        count.fetch_add(1, SeqCst);
+        LiveRevision(count.clone())
+    }
+}
+
+impl Drop for LiveRevision {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, SeqCst);
     }
 }
 

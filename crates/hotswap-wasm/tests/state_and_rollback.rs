@@ -70,3 +70,56 @@ fn the_c_plugin_runs_under_the_same_abi() {
     assert_eq!(info.abi, 1);
     assert_eq!(slot.call(b"abc").unwrap(), b"C: ABC");
 }
+
+#[test]
+fn the_same_digest_compiles_once_and_the_disk_cache_survives_a_new_host() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = WasmConfig {
+        cache_dir: Some(dir.path().to_path_buf()),
+        ..WasmConfig::default()
+    };
+    let first = tier(config.clone());
+    let a = slot(&first, "a");
+    let b = slot(&first, "b");
+    a.deploy(art(hotswap_examples::GREET_V1), None).unwrap();
+    a.deploy(art(hotswap_examples::GREET_V1), None).unwrap();
+    b.deploy(art(hotswap_examples::GREET_V1), None).unwrap();
+    let stats = first.cache_stats();
+    assert_eq!(stats.compiles, 1, "{stats:?}");
+    assert_eq!(stats.memory_hits, 2, "{stats:?}");
+
+    // A new host (as after a restart) loads the compiled module from disk.
+    let second = tier(config.clone());
+    let c = slot(&second, "c");
+    c.deploy(art(hotswap_examples::GREET_V1), None).unwrap();
+    assert_eq!(c.call(b"disk").unwrap(), b"hello, disk!");
+    assert_eq!(second.cache_stats().compiles, 0);
+    assert_eq!(second.cache_stats().disk_hits, 1);
+
+    // A corrupted cache file is recompiled, never loaded.
+    for entry in walk(dir.path()) {
+        let mut bytes = std::fs::read(&entry).unwrap();
+        let mid = bytes.len() / 2;
+        bytes[mid] ^= 0xff;
+        std::fs::write(&entry, bytes).unwrap();
+    }
+    let third = tier(config);
+    let d = slot(&third, "d");
+    d.deploy(art(hotswap_examples::GREET_V1), None).unwrap();
+    assert_eq!(d.call(b"again").unwrap(), b"hello, again!");
+    assert_eq!(third.cache_stats().compiles, 1);
+    assert_eq!(third.cache_stats().disk_hits, 0);
+}
+
+fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut files = Vec::new();
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.is_dir() {
+            files.extend(walk(&path));
+        } else {
+            files.push(path);
+        }
+    }
+    files
+}
