@@ -75,7 +75,6 @@ fn build_c_plugin(root: &Path, out: &Path) {
         "-O2",
         "-nostdlib",
         "-Wl,--no-entry",
-        "-Wl,--export-dynamic",
     ])
     .arg("-I")
     .arg(root.join("crates/hotswap-guest/include"))

@@ -22,9 +22,6 @@ pub struct WasmConfig {
     /// Where compiled modules are kept across restarts; `None` keeps them in
     /// memory only.
     pub cache_dir: Option<PathBuf>,
-    /// Whether plugins may import WASI preview 1 (sandboxed: no files, no
-    /// network, no environment).
-    pub allow_wasi: bool,
 }
 
 impl Default for WasmConfig {
@@ -35,7 +32,6 @@ impl Default for WasmConfig {
             instance_cap: 16,
             total_instances: 1000,
             cache_dir: None,
-            allow_wasi: false,
         }
     }
 }

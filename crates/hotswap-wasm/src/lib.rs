@@ -94,11 +94,7 @@ impl WasmTier {
     pub fn new(config: WasmConfig) -> Result<WasmTier, TierError> {
         let engine = Engine::new(&engine_config(&config))?;
         start_epoch_ticker(&engine);
-        let cache = CompileCache::new(
-            engine.clone(),
-            config.cache_dir.as_deref(),
-            config.allow_wasi,
-        );
+        let cache = CompileCache::new(engine.clone(), config.cache_dir.as_deref());
         Ok(WasmTier {
             linker: host::linker(&engine),
             engine,
@@ -122,6 +118,16 @@ impl WasmTier {
     /// or prepared and not yet activated.
     pub fn live_revisions(&self) -> usize {
         self.live_revisions.load(Ordering::SeqCst)
+    }
+
+    /// Validates and compiles `artifact` ahead of a deploy, so the deploy
+    /// itself only instantiates. Deploying without this compiles on demand.
+    pub fn precompile(&self, artifact: &Artifact) -> Result<(), TierError> {
+        self.inspect(artifact)?;
+        self.cache
+            .module(artifact)
+            .map_err(|e| PrepareError::Compile(format!("{e:#}")))?;
+        Ok(())
     }
 
     /// Validates `artifact` and returns everything learnt about it.

@@ -282,8 +282,10 @@ impl Pool {
         if ptr == 0 && len > 0 {
             return Err(abi(format!("hs_alloc({len}) returned 0 (out of memory)")));
         }
+        // An empty input is never written, so any pointer will do for it.
         inst.memory
             .write(&mut inst.store, ptr as u32 as usize, input)
+            .or_else(|e| if len == 0 { Ok(()) } else { Err(e) })
             .map_err(|_| {
                 abi(format!(
                     "hs_alloc({len}) returned {ptr:#x}, outside the plugin's memory"
@@ -296,10 +298,14 @@ impl Pool {
 
         let (out_ptr, out_len, is_err) = unpack(packed);
         let data = inst.memory.data(&inst.store);
-        let Some(bytes) = out_ptr
-            .checked_add(out_len)
-            .and_then(|end| data.get(out_ptr..end))
-        else {
+        // An empty output may point anywhere (docs/abi.md).
+        let Some(bytes) = (if out_len == 0 {
+            Some(&[][..])
+        } else {
+            out_ptr
+                .checked_add(out_len)
+                .and_then(|end| data.get(out_ptr..end))
+        }) else {
             return Err(abi(format!(
                 "hs_process returned output at {out_ptr:#x}+{out_len}, outside the plugin's memory of {} bytes",
                 data.len()

@@ -96,8 +96,6 @@ pub struct ModuleInfo {
     pub has_health: bool,
     /// Whether it exports `hs_shutdown`.
     pub has_shutdown: bool,
-    /// Whether it imports WASI preview 1.
-    pub uses_wasi: bool,
     /// Every import, as `module.name`.
     pub imports: Vec<String>,
 }
@@ -158,7 +156,7 @@ impl Sig {
 /// Checks `bytes` against ABI v1 without running anything: the structure (by
 /// wasmtime's own validator, so it matches what the engine accepts), the
 /// exports and their exact signatures, the imports, and the manifest.
-pub fn validate(engine: &Engine, bytes: &[u8], allow_wasi: bool) -> Result<ModuleInfo, Rejection> {
+pub fn validate(engine: &Engine, bytes: &[u8]) -> Result<ModuleInfo, Rejection> {
     check_header(bytes)?;
     wasmtime::Module::validate(engine, bytes)
         .map_err(|e| Rejection::Malformed(format!("{e:#}")))?;
@@ -168,7 +166,6 @@ pub fn validate(engine: &Engine, bytes: &[u8], allow_wasi: bool) -> Result<Modul
     let mut manifests: Vec<&[u8]> = Vec::new();
     let mut exports: Vec<(String, ExternalKind, u32)> = Vec::new();
     let mut imports = Vec::new();
-    let mut uses_wasi = false;
     let malformed =
         |e: wasmtime::wasmparser::BinaryReaderError| Rejection::Malformed(e.to_string());
 
@@ -196,13 +193,7 @@ pub fn validate(engine: &Engine, bytes: &[u8], allow_wasi: bool) -> Result<Modul
                             reason: "plugins may import functions only (not memories, tables, globals or tags)".into(),
                         });
                     };
-                    check_import(
-                        import.module,
-                        import.name,
-                        types.get(ty as usize),
-                        allow_wasi,
-                    )?;
-                    uses_wasi |= import.module == WASI_MODULE;
+                    check_import(import.module, import.name, types.get(ty as usize))?;
                     imports.push(format!("{}.{}", import.module, import.name));
                     funcs.push(ty);
                 }
@@ -287,7 +278,6 @@ pub fn validate(engine: &Engine, bytes: &[u8], allow_wasi: bool) -> Result<Modul
         has_init: present[2],
         has_health: present[3],
         has_shutdown: present[4],
-        uses_wasi,
         imports,
     })
 }
@@ -316,12 +306,7 @@ fn check_header(bytes: &[u8]) -> Result<(), Rejection> {
     }
 }
 
-fn check_import(
-    module: &str,
-    name: &str,
-    ty: Option<&Option<FuncType>>,
-    allow_wasi: bool,
-) -> Result<(), Rejection> {
+fn check_import(module: &str, name: &str, ty: Option<&Option<FuncType>>) -> Result<(), Rejection> {
     let forbidden = |reason: String| Rejection::ForbiddenImport {
         module: module.into(),
         name: name.into(),
@@ -345,12 +330,12 @@ fn check_import(
                 _ => Err(forbidden("its type is not a function type".into())),
             }
         }
-        WASI_MODULE if allow_wasi => Ok(()),
         WASI_MODULE => Err(forbidden(
-            "WASI is not allowed for this plugin; the host must enable it (--allow-wasi)".into(),
+            "this host does not provide WASI; use the `hotswap` host functions (docs/abi.md)"
+                .into(),
         )),
         _ => Err(forbidden(format!(
-            "plugins may import only from `{HOST_MODULE}` (and `{WASI_MODULE}` when allowed)"
+            "plugins may import only from `{HOST_MODULE}`"
         ))),
     }
 }
@@ -376,10 +361,12 @@ fn parse_manifest(data: &[u8]) -> Result<Manifest, Rejection> {
             raw.name.escape_debug()
         )));
     }
-    let version_ok = |c: char| c.is_ascii_graphic();
+    // No quotes or backslashes: the manifest is JSON, and SDKs write it
+    // without escaping.
+    let version_ok = |c: char| c.is_ascii_graphic() && c != '"' && c != '\\';
     if raw.version.is_empty() || raw.version.len() > 64 || !raw.version.chars().all(version_ok) {
         return Err(bad(format!(
-            "version `{}` must be 1-64 printable ASCII characters without spaces",
+            "version `{}` must be 1-64 printable ASCII characters, without spaces, quotes or backslashes",
             raw.version.escape_debug()
         )));
     }

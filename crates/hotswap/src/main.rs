@@ -1,1 +1,71 @@
-fn main() {}
+//! The `hotswap` command: check, run, demonstrate and benchmark hot-swappable
+//! plugins.
+
+mod bench;
+mod check;
+mod demo;
+mod input;
+mod run;
+mod stats;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+/// Replace running code without stopping the process and without failing a
+/// single request.
+///
+/// hotswap loads WebAssembly plugins into named slots and swaps them while
+/// they serve calls: validated before they run, published atomically, calls
+/// in flight finishing on the old revision, the old revision freed after.
+/// Plugins follow ABI v1 (docs/abi.md).
+#[derive(Parser)]
+#[command(
+    name = "hotswap",
+    version,
+    propagate_version = true,
+    max_term_width = 100
+)]
+#[command(
+    after_help = "Logging: set RUST_LOG (e.g. RUST_LOG=debug). Exit codes: 0 ok, 1 the operation failed, 2 bad usage."
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Validate a module against ABI v1 without running it.
+    Check(check::Args),
+    /// Load a module and call it once.
+    Run(run::Args),
+    /// Watch a plugin being replaced while it answers calls.
+    Demo(demo::Args),
+    /// Measure hotswap on this machine.
+    #[command(subcommand)]
+    Bench(bench::Command),
+}
+
+fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Check(args) => check::main(args),
+        Command::Run(args) => run::main(args),
+        Command::Demo(args) => demo::main(args),
+        Command::Bench(cmd) => bench::main(cmd),
+    };
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

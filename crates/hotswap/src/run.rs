@@ -1,0 +1,78 @@
+//! `hotswap run`: load a module and call it once, under the usual limits.
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use hotswap_core::{error_chain, Artifact, EventBus, MemoryKv, Slot};
+use hotswap_wasm::{WasmConfig, WasmTier};
+
+use crate::input::read_module;
+
+#[derive(clap::Args)]
+pub struct Args {
+    /// The module: a `.wasm` file, or a `.wat` text file.
+    file: PathBuf,
+    /// The input, as a string.
+    #[arg(long, conflicts_with = "input_file")]
+    input: Option<String>,
+    /// The input, read from a file (`-` for standard input).
+    #[arg(long)]
+    input_file: Option<PathBuf>,
+    /// The call's deadline, in milliseconds.
+    #[arg(long, default_value_t = 1000, value_name = "MS")]
+    deadline: u64,
+    /// The plugin's memory cap, in MiB.
+    #[arg(long, default_value_t = 64, value_name = "MIB")]
+    memory_cap: u64,
+}
+
+pub fn main(args: Args) -> anyhow::Result<ExitCode> {
+    let bytes = read_module(&args.file)?;
+    let input = match (&args.input, &args.input_file) {
+        (Some(s), _) => s.clone().into_bytes(),
+        (None, Some(p)) if p.as_os_str() == "-" => {
+            let mut buf = Vec::new();
+            std::io::Read::read_to_end(&mut std::io::stdin(), &mut buf)?;
+            buf
+        }
+        (None, Some(p)) => {
+            std::fs::read(p).with_context(|| format!("cannot read {}", p.display()))?
+        }
+        (None, None) => Vec::new(),
+    };
+    let tier = WasmTier::new(WasmConfig {
+        deadline: Duration::from_millis(args.deadline),
+        memory_cap: args.memory_cap << 20,
+        total_instances: 4,
+        ..WasmConfig::default()
+    })
+    .map_err(|e| anyhow::anyhow!(e))?;
+    let slot = Slot::new(
+        "run",
+        Arc::new(tier),
+        Arc::new(MemoryKv::default()),
+        EventBus::new(),
+    );
+    if let Err(e) = slot.deploy(Artifact::new(bytes), None) {
+        eprintln!("error: {}: {}", args.file.display(), error_chain(&e));
+        return Ok(ExitCode::FAILURE);
+    }
+    match slot.call(&input) {
+        Ok(output) => {
+            let mut stdout = std::io::stdout().lock();
+            stdout.write_all(&output)?;
+            if std::io::IsTerminal::is_terminal(&stdout) && !output.ends_with(b"\n") {
+                stdout.write_all(b"\n")?;
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            Ok(ExitCode::FAILURE)
+        }
+    }
+}

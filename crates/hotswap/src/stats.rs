@@ -1,0 +1,48 @@
+//! Small measuring helpers shared by the demo and the benchmarks.
+
+/// The process's resident memory, in KiB (Linux).
+pub fn rss_kib() -> u64 {
+    std::fs::read_to_string("/proc/self/statm")
+        .ok()
+        .and_then(|s| s.split_whitespace().nth(1)?.parse::<u64>().ok())
+        // statm counts 4 KiB pages on every Linux target hotswap builds for.
+        .map_or(0, |pages| pages * 4)
+}
+
+/// Sorted samples, for percentiles.
+pub struct Samples(Vec<u64>);
+
+impl Samples {
+    pub fn new(mut v: Vec<u64>) -> Samples {
+        v.sort_unstable();
+        Samples(v)
+    }
+
+    /// The `p`-th percentile (0–100), nearest rank.
+    pub fn pct(&self, p: f64) -> u64 {
+        if self.0.is_empty() {
+            return 0;
+        }
+        let rank = ((p / 100.0) * self.0.len() as f64).ceil() as usize;
+        self.0[rank.clamp(1, self.0.len()) - 1]
+    }
+
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Samples;
+
+    #[test]
+    fn nearest_rank_percentiles() {
+        let s = Samples::new((1..=100).rev().collect());
+        assert_eq!(s.pct(50.0), 50);
+        assert_eq!(s.pct(99.0), 99);
+        assert_eq!(s.pct(100.0), 100);
+        assert_eq!(s.pct(0.0), 1);
+        assert_eq!(Samples::new(vec![]).pct(50.0), 0);
+    }
+}
