@@ -34,6 +34,7 @@ pub(crate) struct CompileCache {
     /// `<cache_dir>/<engine fingerprint>`: a different wasmtime version or
     /// setting looks in a different directory, never at the wrong code.
     dir: Option<PathBuf>,
+    allow_wasi: bool,
     entries: Mutex<Entries>,
     compiles: AtomicU64,
     disk_hits: AtomicU64,
@@ -53,11 +54,12 @@ struct Entry {
 }
 
 impl CompileCache {
-    pub fn new(engine: Engine, cache_dir: Option<&Path>) -> CompileCache {
+    pub fn new(engine: Engine, cache_dir: Option<&Path>, allow_wasi: bool) -> CompileCache {
         let dir = cache_dir.map(|d| d.join(engine_fingerprint(&engine)));
         CompileCache {
             engine,
             dir,
+            allow_wasi,
             entries: Mutex::default(),
             compiles: AtomicU64::new(0),
             disk_hits: AtomicU64::new(0),
@@ -73,13 +75,17 @@ impl CompileCache {
         }
     }
 
-    /// Validation is a pure function of the bytes, so
+    /// Validation is a pure function of the bytes (and the WASI setting), so
     /// it is done once per digest too: a swap to a known revision skips it.
     pub fn validate(&self, artifact: &Artifact) -> Result<Arc<ModuleInfo>, Rejection> {
         if let Some(entry) = self.lock().map.get(&artifact.digest()) {
             return Ok(entry.info.clone());
         }
-        let info = Arc::new(validate::validate(&self.engine, artifact.bytes())?);
+        let info = Arc::new(validate::validate(
+            &self.engine,
+            artifact.bytes(),
+            self.allow_wasi,
+        )?);
         self.insert(artifact.digest(), info.clone(), None);
         Ok(info)
     }

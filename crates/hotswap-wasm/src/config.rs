@@ -22,6 +22,10 @@ pub struct WasmConfig {
     /// Where compiled modules are kept across restarts; `None` keeps them in
     /// memory only.
     pub cache_dir: Option<PathBuf>,
+    /// Whether plugins may import WASI preview 1, in a sandbox with no
+    /// files, no network, no environment and no arguments. Needs the `wasi`
+    /// cargo feature (on by default).
+    pub allow_wasi: bool,
 }
 
 impl Default for WasmConfig {
@@ -32,6 +36,7 @@ impl Default for WasmConfig {
             instance_cap: 16,
             total_instances: 1000,
             cache_dir: None,
+            allow_wasi: false,
         }
     }
 }

@@ -30,6 +30,9 @@ pub(crate) struct HostState {
     pub memory: Option<Memory>,
     pub memory_cap: u64,
     pub fault: Option<Fault>,
+    /// The WASI sandbox, for instances of modules that import WASI.
+    #[cfg(feature = "wasi")]
+    pub wasi: Option<wasmtime_wasi::p1::WasiP1Ctx>,
 }
 
 impl HostState {
@@ -40,6 +43,8 @@ impl HostState {
             memory: None,
             memory_cap,
             fault: None,
+            #[cfg(feature = "wasi")]
+            wasi: None,
         }
     }
 }
@@ -71,10 +76,17 @@ impl ResourceLimiter for HostState {
     }
 }
 
-/// Builds the linker with every host function of ABI v1.
-pub(crate) fn linker(engine: &wasmtime::Engine) -> Linker<HostState> {
+/// Builds the linker with every host function of ABI v1, and WASI preview 1
+/// when allowed.
+pub(crate) fn linker(engine: &wasmtime::Engine, allow_wasi: bool) -> Linker<HostState> {
     let mut linker = Linker::new(engine);
     add_host_functions(&mut linker).expect("host functions have unique names");
+    #[cfg(feature = "wasi")]
+    if allow_wasi {
+        crate::wasi::add_to_linker(&mut linker).expect("WASI functions have unique names");
+    }
+    #[cfg(not(feature = "wasi"))]
+    let _ = allow_wasi;
     linker
 }
 

@@ -29,6 +29,8 @@ mod config;
 mod host;
 mod pool;
 mod validate;
+#[cfg(feature = "wasi")]
+mod wasi;
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -92,11 +94,20 @@ impl WasmTier {
     /// Builds the engine (pooling allocator, epoch interruption) and starts
     /// the thread that advances the epoch.
     pub fn new(config: WasmConfig) -> Result<WasmTier, TierError> {
+        if config.allow_wasi && !cfg!(feature = "wasi") {
+            return Err(
+                "WASI was asked for, but hotswap-wasm was built without its `wasi` feature".into(),
+            );
+        }
         let engine = Engine::new(&engine_config(&config))?;
         start_epoch_ticker(&engine);
-        let cache = CompileCache::new(engine.clone(), config.cache_dir.as_deref());
+        let cache = CompileCache::new(
+            engine.clone(),
+            config.cache_dir.as_deref(),
+            config.allow_wasi,
+        );
         Ok(WasmTier {
-            linker: host::linker(&engine),
+            linker: host::linker(&engine, config.allow_wasi),
             engine,
             cache,
             config,

@@ -222,6 +222,14 @@ impl Pool {
 
     fn instantiate(&self) -> Result<Box<Instance>, PrepareError> {
         let state = HostState::new(self.ctx.slot.clone(), self.ctx.kv.clone(), self.memory_cap);
+        #[cfg(feature = "wasi")]
+        let state = HostState {
+            wasi: self
+                .info
+                .uses_wasi
+                .then(|| crate::wasi::context(&self.ctx.slot)),
+            ..state
+        };
         let mut store = Store::new(&self.engine, state);
         store.limiter(|s| s);
         store.epoch_deadline_trap();

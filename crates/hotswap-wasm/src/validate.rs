@@ -96,6 +96,8 @@ pub struct ModuleInfo {
     pub has_health: bool,
     /// Whether it exports `hs_shutdown`.
     pub has_shutdown: bool,
+    /// Whether it imports WASI preview 1.
+    pub uses_wasi: bool,
     /// Every import, as `module.name`.
     pub imports: Vec<String>,
 }
@@ -156,7 +158,9 @@ impl Sig {
 /// Checks `bytes` against ABI v1 without running anything: the structure (by
 /// wasmtime's own validator, so it matches what the engine accepts), the
 /// exports and their exact signatures, the imports, and the manifest.
-pub fn validate(engine: &Engine, bytes: &[u8]) -> Result<ModuleInfo, Rejection> {
+///
+/// With `allow_wasi`, imports from `wasi_snapshot_preview1` are accepted too.
+pub fn validate(engine: &Engine, bytes: &[u8], allow_wasi: bool) -> Result<ModuleInfo, Rejection> {
     check_header(bytes)?;
     wasmtime::Module::validate(engine, bytes)
         .map_err(|e| Rejection::Malformed(format!("{e:#}")))?;
@@ -166,6 +170,7 @@ pub fn validate(engine: &Engine, bytes: &[u8]) -> Result<ModuleInfo, Rejection> 
     let mut manifests: Vec<&[u8]> = Vec::new();
     let mut exports: Vec<(String, ExternalKind, u32)> = Vec::new();
     let mut imports = Vec::new();
+    let mut uses_wasi = false;
     let malformed =
         |e: wasmtime::wasmparser::BinaryReaderError| Rejection::Malformed(e.to_string());
 
@@ -193,7 +198,13 @@ pub fn validate(engine: &Engine, bytes: &[u8]) -> Result<ModuleInfo, Rejection> 
                             reason: "plugins may import functions only (not memories, tables, globals or tags)".into(),
                         });
                     };
-                    check_import(import.module, import.name, types.get(ty as usize))?;
+                    check_import(
+                        import.module,
+                        import.name,
+                        types.get(ty as usize),
+                        allow_wasi,
+                    )?;
+                    uses_wasi |= import.module == WASI_MODULE;
                     imports.push(format!("{}.{}", import.module, import.name));
                     funcs.push(ty);
                 }
@@ -278,6 +289,7 @@ pub fn validate(engine: &Engine, bytes: &[u8]) -> Result<ModuleInfo, Rejection> 
         has_init: present[2],
         has_health: present[3],
         has_shutdown: present[4],
+        uses_wasi,
         imports,
     })
 }
@@ -306,7 +318,12 @@ fn check_header(bytes: &[u8]) -> Result<(), Rejection> {
     }
 }
 
-fn check_import(module: &str, name: &str, ty: Option<&Option<FuncType>>) -> Result<(), Rejection> {
+fn check_import(
+    module: &str,
+    name: &str,
+    ty: Option<&Option<FuncType>>,
+    allow_wasi: bool,
+) -> Result<(), Rejection> {
     let forbidden = |reason: String| Rejection::ForbiddenImport {
         module: module.into(),
         name: name.into(),
@@ -330,12 +347,13 @@ fn check_import(module: &str, name: &str, ty: Option<&Option<FuncType>>) -> Resu
                 _ => Err(forbidden("its type is not a function type".into())),
             }
         }
+        WASI_MODULE if allow_wasi => Ok(()),
         WASI_MODULE => Err(forbidden(
-            "this host does not provide WASI; use the `hotswap` host functions (docs/abi.md)"
+            "WASI is not allowed on this host; enable it (`allow_wasi`, `--allow-wasi`) or use the `hotswap` host functions"
                 .into(),
         )),
         _ => Err(forbidden(format!(
-            "plugins may import only from `{HOST_MODULE}`"
+            "plugins may import only from `{HOST_MODULE}` (and `{WASI_MODULE}` when the host allows WASI)"
         ))),
     }
 }

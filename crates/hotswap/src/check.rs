@@ -13,6 +13,10 @@ use crate::input::read_module;
 pub struct Args {
     /// The module: a `.wasm` file, or a `.wat` text file.
     file: PathBuf,
+    /// Allow imports from WASI preview 1 (sandboxed: no files, no network,
+    /// no environment; output goes to the log).
+    #[arg(long)]
+    allow_wasi: bool,
     /// Print one JSON object instead of text.
     #[arg(long)]
     json: bool,
@@ -40,6 +44,7 @@ pub fn main(args: Args) -> anyhow::Result<ExitCode> {
     let bytes = read_module(&args.file)?;
     let tier = WasmTier::new(WasmConfig {
         total_instances: 1,
+        allow_wasi: args.allow_wasi,
         ..WasmConfig::default()
     })
     .map_err(|e| anyhow::anyhow!(e))?;

@@ -16,6 +16,10 @@ use crate::input::read_module;
 pub struct Args {
     /// The module: a `.wasm` file, or a `.wat` text file.
     file: PathBuf,
+    /// Allow imports from WASI preview 1 (sandboxed: no files, no network,
+    /// no environment; output goes to the log).
+    #[arg(long)]
+    allow_wasi: bool,
     /// The input, as a string.
     #[arg(long, conflicts_with = "input_file")]
     input: Option<String>,
@@ -48,6 +52,7 @@ pub fn main(args: Args) -> anyhow::Result<ExitCode> {
         deadline: Duration::from_millis(args.deadline),
         memory_cap: args.memory_cap << 20,
         total_instances: 4,
+        allow_wasi: args.allow_wasi,
         ..WasmConfig::default()
     })
     .map_err(|e| anyhow::anyhow!(e))?;
