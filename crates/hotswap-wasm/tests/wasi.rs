@@ -42,7 +42,11 @@ fn wasi_runs_sandboxed_when_allowed() {
         .unwrap();
     assert_eq!(info.name, "wasi-probe");
     let reply = slot.call(b"").unwrap();
-    assert_eq!(reply, [0, 13, 8, 0], "errno, written, preopen errno, env count");
+    assert_eq!(
+        reply,
+        [0, 13, 8, 0],
+        "errno, written, preopen errno, env count"
+    );
     // Every instance gets its own sandbox; a second call works the same.
     assert_eq!(slot.call(b"").unwrap(), [0, 13, 8, 0]);
 }

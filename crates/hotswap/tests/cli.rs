@@ -1,0 +1,212 @@
+//! The `hotswap` command as a user runs it: exit codes, text and JSON
+//! output, and limits surfacing as clear errors.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+fn hotswap(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_hotswap"))
+        .args(args)
+        .env("RUST_LOG", "off")
+        .output()
+        .expect("hotswap runs")
+}
+
+fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+fn write(dir: &Path, name: &str, bytes: &[u8]) -> PathBuf {
+    let path = dir.join(name);
+    std::fs::write(&path, bytes).unwrap();
+    path
+}
+
+const MANIFEST: &str =
+    r#"(@custom "hotswap.manifest" "{\"name\":\"t\",\"version\":\"1\",\"abi\":1}")"#;
+
+fn wat(process_body: &str) -> String {
+    format!(
+        r#"(module (memory (export "memory") 1)
+             (func (export "hs_alloc") (param i32) (result i32) (i32.const 1024))
+             (func (export "hs_process") (param i32 i32) (result i64) {process_body})
+             {MANIFEST})"#
+    )
+}
+
+#[test]
+fn check_summarises_a_valid_plugin() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = write(dir.path(), "greet.wasm", hotswap_examples::GREET_V1);
+    let out = hotswap(&["check", file.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(stdout(&out).contains("valid ABI v1 plugin"));
+    assert!(stdout(&out).contains("version  1.0.0"));
+
+    let out = hotswap(&["check", "--json", file.to_str().unwrap()]);
+    assert!(out.status.success());
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["valid"], true);
+    assert_eq!(v["name"], "greet");
+    assert_eq!(v["version"], "1.0.0");
+    assert_eq!(v["abi"], 1);
+}
+
+#[test]
+fn check_rejects_with_the_reason() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = write(dir.path(), "junk.wasm", b"definitely not wasm");
+    let out = hotswap(&["check", file.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr(&out).contains("not a WebAssembly module"),
+        "{}",
+        stderr(&out)
+    );
+
+    let out = hotswap(&["check", "--json", file.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["valid"], false);
+    assert!(v["error"].as_str().unwrap().contains("magic"));
+
+    let out = hotswap(&["check", "/no/such/file.wasm"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr(&out).contains("cannot read /no/such/file.wasm"));
+}
+
+#[test]
+fn run_calls_the_plugin_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = write(dir.path(), "greet2.wasm", hotswap_examples::GREET_V2);
+    let out = hotswap(&["run", file.to_str().unwrap(), "--input", "there"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(stdout(&out), "HELLO, THERE!! (v2)");
+
+    let input = write(dir.path(), "input.txt", b"file");
+    let c = write(dir.path(), "upper.wasm", hotswap_examples::C_UPPER);
+    let out = hotswap(&[
+        "run",
+        c.to_str().unwrap(),
+        "--input-file",
+        input.to_str().unwrap(),
+    ]);
+    assert_eq!(stdout(&out), "C: FILE");
+}
+
+#[test]
+fn run_ends_a_looping_plugin_at_its_deadline() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = write(
+        dir.path(),
+        "loop.wat",
+        wat("(loop (br 0)) (i64.const 0)").as_bytes(),
+    );
+    let out = hotswap(&["run", file.to_str().unwrap(), "--deadline", "100"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr(&out).contains("plugin ran past its deadline of 100ms"),
+        "{}",
+        stderr(&out)
+    );
+}
+
+#[test]
+fn run_stops_a_plugin_at_its_memory_cap() {
+    let dir = tempfile::tempdir().unwrap();
+    let body = "(drop (memory.grow (i32.const 1000))) (i64.const 0)";
+    let file = write(dir.path(), "hog.wat", wat(body).as_bytes());
+    let out = hotswap(&["run", file.to_str().unwrap(), "--memory-cap", "1"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr(&out).contains("memory cap of 1048576 bytes"),
+        "{}",
+        stderr(&out)
+    );
+}
+
+#[test]
+fn bad_usage_exits_2() {
+    assert_eq!(hotswap(&["run"]).status.code(), Some(2));
+    assert_eq!(hotswap(&["frobnicate"]).status.code(), Some(2));
+    for sub in [
+        &["--help"][..],
+        &["check", "--help"],
+        &["run", "--help"],
+        &["demo", "--help"],
+        &["bench", "swap", "--help"],
+    ] {
+        let out = hotswap(sub);
+        assert!(out.status.success(), "{sub:?}");
+        assert!(stdout(&out).contains("Usage"), "{sub:?}");
+    }
+}
+
+#[test]
+fn demo_counts_every_call_and_fails_none() {
+    let out = hotswap(&[
+        "demo",
+        "--swaps",
+        "6",
+        "--interval",
+        "20",
+        "--callers",
+        "2",
+        "--json",
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let lines: Vec<serde_json::Value> = stdout(&out)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines.len(), 7, "six swaps and a summary");
+    for (i, swap) in lines[..6].iter().enumerate() {
+        let expected = if i % 2 == 0 { "2.0.0" } else { "1.0.0" };
+        assert_eq!(swap["to"], expected);
+    }
+    let summary = &lines[6];
+    assert_eq!(summary["failed"], 0);
+    let calls = summary["calls"].as_u64().unwrap();
+    assert!(calls > 0);
+    assert_eq!(
+        summary["v1_replies"].as_u64().unwrap() + summary["v2_replies"].as_u64().unwrap(),
+        calls
+    );
+}
+
+#[test]
+fn bench_swap_prints_the_documented_json() {
+    let out = hotswap(&[
+        "bench",
+        "swap",
+        "--json",
+        "--swaps",
+        "20",
+        "--compiles",
+        "1",
+        "--calls",
+        "1000",
+        "--seconds",
+        "1",
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    for key in [
+        "swap_p50_us",
+        "swap_p99_us",
+        "swap_compile_p50_us",
+        "call_p50_ns",
+        "call_p99_ns",
+        "steady_p99_ns",
+        "swapping_p99_ns",
+        "failed_calls",
+        "rss_growth_kib",
+    ] {
+        assert!(v[key].is_number(), "{key} missing or not a number in {v}");
+    }
+    assert_eq!(v["failed_calls"], 0);
+}
