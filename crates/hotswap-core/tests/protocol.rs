@@ -1,0 +1,280 @@
+//! The swap protocol's promises, checked with a toy tier whose calls can be
+//! held open: in-flight calls finish on their revision, teardown happens on
+//! the cleanup thread after the last call, never more than two live
+//! revisions, and an event for every transition.
+
+use std::sync::mpsc::{channel, Receiver, Sender};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use hotswap_core::*;
+
+/// Artifacts are `name` or `name:hold`; a call to a `hold` revision says so
+/// on `entered` once it is running on that revision, then blocks until the
+/// test sends on the gate.
+struct Toy {
+    gate: Mutex<Option<Receiver<()>>>,
+    entered: Sender<()>,
+    retired: Sender<(String, String)>,
+}
+
+struct ToyCode {
+    name: String,
+    hold: Option<Mutex<Receiver<()>>>,
+    entered: Sender<()>,
+    retired: Sender<(String, String)>,
+}
+
+impl Tier for Toy {
+    type Code = ToyCode;
+
+    fn validate(&self, a: &Artifact) -> Result<Manifest, TierError> {
+        let text = std::str::from_utf8(a.bytes())?;
+        if text.starts_with("bad") {
+            return Err("toy artifacts must not start with `bad`".into());
+        }
+        let name = text.split(':').next().unwrap().to_string();
+        Ok(Manifest {
+            name: "toy".into(),
+            version: name,
+            abi: 1,
+        })
+    }
+
+    fn prepare(&self, a: &Artifact, m: &Manifest, _: &SlotContext) -> Result<ToyCode, TierError> {
+        if m.version == "unready" {
+            return Err("toy refuses to start".into());
+        }
+        let hold = a.bytes().ends_with(b":hold");
+        Ok(ToyCode {
+            name: m.version.clone(),
+            hold: hold.then(|| Mutex::new(self.gate.lock().unwrap().take().expect("one gate"))),
+            entered: self.entered.clone(),
+            retired: self.retired.clone(),
+        })
+    }
+}
+
+impl Code for ToyCode {
+    fn call(&self, _input: &[u8], out: &mut Vec<u8>) -> Result<(), CallError> {
+        if let Some(gate) = &self.hold {
+            let _ = self.entered.send(());
+            gate.lock().unwrap().recv().ok();
+        }
+        out.extend_from_slice(self.name.as_bytes());
+        Ok(())
+    }
+
+    fn shutdown(&self) {
+        let thread = std::thread::current().name().unwrap_or("?").to_string();
+        // The test may be done listening; that is not this revision's problem.
+        let _ = self.retired.send((self.name.clone(), thread));
+    }
+}
+
+struct Harness {
+    slot: Arc<Slot<Toy>>,
+    gate: Sender<()>,
+    entered: Receiver<()>,
+    retired: Receiver<(String, String)>,
+}
+
+fn toy_slot(options: SlotOptions) -> Harness {
+    let (gate_tx, gate_rx) = channel();
+    let (entered_tx, entered_rx) = channel();
+    let (retired_tx, retired_rx) = channel();
+    let tier = Arc::new(Toy {
+        gate: Mutex::new(Some(gate_rx)),
+        entered: entered_tx,
+        retired: retired_tx,
+    });
+    let slot = Slot::with_options(
+        "toy",
+        tier,
+        Arc::new(MemoryKv::default()),
+        EventBus::new(),
+        options,
+    );
+    Harness {
+        slot: Arc::new(slot),
+        gate: gate_tx,
+        entered: entered_rx,
+        retired: retired_rx,
+    }
+}
+
+/// Starts a call on the active (holding) revision and returns once it is
+/// running there.
+fn hold_a_call(h: &Harness) -> std::thread::JoinHandle<Result<Vec<u8>, CallError>> {
+    let slot = h.slot.clone();
+    let call = std::thread::spawn(move || slot.call(b""));
+    h.entered.recv_timeout(WAIT).expect("the held call started");
+    call
+}
+
+fn art(s: &str) -> Artifact {
+    Artifact::new(s.as_bytes().to_vec())
+}
+
+const WAIT: Duration = Duration::from_secs(10);
+
+#[test]
+fn an_in_flight_call_finishes_on_its_revision_and_teardown_waits_for_it() {
+    let h = toy_slot(SlotOptions::default());
+    let (slot, gate, retired) = (&h.slot, &h.gate, &h.retired);
+    slot.deploy(art("v1:hold"), None).unwrap();
+    let held = hold_a_call(&h);
+    slot.deploy(art("v2"), None).unwrap();
+    assert_eq!(
+        slot.call(b"").unwrap(),
+        b"v2",
+        "new calls go to the new revision at once"
+    );
+    assert_eq!(
+        slot.status().previous.unwrap().state,
+        RevisionState::Draining
+    );
+    assert!(
+        !slot.wait_drained(Duration::from_millis(50)),
+        "v1 cannot retire while its call runs"
+    );
+    assert!(
+        retired.try_recv().is_err(),
+        "v1 was shut down under a running call"
+    );
+
+    gate.send(()).unwrap();
+    assert_eq!(
+        held.join().unwrap().unwrap(),
+        b"v1",
+        "the call finished on the revision it started on"
+    );
+    assert!(slot.wait_drained(WAIT));
+    let (name, thread) = retired.recv_timeout(WAIT).unwrap();
+    assert_eq!(name, "v1");
+    assert_eq!(
+        thread, "hotswap-reaper",
+        "teardown ran on the cleanup thread, not the caller's"
+    );
+    assert_eq!(
+        slot.status().previous.unwrap().state,
+        RevisionState::Retired
+    );
+}
+
+#[test]
+fn a_third_live_revision_is_refused_until_the_oldest_drains() {
+    let h = toy_slot(SlotOptions {
+        drain_timeout: Duration::from_millis(100),
+    });
+    let (slot, gate) = (&h.slot, &h.gate);
+    slot.deploy(art("v1:hold"), None).unwrap();
+    let held = hold_a_call(&h);
+    slot.deploy(art("v2"), None).unwrap();
+    let err = slot.deploy(art("v3"), None).unwrap_err();
+    assert!(matches!(err, DeployError::StillDraining { .. }), "{err}");
+    assert_eq!(
+        slot.call(b"").unwrap(),
+        b"v2",
+        "the refused deploy changed nothing"
+    );
+    gate.send(()).unwrap();
+    assert_eq!(held.join().unwrap().unwrap(), b"v1");
+    slot.deploy(art("v3"), None)
+        .expect("allowed once v1 has drained");
+    assert_eq!(slot.call(b"").unwrap(), b"v3");
+}
+
+#[test]
+fn every_transition_is_an_event() {
+    let h = toy_slot(SlotOptions::default());
+    let slot = &h.slot;
+    let mut events = slot.events().subscribe();
+    slot.deploy(art("v1"), None).unwrap();
+    slot.deploy(art("v2"), None).unwrap();
+    assert!(slot.deploy(art("bad"), None).is_err());
+    assert!(slot.deploy(art("unready"), None).is_err());
+    assert!(slot.deploy(art("v3"), Some(Digest::of(b"other"))).is_err());
+    slot.rollback("operator said so").unwrap();
+    assert!(slot.wait_drained(WAIT));
+
+    let mut seen = Vec::new();
+    while let Ok(e) = events.try_recv() {
+        seen.push(e);
+    }
+    let kinds: Vec<_> = seen
+        .iter()
+        .map(|e| (e.transition, e.version.as_deref().unwrap_or("-")))
+        .collect();
+    use Transition::*;
+    let expected = [
+        (Staged, "-"),
+        (Validated, "v1"),
+        (Prepared, "v1"),
+        (Activated, "v1"),
+        (Staged, "-"),
+        (Validated, "v2"),
+        (Prepared, "v2"),
+        (Activated, "v2"),
+        (Draining, "v1"),
+        (Retired, "v1"),
+        (Staged, "-"),
+        (Failed, "-"),
+        (Staged, "-"),
+        (Validated, "unready"),
+        (Failed, "unready"),
+        (Staged, "-"),
+        (Failed, "-"),
+        (Prepared, "v1"),
+        (Activated, "v1"),
+        (RolledBack, "v2"),
+        (Retired, "v2"),
+    ];
+    // Retirement runs on another thread, so its event may come a little
+    // later than the deploy that caused it; compare without the retirements'
+    // exact positions, then check they came after their draining.
+    let without_retired: Vec<_> = kinds.iter().filter(|k| k.0 != Retired).cloned().collect();
+    let expected_without: Vec<_> = expected
+        .iter()
+        .filter(|k| k.0 != Retired)
+        .cloned()
+        .collect();
+    assert_eq!(without_retired, expected_without);
+    assert_eq!(kinds.iter().filter(|k| k.0 == Retired).count(), 2);
+
+    let failed: Vec<_> = seen.iter().filter(|e| e.transition == Failed).collect();
+    assert_eq!(failed[0].phase, Phase::Validate);
+    assert!(failed[0]
+        .reason
+        .as_deref()
+        .unwrap()
+        .contains("must not start with `bad`"));
+    assert_eq!(failed[1].phase, Phase::Prepare);
+    assert!(failed[1]
+        .reason
+        .as_deref()
+        .unwrap()
+        .contains("refuses to start"));
+    assert_eq!(failed[2].phase, Phase::Stage);
+    assert!(failed[2]
+        .reason
+        .as_deref()
+        .unwrap()
+        .contains("digest mismatch"));
+    let rolled = seen.iter().find(|e| e.transition == RolledBack).unwrap();
+    assert_eq!(rolled.reason.as_deref(), Some("operator said so"));
+    for e in &seen {
+        assert_eq!(e.slot, "toy");
+        if matches!(e.transition, Validated | Prepared | Activated) {
+            assert!(e.duration_us.is_some(), "{e:?} has no duration");
+        }
+        if e.transition != Staged {
+            assert!(e.digest.is_some(), "{e:?} has no digest");
+        }
+    }
+    assert!(
+        seen.windows(2).all(|w| w[0].seq < w[1].seq),
+        "events are numbered in order"
+    );
+    assert_eq!(slot.events().recent().len(), seen.len());
+}
