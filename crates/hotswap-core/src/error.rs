@@ -47,6 +47,10 @@ pub enum CallError {
         /// The instance cap.
         cap: usize,
     },
+    /// The host cannot run this call where it was made (for instance, a
+    /// WASI plugin called from a single-threaded async runtime).
+    #[error("the host cannot run this call here: {0}")]
+    Host(String),
     /// A fresh instance failed to start (its `init` failed).
     #[error("a new instance failed to start: {0}")]
     Instantiate(String),

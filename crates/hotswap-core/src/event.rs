@@ -157,6 +157,15 @@ impl EventBus {
             duration_us: duration.map(|d| d.as_micros() as u64),
             reason,
         };
+        if recent.len() == RECENT {
+            recent.pop_front();
+        }
+        recent.push_back(event.clone());
+        // Sent under the lock so subscribers see the same order as `recent`;
+        // a broadcast send never blocks. An error only means nobody listens.
+        let _ = self.inner.tx.send(event.clone());
+        drop(recent);
+        // Logged outside the lock: a slow log writer must not hold up others.
         tracing::info!(
             slot,
             transition = ?event.transition,
@@ -168,11 +177,5 @@ impl EventBus {
             reason = event.reason.as_deref(),
             "revision event"
         );
-        if recent.len() == RECENT {
-            recent.pop_front();
-        }
-        recent.push_back(event.clone());
-        // An error only means nobody is subscribed right now.
-        let _ = self.inner.tx.send(event);
     }
 }

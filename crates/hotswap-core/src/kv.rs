@@ -65,17 +65,23 @@ impl Default for KvLimits {
 impl KvLimits {
     /// Checks a key and value against the size limits.
     pub fn check(&self, key: &[u8], value: Option<&[u8]>) -> Result<(), KvError> {
-        if key.len() > self.max_key {
+        self.check_sizes(key.len(), value.map(<[u8]>::len))
+    }
+
+    /// Checks a key's and a value's lengths against the size limits, before
+    /// anyone copies them.
+    pub fn check_sizes(&self, key: usize, value: Option<usize>) -> Result<(), KvError> {
+        if key > self.max_key {
             return Err(KvError::TooLarge {
                 what: "key",
-                len: key.len(),
+                len: key,
                 limit: self.max_key,
             });
         }
         match value {
-            Some(v) if v.len() > self.max_value => Err(KvError::TooLarge {
+            Some(v) if v > self.max_value => Err(KvError::TooLarge {
                 what: "value",
-                len: v.len(),
+                len: v,
                 limit: self.max_value,
             }),
             _ => Ok(()),

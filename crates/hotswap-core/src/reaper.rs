@@ -18,8 +18,10 @@ pub(crate) fn retire(job: Job) {
             .spawn(move || {
                 for job in rx {
                     // A panicking `shutdown` must not stop all future cleanup.
+                    // Jobs catch their own panics; this is the last line of
+                    // defence so that one bad job never ends all cleanup.
                     if std::panic::catch_unwind(std::panic::AssertUnwindSafe(job)).is_err() {
-                        tracing::error!("a revision's shutdown panicked; it was freed anyway");
+                        tracing::error!("a cleanup job panicked");
                     }
                 }
             })

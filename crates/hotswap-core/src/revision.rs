@@ -19,7 +19,8 @@ pub enum RevisionState {
     Draining,
     /// Shut down and freed; its artifact is kept for rollback.
     Retired,
-    /// Taken out of service by a rollback (and drained, or draining).
+    /// Taken out of service by a rollback, and drained. (While it drains,
+    /// it is reported as [`RevisionState::Draining`].)
     RolledBack,
 }
 
@@ -134,8 +135,16 @@ impl<C: Code> Drop for Live<C> {
             return;
         };
         reaper::retire(Box::new(move || {
-            code.shutdown();
-            drop(code);
+            // A panicking shutdown must still free the revision and open the
+            // latch: otherwise every later deploy of this slot would wait on
+            // it and fail.
+            let freed = std::panic::catch_unwind(std::panic::AssertUnwindSafe(move || {
+                code.shutdown();
+                drop(code);
+            }));
+            if freed.is_err() {
+                tracing::error!(slot = &*retire.slot, "a revision's shutdown panicked");
+            }
             let drained = retire.drain_started.get().map(|t| t.elapsed());
             retire.events.publish(
                 &retire.slot,

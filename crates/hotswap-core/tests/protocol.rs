@@ -66,6 +66,9 @@ impl Code for ToyCode {
     }
 
     fn shutdown(&self) {
+        if self.name == "panicky" {
+            panic!("a shutdown hook that panics");
+        }
         let thread = std::thread::current().name().unwrap_or("?").to_string();
         // The test may be done listening; that is not this revision's problem.
         let _ = self.retired.send((self.name.clone(), thread));
@@ -277,4 +280,21 @@ fn every_transition_is_an_event() {
         "events are numbered in order"
     );
     assert_eq!(slot.events().recent().len(), seen.len());
+}
+
+#[test]
+fn a_panicking_shutdown_does_not_wedge_the_slot() {
+    let h = toy_slot(SlotOptions {
+        drain_timeout: Duration::from_secs(5),
+    });
+    let slot = &h.slot;
+    slot.deploy(art("panicky"), None).unwrap();
+    slot.deploy(art("v2"), None).unwrap();
+    assert!(
+        slot.wait_drained(WAIT),
+        "the panicking revision was still counted live"
+    );
+    slot.deploy(art("v3"), None)
+        .expect("deploys go on after a shutdown panicked");
+    assert_eq!(slot.call(b"").unwrap(), b"v3");
 }

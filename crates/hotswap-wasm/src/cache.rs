@@ -55,7 +55,15 @@ struct Entry {
 
 impl CompileCache {
     pub fn new(engine: Engine, cache_dir: Option<&Path>, allow_wasi: bool) -> CompileCache {
-        let dir = cache_dir.map(|d| d.join(engine_fingerprint(&engine)));
+        let dir = cache_dir
+            .map(|d| d.join(engine_fingerprint(&engine)))
+            .filter(|d| match trusted_dir(d) {
+                Ok(()) => true,
+                Err(why) => {
+                    tracing::warn!(dir = %d.display(), "compile cache on disk disabled: {why}");
+                    false
+                }
+            });
         CompileCache {
             engine,
             dir,
@@ -120,6 +128,9 @@ impl CompileCache {
         if !entries.map.contains_key(&digest) {
             entries.order.push_back(digest);
         }
+        // Recording a validation must not drop a compiled module a racing
+        // prepare stored meanwhile.
+        let module = module.or_else(|| entries.map.get(&digest).and_then(|e| e.module.clone()));
         entries.map.insert(digest, Entry { info, module });
         while entries.order.len() > IN_MEMORY {
             if let Some(old) = entries.order.pop_front() {
@@ -148,9 +159,10 @@ impl CompileCache {
             return None;
         }
         // SAFETY: the bytes were produced by `Module::serialize` in this
-        // host's own cache directory (which only it writes, with mode 0700),
-        // for an engine with the same fingerprint, and their checksum
-        // matches; wasmtime also checks the engine compatibility header.
+        // host's own cache directory (checked at start-up to be owned by
+        // this user and writable by no one else, see `trusted_dir`), for an
+        // engine with the same fingerprint, and their checksum matches;
+        // wasmtime also checks the engine compatibility header.
         match unsafe { Module::deserialize(&self.engine, body) } {
             Ok(m) => Some(m),
             Err(e) => {
@@ -168,7 +180,6 @@ impl CompileCache {
             return;
         };
         let result = (|| -> std::io::Result<()> {
-            create_private_dir(dir)?;
             let mut body = module.serialize().map_err(std::io::Error::other)?;
             let sum = Sha256::digest(&body);
             body.extend_from_slice(&sum);
@@ -183,12 +194,37 @@ impl CompileCache {
     }
 }
 
-fn create_private_dir(dir: &Path) -> std::io::Result<()> {
-    use std::os::unix::fs::DirBuilderExt;
+/// Creates `dir` (mode 0700) if needed and checks that it, and the cache
+/// directory above it, belong to this user and no one else can write there.
+/// Cached files are native code that `Module::deserialize` trusts; a
+/// directory someone else can write to would let them run theirs.
+fn trusted_dir(dir: &Path) -> Result<(), String> {
+    use std::os::unix::fs::{DirBuilderExt, MetadataExt};
     std::fs::DirBuilder::new()
         .recursive(true)
         .mode(0o700)
         .create(dir)
+        .map_err(|e| format!("cannot create it: {e}"))?;
+    let me = rustix::process::getuid().as_raw();
+    for d in [Some(dir), dir.parent()].into_iter().flatten() {
+        let meta =
+            std::fs::metadata(d).map_err(|e| format!("cannot inspect {}: {e}", d.display()))?;
+        if meta.uid() != me {
+            return Err(format!(
+                "{} belongs to uid {}, not to this user (uid {me})",
+                d.display(),
+                meta.uid()
+            ));
+        }
+        if meta.mode() & 0o022 != 0 {
+            return Err(format!(
+                "{} is writable by group or others (mode {:o}); chmod go-w it",
+                d.display(),
+                meta.mode() & 0o777
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// A short, stable name for everything that makes compiled code compatible:

@@ -45,10 +45,36 @@ impl Default for WasmConfig {
 pub(crate) const EPOCH_TICK: Duration = Duration::from_millis(1);
 
 impl WasmConfig {
-    /// The deadline in epoch ticks, rounded up, plus one: the current tick
-    /// may be about to end, and a call must get at least its full deadline.
+    /// The deadline in epoch ticks (see [`ticks`]).
     pub(crate) fn deadline_ticks(&self) -> u64 {
-        let tick = EPOCH_TICK.as_nanos();
-        (self.deadline.as_nanos().div_ceil(tick) as u64).max(1) + 1
+        ticks(self.deadline)
     }
+
+    /// Checks that the settings make sense together, so that a typo in a
+    /// config file is an error at start-up, not a surprise under load.
+    pub fn check(&self) -> Result<(), ConfigError> {
+        let bad = |what: &str| Err(ConfigError(what.to_string()));
+        if self.memory_cap < 64 << 10 || self.memory_cap > 4 << 30 {
+            return bad("memory_cap must be between 64 KiB (one wasm page) and 4 GiB");
+        }
+        if self.deadline < EPOCH_TICK || self.deadline > Duration::from_secs(3600) {
+            return bad("deadline must be between 1 ms and 1 hour");
+        }
+        if self.instance_cap == 0 || self.instance_cap > self.total_instances as usize {
+            return bad("instance_cap must be at least 1 and at most total_instances");
+        }
+        Ok(())
+    }
+}
+
+/// Settings that do not make sense; the message says which and why.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("invalid WASM settings: {0}")]
+pub struct ConfigError(String);
+
+/// `d` in epoch ticks, rounded up, plus one: the current tick may be about
+/// to end, and a call must get at least its full time.
+pub(crate) fn ticks(d: Duration) -> u64 {
+    let ticks = d.as_nanos().div_ceil(EPOCH_TICK.as_nanos());
+    u64::try_from(ticks).unwrap_or(u64::MAX / 2).max(1) + 1
 }

@@ -5,7 +5,7 @@ use std::ops::Range;
 use std::sync::{Arc, OnceLock};
 use std::time::Instant;
 
-use hotswap_core::{KvError, KvStore};
+use hotswap_core::{KvError, KvLimits, KvStore};
 use wasmtime::{Caller, Linker, Memory, ResourceLimiter};
 
 use crate::validate::HOST_MODULE;
@@ -95,9 +95,12 @@ fn add_host_functions(l: &mut Linker<HostState>) -> wasmtime::Result<()> {
         HOST_MODULE,
         "log",
         |mut c: Caller<'_, HostState>, level: i32, ptr: i32, len: i32| {
+            // The whole range must be valid; only what is logged is copied.
             const MAX: usize = 4096;
-            let bytes = read(&mut c, "log", ptr, len)?;
-            let text = String::from_utf8_lossy(&bytes[..bytes.len().min(MAX)]);
+            let range = range(&mut c, "log", ptr, len)?;
+            let shown = range.start..range.end.min(range.start + MAX);
+            let bytes = memory(&mut c, "log")?.data(&c)[shown].to_vec();
+            let text = String::from_utf8_lossy(&bytes);
             let slot = &*c.data().slot;
             match level {
                 0 => tracing::error!(target: "plugin", slot, "{text}"),
@@ -118,7 +121,7 @@ fn add_host_functions(l: &mut Linker<HostState>) -> wasmtime::Result<()> {
         "random",
         |mut c: Caller<'_, HostState>, ptr: i32, len: i32| {
             let range = range(&mut c, "random", ptr, len)?;
-            let mem = memory(&c);
+            let mem = memory(&mut c, "random")?;
             getrandom::fill(&mut mem.data_mut(&mut c)[range])
                 .map_err(|e| wasmtime::Error::msg(format!("no system randomness: {e}")))?;
             Ok(0i32)
@@ -136,7 +139,7 @@ fn add_host_functions(l: &mut Linker<HostState>) -> wasmtime::Result<()> {
                 Err(e) => return Ok(kv_code(&e) as i64),
             };
             if value.len() <= out.len() {
-                let mem = memory(&c);
+                let mem = memory(&mut c, "kv_get")?;
                 let start = out.start;
                 mem.data_mut(&mut c)[start..start + value.len()].copy_from_slice(&value);
             }
@@ -147,8 +150,15 @@ fn add_host_functions(l: &mut Linker<HostState>) -> wasmtime::Result<()> {
         HOST_MODULE,
         "kv_put",
         |mut c: Caller<'_, HostState>, kptr: i32, klen: i32, vptr: i32, vlen: i32| {
-            let key = read(&mut c, "kv_put", kptr, klen)?;
-            let value = read(&mut c, "kv_put", vptr, vlen)?;
+            // Sizes are checked before anything is copied, so a plugin
+            // cannot make the host copy more than the limits allow.
+            let krange = range(&mut c, "kv_put", kptr, klen)?;
+            let vrange = range(&mut c, "kv_put", vptr, vlen)?;
+            if let Err(e) = KvLimits::default().check_sizes(krange.len(), Some(vrange.len())) {
+                return Ok(kv_code(&e));
+            }
+            let mem = memory(&mut c, "kv_put")?.data(&c);
+            let (key, value) = (mem[krange].to_vec(), mem[vrange].to_vec());
             Ok(match c.data().kv.put(&key, &value) {
                 Ok(()) => 0i32,
                 Err(e) => kv_code(&e),
@@ -178,11 +188,21 @@ fn kv_code(e: &KvError) -> i32 {
     }
 }
 
-fn memory(c: &Caller<'_, HostState>) -> Memory {
-    // Set before any plugin code can run (see `pool::Instance::new`).
-    c.data()
-        .memory
-        .expect("instance memory is recorded at instantiation")
+/// The plugin's memory. It is recorded right after instantiation, and the
+/// validator refuses start functions, so no plugin code runs before it is
+/// set; should that ever change, the call fails instead of the host.
+fn memory(c: &mut Caller<'_, HostState>, function: &'static str) -> wasmtime::Result<Memory> {
+    match c.data().memory {
+        Some(m) => Ok(m),
+        None => {
+            let reason = "called before the instance finished starting".to_string();
+            c.data_mut().fault = Some(Fault::HostCall {
+                function,
+                reason: reason.clone(),
+            });
+            Err(wasmtime::Error::msg(reason))
+        }
+    }
 }
 
 /// `ptr..ptr+len` as a checked range inside the guest's memory, or a fault
@@ -193,7 +213,7 @@ fn range(
     ptr: i32,
     len: i32,
 ) -> wasmtime::Result<Range<usize>> {
-    let size = memory(c).data_size(&*c);
+    let size = memory(c, function)?.data_size(&*c);
     match guest_range(size, ptr, len) {
         Ok(r) => Ok(r),
         Err(reason) => {
@@ -213,7 +233,7 @@ fn read(
     len: i32,
 ) -> wasmtime::Result<Vec<u8>> {
     let r = range(c, function, ptr, len)?;
-    Ok(memory(c).data(&*c)[r].to_vec())
+    Ok(memory(c, function)?.data(&*c)[r].to_vec())
 }
 
 /// Checks a guest (pointer, length) pair against a memory of `size` bytes.

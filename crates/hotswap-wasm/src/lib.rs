@@ -39,7 +39,7 @@ use hotswap_core::{Artifact, CallError, Manifest, SlotContext, Tier, TierError};
 use wasmtime::{Engine, InstanceAllocationStrategy, Linker, PoolingAllocationConfig};
 
 pub use cache::CacheStats;
-pub use config::WasmConfig;
+pub use config::{ConfigError, WasmConfig};
 pub use pool::WasmCode;
 pub use validate::{
     validate, ModuleInfo, Rejection, HOST_MODULE, MANIFEST_SECTION, SUPPORTED_ABI, WASI_MODULE,
@@ -94,6 +94,7 @@ impl WasmTier {
     /// Builds the engine (pooling allocator, epoch interruption) and starts
     /// the thread that advances the epoch.
     pub fn new(config: WasmConfig) -> Result<WasmTier, TierError> {
+        config.check()?;
         if config.allow_wasi && !cfg!(feature = "wasi") {
             return Err(
                 "WASI was asked for, but hotswap-wasm was built without its `wasi` feature".into(),

@@ -105,11 +105,11 @@ impl WasmCode {
     pub fn instances(&self) -> usize {
         self.pool.live.load(SeqCst)
     }
-}
 
-impl Code for WasmCode {
+    /// One call on this thread: take an instance, run, give it back (or
+    /// throw it away if it can no longer be trusted).
     #[inline]
-    fn call(&self, input: &[u8], output: &mut Vec<u8>) -> Result<(), CallError> {
+    fn call_here(&self, input: &[u8], output: &mut Vec<u8>) -> Result<(), CallError> {
         let pool = &*self.pool;
         let mut instance = pool.checkout()?;
         match pool.run(&mut instance, input, output) {
@@ -127,17 +127,42 @@ impl Code for WasmCode {
             }
         }
     }
+}
+
+impl Code for WasmCode {
+    #[inline]
+    fn call(&self, input: &[u8], output: &mut Vec<u8>) -> Result<(), CallError> {
+        #[cfg(feature = "wasi")]
+        if self.pool.info.uses_wasi {
+            return crate::wasi::outside_async(|| self.call_here(input, output));
+        }
+        self.call_here(input, output)
+    }
 
     fn shutdown(&self) {
         let pool = &*self.pool;
         if !pool.info.has_shutdown {
             return;
         }
+        // One deadline for all instances together: the cleanup thread is
+        // shared by every slot, and one slow plugin must not hold it up for
+        // `instances × deadline`.
+        let until = Instant::now() + pool.deadline;
         while let Some(mut instance) = pool.idle.pop() {
+            let left = until.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                tracing::warn!(
+                    slot = &*pool.ctx.slot,
+                    "hs_shutdown ran out of time; the remaining instances are freed without it"
+                );
+                break;
+            }
             let Ok(f) = instance.get_func::<(), ()>("hs_shutdown") else {
                 continue;
             };
-            instance.store.set_epoch_deadline(pool.deadline_ticks);
+            instance
+                .store
+                .set_epoch_deadline(crate::config::ticks(left));
             if let Err(e) = f.call(&mut instance.store, ()) {
                 let error = pool.classify(&mut instance, e);
                 tracing::warn!(slot = &*pool.ctx.slot, %error, "plugin shutdown failed");
@@ -148,6 +173,8 @@ impl Code for WasmCode {
 
 impl Pool {
     fn checkout(&self) -> Result<Box<Instance>, CallError> {
+        // One deadline for the whole wait, however often it is woken.
+        let mut until = None;
         loop {
             if let Some(instance) = self.idle.pop() {
                 return Ok(instance);
@@ -159,22 +186,27 @@ impl Pool {
                     .compare_exchange(live, live + 1, SeqCst, SeqCst)
                     .is_ok()
                 {
-                    return self.instantiate().map_err(|e| {
-                        self.live.fetch_sub(1, SeqCst);
-                        self.wake();
-                        CallError::Instantiate(e.to_string())
-                    });
+                    // Gives the count back if instantiation fails or panics.
+                    let slot = Reserved(self);
+                    let instance = self.instantiate().map_err(|e| match e {
+                        // Typed as the call error it is (a deadline, a
+                        // memory cap...), not as a string.
+                        PrepareError::InitTrapped(e) => e,
+                        e => CallError::Instantiate(e.to_string()),
+                    })?;
+                    std::mem::forget(slot);
+                    return Ok(instance);
                 }
                 continue;
             }
-            self.wait_for_instance()?;
+            let until = *until.get_or_insert_with(|| Instant::now() + self.deadline);
+            self.wait_for_instance(until)?;
         }
     }
 
-    /// Blocks until an instance is idle or may be created, for at most the
-    /// call deadline. The slow path only: the cap is reached.
-    fn wait_for_instance(&self) -> Result<(), CallError> {
-        let until = Instant::now() + self.deadline;
+    /// Blocks until an instance is idle or may be created, or `until`
+    /// passes. The slow path only: the cap is reached.
+    fn wait_for_instance(&self, until: Instant) -> Result<(), CallError> {
         self.waiting.fetch_add(1, SeqCst);
         let mut guard = self.wait_lock.lock().unwrap_or_else(|e| e.into_inner());
         let result = loop {
@@ -359,6 +391,17 @@ impl Instance {
         R: wasmtime::WasmResults,
     {
         self.instance.get_typed_func(&mut self.store, name)
+    }
+}
+
+/// A place in the pool taken for an instance being created; dropped without
+/// being forgotten (creation failed or panicked), it gives the place back.
+struct Reserved<'a>(&'a Pool);
+
+impl Drop for Reserved<'_> {
+    fn drop(&mut self) {
+        self.0.live.fetch_sub(1, SeqCst);
+        self.0.wake();
     }
 }
 

@@ -61,6 +61,12 @@ pub enum Rejection {
         /// Why.
         reason: String,
     },
+    /// A start function, which would run during instantiation, before the
+    /// host is ready for it and outside `hs_init`'s contract.
+    #[error(
+        "the module has a start function (function {0}); put start-up work in `hs_init` instead"
+    )]
+    StartFunction(u32),
     /// No manifest section.
     #[error("no `{MANIFEST_SECTION}` custom section: build with `hotswap_guest::plugin!` (Rust) or `HOTSWAP_MANIFEST` (C)")]
     MissingManifest,
@@ -220,6 +226,7 @@ pub fn validate(engine: &Engine, bytes: &[u8], allow_wasi: bool) -> Result<Modul
                     exports.push((export.name.to_string(), export.kind, export.index));
                 }
             }
+            Payload::StartSection { func, .. } => return Err(Rejection::StartFunction(func)),
             Payload::CustomSection(reader) if reader.name() == MANIFEST_SECTION => {
                 manifests.push(reader.data());
             }

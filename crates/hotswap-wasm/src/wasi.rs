@@ -6,6 +6,7 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
+use hotswap_core::CallError;
 use wasmtime_wasi::cli::{IsTerminal, StdoutStream};
 use wasmtime_wasi::p1::WasiP1Ctx;
 use wasmtime_wasi::WasiCtxBuilder;
@@ -20,7 +21,16 @@ pub(crate) fn context(slot: &Arc<str>) -> WasiP1Ctx {
         .build_p1()
 }
 
+/// WASI's "function not supported" errno.
+const ENOSYS: i32 = 52;
+
 /// Adds the `wasi_snapshot_preview1` functions to the linker.
+///
+/// `poll_oneoff` is replaced by one that answers ENOSYS: wasmtime-wasi
+/// implements a clock wait as a plain thread sleep, which epoch
+/// interruption cannot end, so a plugin could hold a call (and its
+/// revision's drain) far past its deadline. Plugins serve calls; they have
+/// nothing to wait for.
 pub(crate) fn add_to_linker(
     linker: &mut wasmtime::Linker<crate::host::HostState>,
 ) -> wasmtime::Result<()> {
@@ -28,7 +38,32 @@ pub(crate) fn add_to_linker(
         s.wasi
             .as_mut()
             .expect("a WASI context is made for every instance of a WASI module")
-    })
+    })?;
+    linker.allow_shadowing(true);
+    linker.func_wrap(
+        crate::WASI_MODULE,
+        "poll_oneoff",
+        |_in: i32, _out: i32, _n: i32, _events: i32| -> i32 { ENOSYS },
+    )?;
+    linker.allow_shadowing(false);
+    Ok(())
+}
+
+/// Runs `call` where wasmtime-wasi's synchronous functions can work. They
+/// block on a tokio runtime, which panics on a runtime's worker thread; from
+/// a multi-threaded runtime the call steps out with `block_in_place`, and a
+/// single-threaded runtime cannot host it at all.
+pub(crate) fn outside_async<R>(
+    call: impl FnOnce() -> Result<R, CallError>,
+) -> Result<R, CallError> {
+    use tokio::runtime::{Handle, RuntimeFlavor};
+    match Handle::try_current() {
+        Err(_) => call(),
+        Ok(h) if h.runtime_flavor() == RuntimeFlavor::MultiThread => tokio::task::block_in_place(call),
+        Ok(_) => Err(CallError::Host(
+            "WASI plugins cannot be called on a current-thread tokio runtime; use a multi-threaded one or spawn_blocking".into(),
+        )),
+    }
 }
 
 /// A plugin's stdout or stderr, written to the log as `plugin` events.

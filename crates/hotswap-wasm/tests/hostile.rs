@@ -284,3 +284,76 @@ fn digest_mismatch_is_rejected_before_validation() {
     assert_eq!(err.phase(), Phase::Stage);
     still_serving(&slot);
 }
+
+#[test]
+fn start_function_is_rejected_before_anything_runs() {
+    // The start function calls the host before the host has the instance's
+    // memory: exactly what must never run.
+    let text = r#"(module
+        (import "hotswap" "log" (func $log (param i32 i32 i32)))
+        (memory (export "memory") 1)
+        (func $boot (call $log (i32.const 2) (i32.const 0) (i32.const 4)))
+        (start $boot)
+        (func (export "hs_alloc") (param i32) (result i32) (i32.const 8))
+        (func (export "hs_process") (param i32 i32) (result i64) (i64.const 0))
+        (@custom "hotswap.manifest" "{\"name\":\"t\",\"version\":\"1\",\"abi\":1}"))"#;
+    assert!(matches!(
+        rejected(&wat::parse_str(text).unwrap()),
+        Rejection::StartFunction(_)
+    ));
+}
+
+#[test]
+fn oversized_kv_put_is_refused_without_copying() {
+    // kv_put of 2 MiB (over the 1 MiB value limit) from a 2.5 MiB memory:
+    // the host answers -1 (too large) and the plugin replies with that code.
+    let text = r#"(module
+        (import "hotswap" "kv_put" (func $put (param i32 i32 i32 i32) (result i32)))
+        (memory (export "memory") 40)
+        (func (export "hs_alloc") (param i32) (result i32) (i32.const 1024))
+        (func (export "hs_process") (param i32 i32) (result i64)
+          (i32.store8 (i32.const 16)
+            (call $put (i32.const 0) (i32.const 3) (i32.const 4096) (i32.const 0x200000)))
+          (i64.or (i64.shl (i64.const 1) (i64.const 32)) (i64.const 16)))
+        (@custom "hotswap.manifest" "{\"name\":\"t\",\"version\":\"1\",\"abi\":1}"))"#;
+    let (tier, _good) = serving();
+    let s = slot(&tier, "kv");
+    s.deploy(art(&wat::parse_str(text).unwrap()), None).unwrap();
+    assert_eq!(s.call(b"").unwrap(), [(-1i32) as u8]);
+    assert_eq!(s.kv().get(b"\0\0\0").unwrap(), None, "nothing was stored");
+}
+
+#[test]
+fn nonsense_settings_are_refused_at_start_up() {
+    use hotswap_wasm::{WasmConfig, WasmTier};
+    use std::time::Duration;
+    for config in [
+        WasmConfig {
+            deadline: Duration::ZERO,
+            ..WasmConfig::default()
+        },
+        WasmConfig {
+            deadline: Duration::MAX,
+            ..WasmConfig::default()
+        },
+        WasmConfig {
+            memory_cap: 1,
+            ..WasmConfig::default()
+        },
+        WasmConfig {
+            instance_cap: 0,
+            ..WasmConfig::default()
+        },
+        WasmConfig {
+            instance_cap: 10,
+            total_instances: 5,
+            ..WasmConfig::default()
+        },
+    ] {
+        let err = WasmTier::new(config).err().expect("refused");
+        assert!(
+            err.to_string().starts_with("invalid WASM settings"),
+            "{err}"
+        );
+    }
+}

@@ -123,3 +123,28 @@ fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
     }
     files
 }
+
+#[test]
+fn a_cache_directory_others_can_write_is_not_trusted() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o777)).unwrap();
+    let config = WasmConfig {
+        cache_dir: Some(dir.path().to_path_buf()),
+        ..WasmConfig::default()
+    };
+    let first = tier(config.clone());
+    slot(&first, "a")
+        .deploy(art(hotswap_examples::GREET_V1), None)
+        .unwrap();
+    assert!(
+        walk(dir.path()).is_empty(),
+        "compiled code was written to a world-writable directory"
+    );
+    let second = tier(config);
+    slot(&second, "b")
+        .deploy(art(hotswap_examples::GREET_V1), None)
+        .unwrap();
+    assert_eq!(second.cache_stats().disk_hits, 0);
+    assert_eq!(second.cache_stats().compiles, 1);
+}

@@ -66,3 +66,57 @@ fn wasi_is_rejected_unless_allowed() {
     assert_eq!(module, "wasi_snapshot_preview1");
     assert!(reason.contains("allow_wasi"), "{reason}");
 }
+
+#[test]
+fn wasi_plugins_can_be_called_from_async_tasks() {
+    let tier = tier(WasmConfig {
+        allow_wasi: true,
+        ..WasmConfig::default()
+    });
+    let slot = std::sync::Arc::new(slot(&tier, "wasi"));
+    slot.deploy(art(&wat::parse_str(WASI_PROBE).unwrap()), None)
+        .unwrap();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .build()
+        .unwrap();
+    let reply =
+        rt.block_on(async move { tokio::spawn(async move { slot.call(b"") }).await.unwrap() });
+    assert_eq!(reply.unwrap(), [0, 13, 8, 0]);
+
+    let single = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap();
+    let slot2 = std::sync::Arc::new(common::slot(&tier, "wasi2"));
+    slot2
+        .deploy(art(&wat::parse_str(WASI_PROBE).unwrap()), None)
+        .unwrap();
+    let err = single.block_on(async move { slot2.call(b"") }).unwrap_err();
+    assert!(matches!(err, hotswap_core::CallError::Host(_)), "{err}");
+}
+
+#[test]
+fn wasi_clock_waits_are_refused_so_deadlines_hold() {
+    // poll_oneoff asking to sleep answers ENOSYS (52) at once.
+    let text = r#"(module
+      (import "wasi_snapshot_preview1" "poll_oneoff" (func $poll (param i32 i32 i32 i32) (result i32)))
+      (memory (export "memory") 1)
+      (func (export "hs_alloc") (param i32) (result i32) (i32.const 2048))
+      (func (export "hs_process") (param i32 i32) (result i64)
+        ;; subscription at 100: userdata, tag 0 (clock), clock id 1, timeout 5 s
+        ;; (were the wait not refused, it would return 0 after 5 s and fail the test)
+        (i32.store8 (i32.const 108) (i32.const 0))
+        (i32.store (i32.const 112) (i32.const 1))
+        (i64.store (i32.const 120) (i64.const 5000000000))
+        (i32.store8 (i32.const 16) (call $poll (i32.const 100) (i32.const 400) (i32.const 1) (i32.const 500)))
+        (i64.or (i64.shl (i64.const 1) (i64.const 32)) (i64.const 16)))
+      (@custom "hotswap.manifest" "{\"name\":\"sleepy\",\"version\":\"1\",\"abi\":1}"))"#;
+    let tier = tier(WasmConfig {
+        allow_wasi: true,
+        ..WasmConfig::default()
+    });
+    let slot = slot(&tier, "sleepy");
+    slot.deploy(art(&wat::parse_str(text).unwrap()), None)
+        .unwrap();
+    assert_eq!(slot.call(b"").unwrap(), [52]);
+}

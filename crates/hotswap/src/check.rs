@@ -44,6 +44,7 @@ pub fn main(args: Args) -> anyhow::Result<ExitCode> {
     let bytes = read_module(&args.file)?;
     let tier = WasmTier::new(WasmConfig {
         total_instances: 1,
+        instance_cap: 1,
         allow_wasi: args.allow_wasi,
         ..WasmConfig::default()
     })

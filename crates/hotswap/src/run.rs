@@ -29,6 +29,13 @@ pub struct Args {
     /// The call's deadline, in milliseconds.
     #[arg(long, default_value_t = 1000, value_name = "MS")]
     deadline: u64,
+    /// Where compiled modules are cached, so running the same module again
+    /// skips compilation [default: $XDG_CACHE_HOME/hotswap or ~/.cache/hotswap].
+    #[arg(long, env = "HOTSWAP_CACHE_DIR", value_name = "DIR")]
+    cache_dir: Option<PathBuf>,
+    /// Compile in memory only; read and write no cache.
+    #[arg(long, conflicts_with = "cache_dir")]
+    no_cache: bool,
     /// The plugin's memory cap, in MiB.
     #[arg(long, default_value_t = 64, value_name = "MIB")]
     memory_cap: u64,
@@ -51,9 +58,14 @@ pub fn main(args: Args) -> anyhow::Result<ExitCode> {
     let tier = WasmTier::new(WasmConfig {
         deadline: Duration::from_millis(args.deadline),
         memory_cap: args.memory_cap << 20,
-        total_instances: 4,
+        total_instances: 2,
+        instance_cap: 1,
+        cache_dir: if args.no_cache {
+            None
+        } else {
+            args.cache_dir.clone().or_else(default_cache_dir)
+        },
         allow_wasi: args.allow_wasi,
-        ..WasmConfig::default()
     })
     .map_err(|e| anyhow::anyhow!(e))?;
     let slot = Slot::new(
@@ -80,4 +92,13 @@ pub fn main(args: Args) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::FAILURE)
         }
     }
+}
+
+/// `$XDG_CACHE_HOME/hotswap`, else `$HOME/.cache/hotswap` (the XDG default).
+fn default_cache_dir() -> Option<PathBuf> {
+    let base = std::env::var_os("XDG_CACHE_HOME")
+        .filter(|v| !v.is_empty())
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))?;
+    Some(base.join("hotswap"))
 }

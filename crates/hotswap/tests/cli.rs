@@ -8,6 +8,11 @@ fn hotswap(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_hotswap"))
         .args(args)
         .env("RUST_LOG", "off")
+        // Never the user's own cache.
+        .env(
+            "HOTSWAP_CACHE_DIR",
+            concat!(env!("CARGO_TARGET_TMPDIR"), "/cache"),
+        )
         .output()
         .expect("hotswap runs")
 }

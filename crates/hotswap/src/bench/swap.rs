@@ -178,89 +178,32 @@ pub fn main(args: Args) -> anyhow::Result<ExitCode> {
         println!("{}", serde_json::to_string_pretty(&report)?);
     } else {
         let r = &report;
+        #[rustfmt::skip]
+        let rows = [
+            ("swap, precompiled, p50", format!("{:.1} µs", r.swap_p50_us), "≤ 50 µs"),
+            ("swap, precompiled, p99", format!("{:.1} µs", r.swap_p99_us), ""),
+            ("swap, compiling, p50", format!("{:.0} µs", r.swap_compile_p50_us), ""),
+            ("call, echo, 1 thread, p50", format!("{} ns", r.call_p50_ns), "≤ 100 ns"),
+            ("call, echo, 1 thread, p99", format!("{} ns", r.call_p99_ns), ""),
+            ("call, echo, mean (batch-timed)", format!("{:.0} ns", r.call_mean_ns), ""),
+            ("call, greet, 1 thread, p50", format!("{} ns", r.greet_call_p50_ns), ""),
+            ("call, greet, 1 thread, p99", format!("{} ns", r.greet_call_p99_ns), ""),
+            ("call, greet, mean (batch-timed)", format!("{:.0} ns", r.greet_call_mean_ns), ""),
+            ("  (clock overhead per timing)", format!("{} ns", r.clock_overhead_ns), ""),
+            ("throughput, all threads", format!("{:.2} M/s", r.throughput_calls_per_s / 1e6), ""),
+            ("caller p99, steady", format!("{} ns", r.steady_p99_ns), ""),
+            ("caller p99, swapping", format!("{} ns ({:.2}x)", r.swapping_p99_ns, r.swapping_p99_ratio), "≤ 1.5x steady"),
+            ("swaps during that phase", r.swaps_while_loaded.to_string(), ""),
+            ("failed calls", r.failed_calls.to_string(), "0"),
+            ("RSS growth over the swaps", format!("{} KiB ({} -> {})", r.rss_growth_kib, r.rss_before_kib, r.rss_after_kib), "≤ 1024 KiB"),
+        ];
         super::print_table(
             &format!(
-                "hotswap bench swap: greet plugin, 64-byte input, {} swaps, {} caller threads",
+                "hotswap bench swap: greet plugin (echo for single calls), 64-byte input, {} swaps, {} caller threads",
                 swaps.len(),
                 threads
             ),
-            &[
-                (
-                    "swap, precompiled, p50",
-                    format!("{:.1} µs", r.swap_p50_us),
-                    "≤ 50 µs",
-                ),
-                (
-                    "swap, precompiled, p99",
-                    format!("{:.1} µs", r.swap_p99_us),
-                    "",
-                ),
-                (
-                    "swap, compiling, p50",
-                    format!("{:.0} µs", r.swap_compile_p50_us),
-                    "",
-                ),
-                (
-                    "call, echo, 1 thread, p50",
-                    format!("{} ns", r.call_p50_ns),
-                    "≤ 100 ns",
-                ),
-                (
-                    "call, echo, 1 thread, p99",
-                    format!("{} ns", r.call_p99_ns),
-                    "",
-                ),
-                (
-                    "call, echo, mean (batch-timed)",
-                    format!("{:.0} ns", r.call_mean_ns),
-                    "",
-                ),
-                (
-                    "call, greet, 1 thread, p50",
-                    format!("{} ns", r.greet_call_p50_ns),
-                    "",
-                ),
-                (
-                    "call, greet, 1 thread, p99",
-                    format!("{} ns", r.greet_call_p99_ns),
-                    "",
-                ),
-                (
-                    "call, greet, mean (batch-timed)",
-                    format!("{:.0} ns", r.greet_call_mean_ns),
-                    "",
-                ),
-                (
-                    "  (clock overhead per timing)",
-                    format!("{} ns", r.clock_overhead_ns),
-                    "",
-                ),
-                (
-                    "throughput, all threads",
-                    format!("{:.2} M/s", r.throughput_calls_per_s / 1e6),
-                    "",
-                ),
-                ("caller p99, steady", format!("{} ns", r.steady_p99_ns), ""),
-                (
-                    "caller p99, swapping",
-                    format!("{} ns ({:.2}x)", r.swapping_p99_ns, r.swapping_p99_ratio),
-                    "≤ 1.5x steady",
-                ),
-                (
-                    "swaps during that phase",
-                    r.swaps_while_loaded.to_string(),
-                    "",
-                ),
-                ("failed calls", r.failed_calls.to_string(), "0"),
-                (
-                    "RSS growth over the swaps",
-                    format!(
-                        "{} KiB ({} -> {})",
-                        r.rss_growth_kib, r.rss_before_kib, r.rss_after_kib
-                    ),
-                    "≤ 1024 KiB",
-                ),
-            ],
+            &rows,
         );
     }
     Ok(if report.failed_calls == 0 {
