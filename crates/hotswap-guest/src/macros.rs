@@ -1,0 +1,184 @@
+//! The [`plugin!`](crate::plugin!) macro that turns a crate into a hotswap plugin.
+
+/// Turns a crate into a hotswap plugin.
+///
+/// ```text
+/// plugin!(PROCESS $(, name = "LITERAL")? $(, init = PATH)? $(, shutdown = PATH)? $(, health = PATH)? $(,)?)
+/// ```
+///
+/// The first argument is the path of the plugin's function,
+/// `fn(&[u8]) -> Result<Vec<u8>, String>`. `Ok` bytes are the reply; an `Err`
+/// message is returned to the host flagged as an error. The options come
+/// after it in any order, each at most once:
+///
+/// | option | type | default |
+/// |---|---|---|
+/// | `name = "..."` | string literal | `CARGO_PKG_NAME` |
+/// | `init = path` | `fn() -> Result<(), String>` | no `hs_init` export |
+/// | `health = path` | `fn() -> Result<(), String>` | no `hs_health` export |
+/// | `shutdown = path` | `fn()` | no `hs_shutdown` export |
+///
+/// The version is always `CARGO_PKG_VERSION`. A name or version that breaks
+/// the manifest rules of `docs/abi.md` is a compile error. Call the macro
+/// once per plugin crate, at item level.
+///
+/// It emits, inside an anonymous `const _` block:
+/// - a `#[used]` static in the `hotswap.manifest` link section holding
+///   `{"name":"...","version":"...","abi":1}`;
+/// - `hs_alloc`, `hs_process`, and `hs_init` / `hs_health` / `hs_shutdown`
+///   for the options given. `hs_init` and `hs_health` return `0` on `Ok`, and
+///   `1` after logging the message at level error on `Err`.
+///
+/// ```
+/// fn process(input: &[u8]) -> Result<Vec<u8>, String> {
+///     Ok(input.to_vec())
+/// }
+/// fn init() -> Result<(), String> {
+///     Ok(())
+/// }
+/// fn shutdown() {}
+///
+/// hotswap_guest::plugin!(process, name = "echo", init = init, shutdown = shutdown);
+/// # fn main() {}
+/// ```
+///
+/// ```compile_fail
+/// # fn process(input: &[u8]) -> Result<Vec<u8>, String> { Ok(input.to_vec()) }
+/// // Spaces are not allowed in a plugin name.
+/// hotswap_guest::plugin!(process, name = "my plugin");
+/// # fn main() {}
+/// ```
+#[macro_export]
+macro_rules! plugin {
+    // Internal: all options read. Fill in the default name.
+    (@opts [$process:path] [] [$($init:path)?] [$($shutdown:path)?] [$($health:path)?]) => {
+        $crate::plugin!(@emit [$process] [::core::env!("CARGO_PKG_NAME")]
+            [$($init)?] [$($shutdown)?] [$($health)?]);
+    };
+    (@opts [$process:path] [$name:literal] [$($init:path)?] [$($shutdown:path)?] [$($health:path)?]) => {
+        $crate::plugin!(@emit [$process] [$name] [$($init)?] [$($shutdown)?] [$($health)?]);
+    };
+    // Internal: read one option; its slot must still be empty.
+    (@opts [$p:path] [] [$($i:tt)*] [$($s:tt)*] [$($h:tt)*]
+        name = $name:literal $(, $($rest:tt)*)?) => {
+        $crate::plugin!(@opts [$p] [$name] [$($i)*] [$($s)*] [$($h)*] $($($rest)*)?);
+    };
+    (@opts [$p:path] [$($n:tt)*] [] [$($s:tt)*] [$($h:tt)*]
+        init = $init:path $(, $($rest:tt)*)?) => {
+        $crate::plugin!(@opts [$p] [$($n)*] [$init] [$($s)*] [$($h)*] $($($rest)*)?);
+    };
+    (@opts [$p:path] [$($n:tt)*] [$($i:tt)*] [] [$($h:tt)*]
+        shutdown = $shutdown:path $(, $($rest:tt)*)?) => {
+        $crate::plugin!(@opts [$p] [$($n)*] [$($i)*] [$shutdown] [$($h)*] $($($rest)*)?);
+    };
+    (@opts [$p:path] [$($n:tt)*] [$($i:tt)*] [$($s:tt)*] []
+        health = $health:path $(, $($rest:tt)*)?) => {
+        $crate::plugin!(@opts [$p] [$($n)*] [$($i)*] [$($s)*] [$health] $($($rest)*)?);
+    };
+    (@opts [$p:path] [$($n:tt)*] [$($i:tt)*] [$($s:tt)*] [$($h:tt)*] $($rest:tt)+) => {
+        ::core::compile_error!(::core::concat!(
+            "hotswap_guest::plugin!: cannot read `",
+            ::core::stringify!($($rest)+),
+            "`; expected `name = \"...\"`, `init = path`, `shutdown = path` or `health = path`, ",
+            "each at most once, separated by commas"
+        ));
+    };
+    // Internal: the expansion.
+    (@emit [$process:path] [$($name:tt)*] [$($init:path)?] [$($shutdown:path)?] [$($health:path)?]) => {
+        const _: () = {
+            const MANIFEST: &str = ::core::concat!(
+                "{\"name\":\"", $($name)*,
+                "\",\"version\":\"", ::core::env!("CARGO_PKG_VERSION"),
+                "\",\"abi\":1}"
+            );
+            const _: () = $crate::__rt::check_manifest($($name)*, ::core::env!("CARGO_PKG_VERSION"));
+
+            #[cfg_attr(
+                any(target_family = "wasm", target_os = "linux", target_os = "android"),
+                unsafe(link_section = "hotswap.manifest")
+            )]
+            #[used]
+            static MANIFEST_SECTION: [u8; MANIFEST.len()] = $crate::__rt::manifest_bytes(MANIFEST);
+
+            #[unsafe(no_mangle)]
+            extern "C" fn hs_alloc(len: usize) -> *mut u8 {
+                $crate::__rt::alloc(len)
+            }
+
+            #[unsafe(no_mangle)]
+            unsafe extern "C" fn hs_process(ptr: *mut u8, len: usize) -> i64 {
+                // SAFETY: the ABI says the host passes a buffer from hs_alloc(len).
+                unsafe { $crate::__rt::process(ptr, len, $process) }
+            }
+
+            $(
+                #[unsafe(no_mangle)]
+                extern "C" fn hs_init() -> i32 {
+                    $crate::__rt::init($init)
+                }
+            )?
+
+            $(
+                #[unsafe(no_mangle)]
+                extern "C" fn hs_health() -> i32 {
+                    $crate::__rt::health($health)
+                }
+            )?
+
+            $(
+                #[unsafe(no_mangle)]
+                extern "C" fn hs_shutdown() {
+                    $crate::__rt::shutdown($shutdown)
+                }
+            )?
+        };
+    };
+    // Entry point.
+    ($process:path $(, $($opts:tt)*)?) => {
+        $crate::plugin!(@opts [$process] [] [] [] [] $($($opts)*)?);
+    };
+}
+
+#[cfg(test)]
+mod tests {
+    fn echo(input: &[u8]) -> Result<Vec<u8>, String> {
+        match input {
+            b"fail" => Err("failed".into()),
+            _ => Ok([input, b"!"].concat()),
+        }
+    }
+
+    // The macro with every option, in this test binary.
+    fn init() -> Result<(), String> {
+        Err("not ready".into())
+    }
+    fn health() -> Result<(), String> {
+        Ok(())
+    }
+    fn shutdown() {}
+    crate::plugin!(
+        echo,
+        shutdown = shutdown,
+        name = "test-plugin",
+        health = health,
+        init = init,
+    );
+
+    #[test]
+    fn macro_exports() {
+        unsafe extern "C" {
+            fn hs_init() -> i32;
+            fn hs_health() -> i32;
+            fn hs_shutdown();
+            fn hs_alloc(len: usize) -> *mut u8;
+        }
+        unsafe {
+            assert_eq!(hs_init(), 1);
+            assert_eq!(hs_health(), 0);
+            hs_shutdown();
+            let p = hs_alloc(16);
+            assert!(!p.is_null());
+            std::alloc::dealloc(p, std::alloc::Layout::array::<u8>(16).unwrap());
+        }
+    }
+}
