@@ -14,9 +14,10 @@
 //! - **Atomic publish.** The active revision sits behind an `ArcSwap`; a call
 //!   loads it once and finishes on it, so a call that started before a swap
 //!   ends on the old revision and one that starts after runs on the new.
-//! - **Drain off the call path.** When the last call on a replaced revision
-//!   returns, the revision is handed to a cleanup thread that runs its
-//!   `shutdown` and frees it. A caller never pays for teardown.
+//! - **Drain off the call path.** A replaced revision with no call in flight
+//!   is shut down and freed by the swapping thread; otherwise, when its last
+//!   call returns, it is handed to a cleanup thread. A caller never pays for
+//!   teardown.
 //! - **Two live revisions at most.** A deploy waits (up to
 //!   [`SlotOptions::drain_timeout`]) for the revision before the active one to
 //!   retire before it publishes.

@@ -129,12 +129,22 @@ impl<C: Code> Live<C> {
     }
 }
 
-impl<C: Code> Drop for Live<C> {
-    fn drop(&mut self) {
+impl<C: Code> Live<C> {
+    /// Retires this revision on the current thread: for the swapping thread,
+    /// when no call holds the revision any more, so the next swap need not
+    /// wait for the cleanup thread to wake up.
+    pub fn retire_now(mut self) {
+        if let Some(job) = self.retirement() {
+            job();
+        }
+    }
+
+    /// Shutdown, free, event, latch: everything retiring takes, as one job.
+    fn retirement(&mut self) -> Option<Box<dyn FnOnce() + Send>> {
         let (Some(code), Some(retire)) = (self.code.take(), self.retire.take()) else {
-            return;
+            return None;
         };
-        reaper::retire(Box::new(move || {
+        Some(Box::new(move || {
             // A panicking shutdown must still free the revision and open the
             // latch: otherwise every later deploy of this slot would wait on
             // it and fail.
@@ -155,6 +165,16 @@ impl<C: Code> Drop for Live<C> {
                 None,
             );
             retire.latch.open();
-        }));
+        }))
+    }
+}
+
+impl<C: Code> Drop for Live<C> {
+    /// The last holder lets go: if that is a call, it only pays for handing
+    /// the revision to the cleanup thread.
+    fn drop(&mut self) {
+        if let Some(job) = self.retirement() {
+            reaper::retire(job);
+        }
     }
 }

@@ -364,9 +364,13 @@ impl<T: Tier> Slot<T> {
                 None,
                 rollback_reason,
             );
-            // If no call holds it, this hands it to the cleanup thread now;
-            // otherwise the last call to finish does.
-            drop(old_live);
+            // No call holds it: retire it here, on the swapping thread (never
+            // a caller's). Otherwise the last call to finish hands it to the
+            // cleanup thread.
+            match Arc::try_unwrap(old_live) {
+                Ok(idle) => idle.retire_now(),
+                Err(busy) => drop(busy),
+            }
         }
         Ok(info)
     }

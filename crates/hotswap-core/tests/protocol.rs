@@ -298,3 +298,23 @@ fn a_panicking_shutdown_does_not_wedge_the_slot() {
         .expect("deploys go on after a shutdown panicked");
     assert_eq!(slot.call(b"").unwrap(), b"v3");
 }
+
+#[test]
+fn with_no_call_in_flight_the_swapping_thread_retires_the_old_revision() {
+    let h = toy_slot(SlotOptions::default());
+    h.slot.deploy(art("v1"), None).unwrap();
+    assert_eq!(h.slot.call(b"").unwrap(), b"v1");
+    h.slot.deploy(art("v2"), None).unwrap();
+    // Already retired when the deploy returns: nothing to wait for.
+    assert_eq!(
+        h.slot.status().previous.unwrap().state,
+        RevisionState::Retired
+    );
+    let (name, thread) = h
+        .retired
+        .try_recv()
+        .expect("v1 was shut down during the deploy");
+    assert_eq!(name, "v1");
+    let me = std::thread::current().name().unwrap().to_string();
+    assert_eq!(thread, me, "retired by the thread that swapped it out");
+}
