@@ -118,6 +118,10 @@ impl CompileCache {
                 m
             }
         };
+        // wasmtime builds a module's copy-on-write memory image lazily, on
+        // its first instantiation; doing it here keeps that (milliseconds)
+        // off the first swap to the module.
+        module.initialize_copy_on_write_image()?;
         let info = self.validate(artifact).map_err(wasmtime::Error::new)?;
         self.insert(digest, info, Some(module.clone()));
         Ok(module)

@@ -58,16 +58,21 @@ struct Summary {
 
 pub fn main(args: Args) -> anyhow::Result<ExitCode> {
     let tier = Arc::new(WasmTier::new(WasmConfig::default()).map_err(|e| anyhow::anyhow!(e))?);
+    let versions = [
+        Artifact::new(hotswap_examples::GREET_V1.to_vec()),
+        Artifact::new(hotswap_examples::GREET_V2.to_vec()),
+    ];
+    // Compile both up front: the swaps below then show what a swap costs,
+    // not what compiling costs.
+    for v in &versions {
+        tier.precompile(v).map_err(|e| anyhow::anyhow!(e))?;
+    }
     let slot = Arc::new(Slot::new(
         "greet",
         tier,
         Arc::new(MemoryKv::default()),
         EventBus::new(),
     ));
-    let versions = [
-        Artifact::new(hotswap_examples::GREET_V1.to_vec()),
-        Artifact::new(hotswap_examples::GREET_V2.to_vec()),
-    ];
     let first = slot.deploy(versions[0].clone(), None)?;
     let reply = |slot: &Slot<WasmTier>| {
         slot.call(b"world")
