@@ -4,11 +4,13 @@ use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use hotswap_core::{error_chain, Artifact, EventBus, MemoryKv, Slot};
 use hotswap_wasm::{WasmConfig, WasmTier};
+
+use serde::Serialize;
 
 use crate::input::read_module;
 
@@ -16,6 +18,10 @@ use crate::input::read_module;
 pub struct Args {
     /// The module: a `.wasm` file, or a `.wat` text file.
     file: PathBuf,
+    /// Print one JSON object (the output, or the error, and the timings)
+    /// instead of the raw output.
+    #[arg(long)]
+    json: bool,
     /// Allow imports from WASI preview 1 (sandboxed: no files, no network,
     /// no environment; output goes to the log).
     #[arg(long)]
@@ -74,24 +80,80 @@ pub fn main(args: Args) -> anyhow::Result<ExitCode> {
         Arc::new(MemoryKv::default()),
         EventBus::new(),
     );
-    if let Err(e) = slot.deploy(Artifact::new(bytes), None) {
-        eprintln!("error: {}: {}", args.file.display(), error_chain(&e));
-        return Ok(ExitCode::FAILURE);
-    }
-    match slot.call(&input) {
-        Ok(output) => {
-            let mut stdout = std::io::stdout().lock();
-            stdout.write_all(&output)?;
-            if std::io::IsTerminal::is_terminal(&stdout) && !output.ends_with(b"\n") {
-                stdout.write_all(b"\n")?;
+    let started = Instant::now();
+    let deployed = slot.deploy(Artifact::new(bytes), None);
+    let load_us = started.elapsed().as_micros() as u64;
+    let (revision, result) = match deployed {
+        Ok(info) => {
+            let started = Instant::now();
+            let result = slot.call(&input).map_err(|e| e.to_string());
+            (
+                Some(info),
+                result.map(|out| (out, started.elapsed().as_micros() as u64)),
+            )
+        }
+        Err(e) => (
+            None,
+            Err(format!("{}: {}", args.file.display(), error_chain(&e))),
+        ),
+    };
+
+    if args.json {
+        let (output, output_hex, call_us, error) = match &result {
+            Ok((out, us)) => match std::str::from_utf8(out) {
+                Ok(text) => (Some(text.to_string()), None, Some(*us), None),
+                Err(_) => (None, Some(hex::encode(out)), Some(*us), None),
+            },
+            Err(e) => (None, None, None, Some(e.clone())),
+        };
+        let report = Report {
+            ok: result.is_ok(),
+            name: revision.as_ref().map(|r| r.name.clone()),
+            version: revision.as_ref().map(|r| r.version.clone()),
+            digest: revision.as_ref().map(|r| r.digest.to_string()),
+            output,
+            output_hex,
+            error,
+            load_us,
+            call_us,
+        };
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        match &result {
+            Ok((output, _)) => {
+                let mut stdout = std::io::stdout().lock();
+                stdout.write_all(output)?;
+                if std::io::IsTerminal::is_terminal(&stdout) && !output.ends_with(b"\n") {
+                    stdout.write_all(b"\n")?;
+                }
             }
-            Ok(ExitCode::SUCCESS)
-        }
-        Err(e) => {
-            eprintln!("error: {e}");
-            Ok(ExitCode::FAILURE)
+            Err(e) => eprintln!("error: {e}"),
         }
     }
+    Ok(if result.is_ok() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
+}
+
+/// `hotswap run --json`: the output as text when it is UTF-8, else as hex,
+/// so no byte is lost.
+#[derive(Serialize)]
+struct Report {
+    ok: bool,
+    name: Option<String>,
+    version: Option<String>,
+    digest: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    output: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    output_hex: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    error: Option<String>,
+    /// Loading: validation, compilation (or the cache), instantiation.
+    load_us: u64,
+    call_us: Option<u64>,
 }
 
 /// `$XDG_CACHE_HOME/hotswap`, else `$HOME/.cache/hotswap` (the XDG default).

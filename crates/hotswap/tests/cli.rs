@@ -215,3 +215,48 @@ fn bench_swap_prints_the_documented_json() {
     }
     assert_eq!(v["failed_calls"], 0);
 }
+
+#[test]
+fn run_json_reports_output_or_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = write(dir.path(), "greet.wasm", hotswap_examples::GREET_V1);
+    let out = hotswap(&["run", "--json", file.to_str().unwrap(), "--input", "json"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["ok"], true);
+    assert_eq!(v["output"], "hello, json!");
+    assert_eq!(v["version"], "1.0.0");
+    assert!(v["call_us"].is_number());
+
+    // Bytes that are not UTF-8 come back as hex.
+    let raw = write(dir.path(), "raw.bin", &[0xff, 0xfe]);
+    let echo = write(dir.path(), "echo.wat", wat(
+        "(i64.or (i64.shl (i64.extend_i32_u (local.get 1)) (i64.const 32)) (i64.extend_i32_u (local.get 0)))",
+    ).as_bytes());
+    let out = hotswap(&[
+        "run",
+        "--json",
+        echo.to_str().unwrap(),
+        "--input-file",
+        raw.to_str().unwrap(),
+    ]);
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["output_hex"], "fffe");
+
+    let looping = write(
+        dir.path(),
+        "loop.wat",
+        wat("(loop (br 0)) (i64.const 0)").as_bytes(),
+    );
+    let out = hotswap(&[
+        "run",
+        "--json",
+        looping.to_str().unwrap(),
+        "--deadline",
+        "50",
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["ok"], false);
+    assert!(v["error"].as_str().unwrap().contains("deadline"));
+}
