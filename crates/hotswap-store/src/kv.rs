@@ -1,0 +1,110 @@
+//! `SlotKv`: a slot's key-value data in the database, implementing
+//! [`hotswap_core::KvStore`].
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+use hotswap_core::{KvError, KvLimits, KvStore};
+use redb::{Database, Durability, ReadableDatabase, ReadableTable, TableDefinition};
+
+/// `(slot, key) → value`.
+pub(crate) const KV: TableDefinition<(&str, &[u8]), &[u8]> = TableDefinition::new("kv");
+/// `slot → number of keys`, kept in the same transactions, for the key limit.
+pub(crate) const KV_COUNTS: TableDefinition<&str, u64> = TableDefinition::new("kv_counts");
+
+/// One slot's view of the key-value table.
+///
+/// Writes commit without waiting for the disk (`Durability::None`); the
+/// store's flusher makes them durable within a fraction of a second, and at
+/// a clean shutdown. A plugin that writes on every call would otherwise pay
+/// an fsync per call. A `kill -9` can lose the last fraction of a second of
+/// writes, never tear one: every commit is atomic.
+pub struct SlotKv {
+    db: Arc<Database>,
+    slot: String,
+    limits: KvLimits,
+    dirty: Arc<AtomicBool>,
+}
+
+impl SlotKv {
+    pub(crate) fn new(
+        db: Arc<Database>,
+        slot: &str,
+        limits: KvLimits,
+        dirty: Arc<AtomicBool>,
+    ) -> SlotKv {
+        SlotKv {
+            db,
+            slot: slot.to_string(),
+            limits,
+            dirty,
+        }
+    }
+
+    /// Runs `f` in a write transaction that commits without fsync, and marks
+    /// the store dirty so the flusher makes it durable.
+    fn write<R>(
+        &self,
+        f: impl FnOnce(
+            &mut redb::Table<(&str, &[u8]), &[u8]>,
+            &mut redb::Table<&str, u64>,
+        ) -> Result<R, KvError>,
+    ) -> Result<R, KvError> {
+        let mut txn = self.db.begin_write().map_err(backend)?;
+        txn.set_durability(Durability::None).map_err(backend)?;
+        let result = {
+            let mut kv = txn.open_table(KV).map_err(backend)?;
+            let mut counts = txn.open_table(KV_COUNTS).map_err(backend)?;
+            f(&mut kv, &mut counts)?
+        };
+        txn.commit().map_err(backend)?;
+        self.dirty.store(true, Ordering::Release);
+        Ok(result)
+    }
+}
+
+fn backend(e: impl Into<redb::Error>) -> KvError {
+    KvError::Backend(e.into().to_string())
+}
+
+impl KvStore for SlotKv {
+    fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, KvError> {
+        self.limits.check(key, None)?;
+        let txn = self.db.begin_read().map_err(backend)?;
+        let table = txn.open_table(KV).map_err(backend)?;
+        let value = table.get((self.slot.as_str(), key)).map_err(backend)?;
+        Ok(value.map(|v| v.value().to_vec()))
+    }
+
+    fn put(&self, key: &[u8], value: &[u8]) -> Result<(), KvError> {
+        self.limits.check(key, Some(value))?;
+        let (slot, max_keys) = (self.slot.as_str(), self.limits.max_keys);
+        self.write(|kv, counts| {
+            let count = counts.get(slot).map_err(backend)?.map_or(0, |c| c.value());
+            let is_new = kv.get((slot, key)).map_err(backend)?.is_none();
+            if is_new && count >= max_keys as u64 {
+                return Err(KvError::Full { limit: max_keys });
+            }
+            kv.insert((slot, key), value).map_err(backend)?;
+            if is_new {
+                counts.insert(slot, count + 1).map_err(backend)?;
+            }
+            Ok(())
+        })
+    }
+
+    fn delete(&self, key: &[u8]) -> Result<bool, KvError> {
+        self.limits.check(key, None)?;
+        let slot = self.slot.as_str();
+        self.write(|kv, counts| {
+            let removed = kv.remove((slot, key)).map_err(backend)?.is_some();
+            if removed {
+                let count = counts.get(slot).map_err(backend)?.map_or(0, |c| c.value());
+                counts
+                    .insert(slot, count.saturating_sub(1))
+                    .map_err(backend)?;
+            }
+            Ok(removed)
+        })
+    }
+}

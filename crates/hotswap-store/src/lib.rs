@@ -1,0 +1,276 @@
+//! hotswap's persistent store: everything `hotswap serve` must find again
+//! after a restart or a crash.
+//!
+//! - **Artifacts**, content-addressed: `<dir>/artifacts/<sha256>.wasm`,
+//!   written atomically (temporary file, fsync, rename, directory fsync) and
+//!   checked against their digest on every read, so a corrupt file is
+//!   reported, never served.
+//! - **Slot records** ([`SlotRecord`]): which revision each slot serves,
+//!   its previous one, its canary. Committed durably in an embedded redb
+//!   database, and only ever pointing at artifacts already on disk.
+//! - **Key-value data** of plugins ([`SlotKv`], a [`hotswap_core::KvStore`]),
+//!   in the same database.
+//!
+//! A deploy stores its artifact first and commits the slot's record last.
+//! A crash anywhere in between leaves the old record, pointing at the old,
+//! intact artifact: after a restart a slot serves the old revision or the
+//! new one, never a broken one.
+//!
+//! ```
+//! use hotswap_core::{Artifact, KvStore};
+//! use hotswap_store::{SlotRecord, Store};
+//!
+//! let dir = tempfile::tempdir()?;
+//! let store = Store::open(dir.path())?;
+//! let code = Artifact::new(b"\0asm...".to_vec());
+//! store.put_artifact(&code)?;
+//! store.save_slot("greet", &SlotRecord { active: Some(code.digest()), ..Default::default() })?;
+//! store.kv("greet")?.put(b"count", b"1")?;
+//! drop(store);
+//!
+//! let store = Store::open(dir.path())?; // as after a restart
+//! let record = store.slot("greet")?.unwrap();
+//! assert_eq!(store.artifact(&record.active.unwrap())?.bytes(), code.bytes());
+//! assert_eq!(store.kv("greet")?.get(b"count")?, Some(b"1".to_vec()));
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+
+mod artifacts;
+mod error;
+mod kv;
+mod records;
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::Duration;
+
+use hotswap_core::{Artifact, Digest, KvLimits};
+use redb::{Database, Durability, ReadableDatabase, ReadableTable, TableDefinition};
+
+pub use error::{check_slot_name, StoreError};
+pub use kv::SlotKv;
+pub use records::{CanaryRecord, SlotRecord};
+
+use artifacts::Artifacts;
+use error::db;
+
+/// `slot name → SlotRecord as JSON`.
+const SLOTS: TableDefinition<&str, &[u8]> = TableDefinition::new("slots");
+
+/// How long a key-value write may stay in memory only.
+const FLUSH_EVERY: Duration = Duration::from_millis(100);
+
+/// The store in one directory. One process at a time may open it.
+pub struct Store {
+    dir: PathBuf,
+    db: Arc<Database>,
+    artifacts: Artifacts,
+    dirty: Arc<AtomicBool>,
+    flusher: Option<Flusher>,
+}
+
+impl Store {
+    /// Opens (or creates) the store in `dir`, removing the leftovers of
+    /// writes a crash interrupted.
+    pub fn open(dir: &Path) -> Result<Store, StoreError> {
+        std::fs::create_dir_all(dir).map_err(|source| StoreError::Io {
+            what: "cannot create",
+            path: dir.to_path_buf(),
+            source,
+        })?;
+        let path = dir.join("store.redb");
+        let database = match Database::create(&path) {
+            Ok(d) => d,
+            Err(redb::DatabaseError::DatabaseAlreadyOpen) => {
+                return Err(StoreError::Locked(dir.to_path_buf()))
+            }
+            Err(e) => return Err(db(e)),
+        };
+        // Create the tables up front so readers never meet a missing table.
+        let txn = database.begin_write().map_err(db)?;
+        txn.open_table(SLOTS).map_err(db)?;
+        txn.open_table(kv::KV).map_err(db)?;
+        txn.open_table(kv::KV_COUNTS).map_err(db)?;
+        txn.commit().map_err(db)?;
+
+        let database = Arc::new(database);
+        let dirty = Arc::new(AtomicBool::new(false));
+        Ok(Store {
+            artifacts: Artifacts::open(dir.join("artifacts"))?,
+            flusher: Some(Flusher::start(database.clone(), dirty.clone())),
+            dir: dir.to_path_buf(),
+            db: database,
+            dirty,
+        })
+    }
+
+    /// The directory the store lives in.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// Where the WASM tier should keep compiled modules, so that they too
+    /// survive a restart.
+    pub fn compile_cache_dir(&self) -> PathBuf {
+        self.dir.join("compiled")
+    }
+
+    /// Stores an artifact durably (a no-op if it is already there).
+    pub fn put_artifact(&self, artifact: &Artifact) -> Result<(), StoreError> {
+        self.artifacts.put(artifact)
+    }
+
+    /// A stored artifact, verified against its digest.
+    pub fn artifact(&self, digest: &Digest) -> Result<Artifact, StoreError> {
+        self.artifacts.get(digest)
+    }
+
+    /// The record of one slot, if it has one.
+    pub fn slot(&self, name: &str) -> Result<Option<SlotRecord>, StoreError> {
+        let txn = self.db.begin_read().map_err(db)?;
+        let table = txn.open_table(SLOTS).map_err(db)?;
+        let value = table.get(name).map_err(db)?;
+        value.map(|v| parse(name, v.value())).transpose()
+    }
+
+    /// Every slot's record, by name.
+    pub fn slots(&self) -> Result<Vec<(String, SlotRecord)>, StoreError> {
+        let txn = self.db.begin_read().map_err(db)?;
+        let table = txn.open_table(SLOTS).map_err(db)?;
+        let mut out = Vec::new();
+        for entry in table.iter().map_err(db)? {
+            let (name, value) = entry.map_err(db)?;
+            out.push((
+                name.value().to_string(),
+                parse(name.value(), value.value())?,
+            ));
+        }
+        Ok(out)
+    }
+
+    /// Saves a slot's record durably. Every artifact it names must already
+    /// be stored: a record never points at code that is not on disk.
+    pub fn save_slot(&self, name: &str, record: &SlotRecord) -> Result<(), StoreError> {
+        check_slot_name(name)?;
+        for digest in record.digests() {
+            self.artifacts.get(&digest)?;
+        }
+        let json = serde_json::to_vec(record).expect("a record always serialises");
+        let mut txn = self.db.begin_write().map_err(db)?;
+        // Immediate: once a deploy is acknowledged, it is on disk (and so is
+        // every key-value write before it).
+        txn.set_durability(Durability::Immediate).map_err(db)?;
+        txn.open_table(SLOTS)
+            .map_err(db)?
+            .insert(name, json.as_slice())
+            .map_err(db)?;
+        txn.commit().map_err(db)?;
+        // `dirty` stays as it is: a key-value write may have committed just
+        // after this, and a spare flush costs less than a lost one.
+        Ok(())
+    }
+
+    /// Forgets a slot's record (its key-value data stays until deleted).
+    pub fn remove_slot(&self, name: &str) -> Result<bool, StoreError> {
+        let mut txn = self.db.begin_write().map_err(db)?;
+        txn.set_durability(Durability::Immediate).map_err(db)?;
+        let removed = txn
+            .open_table(SLOTS)
+            .map_err(db)?
+            .remove(name)
+            .map_err(db)?
+            .is_some();
+        txn.commit().map_err(db)?;
+        Ok(removed)
+    }
+
+    /// A slot's key-value data, with the default limits.
+    pub fn kv(&self, slot: &str) -> Result<Arc<SlotKv>, StoreError> {
+        check_slot_name(slot)?;
+        Ok(Arc::new(SlotKv::new(
+            self.db.clone(),
+            slot,
+            KvLimits::default(),
+            self.dirty.clone(),
+        )))
+    }
+
+    /// Makes every key-value write so far durable now.
+    pub fn flush(&self) -> Result<(), StoreError> {
+        flush(&self.db, &self.dirty).map_err(db)
+    }
+}
+
+impl Drop for Store {
+    /// A clean shutdown loses nothing: stop the flusher, then flush.
+    fn drop(&mut self) {
+        drop(self.flusher.take());
+        if let Err(e) = self.flush() {
+            tracing::error!(error = %e, "could not flush the store at shutdown");
+        }
+    }
+}
+
+fn parse(slot: &str, json: &[u8]) -> Result<SlotRecord, StoreError> {
+    serde_json::from_slice(json).map_err(|e| StoreError::BadRecord {
+        slot: slot.to_string(),
+        reason: e.to_string(),
+    })
+}
+
+/// A durable empty commit: makes every earlier non-durable one durable.
+fn flush(db: &Database, dirty: &AtomicBool) -> Result<(), redb::Error> {
+    if !dirty.swap(false, Ordering::AcqRel) {
+        return Ok(());
+    }
+    let mut txn = db.begin_write()?;
+    txn.set_durability(Durability::Immediate)?;
+    txn.commit()?;
+    Ok(())
+}
+
+/// The thread that makes key-value writes durable every [`FLUSH_EVERY`].
+struct Flusher {
+    stop: Arc<(Mutex<bool>, Condvar)>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Flusher {
+    fn start(db: Arc<Database>, dirty: Arc<AtomicBool>) -> Flusher {
+        let stop = Arc::new((Mutex::new(false), Condvar::new()));
+        let signal = stop.clone();
+        let thread = std::thread::Builder::new()
+            .name("hotswap-store-flush".into())
+            .spawn(move || {
+                let (lock, cv) = &*signal;
+                let mut stopped = lock.lock().unwrap_or_else(|e| e.into_inner());
+                while !*stopped {
+                    stopped = cv
+                        .wait_timeout(stopped, FLUSH_EVERY)
+                        .unwrap_or_else(|e| e.into_inner())
+                        .0;
+                    if let Err(e) = flush(&db, &dirty) {
+                        tracing::error!(error = %e, "could not flush key-value writes");
+                        dirty.store(true, Ordering::Release);
+                    }
+                }
+            })
+            .expect("cannot start the store's flush thread");
+        Flusher {
+            stop,
+            thread: Some(thread),
+        }
+    }
+}
+
+impl Drop for Flusher {
+    fn drop(&mut self) {
+        let (lock, cv) = &*self.stop;
+        *lock.lock().unwrap_or_else(|e| e.into_inner()) = true;
+        cv.notify_all();
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
