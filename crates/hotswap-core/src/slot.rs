@@ -395,9 +395,16 @@ impl<T: Tier> Slot<T> {
 }
 
 impl<T: Tier> Drop for Slot<T> {
+    /// Retires the active revision: here and now if no call holds it (so
+    /// that what it holds, such as the slot's store, is released when the
+    /// slot is), otherwise when its last call returns.
     fn drop(&mut self) {
         if let Some(live) = self.active.swap(None) {
             live.start_draining();
+            match Arc::try_unwrap(live) {
+                Ok(idle) => idle.retire_now(),
+                Err(busy) => drop(busy),
+            }
         }
     }
 }

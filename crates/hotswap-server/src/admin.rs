@@ -1,0 +1,246 @@
+//! The admin API, version 1: deploy, list, show, roll back, events, health.
+//! Documented in docs/admin-api.md.
+
+use std::convert::Infallible;
+use std::sync::Arc;
+
+use axum::body::{Body, Bytes};
+use axum::extract::{DefaultBodyLimit, Path, Query, Request, State};
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::middleware::{self, Next};
+use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use hotswap_core::{DeployError, Digest};
+use serde::Deserialize;
+use serde_json::json;
+use tokio_stream::wrappers::BroadcastStream;
+use tokio_stream::{Stream, StreamExt};
+
+use crate::gateway::{Gateway, GatewayError};
+
+#[derive(Clone)]
+struct Admin {
+    gateway: Arc<Gateway>,
+    token: Option<Arc<str>>,
+    max_module_bytes: usize,
+}
+
+/// The admin router. With a token, every request must carry it.
+pub(crate) fn router(
+    gateway: Arc<Gateway>,
+    token: Option<String>,
+    max_module_bytes: usize,
+) -> Router {
+    let state = Admin {
+        gateway,
+        token: token.map(Arc::from),
+        max_module_bytes,
+    };
+    Router::new()
+        .route(
+            "/v1/health",
+            get(|| async { Json(json!({"status": "ok"})) }),
+        )
+        .route("/v1/ready", get(|| async { Json(json!({"ready": true})) }))
+        .route("/v1/slots", get(list))
+        .route("/v1/slots/{slot}", get(show))
+        .route(
+            "/v1/slots/{slot}/revisions",
+            // The handler enforces the limit itself (see `deploy`).
+            post(deploy).layer(DefaultBodyLimit::disable()),
+        )
+        .route("/v1/slots/{slot}/rollback", post(rollback))
+        .route("/v1/events", get(events))
+        .fallback(|| async {
+            problem(
+                StatusCode::NOT_FOUND,
+                "not-found",
+                "no such endpoint; see docs/admin-api.md".into(),
+            )
+        })
+        .layer(middleware::from_fn_with_state(state.clone(), authorize))
+        .with_state(state)
+}
+
+/// Refuses requests without the bearer token, when one is set. A refused
+/// request changes nothing.
+async fn authorize(State(admin): State<Admin>, request: Request, next: Next) -> Response {
+    if let Some(token) = &admin.token {
+        let given = request
+            .headers()
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "));
+        if !given.is_some_and(|g| same(g.as_bytes(), token.as_bytes())) {
+            return problem(
+                StatusCode::UNAUTHORIZED,
+                "unauthorized",
+                "missing or wrong bearer token (set HOTSWAP_TOKEN)".into(),
+            );
+        }
+    }
+    next.run(request).await
+}
+
+/// Compares in time that does not depend on where the inputs differ.
+fn same(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+async fn list(State(admin): State<Admin>) -> Response {
+    Json(json!({ "slots": admin.gateway.list() })).into_response()
+}
+
+async fn show(State(admin): State<Admin>, Path(slot): Path<String>) -> Response {
+    match admin.gateway.show(&slot) {
+        Ok(view) => Json(view).into_response(),
+        Err(e) => gateway_problem(e),
+    }
+}
+
+#[derive(Deserialize)]
+struct DeployQuery {
+    sha256: Option<String>,
+}
+
+async fn deploy(
+    State(admin): State<Admin>,
+    Path(slot): Path<String>,
+    Query(query): Query<DeployQuery>,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    // Refuse an oversize upload from its Content-Length, before reading a
+    // byte of it; a body without one is cut off at the limit while read.
+    let max = admin.max_module_bytes;
+    let too_large = || {
+        problem(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "too-large",
+            format!("modules may be at most {max} bytes (max_module_bytes)"),
+        )
+    };
+    let declared = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > max as u64) {
+        return too_large();
+    }
+    let body: Bytes = match axum::body::to_bytes(body, max).await {
+        Ok(b) => b,
+        Err(_) => return too_large(),
+    };
+    let expected = match query.sha256.as_deref().map(str::parse::<Digest>) {
+        None => None,
+        Some(Ok(d)) => Some(d),
+        Some(Err(e)) => return problem(StatusCode::BAD_REQUEST, "bad-request", e.to_string()),
+    };
+    // Compiling and starting a module is blocking work.
+    let gateway = admin.gateway.clone();
+    let result =
+        tokio::task::spawn_blocking(move || gateway.deploy(&slot, body.to_vec(), expected)).await;
+    match result {
+        Ok(Ok(info)) => (StatusCode::CREATED, Json(json!({ "revision": info }))).into_response(),
+        Ok(Err(e)) => gateway_problem(e),
+        Err(e) => problem(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal",
+            format!("deploy task failed: {e}"),
+        ),
+    }
+}
+
+#[derive(Deserialize)]
+struct RollbackQuery {
+    reason: Option<String>,
+}
+
+async fn rollback(
+    State(admin): State<Admin>,
+    Path(slot): Path<String>,
+    Query(q): Query<RollbackQuery>,
+) -> Response {
+    let reason = q
+        .reason
+        .unwrap_or_else(|| "requested through the admin API".into());
+    let gateway = admin.gateway.clone();
+    match tokio::task::spawn_blocking(move || gateway.rollback(&slot, &reason)).await {
+        Ok(Ok(info)) => Json(json!({ "revision": info })).into_response(),
+        Ok(Err(e)) => gateway_problem(e),
+        Err(e) => problem(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal",
+            format!("rollback task failed: {e}"),
+        ),
+    }
+}
+
+#[derive(Deserialize)]
+struct EventsQuery {
+    #[serde(default)]
+    follow: bool,
+}
+
+/// The recent events as JSON, or with `?follow=true` a server-sent event
+/// stream: the recent ones, then each new one as it happens.
+async fn events(State(admin): State<Admin>, Query(q): Query<EventsQuery>) -> Response {
+    let bus = admin.gateway.events();
+    if !q.follow {
+        return Json(json!({ "events": bus.recent() })).into_response();
+    }
+    // Subscribe before reading the backlog, so nothing falls in between;
+    // an event in both is sent once (by sequence number).
+    let live = BroadcastStream::new(bus.subscribe());
+    let backlog = bus.recent();
+    let last = backlog.last().map_or(0, |e| e.seq);
+    let backlog = tokio_stream::iter(backlog.into_iter().map(Ok));
+    let live = live.filter_map(move |item| match item {
+        Ok(e) if e.seq > last => Some(Ok(e)),
+        Ok(_) => None,
+        Err(tokio_stream::wrappers::errors::BroadcastStreamRecvError::Lagged(n)) => Some(Err(n)),
+    });
+    let stream = backlog
+        .chain(live)
+        .map(|item| -> Result<SseEvent, Infallible> {
+            Ok(match item {
+                Ok(e) => SseEvent::default()
+                    .event("revision")
+                    .json_data(&e)
+                    .unwrap_or_default(),
+                Err(missed) => SseEvent::default().event("lagged").data(missed.to_string()),
+            })
+        });
+    sse(stream)
+}
+
+fn sse(stream: impl Stream<Item = Result<SseEvent, Infallible>> + Send + 'static) -> Response {
+    Sse::new(stream)
+        .keep_alive(KeepAlive::default())
+        .into_response()
+}
+
+/// A JSON error: `{"error": message, "kind": kind}`.
+fn problem(status: StatusCode, kind: &str, message: String) -> Response {
+    (status, Json(json!({ "error": message, "kind": kind }))).into_response()
+}
+
+fn gateway_problem(e: GatewayError) -> Response {
+    let (status, kind) = match &e {
+        GatewayError::UnknownSlot(_) => (StatusCode::NOT_FOUND, "unknown-slot"),
+        GatewayError::BadName(_) => (StatusCode::BAD_REQUEST, "bad-slot-name"),
+        GatewayError::Deploy(d) => match d {
+            DeployError::DigestMismatch { .. } => (StatusCode::BAD_REQUEST, "digest-mismatch"),
+            DeployError::Invalid(_) => (StatusCode::UNPROCESSABLE_ENTITY, "invalid-module"),
+            DeployError::Prepare(_) => (StatusCode::UNPROCESSABLE_ENTITY, "prepare-failed"),
+            DeployError::StillDraining { .. } => (StatusCode::CONFLICT, "still-draining"),
+            DeployError::NoPrevious { .. } => (StatusCode::CONFLICT, "no-previous"),
+        },
+        GatewayError::Store(_) | GatewayError::Tier(_) => {
+            (StatusCode::INTERNAL_SERVER_ERROR, "internal")
+        }
+    };
+    problem(status, kind, e.to_string())
+}

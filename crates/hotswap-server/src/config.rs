@@ -1,0 +1,171 @@
+//! `ServerConfig`: everything `hotswap serve` can be told, from one TOML file
+//! and flags, with defaults that work on a laptop.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+/// The server's settings. Every field has a default; a config file names
+/// only what it changes.
+///
+/// ```toml
+/// listen = "127.0.0.1:8080"      # the data plane: plugins answer here
+/// admin = "127.0.0.1:8081"       # the admin API and /metrics
+/// data_dir = ".hotswap"          # the store: artifacts, slots, kv, compiled code
+/// # admin_token = "..."          # required when `admin` is not loopback
+/// max_module_bytes = 33554432
+/// deploy_example = true          # deploy the example plugin to slot `greet` on first start
+///
+/// [limits]
+/// deadline_ms = 1000
+/// memory_cap_mib = 64
+/// instance_cap = 16
+///
+/// [[routes]]
+/// path = "/hello"
+/// slot = "greet"
+/// ```
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ServerConfig {
+    /// Where the data plane listens.
+    pub listen: SocketAddr,
+    /// Where the admin API listens.
+    pub admin: SocketAddr,
+    /// Where the store lives.
+    pub data_dir: PathBuf,
+    /// The bearer token the admin API requires. Required when `admin` is
+    /// not a loopback address; also read from `HOTSWAP_TOKEN`.
+    pub admin_token: Option<String>,
+    /// Largest module the admin API accepts, in bytes.
+    pub max_module_bytes: usize,
+    /// Deploy the example `greet` plugin to slot `greet` when the store is
+    /// empty, so a first start has something to answer.
+    pub deploy_example: bool,
+    /// Limits every plugin runs under.
+    pub limits: Limits,
+    /// HTTP paths mapped to slots. Without routes, `POST /{slot}` calls the
+    /// slot of that name.
+    pub routes: Vec<Route>,
+}
+
+/// Limits every plugin runs under (see docs/abi.md).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Limits {
+    /// Longest one call may run, in milliseconds.
+    pub deadline_ms: u64,
+    /// Most memory one instance may have, in MiB.
+    pub memory_cap_mib: u64,
+    /// Most concurrent calls one revision serves.
+    pub instance_cap: usize,
+}
+
+/// One HTTP path served by one slot.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Route {
+    /// The exact path, e.g. `/hello`.
+    pub path: String,
+    /// The slot that answers it.
+    pub slot: String,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        ServerConfig {
+            listen: ([127, 0, 0, 1], 8080).into(),
+            admin: ([127, 0, 0, 1], 8081).into(),
+            data_dir: PathBuf::from(".hotswap"),
+            admin_token: None,
+            max_module_bytes: 32 << 20,
+            deploy_example: true,
+            limits: Limits::default(),
+            routes: Vec::new(),
+        }
+    }
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            deadline_ms: 1000,
+            memory_cap_mib: 64,
+            instance_cap: 16,
+        }
+    }
+}
+
+/// Why a configuration was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("cannot read {path}: {source}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The file is not valid TOML for this config.
+    #[error("{path}: {message}")]
+    Parse {
+        /// The file.
+        path: PathBuf,
+        /// The parser's message, with line and column.
+        message: String,
+    },
+    /// The settings do not make sense.
+    #[error("invalid setting: {0}")]
+    Invalid(String),
+}
+
+impl ServerConfig {
+    /// Reads a TOML file; what it does not name keeps its default.
+    pub fn from_file(path: &std::path::Path) -> Result<ServerConfig, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        toml::from_str(&text).map_err(|e| ConfigError::Parse {
+            path: path.to_path_buf(),
+            message: e.to_string(),
+        })
+    }
+
+    /// Checks the settings together.
+    pub fn check(&self) -> Result<(), ConfigError> {
+        if !self.admin.ip().is_loopback() && self.admin_token.as_deref().is_none_or(str::is_empty) {
+            return Err(ConfigError::Invalid(format!(
+                "the admin API listens on {}, beyond loopback: set admin_token (or HOTSWAP_TOKEN)",
+                self.admin
+            )));
+        }
+        for r in &self.routes {
+            if !r.path.starts_with('/') {
+                return Err(ConfigError::Invalid(format!(
+                    "route path `{}` must start with /",
+                    r.path
+                )));
+            }
+            hotswap_store::check_slot_name(&r.slot)
+                .map_err(|e| ConfigError::Invalid(e.to_string()))?;
+        }
+        self.wasm()
+            .check()
+            .map_err(|e| ConfigError::Invalid(e.to_string()))?;
+        Ok(())
+    }
+
+    /// The WASM tier's settings these limits mean.
+    pub fn wasm(&self) -> hotswap_wasm::WasmConfig {
+        hotswap_wasm::WasmConfig {
+            deadline: Duration::from_millis(self.limits.deadline_ms),
+            memory_cap: self.limits.memory_cap_mib << 20,
+            instance_cap: self.limits.instance_cap,
+            ..hotswap_wasm::WasmConfig::default()
+        }
+    }
+}
