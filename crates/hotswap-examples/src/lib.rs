@@ -24,6 +24,20 @@ pub const COUNTER: &[u8] = plugin!("counter.wasm");
 /// `c-upper` (C): `abc` → `C: ABC`.
 pub const C_UPPER: &[u8] = plugin!("c_upper.wasm");
 
+/// A copy of `module` with a custom section appended, so it has its own
+/// digest: a revision that has never been compiled, with the same behaviour.
+pub fn variant(module: &[u8], n: u32) -> Vec<u8> {
+    let name = b"hotswap.variant";
+    let payload = n.to_le_bytes();
+    let mut out = module.to_vec();
+    out.push(0); // custom section
+    out.push((1 + name.len() + payload.len()) as u8); // its size: one LEB128 byte
+    out.push(name.len() as u8);
+    out.extend_from_slice(name);
+    out.extend_from_slice(&payload);
+    out
+}
+
 /// Every example, by name.
 pub const ALL: &[(&str, &[u8])] = &[
     ("greet-v1", GREET_V1),

@@ -3,9 +3,11 @@
 
 mod bench;
 mod check;
+mod client;
 mod demo;
 mod input;
 mod run;
+mod serve;
 mod stats;
 
 use std::process::ExitCode;
@@ -36,6 +38,16 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Run the HTTP gateway and its admin API.
+    Serve(serve::Args),
+    /// Deploy a module to a slot of a running server.
+    Deploy(client::Deploy),
+    /// Show a running server's slots and their revisions.
+    Status(client::Status),
+    /// Roll a slot back to its previous revision.
+    Rollback(client::Rollback),
+    /// Show the swap events of a running server (--follow to keep watching).
+    Events(client::Events),
     /// Validate a module against ABI v1 without running it.
     Check(check::Args),
     /// Load a module and call it once.
@@ -56,6 +68,11 @@ fn main() -> ExitCode {
         .init();
     let cli = Cli::parse();
     let result = match cli.command {
+        Command::Serve(args) => serve::main(args),
+        Command::Deploy(args) => client::deploy(args),
+        Command::Status(args) => client::status(args),
+        Command::Rollback(args) => client::rollback(args),
+        Command::Events(args) => client::events(args),
         Command::Check(args) => check::main(args),
         Command::Run(args) => run::main(args),
         Command::Demo(args) => demo::main(args),

@@ -106,7 +106,7 @@ pub fn main(args: Args) -> anyhow::Result<ExitCode> {
     phase.set_message("swapping to revisions that must compile");
     let mut compile_ns = Vec::new();
     for i in 0..args.compiles {
-        let fresh = Artifact::new(with_nonce(hotswap_examples::GREET_V1, i));
+        let fresh = Artifact::new(hotswap_examples::variant(hotswap_examples::GREET_V1, i));
         let t = Instant::now();
         slot.deploy(fresh, None)?;
         compile_ns.push(t.elapsed().as_nanos() as u64);
@@ -389,20 +389,6 @@ fn clock_overhead() -> u64 {
         h.saturating_record(t.elapsed().as_nanos() as u64);
     }
     h.value_at_quantile(0.5)
-}
-
-/// `module` with a custom section appended that makes its digest unique, so
-/// deploying it must compile.
-fn with_nonce(module: &[u8], nonce: u32) -> Vec<u8> {
-    let name = b"bench.nonce";
-    let payload = nonce.to_le_bytes();
-    let mut out = module.to_vec();
-    out.push(0); // custom section id
-    out.push((1 + name.len() + payload.len()) as u8); // size, < 128 so one LEB byte
-    out.push(name.len() as u8);
-    out.extend_from_slice(name);
-    out.extend_from_slice(&payload);
-    out
 }
 
 fn progress(steps: u64) -> ProgressBar {

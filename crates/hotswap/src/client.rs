@@ -1,0 +1,306 @@
+//! The admin API's client side: `hotswap deploy`, `status`, `rollback` and
+//! `events` talk to a running `hotswap serve`.
+
+use std::io::{BufRead, BufReader};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::{anyhow, Context};
+use serde_json::Value;
+
+use crate::input::read_module;
+
+/// Where the server is and how to prove who we are; shared by every client
+/// subcommand.
+#[derive(clap::Args)]
+pub struct Conn {
+    /// The admin API's address.
+    #[arg(
+        long,
+        env = "HOTSWAP_ADMIN",
+        default_value = "127.0.0.1:8081",
+        value_name = "ADDR",
+        global = true
+    )]
+    admin: String,
+    /// Print the server's JSON answer instead of text.
+    #[arg(long, global = true)]
+    json: bool,
+}
+
+#[derive(clap::Args)]
+pub struct Deploy {
+    /// The slot to deploy to (created if new).
+    slot: String,
+    /// The module: `.wasm`, or `.wat` text.
+    file: PathBuf,
+    /// Refuse unless the module's sha256 is this.
+    #[arg(long, value_name = "HEX")]
+    sha256: Option<String>,
+    #[command(flatten)]
+    conn: Conn,
+}
+
+#[derive(clap::Args)]
+pub struct Status {
+    /// One slot; all of them when left out.
+    slot: Option<String>,
+    #[command(flatten)]
+    conn: Conn,
+}
+
+#[derive(clap::Args)]
+pub struct Rollback {
+    /// The slot to roll back to its previous revision.
+    slot: String,
+    /// Why, for the event log.
+    #[arg(long)]
+    reason: Option<String>,
+    #[command(flatten)]
+    conn: Conn,
+}
+
+#[derive(clap::Args)]
+pub struct Events {
+    /// Keep following new events as they happen.
+    #[arg(long)]
+    follow: bool,
+    #[command(flatten)]
+    conn: Conn,
+}
+
+pub fn deploy(args: Deploy) -> anyhow::Result<ExitCode> {
+    let bytes = read_module(&args.file)?;
+    let mut path = format!("/v1/slots/{}/revisions", args.slot);
+    if let Some(h) = &args.sha256 {
+        path.push_str(&format!("?sha256={h}"));
+    }
+    let answer = request(&args.conn, "POST", &path, Some(&bytes))?;
+    finish(&args.conn, answer, |v| {
+        let r = &v["revision"];
+        format!(
+            "deployed {} {} (sha256:{}) to slot `{}` as generation {}",
+            r["name"].as_str().unwrap_or("?"),
+            r["version"].as_str().unwrap_or("?"),
+            r["digest"].as_str().unwrap_or("?"),
+            args.slot,
+            r["generation"]
+        )
+    })
+}
+
+pub fn status(args: Status) -> anyhow::Result<ExitCode> {
+    let path = match &args.slot {
+        Some(s) => format!("/v1/slots/{s}"),
+        None => "/v1/slots".to_string(),
+    };
+    let answer = request(&args.conn, "GET", &path, None)?;
+    finish(&args.conn, answer, |v| {
+        let slots = match v.get("slots") {
+            Some(Value::Array(a)) => a.clone(),
+            _ => vec![v.clone()],
+        };
+        if slots.is_empty() {
+            return "no slots".to_string();
+        }
+        let mut out = format!(
+            "{:<16} {:<10} {:<12} {:<6} {}",
+            "SLOT", "VERSION", "DIGEST", "GEN", "PREVIOUS"
+        );
+        for s in slots {
+            let rev = |r: &Value| match r {
+                Value::Null => "-".to_string(),
+                r => format!(
+                    "{} ({}, {})",
+                    r["version"].as_str().unwrap_or("?"),
+                    &r["digest"].as_str().unwrap_or("?")
+                        [..12.min(r["digest"].as_str().unwrap_or("?").len())],
+                    r["state"].as_str().unwrap_or("?")
+                ),
+            };
+            let a = &s["active"];
+            out.push_str(&format!(
+                "\n{:<16} {:<10} {:<12} {:<6} {}",
+                s["name"].as_str().unwrap_or("?"),
+                a["version"].as_str().unwrap_or("-"),
+                &a["digest"].as_str().unwrap_or("-")
+                    [..12.min(a["digest"].as_str().unwrap_or("-").len())],
+                a["generation"].to_string(),
+                rev(&s["previous"])
+            ));
+        }
+        out
+    })
+}
+
+pub fn rollback(args: Rollback) -> anyhow::Result<ExitCode> {
+    let mut path = format!("/v1/slots/{}/rollback", args.slot);
+    if let Some(reason) = &args.reason {
+        path.push_str(&format!("?reason={}", encode(reason)));
+    }
+    let answer = request(&args.conn, "POST", &path, Some(b""))?;
+    finish(&args.conn, answer, |v| {
+        let r = &v["revision"];
+        format!(
+            "slot `{}` rolled back to {} (sha256:{})",
+            args.slot,
+            r["version"].as_str().unwrap_or("?"),
+            r["digest"].as_str().unwrap_or("?")
+        )
+    })
+}
+
+pub fn events(args: Events) -> anyhow::Result<ExitCode> {
+    if !args.follow {
+        let answer = request(&args.conn, "GET", "/v1/events", None)?;
+        return finish(&args.conn, answer, |v| {
+            v["events"]
+                .as_array()
+                .map(|events| events.iter().map(event_line).collect::<Vec<_>>().join("\n"))
+                .unwrap_or_default()
+        });
+    }
+    // Server-sent events: one `data:` line per event.
+    let url = url(&args.conn, "/v1/events?follow=true");
+    let mut response = with_token(agent().get(&url))
+        .call()
+        .map_err(|e| unreachable(&args.conn, e))?;
+    if response.status().as_u16() != 200 {
+        let text = response.body_mut().read_to_string().unwrap_or_default();
+        return refused(response.status().as_u16(), &text);
+    }
+    let reader = BufReader::new(response.body_mut().as_reader());
+    for line in reader.lines() {
+        let line = line.context("the event stream broke")?;
+        let Some(data) = line.strip_prefix("data:") else {
+            continue;
+        };
+        let data = data.trim();
+        if args.conn.json {
+            println!("{data}");
+        } else if let Ok(v) = serde_json::from_str::<Value>(data) {
+            println!("{}", event_line(&v));
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn event_line(e: &Value) -> String {
+    let mut line = format!(
+        "#{} {} {} {}",
+        e["seq"],
+        e["slot"].as_str().unwrap_or("?"),
+        e["transition"].as_str().unwrap_or("?"),
+        e["version"].as_str().unwrap_or("")
+    );
+    if let Some(us) = e["duration_us"].as_u64() {
+        line.push_str(&format!(" in {us} µs"));
+    }
+    if let Some(reason) = e["reason"].as_str() {
+        line.push_str(&format!(": {reason}"));
+    }
+    line
+}
+
+/// What the server said: its status and its JSON.
+struct Answer {
+    status: u16,
+    body: String,
+}
+
+fn agent() -> ureq::Agent {
+    ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .build()
+        .into()
+}
+
+fn url(conn: &Conn, path: &str) -> String {
+    let base = conn.admin.trim_end_matches('/');
+    if base.starts_with("http://") || base.starts_with("https://") {
+        format!("{base}{path}")
+    } else {
+        format!("http://{base}{path}")
+    }
+}
+
+fn with_token<B>(req: ureq::RequestBuilder<B>) -> ureq::RequestBuilder<B> {
+    match std::env::var("HOTSWAP_TOKEN") {
+        Ok(t) if !t.is_empty() => req.header("authorization", format!("Bearer {t}")),
+        _ => req,
+    }
+}
+
+fn request(conn: &Conn, method: &str, path: &str, body: Option<&[u8]>) -> anyhow::Result<Answer> {
+    let url = url(conn, path);
+    let agent = agent();
+    let result = match (method, body) {
+        ("POST", Some(b)) => with_token(agent.post(&url)).send(b),
+        _ => with_token(agent.get(&url)).call(),
+    };
+    let mut response = result.map_err(|e| unreachable(conn, e))?;
+    Ok(Answer {
+        status: response.status().as_u16(),
+        body: response
+            .body_mut()
+            .read_to_string()
+            .context("cannot read the server's answer")?,
+    })
+}
+
+fn unreachable(conn: &Conn, e: ureq::Error) -> anyhow::Error {
+    match e {
+        ureq::Error::Io(io) if io.kind() == std::io::ErrorKind::BrokenPipe || io.kind() == std::io::ErrorKind::ConnectionReset => anyhow!(
+            "the admin API at {} closed the connection before reading the upload: is the token right (HOTSWAP_TOKEN), and the module within max_module_bytes?",
+            conn.admin
+        ),
+        e => anyhow!(
+            "cannot reach the admin API at {} ({e}); is `hotswap serve` running? (set --admin or HOTSWAP_ADMIN)",
+            conn.admin
+        ),
+    }
+}
+
+/// Prints the answer (JSON as is, or `text` of it) and picks the exit code.
+fn finish(
+    conn: &Conn,
+    answer: Answer,
+    text: impl FnOnce(&Value) -> String,
+) -> anyhow::Result<ExitCode> {
+    if !(200..300).contains(&answer.status) {
+        if conn.json {
+            println!("{}", answer.body);
+            return Ok(ExitCode::FAILURE);
+        }
+        return refused(answer.status, &answer.body);
+    }
+    let value: Value = serde_json::from_str(&answer.body)
+        .with_context(|| format!("the server's answer is not JSON: {}", answer.body))?;
+    if conn.json {
+        println!("{}", serde_json::to_string_pretty(&value)?);
+    } else {
+        println!("{}", text(&value));
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn refused(status: u16, body: &str) -> anyhow::Result<ExitCode> {
+    let message = serde_json::from_str::<Value>(body)
+        .ok()
+        .and_then(|v| v["error"].as_str().map(str::to_string))
+        .unwrap_or_else(|| body.trim().to_string());
+    eprintln!("error: the server refused ({status}): {message}");
+    Ok(ExitCode::FAILURE)
+}
+
+/// Percent-encodes a query value.
+fn encode(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}

@@ -1,0 +1,247 @@
+//! `hotswap serve` as a process, driven by the CLI clients, and killed with
+//! SIGKILL in the middle of deploys.
+
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::path::Path;
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::mpsc::channel;
+
+struct Serve {
+    child: Child,
+    data: SocketAddr,
+    admin: SocketAddr,
+}
+
+impl Drop for Serve {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn hotswap() -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_hotswap"));
+    c.env("RUST_LOG", "off").env_remove("HOTSWAP_TOKEN");
+    c
+}
+
+/// Starts `hotswap serve` on free ports and reads where it listens from its
+/// first line.
+fn serve(dir: &Path) -> Serve {
+    let mut child = hotswap()
+        .args([
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--admin",
+            "127.0.0.1:0",
+            "--data-dir",
+        ])
+        .arg(dir)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let addrs: Vec<SocketAddr> = line
+        .split("http://")
+        .skip(1)
+        .map(|s| s.split([',', ' ', '\n']).next().unwrap().parse().unwrap())
+        .collect();
+    assert_eq!(addrs.len(), 2, "unexpected first line: {line}");
+    Serve {
+        child,
+        data: addrs[0],
+        admin: addrs[1],
+    }
+}
+
+fn cli(server: &Serve, args: &[&str]) -> Output {
+    hotswap()
+        .args(args)
+        .env("HOTSWAP_ADMIN", server.admin.to_string())
+        .output()
+        .unwrap()
+}
+
+fn call(server: &Serve, slot: &str, input: &str) -> (u16, String) {
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .build()
+        .into();
+    let mut r = agent
+        .post(&format!("http://{}/{slot}", server.data))
+        .send(input.as_bytes())
+        .unwrap();
+    (r.status().as_u16(), r.body_mut().read_to_string().unwrap())
+}
+
+fn write(dir: &Path, name: &str, bytes: &[u8]) -> String {
+    let path = dir.join(name);
+    std::fs::write(&path, bytes).unwrap();
+    path.to_str().unwrap().to_string()
+}
+
+#[test]
+fn the_cli_deploys_shows_rolls_back_and_lists_events() {
+    let data = tempfile::tempdir().unwrap();
+    let files = tempfile::tempdir().unwrap();
+    let server = serve(data.path());
+    assert_eq!(call(&server, "greet", "cli"), (200, "hello, cli!".into()));
+
+    let v2 = write(files.path(), "v2.wasm", hotswap_examples::GREET_V2);
+    let out = cli(&server, &["deploy", "greet", &v2, "--json"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["revision"]["version"], "2.0.0");
+    assert_eq!(
+        call(&server, "greet", "cli"),
+        (200, "HELLO, CLI!! (v2)".into())
+    );
+
+    let out = cli(&server, &["status", "--json"]);
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let slot = &v["slots"][0];
+    assert_eq!(slot["name"], "greet");
+    assert_eq!(slot["active"]["version"], "2.0.0");
+    assert_eq!(slot["active"]["state"], "active");
+    assert_eq!(slot["previous"]["version"], "1.0.0");
+
+    let out = cli(&server, &["rollback", "greet", "--reason", "v2 shouts"]);
+    assert!(out.status.success());
+    assert!(String::from_utf8_lossy(&out.stdout).contains("rolled back to 1.0.0"));
+    let out = cli(&server, &["events"]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("rolled-back 2.0.0: v2 shouts"), "{text}");
+
+    let junk = write(files.path(), "junk.wasm", b"junk");
+    let out = cli(&server, &["deploy", "greet", &junk]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("refused (422)"));
+    let out = hotswap()
+        .args(["status", "--admin", "127.0.0.1:1"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("is `hotswap serve` running?"));
+}
+
+/// Follows the server's event stream and reports when `transition` happens
+/// to `slot`.
+fn when(server: &Serve, slot: &str, transition: &str) -> std::sync::mpsc::Receiver<()> {
+    let (tx, rx) = channel();
+    let url = format!("http://{}/v1/events?follow=true", server.admin);
+    let (slot, transition) = (slot.to_string(), transition.to_string());
+    let (ready_tx, ready_rx) = channel();
+    std::thread::spawn(move || {
+        let Ok(mut r) = ureq::get(&url).call() else {
+            return;
+        };
+        let _ = ready_tx.send(());
+        let reader = BufReader::new(r.body_mut().as_reader());
+        for line in reader.lines().map_while(Result::ok) {
+            let Some(data) = line.strip_prefix("data:") else {
+                continue;
+            };
+            let Ok(e) = serde_json::from_str::<serde_json::Value>(data.trim()) else {
+                continue;
+            };
+            if e["slot"] == slot.as_str() && e["transition"] == transition.as_str() {
+                let _ = tx.send(());
+                return;
+            }
+        }
+    });
+    ready_rx.recv().expect("subscribed to the event stream");
+    rx
+}
+
+#[test]
+fn kill_9_at_any_phase_of_a_deploy_leaves_old_or_new_never_broken() {
+    let data = tempfile::tempdir().unwrap();
+    let files = tempfile::tempdir().unwrap();
+    // Each round deploys a never-compiled variant, alternating v1 and v2
+    // behaviour, and kills the server when the deploy reaches a phase.
+    for (round, phase) in ["staged", "validated", "prepared", "activated", "draining"]
+        .into_iter()
+        .enumerate()
+    {
+        let server = serve(data.path());
+        let (status, before) = call(&server, "greet", "x");
+        assert_eq!(
+            status, 200,
+            "round {round}: not serving after restart: {before}"
+        );
+        let base = if round % 2 == 0 {
+            hotswap_examples::GREET_V2
+        } else {
+            hotswap_examples::GREET_V1
+        };
+        let next = write(
+            files.path(),
+            &format!("r{round}.wasm"),
+            &hotswap_examples::variant(base, round as u32),
+        );
+        let reached = when(&server, "greet", phase);
+        let mut deploy = hotswap()
+            .args(["deploy", "greet", &next])
+            .env("HOTSWAP_ADMIN", server.admin.to_string())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        reached
+            .recv_timeout(std::time::Duration::from_secs(30))
+            .unwrap_or_else(|_| panic!("round {round}: the deploy never reached {phase}"));
+        let mut server = server;
+        server.child.kill().unwrap(); // SIGKILL, mid-deploy
+        server.child.wait().unwrap();
+        let _ = deploy.wait();
+        drop(server);
+
+        let server = serve(data.path());
+        let (status, after) = call(&server, "greet", "x");
+        assert_eq!(
+            status, 200,
+            "round {round} ({phase}): broken after the crash: {after}"
+        );
+        assert!(
+            after == "hello, x!" || after == "HELLO, X!! (v2)",
+            "round {round} ({phase}): neither version answered: {after}"
+        );
+    }
+
+    // A deploy that was acknowledged survives a SIGKILL right after it.
+    let server = serve(data.path());
+    let (_, before) = call(&server, "greet", "x");
+    let (base, expected) = if before == "hello, x!" {
+        (hotswap_examples::GREET_V2, "HELLO, X!! (v2)")
+    } else {
+        (hotswap_examples::GREET_V1, "hello, x!")
+    };
+    let last = write(
+        files.path(),
+        "last.wasm",
+        &hotswap_examples::variant(base, 99),
+    );
+    let out = cli(&server, &["deploy", "greet", &last]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let mut server = server;
+    server.child.kill().unwrap();
+    server.child.wait().unwrap();
+    drop(server);
+    let server = serve(data.path());
+    assert_eq!(call(&server, "greet", "x"), (200, expected.to_string()));
+}
