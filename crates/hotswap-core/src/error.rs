@@ -83,6 +83,27 @@ pub enum DeployError {
         /// How long the deploy waited for it.
         waited: Duration,
     },
+    /// A canary is on trial; the slot's primary cannot change until it is
+    /// promoted or rolled back.
+    #[error("slot `{slot}` has a canary on trial; promote it or roll it back first")]
+    CanaryInProgress {
+        /// The slot.
+        slot: String,
+    },
+    /// A canary was asked for, but nothing is active to share calls with.
+    #[error(
+        "slot `{slot}` has no active revision for a canary to share calls with; deploy one first"
+    )]
+    NoActive {
+        /// The slot.
+        slot: String,
+    },
+    /// Promotion or a weight change was asked for, but there is no canary.
+    #[error("slot `{slot}` has no canary")]
+    NoCanary {
+        /// The slot.
+        slot: String,
+    },
     /// A rollback was asked for but the slot has no previous revision.
     #[error("slot `{slot}` has no previous revision to roll back to")]
     NoPrevious {
@@ -98,7 +119,11 @@ impl DeployError {
             DeployError::DigestMismatch { .. } => Phase::Stage,
             DeployError::Invalid(_) => Phase::Validate,
             DeployError::Prepare(_) => Phase::Prepare,
-            DeployError::StillDraining { .. } | DeployError::NoPrevious { .. } => Phase::Activate,
+            DeployError::StillDraining { .. }
+            | DeployError::NoPrevious { .. }
+            | DeployError::CanaryInProgress { .. }
+            | DeployError::NoActive { .. }
+            | DeployError::NoCanary { .. } => Phase::Activate,
         }
     }
 

@@ -37,6 +37,7 @@ mod kv;
 mod manifest;
 mod reaper;
 mod revision;
+mod serving;
 mod slot;
 mod tier;
 
@@ -47,5 +48,5 @@ pub use event::{Event, EventBus, Phase, Transition};
 pub use kv::{KvError, KvLimits, KvStore, MemoryKv};
 pub use manifest::Manifest;
 pub use revision::{RevisionInfo, RevisionState};
-pub use slot::{error_chain, Slot, SlotOptions, SlotStatus};
+pub use slot::{error_chain, CanaryStats, Served, Slot, SlotOptions, SlotStatus};
 pub use tier::{Code, SlotContext, Tier, TierError};

@@ -15,6 +15,8 @@ use crate::{Artifact, Code, Digest, Manifest, Phase, Transition};
 pub enum RevisionState {
     /// Serving new calls.
     Active,
+    /// Serving a share of new calls, on trial.
+    Canary,
     /// Replaced; finishing calls it already had.
     Draining,
     /// Shut down and freed; its artifact is kept for rollback.
@@ -39,6 +41,17 @@ pub struct RevisionInfo {
     pub generation: u64,
     /// Where it is in its life.
     pub state: RevisionState,
+    /// The percent of calls it takes, while it serves (active or canary).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub weight: Option<u8>,
+}
+
+/// What a record is to its slot, for reporting.
+#[derive(Clone, Copy)]
+pub(crate) enum Role {
+    Active { weight: u8 },
+    Canary { weight: u8 },
+    Previous,
 }
 
 /// The slot's bookkeeping for a revision that is or was active.
@@ -53,15 +66,11 @@ pub(crate) struct Record {
 }
 
 impl Record {
-    pub fn info(&self, active: bool) -> RevisionInfo {
-        let state = if active {
-            RevisionState::Active
-        } else if !self.retired.is_open() {
-            RevisionState::Draining
-        } else if self.rolled_back {
-            RevisionState::RolledBack
-        } else {
-            RevisionState::Retired
+    pub fn info(&self, role: Role) -> RevisionInfo {
+        let (state, weight) = match role {
+            Role::Active { weight } => (RevisionState::Active, Some(weight)),
+            Role::Canary { weight } => (RevisionState::Canary, Some(weight)),
+            Role::Previous => (self.past_state(), None),
         };
         RevisionInfo {
             digest: self.artifact.digest(),
@@ -70,6 +79,17 @@ impl Record {
             abi: self.manifest.abi,
             generation: self.generation,
             state,
+            weight,
+        }
+    }
+
+    fn past_state(&self) -> RevisionState {
+        if !self.retired.is_open() {
+            RevisionState::Draining
+        } else if self.rolled_back {
+            RevisionState::RolledBack
+        } else {
+            RevisionState::Retired
         }
     }
 

@@ -4,12 +4,13 @@
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-use arc_swap::ArcSwapOption;
+use arc_swap::ArcSwap;
 use serde::{Deserialize, Serialize};
 
 use crate::event::{EventBus, Subject};
 use crate::reaper::Latch;
-use crate::revision::{Live, Record};
+use crate::revision::{Live, Record, Role};
+use crate::serving::{Canary, Outcomes, Serving};
 use crate::{
     Artifact, CallError, Code, DeployError, Digest, KvStore, Phase, RevisionInfo, SlotContext,
     Tier, Transition,
@@ -42,6 +43,30 @@ pub struct SlotStatus {
     pub active: Option<RevisionInfo>,
     /// The revision before it: draining, or retired and kept for rollback.
     pub previous: Option<RevisionInfo>,
+    /// A canary taking a share of the calls, if one is on trial.
+    pub canary: Option<RevisionInfo>,
+}
+
+/// Which revision served a call.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Served {
+    /// Its activation number.
+    pub generation: u64,
+    /// Whether it was the canary.
+    pub canary: bool,
+}
+
+/// A canary's record so far, for judging it against an error budget.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CanaryStats {
+    /// The canary revision.
+    pub digest: Digest,
+    /// Its share of calls, in percent.
+    pub weight: u8,
+    /// Calls it served since it started.
+    pub calls: u64,
+    /// Of those, how many failed.
+    pub errors: u64,
 }
 
 /// A named slot serving one active revision of tier `T`.
@@ -90,8 +115,8 @@ pub struct Slot<T: Tier> {
     tier: Arc<T>,
     events: EventBus,
     options: SlotOptions,
-    active: ArcSwapOption<Live<T::Code>>,
-    /// Held for a whole deploy or rollback, so they run one at a time.
+    serving: ArcSwap<Serving<T::Code>>,
+    /// Held for a whole deploy, rollback or promotion, so they run one at a time.
     swapping: Mutex<()>,
     /// Held only for short reads and writes, so status never waits on a compile.
     records: Mutex<Records>,
@@ -102,6 +127,18 @@ struct Records {
     last_generation: u64,
     active: Option<Record>,
     previous: Option<Record>,
+    canary: Option<(Record, u8)>,
+}
+
+/// What a change does to the revisions that serve.
+enum Change<C> {
+    /// New code becomes the primary; the old primary drains.
+    Replace {
+        code: C,
+        rollback_reason: Option<String>,
+    },
+    /// New code starts as a canary taking `weight` percent of calls.
+    StartCanary { code: C, weight: u8 },
 }
 
 impl<T: Tier> Slot<T> {
@@ -126,7 +163,7 @@ impl<T: Tier> Slot<T> {
             tier,
             events,
             options,
-            active: ArcSwapOption::empty(),
+            serving: ArcSwap::from_pointee(Serving::empty()),
             swapping: Mutex::new(()),
             records: Mutex::new(Records::default()),
         }
@@ -147,30 +184,48 @@ impl<T: Tier> Slot<T> {
         &self.events
     }
 
-    /// Calls the active revision and returns its reply.
+    /// Calls the slot and returns the reply.
     pub fn call(&self, input: &[u8]) -> Result<Vec<u8>, CallError> {
         let mut out = Vec::new();
         self.call_into(input, &mut out)?;
         Ok(out)
     }
 
-    /// Calls the active revision, appending its reply to `output`, and returns
-    /// the generation of the revision that served the call.
+    /// Calls the slot, appending the reply to `output`, and returns the
+    /// generation of the revision that served the call.
     ///
     /// The revision is chosen once, when the call starts; a swap during the
-    /// call does not move it.
+    /// call does not move it. With a canary, a share of calls goes to it at
+    /// random; see [`Slot::call_routed`] to route by a stable key.
     #[inline]
     pub fn call_into(&self, input: &[u8], output: &mut Vec<u8>) -> Result<u64, CallError> {
-        let guard = self.active.load();
-        match guard.as_ref() {
-            Some(live) => {
-                live.code().call(input, output)?;
-                Ok(live.generation)
-            }
-            None => Err(CallError::NoRevision {
+        self.call_routed(input, output, None).map(|s| s.generation)
+    }
+
+    /// Like [`Slot::call_into`], routing by `key` when there is a canary:
+    /// the same key always goes to the same revision (for a given weight), so
+    /// a client keyed by its id or address sticks to one.
+    #[inline]
+    pub fn call_routed(
+        &self,
+        input: &[u8],
+        output: &mut Vec<u8>,
+        key: Option<u64>,
+    ) -> Result<Served, CallError> {
+        let serving = self.serving.load();
+        let Some((live, canary)) = serving.route(key) else {
+            return Err(CallError::NoRevision {
                 slot: self.name().to_string(),
-            }),
+            });
+        };
+        let result = live.code().call(input, output);
+        if let Some(outcomes) = canary {
+            outcomes.record(result.is_ok());
         }
+        result.map(|()| Served {
+            generation: live.generation,
+            canary: canary.is_some(),
+        })
     }
 
     /// Runs the whole protocol for `artifact`: stage (checking
@@ -178,13 +233,253 @@ impl<T: Tier> Slot<T> {
     /// draining the revision it replaces.
     ///
     /// On any error the active revision is untouched, and a `failed` event
-    /// says why.
+    /// says why. Refused while a canary is on trial: promote it or roll it
+    /// back first.
     pub fn deploy(
         &self,
         artifact: Artifact,
         expected_digest: Option<Digest>,
     ) -> Result<RevisionInfo, DeployError> {
         let _swapping = lock(&self.swapping);
+        let (artifact, manifest, subject, code) =
+            self.stage_to_prepare(artifact, expected_digest)?;
+        if lock(&self.records).canary.is_some() {
+            code.shutdown();
+            let err = DeployError::CanaryInProgress {
+                slot: self.name().to_string(),
+            };
+            return Err(self.failed(&subject, err));
+        }
+        let change = Change::Replace {
+            code,
+            rollback_reason: None,
+        };
+        self.activate(artifact, manifest, change, &subject)
+    }
+
+    /// Runs the protocol for `artifact` as a **canary**: it takes `weight`
+    /// percent of calls (clamped to 100) beside the active revision, until it
+    /// is promoted ([`Slot::promote`]) or rolled back ([`Slot::rollback`]).
+    pub fn deploy_canary(
+        &self,
+        artifact: Artifact,
+        expected_digest: Option<Digest>,
+        weight: u8,
+    ) -> Result<RevisionInfo, DeployError> {
+        let _swapping = lock(&self.swapping);
+        let (artifact, manifest, subject, code) =
+            self.stage_to_prepare(artifact, expected_digest)?;
+        let refusal = {
+            let records = lock(&self.records);
+            if records.canary.is_some() {
+                Some(DeployError::CanaryInProgress {
+                    slot: self.name().to_string(),
+                })
+            } else if records.active.is_none() {
+                Some(DeployError::NoActive {
+                    slot: self.name().to_string(),
+                })
+            } else {
+                None
+            }
+        };
+        if let Some(err) = refusal {
+            code.shutdown();
+            return Err(self.failed(&subject, err));
+        }
+        let change = Change::StartCanary {
+            code,
+            weight: weight.min(100),
+        };
+        self.activate(artifact, manifest, change, &subject)
+    }
+
+    /// Changes the canary's share of calls (clamped to 100).
+    pub fn set_canary_weight(&self, weight: u8) -> Result<RevisionInfo, DeployError> {
+        let _swapping = lock(&self.swapping);
+        let weight = weight.min(100);
+        let current = self.serving.load_full();
+        let Some(canary) = &current.canary else {
+            return Err(DeployError::NoCanary {
+                slot: self.name().to_string(),
+            });
+        };
+        let next = Serving {
+            primary: current.primary.clone(),
+            canary: Some(Canary {
+                live: canary.live.clone(),
+                weight,
+                outcomes: canary.outcomes.clone(),
+            }),
+        };
+        self.serving.store(Arc::new(next));
+        let mut records = lock(&self.records);
+        let Some((record, w)) = &mut records.canary else {
+            unreachable!("a serving canary always has a record");
+        };
+        *w = weight;
+        Ok(record.info(Role::Canary { weight }))
+    }
+
+    /// Makes the canary the active revision; the active one drains and
+    /// becomes the previous.
+    pub fn promote(&self) -> Result<RevisionInfo, DeployError> {
+        let _swapping = lock(&self.swapping);
+        let Some(promoted) = self.serving.load().canary.as_ref().map(|c| c.live.clone()) else {
+            return Err(DeployError::NoCanary {
+                slot: self.name().to_string(),
+            });
+        };
+        let next = Serving {
+            primary: Some(promoted),
+            canary: None,
+        };
+        let mut records = lock(&self.records);
+        let (record, _) = records
+            .canary
+            .take()
+            .expect("a serving canary always has a record");
+        let info = record.info(Role::Active { weight: 100 });
+        let subject = record.subject();
+        let old = records.active.replace(record);
+        records.previous = old.clone();
+        drop(records);
+        let took = self.publish_serving(next);
+        self.publish(
+            Transition::Activated,
+            Phase::Activate,
+            &subject,
+            Some(took),
+            Some("promoted from canary".into()),
+        );
+        if let Some(old) = old {
+            self.publish(
+                Transition::Draining,
+                Phase::Drain,
+                &old.subject(),
+                None,
+                None,
+            );
+        }
+        Ok(info)
+    }
+
+    /// Rolls back: with a canary on trial, takes the canary out of service;
+    /// otherwise makes the previous revision active again, and the active one
+    /// the previous (so a second rollback rolls forward). The previous
+    /// revision's artifact is re-prepared from the tier's compile cache.
+    pub fn rollback(&self, reason: &str) -> Result<RevisionInfo, DeployError> {
+        let _swapping = lock(&self.swapping);
+        let (has_canary, primary) = {
+            let current = self.serving.load();
+            (current.canary.is_some(), current.primary.clone())
+        };
+        if has_canary {
+            let next = Serving {
+                primary,
+                canary: None,
+            };
+            let mut records = lock(&self.records);
+            let (mut canary, _) = records
+                .canary
+                .take()
+                .expect("a serving canary always has a record");
+            canary.rolled_back = true;
+            let active = records
+                .active
+                .as_ref()
+                .map(|r| r.info(Role::Active { weight: 100 }));
+            drop(records);
+            self.publish_serving(next);
+            self.publish(
+                Transition::RolledBack,
+                Phase::Drain,
+                &canary.subject(),
+                None,
+                Some(reason.to_string()),
+            );
+            return active.ok_or_else(|| DeployError::NoActive {
+                slot: self.name().to_string(),
+            });
+        }
+        drop(primary);
+        let previous = lock(&self.records).previous.clone();
+        let Some(previous) = previous else {
+            return Err(DeployError::NoPrevious {
+                slot: self.name().to_string(),
+            });
+        };
+        let subject = Subject {
+            digest: Some(previous.artifact.digest()),
+            version: Some(previous.manifest.version.clone()),
+            generation: None,
+        };
+        let code = self.prepare(&previous.artifact, &previous.manifest, &subject)?;
+        let change = Change::Replace {
+            code,
+            rollback_reason: Some(reason.to_string()),
+        };
+        self.activate(previous.artifact, previous.manifest, change, &subject)
+    }
+
+    /// The active, canary and previous revisions.
+    pub fn status(&self) -> SlotStatus {
+        let records = lock(&self.records);
+        let canary_weight = records.canary.as_ref().map_or(0, |(_, w)| *w);
+        SlotStatus {
+            name: self.name().to_string(),
+            active: records.active.as_ref().map(|r| {
+                r.info(Role::Active {
+                    weight: 100 - canary_weight,
+                })
+            }),
+            previous: records.previous.as_ref().map(|r| r.info(Role::Previous)),
+            canary: records
+                .canary
+                .as_ref()
+                .map(|(r, w)| r.info(Role::Canary { weight: *w })),
+        }
+    }
+
+    /// The canary's calls and errors so far, if one is on trial.
+    pub fn canary_stats(&self) -> Option<CanaryStats> {
+        let serving = self.serving.load();
+        let canary = serving.canary.as_ref()?;
+        let records = lock(&self.records);
+        let (record, _) = records.canary.as_ref()?;
+        Some(CanaryStats {
+            digest: record.artifact.digest(),
+            weight: canary.weight,
+            calls: canary
+                .outcomes
+                .calls
+                .load(std::sync::atomic::Ordering::Relaxed),
+            errors: canary
+                .outcomes
+                .errors
+                .load(std::sync::atomic::Ordering::Relaxed),
+        })
+    }
+
+    /// Waits until the revision before the active one has finished its
+    /// in-flight calls and been freed, for at most `timeout`. True when it
+    /// has (or there is none).
+    pub fn wait_drained(&self, timeout: Duration) -> bool {
+        let previous = lock(&self.records).previous.clone();
+        previous.is_none_or(|p| p.retired.wait(timeout))
+    }
+
+    /// The active revision, if any.
+    pub fn active(&self) -> Option<RevisionInfo> {
+        self.status().active
+    }
+
+    /// Stage, validate and prepare: everything before the slot changes.
+    fn stage_to_prepare(
+        &self,
+        artifact: Artifact,
+        expected_digest: Option<Digest>,
+    ) -> Result<(Artifact, crate::Manifest, Subject, T::Code), DeployError> {
         let mut subject = Subject {
             digest: Some(artifact.digest()),
             ..Subject::default()
@@ -199,7 +494,6 @@ impl<T: Tier> Slot<T> {
                 return Err(self.failed(&subject, err));
             }
         }
-
         let started = Instant::now();
         let manifest = match self.tier.validate(&artifact) {
             Ok(m) => m,
@@ -214,58 +508,8 @@ impl<T: Tier> Slot<T> {
             Some(took),
             None,
         );
-
         let code = self.prepare(&artifact, &manifest, &subject)?;
-        self.activate(artifact, manifest, code, &subject, None)
-    }
-
-    /// Makes the previous revision active again, and the active one the
-    /// previous (so a second rollback rolls forward). The previous revision's
-    /// artifact is re-prepared from the tier's compile cache.
-    pub fn rollback(&self, reason: &str) -> Result<RevisionInfo, DeployError> {
-        let _swapping = lock(&self.swapping);
-        let previous = lock(&self.records).previous.clone();
-        let Some(previous) = previous else {
-            return Err(DeployError::NoPrevious {
-                slot: self.name().to_string(),
-            });
-        };
-        let subject = Subject {
-            digest: Some(previous.artifact.digest()),
-            version: Some(previous.manifest.version.clone()),
-            generation: None,
-        };
-        let code = self.prepare(&previous.artifact, &previous.manifest, &subject)?;
-        self.activate(
-            previous.artifact,
-            previous.manifest,
-            code,
-            &subject,
-            Some(reason.to_string()),
-        )
-    }
-
-    /// The active and previous revisions.
-    pub fn status(&self) -> SlotStatus {
-        let records = lock(&self.records);
-        SlotStatus {
-            name: self.name().to_string(),
-            active: records.active.as_ref().map(|r| r.info(true)),
-            previous: records.previous.as_ref().map(|r| r.info(false)),
-        }
-    }
-
-    /// Waits until the revision before the active one has finished its
-    /// in-flight calls and been freed, for at most `timeout`. True when it
-    /// has (or there is none).
-    pub fn wait_drained(&self, timeout: Duration) -> bool {
-        let previous = lock(&self.records).previous.clone();
-        previous.is_none_or(|p| p.retired.wait(timeout))
-    }
-
-    /// The active revision, if any.
-    pub fn active(&self) -> Option<RevisionInfo> {
-        lock(&self.records).active.as_ref().map(|r| r.info(true))
+        Ok((artifact, manifest, subject, code))
     }
 
     fn prepare(
@@ -291,22 +535,21 @@ impl<T: Tier> Slot<T> {
         }
     }
 
-    /// Publishes `code` as the active revision. With `rollback_reason`, the
-    /// revision it replaces is marked rolled back.
+    /// Publishes prepared code, as the primary or as a canary.
     fn activate(
         &self,
         artifact: Artifact,
         manifest: crate::Manifest,
-        code: T::Code,
+        change: Change<T::Code>,
         subject: &Subject,
-        rollback_reason: Option<String>,
     ) -> Result<RevisionInfo, DeployError> {
         // At most two live revisions: the one before the active must be gone
-        // before the active one may start draining.
+        // before the active one may start draining, or a canary may join it.
         let draining = lock(&self.records).previous.clone();
         if let Some(prev) = draining {
             let started = Instant::now();
             if !prev.retired.wait(self.options.drain_timeout) {
+                let (Change::Replace { code, .. } | Change::StartCanary { code, .. }) = change;
                 code.shutdown();
                 let err = DeployError::StillDraining {
                     digest: prev.artifact.digest(),
@@ -324,55 +567,108 @@ impl<T: Tier> Slot<T> {
             rolled_back: false,
             retired: Arc::new(Latch::default()),
         };
-        let live = Arc::new(Live::new(
-            code,
-            &record,
-            self.ctx.slot.clone(),
-            self.events.clone(),
-        ));
-        let started = Instant::now();
-        let old = self.active.swap(Some(live));
-        let took = started.elapsed();
-
         records.last_generation = record.generation;
-        let info = record.info(true);
         let subject = record.subject();
-        let mut old_record = records.active.replace(record);
-        if let Some(old) = &mut old_record {
-            old.rolled_back = rollback_reason.is_some();
-        }
-        records.previous = old_record.clone();
-        drop(records);
-
-        self.publish(
-            Transition::Activated,
-            Phase::Activate,
-            &subject,
-            Some(took),
-            None,
-        );
-        if let (Some(old_live), Some(old_record)) = (old, old_record) {
-            old_live.start_draining();
-            let transition = match rollback_reason {
-                Some(_) => Transition::RolledBack,
-                None => Transition::Draining,
-            };
-            self.publish(
-                transition,
-                Phase::Drain,
-                &old_record.subject(),
-                None,
+        // Only what the new `Serving` keeps; holding the old one would make
+        // its revisions look busy and send them to the cleanup thread.
+        let primary = self.serving.load().primary.clone();
+        match change {
+            Change::Replace {
+                code,
                 rollback_reason,
-            );
-            // No call holds it: retire it here, on the swapping thread (never
-            // a caller's). Otherwise the last call to finish hands it to the
-            // cleanup thread.
-            match Arc::try_unwrap(old_live) {
+            } => {
+                let live = Arc::new(Live::new(
+                    code,
+                    &record,
+                    self.ctx.slot.clone(),
+                    self.events.clone(),
+                ));
+                let info = record.info(Role::Active { weight: 100 });
+                let mut old = records.active.replace(record);
+                if let Some(old) = &mut old {
+                    old.rolled_back = rollback_reason.is_some();
+                }
+                records.previous = old.clone();
+                drop(records);
+                drop(primary);
+                let took = self.publish_serving(Serving {
+                    primary: Some(live),
+                    canary: None,
+                });
+                self.publish(
+                    Transition::Activated,
+                    Phase::Activate,
+                    &subject,
+                    Some(took),
+                    None,
+                );
+                if let Some(old) = old {
+                    let transition = match rollback_reason {
+                        Some(_) => Transition::RolledBack,
+                        None => Transition::Draining,
+                    };
+                    self.publish(
+                        transition,
+                        Phase::Drain,
+                        &old.subject(),
+                        None,
+                        rollback_reason,
+                    );
+                }
+                Ok(info)
+            }
+            Change::StartCanary { code, weight } => {
+                let live = Arc::new(Live::new(
+                    code,
+                    &record,
+                    self.ctx.slot.clone(),
+                    self.events.clone(),
+                ));
+                let info = record.info(Role::Canary { weight });
+                records.canary = Some((record, weight));
+                drop(records);
+                let took = self.publish_serving(Serving {
+                    primary,
+                    canary: Some(Canary {
+                        live,
+                        weight,
+                        outcomes: Arc::new(Outcomes::default()),
+                    }),
+                });
+                let reason = Some(format!("canary, {weight}% of calls"));
+                self.publish(
+                    Transition::Activated,
+                    Phase::Activate,
+                    &subject,
+                    Some(took),
+                    reason,
+                );
+                Ok(info)
+            }
+        }
+    }
+
+    /// Publishes `next` with one atomic store, and retires every revision
+    /// the old one held that `next` does not: here if no call holds it
+    /// (never on a caller's thread), otherwise when its last call returns.
+    /// Returns how long the store took.
+    fn publish_serving(&self, next: Serving<T::Code>) -> Duration {
+        let next = Arc::new(next);
+        let started = Instant::now();
+        let old = self.serving.swap(next.clone());
+        let took = started.elapsed();
+        let gone: Vec<_> = old.lives().filter(|l| !next.holds(l)).cloned().collect();
+        for live in &gone {
+            live.start_draining();
+        }
+        drop(old);
+        for live in gone {
+            match Arc::try_unwrap(live) {
                 Ok(idle) => idle.retire_now(),
                 Err(busy) => drop(busy),
             }
         }
-        Ok(info)
+        took
     }
 
     fn failed(&self, subject: &Subject, err: DeployError) -> DeployError {
@@ -395,17 +691,11 @@ impl<T: Tier> Slot<T> {
 }
 
 impl<T: Tier> Drop for Slot<T> {
-    /// Retires the active revision: here and now if no call holds it (so
-    /// that what it holds, such as the slot's store, is released when the
+    /// Retires what it serves: here and now if no call holds it (so that
+    /// what a revision holds, such as the slot's store, is released when the
     /// slot is), otherwise when its last call returns.
     fn drop(&mut self) {
-        if let Some(live) = self.active.swap(None) {
-            live.start_draining();
-            match Arc::try_unwrap(live) {
-                Ok(idle) => idle.retire_now(),
-                Err(busy) => drop(busy),
-            }
-        }
+        self.publish_serving(Serving::empty());
     }
 }
 

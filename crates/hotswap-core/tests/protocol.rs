@@ -61,6 +61,9 @@ impl Code for ToyCode {
             let _ = self.entered.send(());
             gate.lock().unwrap().recv().ok();
         }
+        if self.name.starts_with("failing") {
+            return Err(CallError::Plugin("this revision fails every call".into()));
+        }
         out.extend_from_slice(self.name.as_bytes());
         Ok(())
     }
@@ -317,4 +320,116 @@ fn with_no_call_in_flight_the_swapping_thread_retires_the_old_revision() {
     assert_eq!(name, "v1");
     let me = std::thread::current().name().unwrap().to_string();
     assert_eq!(thread, me, "retired by the thread that swapped it out");
+}
+
+#[test]
+fn a_canary_takes_its_weight_of_calls_and_keys_stick() {
+    let h = toy_slot(SlotOptions::default());
+    let slot = &h.slot;
+    slot.deploy(art("v1"), None).unwrap();
+    let info = slot.deploy_canary(art("v2"), None, 20).unwrap();
+    assert_eq!(info.state, RevisionState::Canary);
+    assert_eq!(info.weight, Some(20));
+    let status = slot.status();
+    assert_eq!(status.active.as_ref().unwrap().weight, Some(80));
+    assert_eq!(status.canary.as_ref().unwrap().version, "v2");
+
+    // Keyless calls split by weight: 20 % ± 2 % over 20 000 calls (the
+    // standard deviation is 0.28 %, so this fails only if the split is wrong).
+    let mut out = Vec::new();
+    let calls = 20_000;
+    let to_canary = (0..calls)
+        .filter(|_| {
+            out.clear();
+            slot.call_routed(b"", &mut out, None).unwrap().canary
+        })
+        .count();
+    let share = to_canary as f64 / calls as f64;
+    assert!(
+        (0.18..=0.22).contains(&share),
+        "canary took {share:.3} of calls"
+    );
+
+    // Keyed calls stick: each key always lands on the same revision.
+    for key in 0..500u64 {
+        out.clear();
+        let first = slot.call_routed(b"", &mut out, Some(key)).unwrap();
+        for _ in 0..5 {
+            out.clear();
+            assert_eq!(slot.call_routed(b"", &mut out, Some(key)).unwrap(), first);
+        }
+    }
+    let stats = slot.canary_stats().unwrap();
+    assert_eq!(stats.weight, 20);
+    assert_eq!(stats.errors, 0);
+    assert!(stats.calls >= to_canary as u64);
+
+    slot.set_canary_weight(100).unwrap();
+    assert_eq!(
+        slot.call(b"").unwrap(),
+        b"v2",
+        "weight 100 sends every call to the canary"
+    );
+    slot.set_canary_weight(0).unwrap();
+    assert_eq!(slot.call(b"").unwrap(), b"v1", "weight 0 sends none");
+}
+
+#[test]
+fn promote_and_rollback_end_a_canary() {
+    let h = toy_slot(SlotOptions::default());
+    let slot = &h.slot;
+    slot.deploy(art("v1"), None).unwrap();
+
+    // While a canary is on trial, the primary does not change underneath it.
+    slot.deploy_canary(art("v2"), None, 50).unwrap();
+    assert!(matches!(
+        slot.deploy(art("v3"), None),
+        Err(DeployError::CanaryInProgress { .. })
+    ));
+    assert!(matches!(
+        slot.deploy_canary(art("v3"), None, 5),
+        Err(DeployError::CanaryInProgress { .. })
+    ));
+
+    // Rolling back a canary takes it out; the primary never stopped.
+    let active = slot.rollback("canary looked bad").unwrap();
+    assert_eq!(active.version, "v1");
+    assert!(slot.status().canary.is_none());
+    assert_eq!(slot.call(b"").unwrap(), b"v1");
+    assert!(slot.canary_stats().is_none());
+
+    // Promoting makes the canary the primary; the old one is the previous.
+    slot.deploy_canary(art("v4"), None, 10).unwrap();
+    let promoted = slot.promote().unwrap();
+    assert_eq!(promoted.version, "v4");
+    assert!(slot.wait_drained(WAIT));
+    let status = slot.status();
+    assert_eq!(status.active.unwrap().version, "v4");
+    assert_eq!(status.previous.unwrap().version, "v1");
+    assert!(status.canary.is_none());
+    for _ in 0..100 {
+        assert_eq!(slot.call(b"").unwrap(), b"v4");
+    }
+    assert!(matches!(slot.promote(), Err(DeployError::NoCanary { .. })));
+    assert!(matches!(
+        slot.set_canary_weight(5),
+        Err(DeployError::NoCanary { .. })
+    ));
+}
+
+#[test]
+fn a_canary_needs_an_active_revision_and_counts_its_errors() {
+    let h = toy_slot(SlotOptions::default());
+    let slot = &h.slot;
+    assert!(matches!(
+        slot.deploy_canary(art("v1"), None, 10),
+        Err(DeployError::NoActive { .. })
+    ));
+    slot.deploy(art("v1"), None).unwrap();
+    slot.deploy_canary(art("failing"), None, 100).unwrap();
+    for _ in 0..10 {
+        assert!(slot.call(b"").is_err());
+    }
+    let stats = slot.canary_stats().unwrap();
+    assert_eq!((stats.calls, stats.errors), (10, 10));
 }

@@ -237,6 +237,9 @@ fn gateway_problem(e: GatewayError) -> Response {
             DeployError::Prepare(_) => (StatusCode::UNPROCESSABLE_ENTITY, "prepare-failed"),
             DeployError::StillDraining { .. } => (StatusCode::CONFLICT, "still-draining"),
             DeployError::NoPrevious { .. } => (StatusCode::CONFLICT, "no-previous"),
+            DeployError::CanaryInProgress { .. } => (StatusCode::CONFLICT, "canary-in-progress"),
+            DeployError::NoActive { .. } => (StatusCode::CONFLICT, "no-active"),
+            DeployError::NoCanary { .. } => (StatusCode::CONFLICT, "no-canary"),
         },
         GatewayError::Store(_) | GatewayError::Tier(_) => {
             (StatusCode::INTERNAL_SERVER_ERROR, "internal")
