@@ -5,6 +5,7 @@ use std::convert::Infallible;
 use std::sync::Arc;
 
 use axum::body::{Body, Bytes};
+use axum::extract::rejection::JsonRejection;
 use axum::extract::{DefaultBodyLimit, Path, Query, Request, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::middleware::{self, Next};
@@ -52,6 +53,8 @@ pub(crate) fn router(
             post(deploy).layer(DefaultBodyLimit::disable()),
         )
         .route("/v1/slots/{slot}/rollback", post(rollback))
+        .route("/v1/slots/{slot}/canary", post(canary_weight))
+        .route("/v1/slots/{slot}/promote", post(promote))
         .route("/v1/events", get(events))
         .fallback(|| async {
             problem(
@@ -103,6 +106,8 @@ async fn show(State(admin): State<Admin>, Path(slot): Path<String>) -> Response 
 #[derive(Deserialize)]
 struct DeployQuery {
     sha256: Option<String>,
+    /// Deploy as a canary taking this percent of calls.
+    canary: Option<u8>,
 }
 
 async fn deploy(
@@ -140,8 +145,17 @@ async fn deploy(
     };
     // Compiling and starting a module is blocking work.
     let gateway = admin.gateway.clone();
+    let canary = query.canary;
+    if canary.is_some_and(|w| w > 100) {
+        return problem(
+            StatusCode::BAD_REQUEST,
+            "bad-request",
+            "canary must be a percent, 0-100".into(),
+        );
+    }
     let result =
-        tokio::task::spawn_blocking(move || gateway.deploy(&slot, body.to_vec(), expected)).await;
+        tokio::task::spawn_blocking(move || gateway.deploy(&slot, body.to_vec(), expected, canary))
+            .await;
     match result {
         Ok(Ok(info)) => (StatusCode::CREATED, Json(json!({ "revision": info }))).into_response(),
         Ok(Err(e)) => gateway_problem(e),
@@ -174,6 +188,62 @@ async fn rollback(
             StatusCode::INTERNAL_SERVER_ERROR,
             "internal",
             format!("rollback task failed: {e}"),
+        ),
+    }
+}
+
+#[derive(Deserialize)]
+struct WeightBody {
+    weight: u8,
+}
+
+/// `{"weight": N}`: the canary's new share of calls.
+async fn canary_weight(
+    State(admin): State<Admin>,
+    Path(slot): Path<String>,
+    body: Result<Json<WeightBody>, JsonRejection>,
+) -> Response {
+    let weight = match body {
+        Ok(Json(b)) if b.weight <= 100 => b.weight,
+        Ok(_) => {
+            return problem(
+                StatusCode::BAD_REQUEST,
+                "bad-request",
+                "weight must be a percent, 0-100".into(),
+            )
+        }
+        Err(e) => {
+            return problem(
+                StatusCode::BAD_REQUEST,
+                "bad-request",
+                format!(
+                    "expected a JSON body like {{\"weight\": 20}}: {}",
+                    e.body_text()
+                ),
+            )
+        }
+    };
+    let gateway = admin.gateway.clone();
+    match tokio::task::spawn_blocking(move || gateway.set_canary_weight(&slot, weight)).await {
+        Ok(Ok(info)) => Json(json!({ "revision": info })).into_response(),
+        Ok(Err(e)) => gateway_problem(e),
+        Err(e) => problem(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal",
+            format!("task failed: {e}"),
+        ),
+    }
+}
+
+async fn promote(State(admin): State<Admin>, Path(slot): Path<String>) -> Response {
+    let gateway = admin.gateway.clone();
+    match tokio::task::spawn_blocking(move || gateway.promote(&slot)).await {
+        Ok(Ok(info)) => Json(json!({ "revision": info })).into_response(),
+        Ok(Err(e)) => gateway_problem(e),
+        Err(e) => problem(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal",
+            format!("task failed: {e}"),
         ),
     }
 }

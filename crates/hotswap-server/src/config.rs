@@ -18,6 +18,12 @@ use serde::{Deserialize, Serialize};
 /// max_module_bytes = 33554432
 /// deploy_example = true          # deploy the example plugin to slot `greet` on first start
 ///
+/// [canary]
+/// key_header = "x-hotswap-key"  # keeps a client on one revision (else its IP does)
+/// error_budget = 0.05            # a canary failing more than this share of calls...
+/// window_secs = 30               # ...over this window (once it served min_calls)...
+/// min_calls = 20                 # ...is rolled back automatically
+///
 /// [limits]
 /// deadline_ms = 1000
 /// memory_cap_mib = 64
@@ -49,6 +55,35 @@ pub struct ServerConfig {
     /// HTTP paths mapped to slots. Without routes, `POST /{slot}` calls the
     /// slot of that name.
     pub routes: Vec<Route>,
+    /// How canaries are routed and judged.
+    pub canary: CanaryConfig,
+}
+
+/// How canaries are routed and judged.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct CanaryConfig {
+    /// The request header whose value keeps a client on one revision; without
+    /// it, the client's IP address does.
+    pub key_header: String,
+    /// The share of a canary's calls that may fail (0.0–1.0) over `window_secs`
+    /// before it is rolled back automatically.
+    pub error_budget: f64,
+    /// The window the error rate is measured over, in seconds.
+    pub window_secs: u64,
+    /// Calls the canary must have served in the window before it is judged.
+    pub min_calls: u64,
+}
+
+impl Default for CanaryConfig {
+    fn default() -> Self {
+        CanaryConfig {
+            key_header: "x-hotswap-key".into(),
+            error_budget: 0.05,
+            window_secs: 30,
+            min_calls: 20,
+        }
+    }
 }
 
 /// Limits every plugin runs under (see docs/abi.md).
@@ -84,6 +119,7 @@ impl Default for ServerConfig {
             deploy_example: true,
             limits: Limits::default(),
             routes: Vec::new(),
+            canary: CanaryConfig::default(),
         }
     }
 }
@@ -156,6 +192,18 @@ impl ServerConfig {
         self.wasm()
             .check()
             .map_err(|e| ConfigError::Invalid(e.to_string()))?;
+        let c = &self.canary;
+        if !(0.0..=1.0).contains(&c.error_budget) || c.window_secs == 0 {
+            return Err(ConfigError::Invalid(
+                "canary.error_budget must be within 0.0-1.0 and canary.window_secs above 0".into(),
+            ));
+        }
+        axum::http::HeaderName::try_from(c.key_header.as_str()).map_err(|_| {
+            ConfigError::Invalid(format!(
+                "canary.key_header `{}` is not a header name",
+                c.key_header
+            ))
+        })?;
         Ok(())
     }
 

@@ -3,8 +3,10 @@
 use std::sync::Arc;
 
 use axum::body::Bytes;
-use axum::extract::{Path, State};
-use axum::http::{HeaderValue, StatusCode};
+use std::net::SocketAddr;
+
+use axum::extract::{ConnectInfo, Path, State};
+use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use axum::Router;
@@ -13,42 +15,83 @@ use hotswap_core::CallError;
 use crate::config::Route;
 use crate::gateway::{CallFailure, Gateway};
 
+/// What every data-plane handler needs.
+#[derive(Clone)]
+struct Plane {
+    gateway: Arc<Gateway>,
+    key_header: HeaderName,
+}
+
 /// The router: one `POST` route per configured path, or `POST /{slot}` when
 /// none is configured.
-pub(crate) fn router(gateway: Arc<Gateway>, routes: &[Route]) -> Router {
+pub(crate) fn router(gateway: Arc<Gateway>, routes: &[Route], key_header: &str) -> Router {
+    let plane = Plane {
+        gateway,
+        key_header: HeaderName::try_from(key_header).expect("checked with the config"),
+    };
     let mut router = Router::new();
     if routes.is_empty() {
         router = router.route(
             "/{slot}",
             post(
-                |State(g): State<Arc<Gateway>>, Path(slot): Path<String>, body: Bytes| async move {
-                    call(&g, &slot, &body)
-                },
+                |State(p): State<Plane>,
+                 Path(slot): Path<String>,
+                 ConnectInfo(peer): ConnectInfo<SocketAddr>,
+                 headers: HeaderMap,
+                 body: Bytes| async move { call(&p, &slot, peer, &headers, &body) },
             ),
         );
     }
     for route in routes {
         let slot = route.slot.clone();
-        router =
-            router.route(
-                &route.path,
-                post(
-                    move |State(g): State<Arc<Gateway>>, body: Bytes| async move {
-                        call(&g, &slot, &body)
-                    },
-                ),
-            );
+        router = router.route(
+            &route.path,
+            post(
+                move |State(p): State<Plane>,
+                      ConnectInfo(peer): ConnectInfo<SocketAddr>,
+                      headers: HeaderMap,
+                      body: Bytes| async move { call(&p, &slot, peer, &headers, &body) },
+            ),
+        );
     }
-    router.with_state(gateway)
+    router.with_state(plane)
 }
 
 /// Runs the call on this worker: calls take microseconds, and a stuck one
-/// ends at its deadline.
-fn call(gateway: &Gateway, slot: &str, input: &[u8]) -> Response {
-    match gateway.call(slot, input) {
-        Ok(output) => (StatusCode::OK, output).into_response(),
+/// ends at its deadline. The routing key (the key header, else the peer's
+/// address) keeps a client on one revision while a canary is on trial.
+fn call(
+    plane: &Plane,
+    slot: &str,
+    peer: SocketAddr,
+    headers: &HeaderMap,
+    input: &[u8],
+) -> Response {
+    let key = match headers.get(&plane.key_header) {
+        Some(v) => stable_hash(v.as_bytes()),
+        None => stable_hash(peer.ip().to_string().as_bytes()),
+    };
+    match plane.gateway.call(slot, input, Some(key)) {
+        Ok((output, served)) => {
+            let mut response = (StatusCode::OK, output).into_response();
+            let h = response.headers_mut();
+            h.insert("x-hotswap-generation", HeaderValue::from(served.generation));
+            if served.canary {
+                h.insert("x-hotswap-canary", HeaderValue::from_static("true"));
+            }
+            response
+        }
         Err(failure) => failed(slot, failure),
     }
+}
+
+/// The same bytes give the same number in every process of this build, so
+/// a client keeps its revision across requests and restarts.
+fn stable_hash(bytes: &[u8]) -> u64 {
+    use std::hash::{DefaultHasher, Hasher};
+    let mut h = DefaultHasher::new();
+    h.write(bytes);
+    h.finish()
 }
 
 /// A failed call as an HTTP answer: a status that says whose fault it is, a

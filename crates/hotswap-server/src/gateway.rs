@@ -5,9 +5,10 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, RwLock};
 
 use hotswap_core::{
-    error_chain, Artifact, CallError, DeployError, Digest, EventBus, RevisionInfo, Slot, SlotStatus,
+    error_chain, Artifact, CallError, CanaryStats, DeployError, Digest, EventBus, RevisionInfo,
+    Served, Slot, SlotStatus,
 };
-use hotswap_store::{check_slot_name, SlotRecord, Store, StoreError};
+use hotswap_store::{check_slot_name, CanaryRecord, SlotRecord, Store, StoreError};
 use hotswap_wasm::{WasmConfig, WasmTier};
 use serde::Serialize;
 
@@ -57,6 +58,8 @@ pub struct SlotView {
     pub active: Option<RevisionInfo>,
     /// The revision before it.
     pub previous: Option<RevisionInfo>,
+    /// A canary on trial.
+    pub canary: Option<RevisionInfo>,
 }
 
 impl From<SlotStatus> for SlotView {
@@ -65,6 +68,7 @@ impl From<SlotStatus> for SlotView {
             name: s.name,
             active: s.active,
             previous: s.previous,
+            canary: s.canary,
         }
     }
 }
@@ -87,16 +91,25 @@ impl Gateway {
         };
         for (name, record) in gateway.store.slots()? {
             let entry = gateway.entry_or_create(&name)?;
-            for digest in record.previous.iter().chain(record.active.iter()) {
+            // Previous, then active, then the canary: the order they were
+            // made in, so the slot ends as it was, rollback included.
+            let steps = record
+                .previous
+                .iter()
+                .chain(record.active.iter())
+                .map(|d| (*d, None))
+                .chain(record.canary.iter().map(|c| (c.digest, Some(c.weight))));
+            for (digest, canary) in steps {
                 let restored = gateway
                     .store
-                    .artifact(digest)
+                    .artifact(&digest)
                     .map_err(GatewayError::from)
                     .and_then(|a| {
-                        entry
-                            .slot
-                            .deploy(a, Some(*digest))
-                            .map_err(GatewayError::from)
+                        match canary {
+                            Some(w) => entry.slot.deploy_canary(a, Some(digest), w),
+                            None => entry.slot.deploy(a, Some(digest)),
+                        }
+                        .map_err(GatewayError::from)
                     });
                 if let Err(e) = restored {
                     // The record only names stored artifacts, so this is
@@ -132,6 +145,7 @@ impl Gateway {
         slot: &str,
         bytes: Vec<u8>,
         expected: Option<Digest>,
+        canary: Option<u8>,
     ) -> Result<RevisionInfo, GatewayError> {
         check_slot_name(slot).map_err(GatewayError::BadName)?;
         let artifact = Artifact::new(bytes);
@@ -145,7 +159,10 @@ impl Gateway {
         }
         let entry = self.entry_or_create(slot)?;
         let _changing = entry.changing.lock().unwrap_or_else(|e| e.into_inner());
-        let info = entry.slot.deploy(artifact, expected)?;
+        let info = match canary {
+            Some(weight) => entry.slot.deploy_canary(artifact, expected, weight)?,
+            None => entry.slot.deploy(artifact, expected)?,
+        };
         self.save(&entry)?;
         Ok(info)
     }
@@ -159,10 +176,48 @@ impl Gateway {
         Ok(info)
     }
 
-    /// Calls `slot` with `input`.
-    pub fn call(&self, slot: &str, input: &[u8]) -> Result<Vec<u8>, CallFailure> {
+    /// Sets the canary's share of calls and records it.
+    pub fn set_canary_weight(&self, slot: &str, weight: u8) -> Result<RevisionInfo, GatewayError> {
+        let entry = self.entry(slot)?;
+        let _changing = entry.changing.lock().unwrap_or_else(|e| e.into_inner());
+        let info = entry.slot.set_canary_weight(weight)?;
+        self.save(&entry)?;
+        Ok(info)
+    }
+
+    /// Makes the canary the active revision and records it.
+    pub fn promote(&self, slot: &str) -> Result<RevisionInfo, GatewayError> {
+        let entry = self.entry(slot)?;
+        let _changing = entry.changing.lock().unwrap_or_else(|e| e.into_inner());
+        let info = entry.slot.promote()?;
+        self.save(&entry)?;
+        Ok(info)
+    }
+
+    /// Every slot's canary record so far, for the error budget.
+    pub fn canaries(&self) -> Vec<(String, CanaryStats)> {
+        let slots = self.slots.read().unwrap_or_else(|e| e.into_inner());
+        slots
+            .iter()
+            .filter_map(|(name, e)| e.slot.canary_stats().map(|s| (name.clone(), s)))
+            .collect()
+    }
+
+    /// Calls `slot` with `input`; `key` keeps a client on one revision
+    /// while a canary is on trial.
+    pub fn call(
+        &self,
+        slot: &str,
+        input: &[u8],
+        key: Option<u64>,
+    ) -> Result<(Vec<u8>, Served), CallFailure> {
         let entry = self.entry(slot).map_err(|_| CallFailure::UnknownSlot)?;
-        entry.slot.call(input).map_err(CallFailure::Call)
+        let mut out = Vec::new();
+        let served = entry
+            .slot
+            .call_routed(input, &mut out, key)
+            .map_err(CallFailure::Call)?;
+        Ok((out, served))
     }
 
     /// Every slot that serves or has served, by name. (A slot whose first
@@ -196,7 +251,10 @@ impl Gateway {
         let record = SlotRecord {
             active: status.active.map(|r| r.digest),
             previous: status.previous.map(|r| r.digest),
-            canary: None,
+            canary: status.canary.map(|c| CanaryRecord {
+                digest: c.digest,
+                weight: c.weight.unwrap_or(0),
+            }),
         };
         Ok(self.store.save_slot(entry.slot.name(), &record)?)
     }

@@ -18,6 +18,7 @@
 //! ```
 
 mod admin;
+mod budget;
 mod config;
 mod data;
 mod gateway;
@@ -29,7 +30,7 @@ use std::sync::Arc;
 use hotswap_store::Store;
 use tokio::net::TcpListener;
 
-pub use config::{ConfigError, Limits, Route, ServerConfig};
+pub use config::{CanaryConfig, ConfigError, Limits, Route, ServerConfig};
 pub use gateway::{CallFailure, Gateway, GatewayError, SlotView};
 
 /// The slot the example plugin is deployed to on a first start.
@@ -83,7 +84,7 @@ impl Server {
         let gateway = tokio::task::spawn_blocking(move || -> Result<Gateway, ServerError> {
             let gateway = Gateway::open(Store::open(&store_dir)?, wasm)?;
             if example && gateway.is_empty() {
-                let info = gateway.deploy(EXAMPLE_SLOT, hotswap_examples::GREET_V1.to_vec(), None)?;
+                let info = gateway.deploy(EXAMPLE_SLOT, hotswap_examples::GREET_V1.to_vec(), None, None)?;
                 tracing::info!(slot = EXAMPLE_SLOT, version = %info.version, "deployed the example plugin");
             }
             Ok(gateway)
@@ -136,7 +137,17 @@ impl Server {
         let stopped = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
             let _ = rx.wait_for(|s| *s).await;
         };
-        let data = data::router(self.gateway.clone(), &self.config.routes);
+        tokio::spawn(budget::watch(
+            self.gateway.clone(),
+            self.config.canary.clone(),
+            stop_rx.clone(),
+        ));
+        let data = data::router(
+            self.gateway.clone(),
+            &self.config.routes,
+            &self.config.canary.key_header,
+        )
+        .into_make_service_with_connect_info::<SocketAddr>();
         let admin = admin::router(
             self.gateway.clone(),
             self.config.admin_token.clone(),

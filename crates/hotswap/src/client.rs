@@ -37,6 +37,29 @@ pub struct Deploy {
     /// Refuse unless the module's sha256 is this.
     #[arg(long, value_name = "HEX")]
     sha256: Option<String>,
+    /// Deploy as a canary taking this percent of calls, beside the active
+    /// revision, until promoted or rolled back.
+    #[arg(long, value_name = "PERCENT", value_parser = clap::value_parser!(u8).range(0..=100))]
+    canary: Option<u8>,
+    #[command(flatten)]
+    conn: Conn,
+}
+
+#[derive(clap::Args)]
+pub struct CanaryWeight {
+    /// The slot whose canary to adjust.
+    slot: String,
+    /// The canary's new share of calls.
+    #[arg(long, value_name = "PERCENT", value_parser = clap::value_parser!(u8).range(0..=100))]
+    weight: u8,
+    #[command(flatten)]
+    conn: Conn,
+}
+
+#[derive(clap::Args)]
+pub struct Promote {
+    /// The slot whose canary becomes the active revision.
+    slot: String,
     #[command(flatten)]
     conn: Conn,
 }
@@ -71,15 +94,26 @@ pub struct Events {
 
 pub fn deploy(args: Deploy) -> anyhow::Result<ExitCode> {
     let bytes = read_module(&args.file)?;
-    let mut path = format!("/v1/slots/{}/revisions", args.slot);
+    let mut query = Vec::new();
     if let Some(h) = &args.sha256 {
-        path.push_str(&format!("?sha256={h}"));
+        query.push(format!("sha256={h}"));
     }
+    if let Some(w) = args.canary {
+        query.push(format!("canary={w}"));
+    }
+    let mut path = format!("/v1/slots/{}/revisions", args.slot);
+    if !query.is_empty() {
+        path.push_str(&format!("?{}", query.join("&")));
+    }
+    let role = match args.canary {
+        Some(w) => format!(" as a canary taking {w}% of calls"),
+        None => String::new(),
+    };
     let answer = request(&args.conn, "POST", &path, Some(&bytes))?;
     finish(&args.conn, answer, |v| {
         let r = &v["revision"];
         format!(
-            "deployed {} {} (sha256:{}) to slot `{}` as generation {}",
+            "deployed {} {} (sha256:{}) to slot `{}` as generation {}{role}",
             r["name"].as_str().unwrap_or("?"),
             r["version"].as_str().unwrap_or("?"),
             r["digest"].as_str().unwrap_or("?"),
@@ -104,8 +138,8 @@ pub fn status(args: Status) -> anyhow::Result<ExitCode> {
             return "no slots".to_string();
         }
         let mut out = format!(
-            "{:<16} {:<10} {:<12} {:<6} {}",
-            "SLOT", "VERSION", "DIGEST", "GEN", "PREVIOUS"
+            "{:<16} {:<10} {:<12} {:<6} {:<32} {}",
+            "SLOT", "VERSION", "DIGEST", "GEN", "PREVIOUS", "CANARY"
         );
         for s in slots {
             let rev = |r: &Value| match r {
@@ -119,8 +153,16 @@ pub fn status(args: Status) -> anyhow::Result<ExitCode> {
                 ),
             };
             let a = &s["active"];
+            let canary = match &s["canary"] {
+                Value::Null => "-".to_string(),
+                c => format!(
+                    "{} at {}%",
+                    c["version"].as_str().unwrap_or("?"),
+                    c["weight"]
+                ),
+            };
             out.push_str(&format!(
-                "\n{:<16} {:<10} {:<12} {:<6} {}",
+                "\n{:<16} {:<10} {:<12} {:<6} {:<32} {canary}",
                 s["name"].as_str().unwrap_or("?"),
                 a["version"].as_str().unwrap_or("-"),
                 &a["digest"].as_str().unwrap_or("-")
@@ -130,6 +172,32 @@ pub fn status(args: Status) -> anyhow::Result<ExitCode> {
             ));
         }
         out
+    })
+}
+
+pub fn canary(args: CanaryWeight) -> anyhow::Result<ExitCode> {
+    let body = serde_json::json!({ "weight": args.weight }).to_string();
+    let path = format!("/v1/slots/{}/canary", args.slot);
+    let answer = request(&args.conn, "POST", &path, Some(body.as_bytes()))?;
+    finish(&args.conn, answer, |v| {
+        format!(
+            "slot `{}`: canary {} now takes {}% of calls",
+            args.slot,
+            v["revision"]["version"].as_str().unwrap_or("?"),
+            v["revision"]["weight"]
+        )
+    })
+}
+
+pub fn promote(args: Promote) -> anyhow::Result<ExitCode> {
+    let path = format!("/v1/slots/{}/promote", args.slot);
+    let answer = request(&args.conn, "POST", &path, Some(b""))?;
+    finish(&args.conn, answer, |v| {
+        format!(
+            "slot `{}`: canary {} promoted to active",
+            args.slot,
+            v["revision"]["version"].as_str().unwrap_or("?")
+        )
     })
 }
 
@@ -235,7 +303,16 @@ fn request(conn: &Conn, method: &str, path: &str, body: Option<&[u8]>) -> anyhow
     let url = url(conn, path);
     let agent = agent();
     let result = match (method, body) {
-        ("POST", Some(b)) => with_token(agent.post(&url)).send(b),
+        ("POST", Some(b)) => {
+            let kind = if b.starts_with(b"{") {
+                "application/json"
+            } else {
+                "application/wasm"
+            };
+            with_token(agent.post(&url))
+                .header("content-type", kind)
+                .send(b)
+        }
         _ => with_token(agent.get(&url)).call(),
     };
     let mut response = result.map_err(|e| unreachable(conn, e))?;

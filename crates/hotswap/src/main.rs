@@ -44,8 +44,12 @@ enum Command {
     Deploy(client::Deploy),
     /// Show a running server's slots and their revisions.
     Status(client::Status),
-    /// Roll a slot back to its previous revision.
+    /// Roll a slot back: take its canary out, or return to its previous revision.
     Rollback(client::Rollback),
+    /// Change the share of calls a slot's canary takes.
+    Canary(client::CanaryWeight),
+    /// Make a slot's canary its active revision.
+    Promote(client::Promote),
     /// Show the swap events of a running server (--follow to keep watching).
     Events(client::Events),
     /// Validate a module against ABI v1 without running it.
@@ -72,6 +76,8 @@ fn main() -> ExitCode {
         Command::Deploy(args) => client::deploy(args),
         Command::Status(args) => client::status(args),
         Command::Rollback(args) => client::rollback(args),
+        Command::Canary(args) => client::canary(args),
+        Command::Promote(args) => client::promote(args),
         Command::Events(args) => client::events(args),
         Command::Check(args) => check::main(args),
         Command::Run(args) => run::main(args),

@@ -122,6 +122,31 @@ fn the_cli_deploys_shows_rolls_back_and_lists_events() {
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(text.contains("rolled-back 2.0.0: v2 shouts"), "{text}");
 
+    // A canary, its weight, and its promotion.
+    let out = cli(&server, &["deploy", "greet", &v2, "--canary", "30"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("as a canary taking 30% of calls"));
+    let out = cli(&server, &["canary", "greet", "--weight", "60"]);
+    assert!(String::from_utf8_lossy(&out.stdout).contains("now takes 60% of calls"));
+    let out = cli(&server, &["status", "--json"]);
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["slots"][0]["canary"]["weight"], 60);
+    assert_eq!(v["slots"][0]["active"]["weight"], 40);
+    let out = cli(&server, &["status"]);
+    assert!(String::from_utf8_lossy(&out.stdout).contains("2.0.0 at 60%"));
+    let out = cli(&server, &["promote", "greet"]);
+    assert!(out.status.success());
+    assert_eq!(
+        call(&server, "greet", "cli"),
+        (200, "HELLO, CLI!! (v2)".into())
+    );
+    let out = cli(&server, &["canary", "greet", "--weight", "101"]);
+    assert_eq!(out.status.code(), Some(2), "out of range is a usage error");
+
     let junk = write(files.path(), "junk.wasm", b"junk");
     let out = cli(&server, &["deploy", "greet", &junk]);
     assert_eq!(out.status.code(), Some(1));

@@ -1,0 +1,127 @@
+//! The error budget: a canary that fails more than its share of calls over
+//! the window is rolled back automatically, with an event that says why.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use hotswap_core::Digest;
+
+use crate::config::CanaryConfig;
+use crate::gateway::Gateway;
+
+/// How often canaries are judged.
+pub(crate) const TICK: Duration = Duration::from_millis(200);
+
+/// Samples of each canary's cumulative counts, enough to cover the window.
+pub(crate) struct Budget {
+    config: CanaryConfig,
+    trails: HashMap<String, Trail>,
+}
+
+/// One canary's samples, oldest first.
+struct Trail {
+    digest: Digest,
+    samples: VecDeque<Sample>,
+}
+
+/// A canary's counts since it started, at one moment.
+#[derive(Clone, Copy)]
+struct Sample {
+    at: Instant,
+    calls: u64,
+    errors: u64,
+}
+
+impl Budget {
+    pub fn new(config: CanaryConfig) -> Budget {
+        Budget {
+            config,
+            trails: HashMap::new(),
+        }
+    }
+
+    /// Takes a sample of every canary and returns the slots whose canary
+    /// broke the budget, with the reason.
+    pub fn judge(&mut self, gateway: &Gateway, now: Instant) -> Vec<(String, String)> {
+        let window = Duration::from_secs(self.config.window_secs);
+        let canaries = gateway.canaries();
+        self.trails
+            .retain(|slot, _| canaries.iter().any(|(s, _)| s == slot));
+        let mut breached = Vec::new();
+        for (slot, stats) in canaries {
+            let trail = self.trails.entry(slot.clone()).or_insert_with(|| Trail {
+                digest: stats.digest,
+                samples: VecDeque::new(),
+            });
+            if trail.digest != stats.digest {
+                // A new canary: its record starts afresh.
+                trail.digest = stats.digest;
+                trail.samples.clear();
+            }
+            let latest = Sample {
+                at: now,
+                calls: stats.calls,
+                errors: stats.errors,
+            };
+            trail.samples.push_back(latest);
+            // Keep one sample at or before the window's start, as the base.
+            while trail.samples.len() > 2 && now.duration_since(trail.samples[1].at) >= window {
+                trail.samples.pop_front();
+            }
+            // Until a full window has passed, the base is the canary's start.
+            let base = match trail.samples.front() {
+                Some(first) if now.duration_since(first.at) >= window => *first,
+                _ => Sample {
+                    at: now,
+                    calls: 0,
+                    errors: 0,
+                },
+            };
+            let (calls, errors) = (latest.calls - base.calls, latest.errors - base.errors);
+            if calls >= self.config.min_calls
+                && errors as f64 > self.config.error_budget * calls as f64
+            {
+                breached.push((
+                    slot,
+                    format!(
+                        "error budget exceeded: {errors} of {calls} calls failed ({:.0}%) in the last {}s; the budget is {:.0}%",
+                        100.0 * errors as f64 / calls as f64,
+                        self.config.window_secs,
+                        100.0 * self.config.error_budget
+                    ),
+                ));
+            }
+        }
+        breached
+    }
+}
+
+/// Judges canaries every [`TICK`] and rolls back the ones over budget,
+/// until `stop` is set.
+pub(crate) async fn watch(
+    gateway: Arc<Gateway>,
+    config: CanaryConfig,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+) {
+    let mut budget = Budget::new(config);
+    let mut tick = tokio::time::interval(TICK);
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            _ = stop.wait_for(|s| *s) => return,
+        }
+        for (slot, reason) in budget.judge(&gateway, Instant::now()) {
+            let g = gateway.clone();
+            let result =
+                tokio::task::spawn_blocking(move || g.rollback(&slot, &reason).map(|_| slot)).await;
+            match result {
+                Ok(Ok(slot)) => tracing::warn!(slot, "canary rolled back: over its error budget"),
+                Ok(Err(e)) => {
+                    tracing::error!(error = %e, "could not roll back a canary over budget")
+                }
+                Err(e) => tracing::error!(error = %e, "the rollback task failed"),
+            }
+        }
+    }
+}
