@@ -20,12 +20,14 @@ use tokio_stream::wrappers::BroadcastStream;
 use tokio_stream::{Stream, StreamExt};
 
 use crate::gateway::{Gateway, GatewayError};
+use crate::signing::{SignatureError, Trust};
 
 #[derive(Clone)]
 struct Admin {
     gateway: Arc<Gateway>,
     token: Option<Arc<str>>,
     max_module_bytes: usize,
+    trust: Arc<Trust>,
 }
 
 /// The admin router. With a token, every request must carry it.
@@ -33,11 +35,13 @@ pub(crate) fn router(
     gateway: Arc<Gateway>,
     token: Option<String>,
     max_module_bytes: usize,
+    trust: Trust,
 ) -> Router {
     let state = Admin {
         gateway,
         token: token.map(Arc::from),
         max_module_bytes,
+        trust: Arc::new(trust),
     };
     Router::new()
         .route(
@@ -108,6 +112,8 @@ struct DeployQuery {
     sha256: Option<String>,
     /// Deploy as a canary taking this percent of calls.
     canary: Option<u8>,
+    /// The module's signature (hex), if not in `x-hotswap-signature`.
+    signature: Option<String>,
 }
 
 async fn deploy(
@@ -138,6 +144,21 @@ async fn deploy(
         Ok(b) => b,
         Err(_) => return too_large(),
     };
+    // Authenticity before anything else: an unsigned or wrongly signed
+    // module is never stored, compiled or run.
+    let signature = headers
+        .get("x-hotswap-signature")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string)
+        .or(query.signature.clone());
+    if let Err(e) = admin.trust.check(&body, signature.as_deref()) {
+        let (status, kind) = match e {
+            SignatureError::Missing => (StatusCode::FORBIDDEN, "signature-required"),
+            SignatureError::Malformed(_) => (StatusCode::BAD_REQUEST, "bad-request"),
+            _ => (StatusCode::FORBIDDEN, "bad-signature"),
+        };
+        return problem(status, kind, e.to_string());
+    }
     let expected = match query.sha256.as_deref().map(str::parse::<Digest>) {
         None => None,
         Some(Ok(d)) => Some(d),

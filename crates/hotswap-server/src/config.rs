@@ -17,6 +17,8 @@ use serde::{Deserialize, Serialize};
 /// # admin_token = "..."          # required when `admin` is not loopback
 /// max_module_bytes = 33554432
 /// deploy_example = true          # deploy the example plugin to slot `greet` on first start
+/// trusted_keys = []              # ed25519 public keys (hex) whose signatures are accepted
+/// require_signature = false      # refuse unsigned modules
 ///
 /// [canary]
 /// key_header = "x-hotswap-key"  # keeps a client on one revision (else its IP does)
@@ -57,6 +59,10 @@ pub struct ServerConfig {
     pub routes: Vec<Route>,
     /// How canaries are routed and judged.
     pub canary: CanaryConfig,
+    /// Public keys (hex) whose signatures this server accepts.
+    pub trusted_keys: Vec<String>,
+    /// Refuse modules that carry no signature by a trusted key.
+    pub require_signature: bool,
 }
 
 /// How canaries are routed and judged.
@@ -120,6 +126,8 @@ impl Default for ServerConfig {
             limits: Limits::default(),
             routes: Vec::new(),
             canary: CanaryConfig::default(),
+            trusted_keys: Vec::new(),
+            require_signature: false,
         }
     }
 }
@@ -192,6 +200,12 @@ impl ServerConfig {
         self.wasm()
             .check()
             .map_err(|e| ConfigError::Invalid(e.to_string()))?;
+        if self.require_signature && self.trusted_keys.is_empty() {
+            return Err(ConfigError::Invalid(
+                "require_signature is set but trusted_keys is empty: no module could ever be deployed".into(),
+            ));
+        }
+        self.trust()?;
         let c = &self.canary;
         if !(0.0..=1.0).contains(&c.error_budget) || c.window_secs == 0 {
             return Err(ConfigError::Invalid(
@@ -205,6 +219,12 @@ impl ServerConfig {
             ))
         })?;
         Ok(())
+    }
+
+    /// The signature policy these settings mean.
+    pub fn trust(&self) -> Result<crate::signing::Trust, ConfigError> {
+        crate::signing::Trust::new(&self.trusted_keys, self.require_signature)
+            .map_err(|e| ConfigError::Invalid(format!("trusted_keys: {e}")))
     }
 
     /// The WASM tier's settings these limits mean.

@@ -22,6 +22,7 @@ mod budget;
 mod config;
 mod data;
 mod gateway;
+pub mod signing;
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -152,6 +153,7 @@ impl Server {
             self.gateway.clone(),
             self.config.admin_token.clone(),
             self.config.max_module_bytes,
+            self.config.trust()?,
         );
         let data = axum::serve(self.data, data).with_graceful_shutdown(stopped(stop_rx.clone()));
         let admin = axum::serve(self.admin, admin).with_graceful_shutdown(stopped(stop_rx));

@@ -41,6 +41,9 @@ pub struct Deploy {
     /// revision, until promoted or rolled back.
     #[arg(long, value_name = "PERCENT", value_parser = clap::value_parser!(u8).range(0..=100))]
     canary: Option<u8>,
+    /// The module's signature file (from `hotswap sign`).
+    #[arg(long, value_name = "FILE")]
+    signature: Option<PathBuf>,
     #[command(flatten)]
     conn: Conn,
 }
@@ -100,6 +103,11 @@ pub fn deploy(args: Deploy) -> anyhow::Result<ExitCode> {
     }
     if let Some(w) = args.canary {
         query.push(format!("canary={w}"));
+    }
+    if let Some(file) = &args.signature {
+        let sig = std::fs::read_to_string(file)
+            .with_context(|| format!("cannot read the signature {}", file.display()))?;
+        query.push(format!("signature={}", sig.trim()));
     }
     let mut path = format!("/v1/slots/{}/revisions", args.slot);
     if !query.is_empty() {

@@ -6,6 +6,7 @@ mod check;
 mod client;
 mod demo;
 mod input;
+mod keys;
 mod run;
 mod serve;
 mod stats;
@@ -52,6 +53,10 @@ enum Command {
     Promote(client::Promote),
     /// Show the swap events of a running server (--follow to keep watching).
     Events(client::Events),
+    /// Make an ed25519 key pair for signing modules.
+    Keygen(keys::Keygen),
+    /// Sign a module (writes FILE.sig).
+    Sign(keys::Sign),
     /// Validate a module against ABI v1 without running it.
     Check(check::Args),
     /// Load a module and call it once.
@@ -79,6 +84,8 @@ fn main() -> ExitCode {
         Command::Canary(args) => client::canary(args),
         Command::Promote(args) => client::promote(args),
         Command::Events(args) => client::events(args),
+        Command::Keygen(args) => keys::keygen(args),
+        Command::Sign(args) => keys::sign(args),
         Command::Check(args) => check::main(args),
         Command::Run(args) => run::main(args),
         Command::Demo(args) => demo::main(args),

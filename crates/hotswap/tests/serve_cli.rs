@@ -26,19 +26,24 @@ fn hotswap() -> Command {
     c
 }
 
-/// Starts `hotswap serve` on free ports and reads where it listens from its
-/// first line.
+/// Starts `hotswap serve` on free ports, with the store in `dir`.
 fn serve(dir: &Path) -> Serve {
+    let dir = dir.to_str().unwrap();
+    serve_with(&[
+        "--listen",
+        "127.0.0.1:0",
+        "--admin",
+        "127.0.0.1:0",
+        "--data-dir",
+        dir,
+    ])
+}
+
+/// Starts `hotswap serve ARGS` and reads where it listens from its first line.
+fn serve_with(args: &[&str]) -> Serve {
     let mut child = hotswap()
-        .args([
-            "serve",
-            "--listen",
-            "127.0.0.1:0",
-            "--admin",
-            "127.0.0.1:0",
-            "--data-dir",
-        ])
-        .arg(dir)
+        .arg("serve")
+        .args(args)
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()
@@ -269,4 +274,63 @@ fn kill_9_at_any_phase_of_a_deploy_leaves_old_or_new_never_broken() {
     drop(server);
     let server = serve(data.path());
     assert_eq!(call(&server, "greet", "x"), (200, expected.to_string()));
+}
+
+#[test]
+fn keygen_sign_and_a_signed_deploy_through_the_cli() {
+    let data = tempfile::tempdir().unwrap();
+    let files = tempfile::tempdir().unwrap();
+    let key = files.path().join("k.key");
+    let out = hotswap()
+        .args(["keygen", "--json", "--out"])
+        .arg(&key)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let public = v["public_key"].as_str().unwrap().to_string();
+    let again = hotswap()
+        .args(["keygen", "--out"])
+        .arg(&key)
+        .output()
+        .unwrap();
+    assert_eq!(again.status.code(), Some(1), "keygen overwrote a key");
+
+    let module = write(files.path(), "v2.wasm", hotswap_examples::GREET_V2);
+    let out = hotswap()
+        .args(["sign", &module, "--key"])
+        .arg(&key)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let sig = format!("{module}.sig");
+
+    let config = files.path().join("hotswap.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "listen = \"127.0.0.1:0\"\nadmin = \"127.0.0.1:0\"\ndata_dir = {:?}\ntrusted_keys = [\"{public}\"]\nrequire_signature = true\n",
+            data.path()
+        ),
+    )
+    .unwrap();
+    let server = serve_with(&["--config", config.to_str().unwrap()]);
+    let out = cli(&server, &["deploy", "greet", &module]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("requires signed modules"));
+    let out = cli(&server, &["deploy", "greet", &module, "--signature", &sig]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(call(&server, "greet", "k"), (200, "HELLO, K!! (v2)".into()));
 }
