@@ -20,6 +20,7 @@ use tokio_stream::wrappers::BroadcastStream;
 use tokio_stream::{Stream, StreamExt};
 
 use crate::gateway::{Gateway, GatewayError};
+use crate::metrics::Metrics;
 use crate::signing::{SignatureError, Trust};
 
 #[derive(Clone)]
@@ -28,6 +29,7 @@ struct Admin {
     token: Option<Arc<str>>,
     max_module_bytes: usize,
     trust: Arc<Trust>,
+    metrics: Arc<Metrics>,
 }
 
 /// The admin router. With a token, every request must carry it.
@@ -36,12 +38,14 @@ pub(crate) fn router(
     token: Option<String>,
     max_module_bytes: usize,
     trust: Trust,
+    metrics: Arc<Metrics>,
 ) -> Router {
     let state = Admin {
         gateway,
         token: token.map(Arc::from),
         max_module_bytes,
         trust: Arc::new(trust),
+        metrics,
     };
     Router::new()
         .route(
@@ -60,6 +64,7 @@ pub(crate) fn router(
         .route("/v1/slots/{slot}/canary", post(canary_weight))
         .route("/v1/slots/{slot}/promote", post(promote))
         .route("/v1/events", get(events))
+        .route("/metrics", get(prometheus))
         .fallback(|| async {
             problem(
                 StatusCode::NOT_FOUND,
@@ -174,9 +179,13 @@ async fn deploy(
             "canary must be a percent, 0-100".into(),
         );
     }
+    let started = std::time::Instant::now();
     let result =
         tokio::task::spawn_blocking(move || gateway.deploy(&slot, body.to_vec(), expected, canary))
             .await;
+    if matches!(result, Ok(Ok(_))) {
+        admin.metrics.deploy(started.elapsed());
+    }
     match result {
         Ok(Ok(info)) => (StatusCode::CREATED, Json(json!({ "revision": info }))).into_response(),
         Ok(Err(e)) => gateway_problem(e),
@@ -267,6 +276,19 @@ async fn promote(State(admin): State<Admin>, Path(slot): Path<String>) -> Respon
             format!("task failed: {e}"),
         ),
     }
+}
+
+/// The Prometheus text exposition.
+async fn prometheus(State(admin): State<Admin>) -> Response {
+    let text = admin.metrics.encode(admin.gateway.tier().live_revisions());
+    (
+        [(
+            header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
+        text,
+    )
+        .into_response()
 }
 
 #[derive(Deserialize)]

@@ -14,20 +14,28 @@ use hotswap_core::CallError;
 
 use crate::config::Route;
 use crate::gateway::{CallFailure, Gateway};
+use crate::metrics::Metrics;
 
 /// What every data-plane handler needs.
 #[derive(Clone)]
 struct Plane {
     gateway: Arc<Gateway>,
     key_header: HeaderName,
+    metrics: Arc<Metrics>,
 }
 
 /// The router: one `POST` route per configured path, or `POST /{slot}` when
 /// none is configured.
-pub(crate) fn router(gateway: Arc<Gateway>, routes: &[Route], key_header: &str) -> Router {
+pub(crate) fn router(
+    gateway: Arc<Gateway>,
+    routes: &[Route],
+    key_header: &str,
+    metrics: Arc<Metrics>,
+) -> Router {
     let plane = Plane {
         gateway,
         key_header: HeaderName::try_from(key_header).expect("checked with the config"),
+        metrics,
     };
     let mut router = Router::new();
     if routes.is_empty() {
@@ -71,8 +79,14 @@ fn call(
         Some(v) => stable_hash(v.as_bytes()),
         None => stable_hash(peer.ip().to_string().as_bytes()),
     };
-    match plane.gateway.call(slot, input, Some(key)) {
+    let started = std::time::Instant::now();
+    let result = plane.gateway.call(slot, input, Some(key));
+    let took = started.elapsed();
+    match result {
         Ok((output, served)) => {
+            plane
+                .metrics
+                .call(slot, Some(served.generation), "ok", took);
             let mut response = (StatusCode::OK, output).into_response();
             let h = response.headers_mut();
             h.insert("x-hotswap-generation", HeaderValue::from(served.generation));
@@ -81,8 +95,38 @@ fn call(
             }
             response
         }
-        Err(failure) => failed(slot, failure),
+        Err(failure) => {
+            let response = failed(slot, failure);
+            let kind = response
+                .headers()
+                .get("x-hotswap-error")
+                .and_then(|v| v.to_str().ok())
+                .map_or("error", kind_name);
+            // A failed call has no revision to name; the kind says enough.
+            plane.metrics.call(slot, None, kind, took);
+            response
+        }
     }
+}
+
+/// The error kinds as `'static` label values.
+fn kind_name(kind: &str) -> &'static str {
+    const KINDS: &[&str] = &[
+        "unknown-slot",
+        "no-revision",
+        "deadline",
+        "overloaded",
+        "plugin-error",
+        "memory-limit",
+        "trap",
+        "abi",
+        "host",
+    ];
+    KINDS
+        .iter()
+        .find(|k| **k == kind)
+        .copied()
+        .unwrap_or("error")
 }
 
 /// The same bytes give the same number in every process of this build, so

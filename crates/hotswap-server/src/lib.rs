@@ -22,6 +22,7 @@ mod budget;
 mod config;
 mod data;
 mod gateway;
+mod metrics;
 pub mod signing;
 
 use std::future::Future;
@@ -33,6 +34,7 @@ use tokio::net::TcpListener;
 
 pub use config::{CanaryConfig, ConfigError, Limits, Route, ServerConfig};
 pub use gateway::{CallFailure, Gateway, GatewayError, SlotView};
+pub use metrics::Metrics;
 
 /// The slot the example plugin is deployed to on a first start.
 pub const EXAMPLE_SLOT: &str = "greet";
@@ -138,6 +140,11 @@ impl Server {
         let stopped = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
             let _ = rx.wait_for(|s| *s).await;
         };
+        let metrics = Arc::new(Metrics::new());
+        tokio::spawn(metrics::count_events(
+            metrics.clone(),
+            self.gateway.events().clone(),
+        ));
         tokio::spawn(budget::watch(
             self.gateway.clone(),
             self.config.canary.clone(),
@@ -147,6 +154,7 @@ impl Server {
             self.gateway.clone(),
             &self.config.routes,
             &self.config.canary.key_header,
+            metrics.clone(),
         )
         .into_make_service_with_connect_info::<SocketAddr>();
         let admin = admin::router(
@@ -154,6 +162,7 @@ impl Server {
             self.config.admin_token.clone(),
             self.config.max_module_bytes,
             self.config.trust()?,
+            metrics,
         );
         let data = axum::serve(self.data, data).with_graceful_shutdown(stopped(stop_rx.clone()));
         let admin = axum::serve(self.admin, admin).with_graceful_shutdown(stopped(stop_rx));

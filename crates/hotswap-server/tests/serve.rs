@@ -333,3 +333,59 @@ fn plugin_failures_map_to_5xx_with_a_safe_message() {
         );
     }
 }
+
+#[test]
+fn metrics_count_calls_swaps_and_rollbacks() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = start(config(dir.path()));
+    let http = client();
+    let admin = format!("http://{}", server.admin);
+    let greet = format!("http://{}/greet", server.data);
+    for _ in 0..5 {
+        assert_eq!(post(&http, &greet, b"m").status, 200);
+    }
+    assert_eq!(
+        post(&http, &format!("http://{}/nope", server.data), b"").status,
+        404
+    );
+    assert_eq!(
+        post(
+            &http,
+            &format!("{admin}/v1/slots/greet/revisions"),
+            hotswap_examples::GREET_V2
+        )
+        .status,
+        201
+    );
+    assert_eq!(
+        post(&http, &format!("{admin}/v1/slots/greet/revisions"), b"junk").status,
+        422
+    );
+    assert_eq!(
+        post(&http, &format!("{admin}/v1/slots/greet/rollback"), b"").status,
+        200
+    );
+
+    // Counting swaps follows the event stream; poll the scrape until it has
+    // caught up (bounded), as a Prometheus server would see it.
+    let mut text = String::new();
+    for _ in 0..100 {
+        text = get(&http, &format!("{admin}/metrics")).body;
+        if text.contains(r#"hotswap_rollbacks_total{slot="greet"} 1"#) {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    for line in [
+        r#"hotswap_calls_total{slot="greet",revision="1",outcome="ok"} 5"#,
+        r#"hotswap_calls_total{slot="nope",revision="none",outcome="unknown-slot"} 1"#,
+        r#"hotswap_swaps_total{slot="greet",result="failed"} 1"#,
+        r#"hotswap_swaps_total{slot="greet",result="rolled-back"} 1"#,
+        r#"hotswap_rollbacks_total{slot="greet"} 1"#,
+        r#"hotswap_call_duration_seconds_count{slot="greet",revision="1"} 5"#,
+        "hotswap_deploy_duration_seconds_count 1",
+        "hotswap_live_revisions 1",
+    ] {
+        assert!(text.contains(line), "missing `{line}` in:\n{text}");
+    }
+}
