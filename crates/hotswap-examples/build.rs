@@ -6,7 +6,7 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-const RUST_PLUGINS: &[&str] = &["greet-v1", "greet-v2", "counter"];
+const RUST_PLUGINS: &[&str] = &["greet-v1", "greet-v2", "counter", "auth"];
 const WASM_TARGET: &str = "wasm32-unknown-unknown";
 
 fn main() {

@@ -21,6 +21,8 @@ pub const GREET_V1: &[u8] = plugin!("greet_v1.wasm");
 pub const GREET_V2: &[u8] = plugin!("greet_v2.wasm");
 /// `counter` (Rust): counts calls in the slot's key-value store.
 pub const COUNTER: &[u8] = plugin!("counter.wasm");
+/// `auth` (Rust, serde_json): bearer-token auth on an envelope route.
+pub const AUTH: &[u8] = plugin!("auth.wasm");
 /// `c-upper` (C): `abc` → `C: ABC`.
 pub const C_UPPER: &[u8] = plugin!("c_upper.wasm");
 
@@ -43,5 +45,6 @@ pub const ALL: &[(&str, &[u8])] = &[
     ("greet-v1", GREET_V1),
     ("greet-v2", GREET_V2),
     ("counter", COUNTER),
+    ("auth", AUTH),
     ("c-upper", C_UPPER),
 ];

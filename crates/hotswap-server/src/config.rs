@@ -34,6 +34,11 @@ use serde::{Deserialize, Serialize};
 /// [[routes]]
 /// path = "/hello"
 /// slot = "greet"
+///
+/// [[routes]]
+/// path = "/private"
+/// slot = "auth"
+/// envelope = true                # the plugin sees method, path, query, headers, body
 /// ```
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -112,6 +117,11 @@ pub struct Route {
     pub path: String,
     /// The slot that answers it.
     pub slot: String,
+    /// Hand the plugin the whole request and read a status and headers from
+    /// its answer (docs/abi.md, "Envelopes"); any method is routed. Without
+    /// it, `POST` only, body in and body out.
+    #[serde(default)]
+    pub envelope: bool,
 }
 
 impl Default for ServerConfig {

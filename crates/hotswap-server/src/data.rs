@@ -6,13 +6,14 @@ use axum::body::Bytes;
 use std::net::SocketAddr;
 
 use axum::extract::{ConnectInfo, Path, State};
-use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
+use axum::http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
-use axum::routing::post;
+use axum::routing::{any, post};
 use axum::Router;
-use hotswap_core::CallError;
+use hotswap_core::{CallError, Served};
 
 use crate::config::Route;
+use crate::envelope::{RequestEnvelope, ResponseEnvelope};
 use crate::gateway::{CallFailure, Gateway};
 use crate::metrics::Metrics;
 
@@ -52,15 +53,26 @@ pub(crate) fn router(
     }
     for route in routes {
         let slot = route.slot.clone();
-        router = router.route(
-            &route.path,
+        let handler = if route.envelope {
+            any(
+                move |State(p): State<Plane>,
+                      ConnectInfo(peer): ConnectInfo<SocketAddr>,
+                      method: Method,
+                      uri: Uri,
+                      headers: HeaderMap,
+                      body: Bytes| async move {
+                    call_enveloped(&p, &slot, peer, (&method, &uri, &headers, &body))
+                },
+            )
+        } else {
             post(
                 move |State(p): State<Plane>,
                       ConnectInfo(peer): ConnectInfo<SocketAddr>,
                       headers: HeaderMap,
                       body: Bytes| async move { call(&p, &slot, peer, &headers, &body) },
-            ),
-        );
+            )
+        };
+        router = router.route(&route.path, handler);
     }
     router.with_state(plane)
 }
@@ -75,6 +87,21 @@ fn call(
     headers: &HeaderMap,
     input: &[u8],
 ) -> Response {
+    match invoke(plane, slot, peer, headers, input) {
+        Ok((output, served)) => with_served((StatusCode::OK, output).into_response(), served),
+        Err(failed) => *failed,
+    }
+}
+
+/// The call itself, counted in the metrics: the plugin's output and who
+/// served it, or the HTTP answer for its failure.
+fn invoke(
+    plane: &Plane,
+    slot: &str,
+    peer: SocketAddr,
+    headers: &HeaderMap,
+    input: &[u8],
+) -> Result<(Vec<u8>, Served), Box<Response>> {
     let key = match headers.get(&plane.key_header) {
         Some(v) => stable_hash(v.as_bytes()),
         None => stable_hash(peer.ip().to_string().as_bytes()),
@@ -87,13 +114,7 @@ fn call(
             plane
                 .metrics
                 .call(slot, Some(served.generation), "ok", took);
-            let mut response = (StatusCode::OK, output).into_response();
-            let h = response.headers_mut();
-            h.insert("x-hotswap-generation", HeaderValue::from(served.generation));
-            if served.canary {
-                h.insert("x-hotswap-canary", HeaderValue::from_static("true"));
-            }
-            response
+            Ok((output, served))
         }
         Err(failure) => {
             let response = failed(slot, failure);
@@ -104,7 +125,48 @@ fn call(
                 .map_or("error", kind_name);
             // A failed call has no revision to name; the kind says enough.
             plane.metrics.call(slot, None, kind, took);
-            response
+            Err(Box::new(response))
+        }
+    }
+}
+
+/// Says which revision served the answer.
+fn with_served(mut response: Response, served: Served) -> Response {
+    let h = response.headers_mut();
+    h.insert("x-hotswap-generation", HeaderValue::from(served.generation));
+    if served.canary {
+        h.insert("x-hotswap-canary", HeaderValue::from_static("true"));
+    }
+    response
+}
+
+/// An envelope route: the whole request in, the answer the plugin's
+/// response envelope describes out. A malformed envelope is the plugin's
+/// failure (502), explained in the log.
+fn call_enveloped(
+    plane: &Plane,
+    slot: &str,
+    peer: SocketAddr,
+    request: (&Method, &Uri, &HeaderMap, &[u8]),
+) -> Response {
+    let (method, uri, headers, body) = request;
+    let input = RequestEnvelope::new(method, uri, headers, body).to_json();
+    let (output, served) = match invoke(plane, slot, peer, headers, &input) {
+        Ok(ok) => ok,
+        Err(failed) => return *failed,
+    };
+    match ResponseEnvelope::parse(&output) {
+        Ok((status, headers, body)) => {
+            let mut answer = (status, body).into_response();
+            answer.headers_mut().extend(headers);
+            with_served(answer, served)
+        }
+        Err(why) => {
+            tracing::warn!(slot, error = %why, "a plugin answered a malformed response envelope");
+            let mut r = (StatusCode::BAD_GATEWAY, "plugin failed\n").into_response();
+            r.headers_mut()
+                .insert("x-hotswap-error", HeaderValue::from_static("bad-envelope"));
+            r
         }
     }
 }

@@ -21,6 +21,7 @@ mod admin;
 mod budget;
 mod config;
 mod data;
+mod envelope;
 mod gateway;
 mod metrics;
 pub mod signing;

@@ -389,3 +389,77 @@ fn metrics_count_calls_swaps_and_rollbacks() {
         assert!(text.contains(line), "missing `{line}` in:\n{text}");
     }
 }
+
+#[test]
+fn an_envelope_route_lets_a_plugin_do_auth() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = start(hotswap_server::ServerConfig {
+        routes: vec![
+            hotswap_server::Route {
+                path: "/private".into(),
+                slot: "auth".into(),
+                envelope: true,
+            },
+            hotswap_server::Route {
+                path: "/hello".into(),
+                slot: "greet".into(),
+                envelope: false,
+            },
+        ],
+        ..config(dir.path())
+    });
+    let http = client();
+    let r = post(
+        &http,
+        &format!("http://{}/v1/slots/auth/revisions", server.admin),
+        hotswap_examples::AUTH,
+    );
+    assert_eq!(r.status, 201, "{}", r.body);
+    let private = format!("http://{}/private?x=1", server.data);
+
+    let mut denied = http.get(&private).call().unwrap();
+    assert_eq!(denied.status().as_u16(), 401);
+    assert_eq!(denied.headers()["www-authenticate"], "Bearer");
+    assert_eq!(
+        denied.body_mut().read_to_string().unwrap(),
+        "who are you?\n"
+    );
+
+    let mut allowed = http
+        .get(&private)
+        .header("authorization", "Bearer letmein")
+        .call()
+        .unwrap();
+    assert_eq!(allowed.status().as_u16(), 200);
+    assert_eq!(allowed.headers()["x-auth"], "ok");
+    assert!(allowed.headers().get("x-hotswap-generation").is_some());
+    assert_eq!(
+        allowed.body_mut().read_to_string().unwrap(),
+        "welcome: GET /private\n"
+    );
+
+    // A plain route beside it: body in, body out; `POST /{slot}` is off.
+    assert_eq!(
+        post(&http, &format!("http://{}/hello", server.data), b"r").body,
+        "hello, r!"
+    );
+    assert_eq!(
+        post(&http, &format!("http://{}/greet", server.data), b"r").status,
+        404
+    );
+
+    // A plugin that answers something else than an envelope fails safely.
+    let r = post(
+        &http,
+        &format!("http://{}/v1/slots/auth/revisions", server.admin),
+        hotswap_examples::GREET_V1,
+    );
+    assert_eq!(r.status, 201);
+    let mut broken = http.get(&private).call().unwrap();
+    assert_eq!(broken.status().as_u16(), 502);
+    assert_eq!(broken.headers()["x-hotswap-error"], "bad-envelope");
+    assert_eq!(
+        broken.body_mut().read_to_string().unwrap(),
+        "plugin failed\n"
+    );
+}
