@@ -260,3 +260,41 @@ fn run_json_reports_output_or_error() {
     assert_eq!(v["ok"], false);
     assert!(v["error"].as_str().unwrap().contains("deadline"));
 }
+
+#[test]
+fn bench_http_prints_the_documented_json() {
+    let out = hotswap(&[
+        "bench",
+        "http",
+        "--json",
+        "--seconds",
+        "1",
+        "--clients",
+        "2",
+        "--deploy-rate",
+        "5",
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    for key in [
+        "rps",
+        "baseline_rps",
+        "ratio",
+        "p99_ms",
+        "failed",
+        "rps_while_deploying",
+        "failed_while_deploying",
+    ] {
+        assert!(v[key].is_number(), "{key} missing or not a number in {v}");
+    }
+    assert_eq!(v["failed"], 0);
+    assert_eq!(v["failed_while_deploying"], 0);
+    assert!(
+        v["deploys"].as_u64().unwrap() > 0,
+        "no deploy happened under load"
+    );
+    assert!(
+        v["p99_ms"].as_f64().unwrap() > 0.001,
+        "latencies were not recorded: {v}"
+    );
+}

@@ -1,16 +1,20 @@
 //! `hotswap bench`: measurements printed as a table, or as JSON for scripts.
 
+mod http;
 mod swap;
 
 #[derive(clap::Subcommand)]
 pub enum Command {
     /// Swap latency, call latency, throughput, and caller latency while swapping.
     Swap(swap::Args),
+    /// HTTP throughput through `hotswap serve` against a bare hyper server, and while deploying.
+    Http(http::Args),
 }
 
 pub fn main(cmd: Command) -> anyhow::Result<std::process::ExitCode> {
     match cmd {
         Command::Swap(args) => swap::main(args),
+        Command::Http(args) => http::main(args),
     }
 }
 
@@ -29,4 +33,11 @@ pub(crate) fn print_table(title: &str, rows: &[(&str, String, &str)]) {
     for (what, value, target) in rows {
         println!("  {what:<w0$}  {value:>w1$}  {target}");
     }
+}
+
+/// A latency histogram in nanoseconds, 1 ns to 60 s at 3 significant
+/// figures. The bounds are explicit: `saturating_record` clamps to the upper
+/// bound rather than growing the histogram.
+pub(crate) fn hist() -> hdrhistogram::Histogram<u64> {
+    hdrhistogram::Histogram::new_with_bounds(1, 60_000_000_000, 3).expect("valid bounds")
 }

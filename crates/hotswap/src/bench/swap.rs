@@ -231,7 +231,7 @@ fn time_calls(slot: &Slot<WasmTier>, calls: u32) -> anyhow::Result<(Histogram<u6
         out.clear();
         slot.call_into(&INPUT, &mut out)?;
     }
-    let mut h = hist();
+    let mut h = super::hist();
     for _ in 0..calls {
         out.clear();
         let t = Instant::now();
@@ -315,7 +315,8 @@ fn compare_callers(
         let callers: Vec<_> = (0..threads)
             .map(|_| {
                 s.spawn(|| {
-                    let (mut steady, mut swapping, mut failed) = (hist(), hist(), 0u64);
+                    let (mut steady, mut swapping, mut failed) =
+                        (super::hist(), super::hist(), 0u64);
                     let mut out = Vec::with_capacity(128);
                     while !stop.load(Ordering::Relaxed) {
                         out.clear();
@@ -359,8 +360,8 @@ fn compare_callers(
         stop.store(true, Ordering::Relaxed);
 
         let mut result = Compare {
-            steady: hist(),
-            swapping: hist(),
+            steady: super::hist(),
+            swapping: super::hist(),
             swaps: swaps.load(Ordering::Relaxed),
             failed: 0,
         };
@@ -377,13 +378,9 @@ fn compare_callers(
     })
 }
 
-fn hist() -> Histogram<u64> {
-    Histogram::new(3).expect("3 significant figures is valid")
-}
-
 /// What one `Instant::now()` pair costs, which every timed call includes.
 fn clock_overhead() -> u64 {
-    let mut h = hist();
+    let mut h = super::hist();
     for _ in 0..100_000 {
         let t = Instant::now();
         h.saturating_record(t.elapsed().as_nanos() as u64);
