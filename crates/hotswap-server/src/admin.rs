@@ -13,7 +13,7 @@ use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use hotswap_core::{DeployError, Digest};
+use hotswap_core::{DeployError, Digest, RevisionInfo};
 use serde::Deserialize;
 use serde_json::json;
 use tokio_stream::wrappers::BroadcastStream;
@@ -180,19 +180,30 @@ async fn deploy(
         );
     }
     let started = std::time::Instant::now();
-    let result =
-        tokio::task::spawn_blocking(move || gateway.deploy(&slot, body.to_vec(), expected, canary))
-            .await;
-    if matches!(result, Ok(Ok(_))) {
+    let answer = change(StatusCode::CREATED, move || {
+        gateway.deploy(&slot, body.to_vec(), expected, canary)
+    })
+    .await;
+    if answer.status() == StatusCode::CREATED {
         admin.metrics.deploy(started.elapsed());
     }
-    match result {
-        Ok(Ok(info)) => (StatusCode::CREATED, Json(json!({ "revision": info }))).into_response(),
+    answer
+}
+
+/// Runs a change to a slot on a blocking thread (it may compile, and it
+/// writes the store) and answers `{"revision": ...}` with `status`, or the
+/// error.
+async fn change(
+    status: StatusCode,
+    op: impl FnOnce() -> Result<RevisionInfo, GatewayError> + Send + 'static,
+) -> Response {
+    match tokio::task::spawn_blocking(op).await {
+        Ok(Ok(info)) => (status, Json(json!({ "revision": info }))).into_response(),
         Ok(Err(e)) => gateway_problem(e),
         Err(e) => problem(
             StatusCode::INTERNAL_SERVER_ERROR,
             "internal",
-            format!("deploy task failed: {e}"),
+            format!("the change failed unexpectedly: {e}"),
         ),
     }
 }
@@ -211,15 +222,7 @@ async fn rollback(
         .reason
         .unwrap_or_else(|| "requested through the admin API".into());
     let gateway = admin.gateway.clone();
-    match tokio::task::spawn_blocking(move || gateway.rollback(&slot, &reason)).await {
-        Ok(Ok(info)) => Json(json!({ "revision": info })).into_response(),
-        Ok(Err(e)) => gateway_problem(e),
-        Err(e) => problem(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "internal",
-            format!("rollback task failed: {e}"),
-        ),
-    }
+    change(StatusCode::OK, move || gateway.rollback(&slot, &reason)).await
 }
 
 #[derive(Deserialize)]
@@ -254,28 +257,15 @@ async fn canary_weight(
         }
     };
     let gateway = admin.gateway.clone();
-    match tokio::task::spawn_blocking(move || gateway.set_canary_weight(&slot, weight)).await {
-        Ok(Ok(info)) => Json(json!({ "revision": info })).into_response(),
-        Ok(Err(e)) => gateway_problem(e),
-        Err(e) => problem(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "internal",
-            format!("task failed: {e}"),
-        ),
-    }
+    change(StatusCode::OK, move || {
+        gateway.set_canary_weight(&slot, weight)
+    })
+    .await
 }
 
 async fn promote(State(admin): State<Admin>, Path(slot): Path<String>) -> Response {
     let gateway = admin.gateway.clone();
-    match tokio::task::spawn_blocking(move || gateway.promote(&slot)).await {
-        Ok(Ok(info)) => Json(json!({ "revision": info })).into_response(),
-        Ok(Err(e)) => gateway_problem(e),
-        Err(e) => problem(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "internal",
-            format!("task failed: {e}"),
-        ),
-    }
+    change(StatusCode::OK, move || gateway.promote(&slot)).await
 }
 
 /// The Prometheus text exposition.

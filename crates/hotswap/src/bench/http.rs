@@ -163,12 +163,11 @@ pub fn main(args: Args) -> anyhow::Result<ExitCode> {
         deploys,
         clients,
     };
-    if args.json {
-        println!("{}", serde_json::to_string_pretty(&report)?);
-    } else {
-        let r = &report;
-        #[rustfmt::skip]
-        let rows = [
+    let title = format!(
+        "hotswap bench http: POST /greet \"world\", {clients} keep-alive clients on loopback"
+    );
+    #[rustfmt::skip]
+    super::report(args.json, &report, &title, |r| vec![
             ("bare hyper server, requests/s", format!("{:.0}", r.baseline_rps), ""),
             ("hotswap serve + greet plugin, requests/s", format!("{:.0}", r.rps), ""),
             ("ratio", format!("{:.2}x", r.ratio), "≥ 0.6x"),
@@ -178,12 +177,7 @@ pub fn main(args: Args) -> anyhow::Result<ExitCode> {
             ("while deploying, p99", format!("{:.2} ms", r.p99_ms_while_deploying), ""),
             ("deploys during that phase", r.deploys.to_string(), ""),
             ("failed requests while deploying", r.failed_while_deploying.to_string(), "0"),
-        ];
-        super::print_table(
-            &format!("hotswap bench http: POST /greet \"world\", {clients} keep-alive clients on loopback"),
-            &rows,
-        );
-    }
+    ])?;
     Ok(
         if report.failed == 0 && report.failed_while_deploying == 0 {
             ExitCode::SUCCESS

@@ -18,8 +18,23 @@ pub fn main(cmd: Command) -> anyhow::Result<std::process::ExitCode> {
     }
 }
 
+/// Prints `report` as pretty JSON, or as the table `rows` makes of it.
+pub(crate) fn report<R: serde::Serialize>(
+    json: bool,
+    report: &R,
+    title: &str,
+    rows: impl FnOnce(&R) -> Vec<(&'static str, String, &'static str)>,
+) -> anyhow::Result<()> {
+    if json {
+        println!("{}", serde_json::to_string_pretty(report)?);
+    } else {
+        print_table(title, &rows(report));
+    }
+    Ok(())
+}
+
 /// Prints rows of (what, measured, target) as an aligned table.
-pub(crate) fn print_table(title: &str, rows: &[(&str, String, &str)]) {
+fn print_table(title: &str, rows: &[(&str, String, &str)]) {
     let w0 = rows.iter().map(|r| r.0.len()).max().unwrap_or(0);
     let w1 = rows.iter().map(|r| r.1.len()).max().unwrap_or(0).max(8);
     println!("{title}");

@@ -174,12 +174,13 @@ pub fn main(args: Args) -> anyhow::Result<ExitCode> {
         swaps: args.swaps,
     };
 
-    if args.json {
-        println!("{}", serde_json::to_string_pretty(&report)?);
-    } else {
-        let r = &report;
-        #[rustfmt::skip]
-        let rows = [
+    let title = format!(
+                "hotswap bench swap: greet plugin (echo for single calls), 64-byte input, {} swaps, {} caller threads",
+                swaps.len(),
+                threads
+            );
+    #[rustfmt::skip]
+    super::report(args.json, &report, &title, |r| vec![
             ("swap, precompiled, p50", format!("{:.1} µs", r.swap_p50_us), "≤ 50 µs"),
             ("swap, precompiled, p99", format!("{:.1} µs", r.swap_p99_us), ""),
             ("swap, compiling, p50", format!("{:.0} µs", r.swap_compile_p50_us), ""),
@@ -196,16 +197,7 @@ pub fn main(args: Args) -> anyhow::Result<ExitCode> {
             ("swaps during that phase", r.swaps_while_loaded.to_string(), ""),
             ("failed calls", r.failed_calls.to_string(), "0"),
             ("RSS growth over the swaps", format!("{} KiB ({} -> {})", r.rss_growth_kib, r.rss_before_kib, r.rss_after_kib), "≤ 1024 KiB"),
-        ];
-        super::print_table(
-            &format!(
-                "hotswap bench swap: greet plugin (echo for single calls), 64-byte input, {} swaps, {} caller threads",
-                swaps.len(),
-                threads
-            ),
-            &rows,
-        );
-    }
+    ])?;
     Ok(if report.failed_calls == 0 {
         ExitCode::SUCCESS
     } else {
