@@ -21,6 +21,10 @@
 //! - **Two live revisions at most.** A deploy waits (up to
 //!   [`SlotOptions::drain_timeout`]) for the revision before the active one to
 //!   retire before it publishes.
+//! - **Canaries.** [`Slot::deploy_canary`] puts a revision beside the active
+//!   one for a share of calls, routed by a stable key so a client sticks to
+//!   one revision; [`Slot::promote`] makes it active, [`Slot::rollback`]
+//!   takes it out. Its calls and errors are counted for an error budget.
 //! - **Rollback** re-activates the previous revision from its artifact.
 //! - **Events.** Every transition is published on an [`EventBus`] with the
 //!   slot, digest, version, duration and reason.
