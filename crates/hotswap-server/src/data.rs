@@ -117,15 +117,9 @@ fn invoke(
             Ok((output, served))
         }
         Err(failure) => {
-            let response = failed(slot, failure);
-            let kind = response
-                .headers()
-                .get("x-hotswap-error")
-                .and_then(|v| v.to_str().ok())
-                .map_or("error", kind_name);
             // A failed call has no revision to name; the kind says enough.
-            plane.metrics.call(slot, None, kind, took);
-            Err(Box::new(response))
+            plane.metrics.call(slot, None, classify(&failure).1, took);
+            Err(Box::new(failed(slot, &failure)))
         }
     }
 }
@@ -171,26 +165,6 @@ fn call_enveloped(
     }
 }
 
-/// The error kinds as `'static` label values.
-fn kind_name(kind: &str) -> &'static str {
-    const KINDS: &[&str] = &[
-        "unknown-slot",
-        "no-revision",
-        "deadline",
-        "overloaded",
-        "plugin-error",
-        "memory-limit",
-        "trap",
-        "abi",
-        "host",
-    ];
-    KINDS
-        .iter()
-        .find(|k| **k == kind)
-        .copied()
-        .unwrap_or("error")
-}
-
 /// The same bytes give the same number in every process of this build, so
 /// a client keeps its revision across requests and restarts.
 fn stable_hash(bytes: &[u8]) -> u64 {
@@ -204,8 +178,11 @@ fn stable_hash(bytes: &[u8]) -> u64 {
 /// short message that reveals nothing of the plugin's internals, and the
 /// error's kind in `x-hotswap-error` for clients and dashboards. The full
 /// error goes to the log.
-fn failed(slot: &str, failure: CallFailure) -> Response {
-    let (status, kind, message) = match &failure {
+/// What a failed call means over HTTP: its status, its kind (for
+/// `x-hotswap-error` and the metrics) and a message that reveals nothing of
+/// the plugin's internals.
+fn classify(failure: &CallFailure) -> (StatusCode, &'static str, &'static str) {
+    match failure {
         CallFailure::UnknownSlot => (StatusCode::NOT_FOUND, "unknown-slot", "no such slot"),
         CallFailure::Call(e) => match e {
             CallError::NoRevision { .. } => (
@@ -235,8 +212,12 @@ fn failed(slot: &str, failure: CallFailure) -> Response {
                 (StatusCode::BAD_GATEWAY, "host", "plugin failed")
             }
         },
-    };
-    if let CallFailure::Call(e) = &failure {
+    }
+}
+
+fn failed(slot: &str, failure: &CallFailure) -> Response {
+    let (status, kind, message) = classify(failure);
+    if let CallFailure::Call(e) = failure {
         tracing::warn!(slot, kind, error = %e, "call failed");
     }
     let mut response = (status, format!("{message}\n")).into_response();
