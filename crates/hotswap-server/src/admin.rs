@@ -5,7 +5,7 @@ use std::convert::Infallible;
 use std::sync::Arc;
 
 use axum::body::{Body, Bytes};
-use axum::extract::rejection::JsonRejection;
+use axum::extract::rejection::{JsonRejection, QueryRejection};
 use axum::extract::{DefaultBodyLimit, Path, Query, Request, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::middleware::{self, Next};
@@ -124,7 +124,7 @@ struct DeployQuery {
 async fn deploy(
     State(admin): State<Admin>,
     Path(slot): Path<String>,
-    Query(query): Query<DeployQuery>,
+    query: Result<Query<DeployQuery>, QueryRejection>,
     headers: HeaderMap,
     body: Body,
 ) -> Response {
@@ -148,6 +148,11 @@ async fn deploy(
     let body: Bytes = match axum::body::to_bytes(body, max).await {
         Ok(b) => b,
         Err(_) => return too_large(),
+    };
+    // Checked after the body is read, so the connection can stay open.
+    let query = match query {
+        Ok(Query(q)) => q,
+        Err(e) => return problem(StatusCode::BAD_REQUEST, "bad-request", e.body_text()),
     };
     // Authenticity before anything else: an unsigned or wrongly signed
     // module is never stored, compiled or run.
@@ -289,7 +294,14 @@ struct EventsQuery {
 
 /// The recent events as JSON, or with `?follow=true` a server-sent event
 /// stream: the recent ones, then each new one as it happens.
-async fn events(State(admin): State<Admin>, Query(q): Query<EventsQuery>) -> Response {
+async fn events(
+    State(admin): State<Admin>,
+    q: Result<Query<EventsQuery>, QueryRejection>,
+) -> Response {
+    let q = match q {
+        Ok(Query(q)) => q,
+        Err(e) => return problem(StatusCode::BAD_REQUEST, "bad-request", e.body_text()),
+    };
     let bus = admin.gateway.events();
     if !q.follow {
         return Json(json!({ "events": bus.recent() })).into_response();

@@ -163,6 +163,16 @@ fn bad_input_gets_a_clear_4xx_and_changes_nothing() {
             "digest-mismatch",
         ),
         (
+            "canary out of range",
+            post(
+                &http,
+                &format!("{deploy}?canary=300"),
+                hotswap_examples::GREET_V2,
+            ),
+            400,
+            "bad-request",
+        ),
+        (
             "malformed sha256",
             post(
                 &http,
