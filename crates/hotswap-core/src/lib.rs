@@ -47,10 +47,10 @@ mod tier;
 
 pub use artifact::Artifact;
 pub use digest::{Digest, ParseDigestError};
-pub use error::{CallError, DeployError};
+pub use error::{error_chain, CallError, DeployError};
 pub use event::{Event, EventBus, Phase, Transition};
 pub use kv::{KvError, KvLimits, KvStore, MemoryKv};
 pub use manifest::Manifest;
 pub use revision::{RevisionInfo, RevisionState};
-pub use slot::{error_chain, CanaryStats, Served, Slot, SlotOptions, SlotStatus};
+pub use slot::{CanaryStats, Served, Slot, SlotOptions, SlotStatus};
 pub use tier::{Code, SlotContext, Tier, TierError};

@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 use arc_swap::ArcSwap;
 use serde::{Deserialize, Serialize};
 
+use crate::error::error_chain;
 use crate::event::{EventBus, Subject};
 use crate::reaper::Latch;
 use crate::revision::{Live, Record, Role};
@@ -697,21 +698,6 @@ impl<T: Tier> Drop for Slot<T> {
     fn drop(&mut self) {
         self.publish_serving(Serving::empty());
     }
-}
-
-/// The error's message followed by its sources', so one line says everything.
-pub fn error_chain(err: &dyn std::error::Error) -> String {
-    let mut msg = err.to_string();
-    let mut source = err.source();
-    while let Some(s) = source {
-        let text = s.to_string();
-        if !msg.contains(&text) {
-            msg.push_str(": ");
-            msg.push_str(&text);
-        }
-        source = s.source();
-    }
-    msg
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {

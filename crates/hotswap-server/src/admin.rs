@@ -16,6 +16,7 @@ use axum::{Json, Router};
 use hotswap_core::{DeployError, Digest, RevisionInfo};
 use serde::Deserialize;
 use serde_json::json;
+use subtle::ConstantTimeEq;
 use tokio_stream::wrappers::BroadcastStream;
 use tokio_stream::{Stream, StreamExt};
 
@@ -85,7 +86,7 @@ async fn authorize(State(admin): State<Admin>, request: Request, next: Next) -> 
             .get(header::AUTHORIZATION)
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.strip_prefix("Bearer "));
-        if !given.is_some_and(|g| same(g.as_bytes(), token.as_bytes())) {
+        if !given.is_some_and(|g| bool::from(g.as_bytes().ct_eq(token.as_bytes()))) {
             return problem(
                 StatusCode::UNAUTHORIZED,
                 "unauthorized",
@@ -94,11 +95,6 @@ async fn authorize(State(admin): State<Admin>, request: Request, next: Next) -> 
         }
     }
     next.run(request).await
-}
-
-/// Compares in time that does not depend on where the inputs differ.
-fn same(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
 async fn list(State(admin): State<Admin>) -> Response {

@@ -104,7 +104,10 @@ fn invoke(
 ) -> Result<(Vec<u8>, Served), Box<Response>> {
     let key = match headers.get(&plane.key_header) {
         Some(v) => stable_hash(v.as_bytes()),
-        None => stable_hash(peer.ip().to_string().as_bytes()),
+        None => match peer.ip() {
+            std::net::IpAddr::V4(ip) => stable_hash(&ip.octets()),
+            std::net::IpAddr::V6(ip) => stable_hash(&ip.octets()),
+        },
     };
     let started = std::time::Instant::now();
     let result = plane.gateway.call(slot, input, Some(key));
