@@ -50,6 +50,28 @@ pub enum Transition {
     RolledBack,
 }
 
+impl Transition {
+    /// The name used in JSON and logs, e.g. `rolled-back`.
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            Transition::Staged => "staged",
+            Transition::Validated => "validated",
+            Transition::Prepared => "prepared",
+            Transition::Activated => "activated",
+            Transition::Draining => "draining",
+            Transition::Retired => "retired",
+            Transition::Failed => "failed",
+            Transition::RolledBack => "rolled-back",
+        }
+    }
+}
+
+impl std::fmt::Display for Transition {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 /// One protocol transition of one revision of one slot.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Event {
@@ -177,5 +199,33 @@ impl EventBus {
             reason = event.reason.as_deref(),
             "revision event"
         );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Transition;
+    use crate::RevisionState;
+
+    /// The names shown to people must be the ones the JSON uses.
+    #[test]
+    fn display_names_match_the_json() {
+        use RevisionState as S;
+        use Transition as T;
+        for t in [
+            T::Staged,
+            T::Validated,
+            T::Prepared,
+            T::Activated,
+            T::Draining,
+            T::Retired,
+            T::Failed,
+            T::RolledBack,
+        ] {
+            assert_eq!(serde_json::to_value(t).unwrap(), t.as_str());
+        }
+        for s in [S::Active, S::Canary, S::Draining, S::Retired, S::RolledBack] {
+            assert_eq!(serde_json::to_value(s).unwrap(), s.as_str());
+        }
     }
 }

@@ -26,6 +26,25 @@ pub enum RevisionState {
     RolledBack,
 }
 
+impl RevisionState {
+    /// The name used in JSON and logs, e.g. `rolled-back`.
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            RevisionState::Active => "active",
+            RevisionState::Canary => "canary",
+            RevisionState::Draining => "draining",
+            RevisionState::Retired => "retired",
+            RevisionState::RolledBack => "rolled-back",
+        }
+    }
+}
+
+impl std::fmt::Display for RevisionState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 /// A revision as reported to operators.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RevisionInfo {

@@ -10,7 +10,7 @@ use hotswap_core::{
 };
 use hotswap_store::{check_slot_name, CanaryRecord, SlotRecord, Store, StoreError};
 use hotswap_wasm::{WasmConfig, WasmTier};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 /// Why an admin operation failed. Every failure leaves the slot serving what
 /// it served before.
@@ -50,7 +50,7 @@ pub struct Gateway {
 }
 
 /// What `GET /v1/slots` lists for each slot.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct SlotView {
     /// The slot's name.
     pub name: String,

@@ -6,6 +6,10 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::{anyhow, Context};
+use hotswap_core::{Event, RevisionInfo};
+use hotswap_server::SlotView;
+use serde::de::DeserializeOwned;
+use serde::Deserialize;
 use serde_json::Value;
 
 use crate::input::read_module;
@@ -118,15 +122,11 @@ pub fn deploy(args: Deploy) -> anyhow::Result<ExitCode> {
         None => String::new(),
     };
     let answer = request(&args.conn, "POST", &path, Some(&bytes))?;
-    finish(&args.conn, answer, |v| {
-        let r = &v["revision"];
+    finish(&args.conn, answer, |a: &RevisionAnswer| {
+        let r = &a.revision;
         format!(
             "deployed {} {} (sha256:{}) to slot `{}` as generation {}{role}",
-            r["name"].as_str().unwrap_or("?"),
-            r["version"].as_str().unwrap_or("?"),
-            r["digest"].as_str().unwrap_or("?"),
-            args.slot,
-            r["generation"]
+            r.name, r.version, r.digest, args.slot, r.generation
         )
     })
 }
@@ -137,49 +137,8 @@ pub fn status(args: Status) -> anyhow::Result<ExitCode> {
         None => "/v1/slots".to_string(),
     };
     let answer = request(&args.conn, "GET", &path, None)?;
-    finish(&args.conn, answer, |v| {
-        let slots = match v.get("slots") {
-            Some(Value::Array(a)) => a.clone(),
-            _ => vec![v.clone()],
-        };
-        if slots.is_empty() {
-            return "no slots".to_string();
-        }
-        let mut out = format!(
-            "{:<16} {:<10} {:<12} {:<6} {:<32} {}",
-            "SLOT", "VERSION", "DIGEST", "GEN", "PREVIOUS", "CANARY"
-        );
-        for s in slots {
-            let rev = |r: &Value| match r {
-                Value::Null => "-".to_string(),
-                r => format!(
-                    "{} ({}, {})",
-                    r["version"].as_str().unwrap_or("?"),
-                    &r["digest"].as_str().unwrap_or("?")
-                        [..12.min(r["digest"].as_str().unwrap_or("?").len())],
-                    r["state"].as_str().unwrap_or("?")
-                ),
-            };
-            let a = &s["active"];
-            let canary = match &s["canary"] {
-                Value::Null => "-".to_string(),
-                c => format!(
-                    "{} at {}%",
-                    c["version"].as_str().unwrap_or("?"),
-                    c["weight"]
-                ),
-            };
-            out.push_str(&format!(
-                "\n{:<16} {:<10} {:<12} {:<6} {:<32} {canary}",
-                s["name"].as_str().unwrap_or("?"),
-                a["version"].as_str().unwrap_or("-"),
-                &a["digest"].as_str().unwrap_or("-")
-                    [..12.min(a["digest"].as_str().unwrap_or("-").len())],
-                a["generation"].to_string(),
-                rev(&s["previous"])
-            ));
-        }
-        out
+    finish(&args.conn, answer, |a: &SlotsAnswer| {
+        status_table(a.slots())
     })
 }
 
@@ -187,12 +146,12 @@ pub fn canary(args: CanaryWeight) -> anyhow::Result<ExitCode> {
     let body = serde_json::json!({ "weight": args.weight }).to_string();
     let path = format!("/v1/slots/{}/canary", args.slot);
     let answer = request(&args.conn, "POST", &path, Some(body.as_bytes()))?;
-    finish(&args.conn, answer, |v| {
+    finish(&args.conn, answer, |a: &RevisionAnswer| {
         format!(
             "slot `{}`: canary {} now takes {}% of calls",
             args.slot,
-            v["revision"]["version"].as_str().unwrap_or("?"),
-            v["revision"]["weight"]
+            a.revision.version,
+            a.revision.weight.unwrap_or(0)
         )
     })
 }
@@ -200,11 +159,10 @@ pub fn canary(args: CanaryWeight) -> anyhow::Result<ExitCode> {
 pub fn promote(args: Promote) -> anyhow::Result<ExitCode> {
     let path = format!("/v1/slots/{}/promote", args.slot);
     let answer = request(&args.conn, "POST", &path, Some(b""))?;
-    finish(&args.conn, answer, |v| {
+    finish(&args.conn, answer, |a: &RevisionAnswer| {
         format!(
             "slot `{}`: canary {} promoted to active",
-            args.slot,
-            v["revision"]["version"].as_str().unwrap_or("?")
+            args.slot, a.revision.version
         )
     })
 }
@@ -215,13 +173,10 @@ pub fn rollback(args: Rollback) -> anyhow::Result<ExitCode> {
         path.push_str(&format!("?reason={}", encode(reason)));
     }
     let answer = request(&args.conn, "POST", &path, Some(b""))?;
-    finish(&args.conn, answer, |v| {
-        let r = &v["revision"];
+    finish(&args.conn, answer, |a: &RevisionAnswer| {
         format!(
             "slot `{}` rolled back to {} (sha256:{})",
-            args.slot,
-            r["version"].as_str().unwrap_or("?"),
-            r["digest"].as_str().unwrap_or("?")
+            args.slot, a.revision.version, a.revision.digest
         )
     })
 }
@@ -229,11 +184,12 @@ pub fn rollback(args: Rollback) -> anyhow::Result<ExitCode> {
 pub fn events(args: Events) -> anyhow::Result<ExitCode> {
     if !args.follow {
         let answer = request(&args.conn, "GET", "/v1/events", None)?;
-        return finish(&args.conn, answer, |v| {
-            v["events"]
-                .as_array()
-                .map(|events| events.iter().map(event_line).collect::<Vec<_>>().join("\n"))
-                .unwrap_or_default()
+        return finish(&args.conn, answer, |a: &EventsAnswer| {
+            a.events
+                .iter()
+                .map(event_line)
+                .collect::<Vec<_>>()
+                .join("\n")
         });
     }
     // Server-sent events: one `data:` line per event.
@@ -254,28 +210,86 @@ pub fn events(args: Events) -> anyhow::Result<ExitCode> {
         let data = data.trim();
         if args.conn.json {
             println!("{data}");
-        } else if let Ok(v) = serde_json::from_str::<Value>(data) {
-            println!("{}", event_line(&v));
+        } else if let Ok(e) = serde_json::from_str::<Event>(data) {
+            println!("{}", event_line(&e));
         }
     }
     Ok(ExitCode::SUCCESS)
 }
 
-fn event_line(e: &Value) -> String {
+fn event_line(e: &Event) -> String {
     let mut line = format!(
         "#{} {} {} {}",
-        e["seq"],
-        e["slot"].as_str().unwrap_or("?"),
-        e["transition"].as_str().unwrap_or("?"),
-        e["version"].as_str().unwrap_or("")
+        e.seq,
+        e.slot,
+        e.transition,
+        e.version.as_deref().unwrap_or("")
     );
-    if let Some(us) = e["duration_us"].as_u64() {
+    if let Some(us) = e.duration_us {
         line.push_str(&format!(" in {us} µs"));
     }
-    if let Some(reason) = e["reason"].as_str() {
+    if let Some(reason) = &e.reason {
         line.push_str(&format!(": {reason}"));
     }
     line
+}
+
+/// The server's answers, in the types the server built them from.
+#[derive(Deserialize)]
+struct RevisionAnswer {
+    revision: RevisionInfo,
+}
+
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum SlotsAnswer {
+    All { slots: Vec<SlotView> },
+    One(Box<SlotView>),
+}
+
+impl SlotsAnswer {
+    fn slots(&self) -> &[SlotView] {
+        match self {
+            SlotsAnswer::All { slots } => slots,
+            SlotsAnswer::One(one) => std::slice::from_ref(one.as_ref()),
+        }
+    }
+}
+
+#[derive(Deserialize)]
+struct EventsAnswer {
+    events: Vec<Event>,
+}
+
+fn status_table(slots: &[SlotView]) -> String {
+    if slots.is_empty() {
+        return "no slots".to_string();
+    }
+    let mut out = format!(
+        "{:<16} {:<10} {:<12} {:<6} {:<32} {}",
+        "SLOT", "VERSION", "DIGEST", "GEN", "PREVIOUS", "CANARY"
+    );
+    for s in slots {
+        let (version, digest, generation) = match &s.active {
+            Some(a) => (
+                a.version.as_str(),
+                a.digest.short(),
+                a.generation.to_string(),
+            ),
+            None => ("-", "-".to_string(), "-".to_string()),
+        };
+        let previous = s.previous.as_ref().map_or("-".to_string(), |p| {
+            format!("{} ({}, {})", p.version, p.digest.short(), p.state)
+        });
+        let canary = s.canary.as_ref().map_or("-".to_string(), |c| {
+            format!("{} at {}%", c.version, c.weight.unwrap_or(0))
+        });
+        out.push_str(&format!(
+            "\n{:<16} {version:<10} {digest:<12} {generation:<6} {previous:<32} {canary}",
+            s.name
+        ));
+    }
+    out
 }
 
 /// What the server said: its status and its JSON.
@@ -347,10 +361,10 @@ fn unreachable(conn: &Conn, e: ureq::Error) -> anyhow::Error {
 }
 
 /// Prints the answer (JSON as is, or `text` of it) and picks the exit code.
-fn finish(
+fn finish<T: DeserializeOwned>(
     conn: &Conn,
     answer: Answer,
-    text: impl FnOnce(&Value) -> String,
+    text: impl FnOnce(&T) -> String,
 ) -> anyhow::Result<ExitCode> {
     if !(200..300).contains(&answer.status) {
         if conn.json {
@@ -359,12 +373,18 @@ fn finish(
         }
         return refused(answer.status, &answer.body);
     }
-    let value: Value = serde_json::from_str(&answer.body)
-        .with_context(|| format!("the server's answer is not JSON: {}", answer.body))?;
+    let bad = || {
+        format!(
+            "the server's answer is not what this client expects: {}",
+            answer.body
+        )
+    };
     if conn.json {
+        let value: Value = serde_json::from_str(&answer.body).with_context(bad)?;
         println!("{}", serde_json::to_string_pretty(&value)?);
     } else {
-        println!("{}", text(&value));
+        let typed: T = serde_json::from_str(&answer.body).with_context(bad)?;
+        println!("{}", text(&typed));
     }
     Ok(ExitCode::SUCCESS)
 }
