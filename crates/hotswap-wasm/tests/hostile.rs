@@ -234,15 +234,16 @@ fn memory_growth_past_the_cap() {
 
 #[test]
 fn host_call_with_out_of_bounds_pointer() {
-    let text = r#"(module
-        (import "hotswap" "kv_get" (func $kv_get (param i32 i32 i32 i32) (result i64)))
-        (memory (export "memory") 1)
-        (func (export "hs_alloc") (param i32) (result i32) (i32.const 1024))
-        (func (export "hs_process") (param i32 i32) (result i64)
-          (drop (call $kv_get (i32.const 0) (i32.const 4) (i32.const 65530) (i32.const 100)))
-          (i64.const 0))
-        (@custom "hotswap.manifest" "{\"name\":\"t\",\"version\":\"1\",\"abi\":1}"))"#;
-    let err = call_failure(&wat::parse_str(text).unwrap());
+    let module = Wat {
+        imports: r#"(import "hotswap" "kv_get" (func $kv_get (param i32 i32 i32 i32) (result i64)))"#,
+        process: Some(
+            r#"(func (export "hs_process") (param i32 i32) (result i64)
+                 (drop (call $kv_get (i32.const 0) (i32.const 4) (i32.const 65530) (i32.const 100)))
+                 (i64.const 0))"#,
+        ),
+        ..Wat::default()
+    };
+    let err = call_failure(&module.build());
     let CallError::HostCall { function, reason } = err else {
         panic!("expected HostCall, got {err:?}")
     };
@@ -289,16 +290,14 @@ fn digest_mismatch_is_rejected_before_validation() {
 fn start_function_is_rejected_before_anything_runs() {
     // The start function calls the host before the host has the instance's
     // memory: exactly what must never run.
-    let text = r#"(module
-        (import "hotswap" "log" (func $log (param i32 i32 i32)))
-        (memory (export "memory") 1)
-        (func $boot (call $log (i32.const 2) (i32.const 0) (i32.const 4)))
-        (start $boot)
-        (func (export "hs_alloc") (param i32) (result i32) (i32.const 8))
-        (func (export "hs_process") (param i32 i32) (result i64) (i64.const 0))
-        (@custom "hotswap.manifest" "{\"name\":\"t\",\"version\":\"1\",\"abi\":1}"))"#;
+    let module = Wat {
+        imports: r#"(import "hotswap" "log" (func $log (param i32 i32 i32)))"#,
+        extra: r#"(func $boot (call $log (i32.const 2) (i32.const 0) (i32.const 4)))
+                  (start $boot)"#,
+        ..Wat::default()
+    };
     assert!(matches!(
-        rejected(&wat::parse_str(text).unwrap()),
+        rejected(&module.build()),
         Rejection::StartFunction(_)
     ));
 }
@@ -307,18 +306,20 @@ fn start_function_is_rejected_before_anything_runs() {
 fn oversized_kv_put_is_refused_without_copying() {
     // kv_put of 2 MiB (over the 1 MiB value limit) from a 2.5 MiB memory:
     // the host answers -1 (too large) and the plugin replies with that code.
-    let text = r#"(module
-        (import "hotswap" "kv_put" (func $put (param i32 i32 i32 i32) (result i32)))
-        (memory (export "memory") 40)
-        (func (export "hs_alloc") (param i32) (result i32) (i32.const 1024))
-        (func (export "hs_process") (param i32 i32) (result i64)
-          (i32.store8 (i32.const 16)
-            (call $put (i32.const 0) (i32.const 3) (i32.const 4096) (i32.const 0x200000)))
-          (i64.or (i64.shl (i64.const 1) (i64.const 32)) (i64.const 16)))
-        (@custom "hotswap.manifest" "{\"name\":\"t\",\"version\":\"1\",\"abi\":1}"))"#;
+    let module = Wat {
+        imports: r#"(import "hotswap" "kv_put" (func $put (param i32 i32 i32 i32) (result i32)))"#,
+        pages: 40,
+        process: Some(
+            r#"(func (export "hs_process") (param i32 i32) (result i64)
+                 (i32.store8 (i32.const 16)
+                   (call $put (i32.const 0) (i32.const 3) (i32.const 4096) (i32.const 0x200000)))
+                 (i64.or (i64.shl (i64.const 1) (i64.const 32)) (i64.const 16)))"#,
+        ),
+        ..Wat::default()
+    };
     let (tier, _good) = serving();
     let s = slot(&tier, "kv");
-    s.deploy(art(&wat::parse_str(text).unwrap()), None).unwrap();
+    s.deploy(art(&module.build()), None).unwrap();
     assert_eq!(s.call(b"").unwrap(), [(-1i32) as u8]);
     assert_eq!(s.kv().get(b"\0\0\0").unwrap(), None, "nothing was stored");
 }

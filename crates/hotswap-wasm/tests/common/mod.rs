@@ -36,32 +36,67 @@ pub fn art(bytes: &[u8]) -> Artifact {
     Artifact::new(bytes.to_vec())
 }
 
-/// A module that satisfies ABI v1, with `extra` spliced into its body. It
-/// has a bump allocator, echoes its input, and a manifest. `(@process ...)`
-/// replaces the default `hs_process` when `process` is given.
-pub fn wat_module(extra: &str, process: Option<&str>) -> Vec<u8> {
-    wat_module_with(extra, process, r#"{"name":"t","version":"1","abi":1}"#)
+/// A module that satisfies ABI v1, to break one rule at a time: `imports`
+/// first (WAT wants them before any definition), `pages` of memory (1 if
+/// 0), a bump allocator from 1024, `hs_process` (an echo unless given),
+/// `extra` definitions, and a manifest (`{"name":"t",...}` unless given).
+#[derive(Default)]
+pub struct Wat<'a> {
+    pub imports: &'a str,
+    pub pages: u32,
+    pub extra: &'a str,
+    pub process: Option<&'a str>,
+    pub manifest: Option<&'a str>,
 }
 
+impl Wat<'_> {
+    pub fn build(&self) -> Vec<u8> {
+        let process = self.process.unwrap_or(
+            r#"(func (export "hs_process") (param $p i32) (param $l i32) (result i64)
+                 (i64.or (i64.shl (i64.extend_i32_u (local.get $l)) (i64.const 32))
+                         (i64.extend_i32_u (local.get $p))))"#,
+        );
+        let manifest = self
+            .manifest
+            .unwrap_or(r#"{"name":"t","version":"1","abi":1}"#)
+            .replace('\\', "\\\\")
+            .replace('"', "\\\"");
+        let (imports, extra, pages) = (self.imports, self.extra, self.pages.max(1));
+        let text = format!(
+            r#"(module
+                 {imports}
+                 (memory (export "memory") {pages})
+                 (global $next (mut i32) (i32.const 1024))
+                 (func (export "hs_alloc") (param $n i32) (result i32)
+                   (local $p i32)
+                   (local.set $p (global.get $next))
+                   (global.set $next (i32.add (global.get $next) (local.get $n)))
+                   (local.get $p))
+                 {process}
+                 {extra}
+                 (@custom "hotswap.manifest" "{manifest}"))"#
+        );
+        wat::parse_str(&text).unwrap_or_else(|e| panic!("bad test WAT: {e}\n{text}"))
+    }
+}
+
+/// [`Wat`] with only `extra` and `process` set.
+pub fn wat_module(extra: &str, process: Option<&str>) -> Vec<u8> {
+    Wat {
+        extra,
+        process,
+        ..Wat::default()
+    }
+    .build()
+}
+
+/// [`Wat`] with `extra`, `process` and a manifest.
 pub fn wat_module_with(extra: &str, process: Option<&str>, manifest: &str) -> Vec<u8> {
-    let process = process.unwrap_or(
-        r#"(func (export "hs_process") (param $p i32) (param $l i32) (result i64)
-             (i64.or (i64.shl (i64.extend_i32_u (local.get $l)) (i64.const 32))
-                     (i64.extend_i32_u (local.get $p))))"#,
-    );
-    let manifest = manifest.replace('\\', "\\\\").replace('"', "\\\"");
-    let text = format!(
-        r#"(module
-             (memory (export "memory") 1)
-             (global $next (mut i32) (i32.const 1024))
-             (func (export "hs_alloc") (param $n i32) (result i32)
-               (local $p i32)
-               (local.set $p (global.get $next))
-               (global.set $next (i32.add (global.get $next) (local.get $n)))
-               (local.get $p))
-             {process}
-             {extra}
-             (@custom "hotswap.manifest" "{manifest}"))"#
-    );
-    wat::parse_str(&text).unwrap_or_else(|e| panic!("bad test WAT: {e}\n{text}"))
+    Wat {
+        extra,
+        process,
+        manifest: Some(manifest),
+        ..Wat::default()
+    }
+    .build()
 }
