@@ -73,6 +73,15 @@ fn cli(server: &Serve, args: &[&str]) -> Output {
         .unwrap()
 }
 
+/// Fails the test, showing the command's stderr, unless it succeeded.
+fn assert_ok(out: &Output) {
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
 fn call(server: &Serve, slot: &str, input: &str) -> (u16, String) {
     let agent: ureq::Agent = ureq::Agent::config_builder()
         .http_status_as_error(false)
@@ -100,11 +109,7 @@ fn the_cli_deploys_shows_rolls_back_and_lists_events() {
 
     let v2 = write(files.path(), "v2.wasm", hotswap_examples::GREET_V2);
     let out = cli(&server, &["deploy", "greet", &v2, "--json"]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert_ok(&out);
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(v["revision"]["version"], "2.0.0");
     assert_eq!(
@@ -121,7 +126,7 @@ fn the_cli_deploys_shows_rolls_back_and_lists_events() {
     assert_eq!(slot["previous"]["version"], "1.0.0");
 
     let out = cli(&server, &["rollback", "greet", "--reason", "v2 shouts"]);
-    assert!(out.status.success());
+    assert_ok(&out);
     assert!(String::from_utf8_lossy(&out.stdout).contains("rolled back to 1.0.0"));
     let out = cli(&server, &["events"]);
     let text = String::from_utf8_lossy(&out.stdout);
@@ -129,11 +134,7 @@ fn the_cli_deploys_shows_rolls_back_and_lists_events() {
 
     // A canary, its weight, and its promotion.
     let out = cli(&server, &["deploy", "greet", &v2, "--canary", "30"]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert_ok(&out);
     assert!(String::from_utf8_lossy(&out.stdout).contains("as a canary taking 30% of calls"));
     let out = cli(&server, &["canary", "greet", "--weight", "60"]);
     assert!(String::from_utf8_lossy(&out.stdout).contains("now takes 60% of calls"));
@@ -144,7 +145,7 @@ fn the_cli_deploys_shows_rolls_back_and_lists_events() {
     let out = cli(&server, &["status"]);
     assert!(String::from_utf8_lossy(&out.stdout).contains("2.0.0 at 60%"));
     let out = cli(&server, &["promote", "greet"]);
-    assert!(out.status.success());
+    assert_ok(&out);
     assert_eq!(
         call(&server, "greet", "cli"),
         (200, "HELLO, CLI!! (v2)".into())
@@ -263,11 +264,7 @@ fn kill_9_at_any_phase_of_a_deploy_leaves_old_or_new_never_broken() {
         &hotswap_examples::variant(base, 99),
     );
     let out = cli(&server, &["deploy", "greet", &last]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert_ok(&out);
     let mut server = server;
     server.child.kill().unwrap();
     server.child.wait().unwrap();
@@ -286,11 +283,7 @@ fn keygen_sign_and_a_signed_deploy_through_the_cli() {
         .arg(&key)
         .output()
         .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert_ok(&out);
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     let public = v["public_key"].as_str().unwrap().to_string();
     let again = hotswap()
@@ -306,11 +299,7 @@ fn keygen_sign_and_a_signed_deploy_through_the_cli() {
         .arg(&key)
         .output()
         .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert_ok(&out);
     let sig = format!("{module}.sig");
 
     let config = files.path().join("hotswap.toml");
@@ -327,10 +316,6 @@ fn keygen_sign_and_a_signed_deploy_through_the_cli() {
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("requires signed modules"));
     let out = cli(&server, &["deploy", "greet", &module, "--signature", &sig]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert_ok(&out);
     assert_eq!(call(&server, "greet", "k"), (200, "HELLO, K!! (v2)".into()));
 }
