@@ -67,6 +67,9 @@ pub enum Rejection {
         "the module has a start function (function {0}); put start-up work in `hs_init` instead"
     )]
     StartFunction(u32),
+    /// Not exactly one 32-bit, unshared memory.
+    #[error("wrong memory: {0}")]
+    Memory(String),
     /// No manifest section.
     #[error("no `{MANIFEST_SECTION}` custom section: build with `hotswap_guest::plugin!` (Rust) or `HOTSWAP_MANIFEST` (C)")]
     MissingManifest,
@@ -227,6 +230,23 @@ pub fn validate(engine: &Engine, bytes: &[u8], allow_wasi: bool) -> Result<Modul
                 }
             }
             Payload::StartSection { func, .. } => return Err(Rejection::StartFunction(func)),
+            Payload::MemorySection(reader) => {
+                // The ABI's pointers are i32 offsets into one memory.
+                if reader.count() != 1 {
+                    return Err(Rejection::Memory(format!(
+                        "the module defines {} memories; ABI v1 plugins have exactly one",
+                        reader.count()
+                    )));
+                }
+                for memory in reader {
+                    let memory = memory.map_err(malformed)?;
+                    if memory.memory64 || memory.shared {
+                        return Err(Rejection::Memory(
+                            "its memory is 64-bit or shared; ABI v1 plugins have one 32-bit, unshared memory".into(),
+                        ));
+                    }
+                }
+            }
             Payload::CustomSection(reader) if reader.name() == MANIFEST_SECTION => {
                 manifests.push(reader.data());
             }

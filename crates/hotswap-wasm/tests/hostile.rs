@@ -358,3 +358,25 @@ fn nonsense_settings_are_refused_at_start_up() {
         );
     }
 }
+
+#[test]
+fn anything_but_one_32_bit_memory_is_rejected() {
+    let two = Wat {
+        extra: "(memory 1)",
+        ..Wat::default()
+    };
+    let r = rejected(&two.build());
+    assert!(matches!(r, Rejection::Memory(_)), "{r:?}");
+    let wide = wat::parse_str(
+        r#"(module (memory (export "memory") i64 1)
+             (func (export "hs_alloc") (param i32) (result i32) (i32.const 8))
+             (func (export "hs_process") (param i32 i32) (result i64) (i64.const 0))
+             (@custom "hotswap.manifest" "{\"name\":\"t\",\"version\":\"1\",\"abi\":1}"))"#,
+    )
+    .unwrap();
+    assert!(
+        matches!(rejected(&wide), Rejection::Memory(_)),
+        "{:?}",
+        rejected(&wide)
+    );
+}
