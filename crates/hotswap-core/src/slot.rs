@@ -345,23 +345,24 @@ impl<T: Tier> Slot<T> {
         let old = records.active.replace(record);
         records.previous = old.clone();
         drop(records);
-        let took = self.publish_serving(next);
-        self.publish(
-            Transition::Activated,
-            Phase::Activate,
-            &subject,
-            Some(took),
-            Some("promoted from canary".into()),
-        );
-        if let Some(old) = old {
+        self.publish_serving(next, |took| {
             self.publish(
-                Transition::Draining,
-                Phase::Drain,
-                &old.subject(),
-                None,
-                None,
+                Transition::Activated,
+                Phase::Activate,
+                &subject,
+                Some(took),
+                Some("promoted from canary".into()),
             );
-        }
+            if let Some(old) = &old {
+                self.publish(
+                    Transition::Draining,
+                    Phase::Drain,
+                    &old.subject(),
+                    None,
+                    None,
+                );
+            }
+        });
         Ok(info)
     }
 
@@ -391,14 +392,15 @@ impl<T: Tier> Slot<T> {
                 .as_ref()
                 .map(|r| r.info(Role::Active { weight: 100 }));
             drop(records);
-            self.publish_serving(next);
-            self.publish(
-                Transition::RolledBack,
-                Phase::Drain,
-                &canary.subject(),
-                None,
-                Some(reason.to_string()),
-            );
+            self.publish_serving(next, |_| {
+                self.publish(
+                    Transition::RolledBack,
+                    Phase::Drain,
+                    &canary.subject(),
+                    None,
+                    Some(reason.to_string()),
+                );
+            });
             return active.ok_or_else(|| DeployError::NoActive {
                 slot: self.name().to_string(),
             });
@@ -592,30 +594,32 @@ impl<T: Tier> Slot<T> {
                 records.previous = old.clone();
                 drop(records);
                 drop(primary);
-                let took = self.publish_serving(Serving {
+                let next = Serving {
                     primary: Some(live),
                     canary: None,
-                });
-                self.publish(
-                    Transition::Activated,
-                    Phase::Activate,
-                    &subject,
-                    Some(took),
-                    None,
-                );
-                if let Some(old) = old {
-                    let transition = match rollback_reason {
-                        Some(_) => Transition::RolledBack,
-                        None => Transition::Draining,
-                    };
+                };
+                self.publish_serving(next, |took| {
                     self.publish(
-                        transition,
-                        Phase::Drain,
-                        &old.subject(),
+                        Transition::Activated,
+                        Phase::Activate,
+                        &subject,
+                        Some(took),
                         None,
-                        rollback_reason,
                     );
-                }
+                    if let Some(old) = &old {
+                        let transition = match rollback_reason {
+                            Some(_) => Transition::RolledBack,
+                            None => Transition::Draining,
+                        };
+                        self.publish(
+                            transition,
+                            Phase::Drain,
+                            &old.subject(),
+                            None,
+                            rollback_reason,
+                        );
+                    }
+                });
                 Ok(info)
             }
             Change::StartCanary { code, weight } => {
@@ -628,36 +632,39 @@ impl<T: Tier> Slot<T> {
                 let info = record.info(Role::Canary { weight });
                 records.canary = Some((record, weight));
                 drop(records);
-                let took = self.publish_serving(Serving {
+                let next = Serving {
                     primary,
                     canary: Some(Canary {
                         live,
                         weight,
                         outcomes: Arc::new(Outcomes::default()),
                     }),
+                };
+                self.publish_serving(next, |took| {
+                    let reason = Some(format!("canary, {weight}% of calls"));
+                    self.publish(
+                        Transition::Activated,
+                        Phase::Activate,
+                        &subject,
+                        Some(took),
+                        reason,
+                    );
                 });
-                let reason = Some(format!("canary, {weight}% of calls"));
-                self.publish(
-                    Transition::Activated,
-                    Phase::Activate,
-                    &subject,
-                    Some(took),
-                    reason,
-                );
                 Ok(info)
             }
         }
     }
 
-    /// Publishes `next` with one atomic store, and retires every revision
-    /// the old one held that `next` does not: here if no call holds it
-    /// (never on a caller's thread), otherwise when its last call returns.
-    /// Returns how long the store took.
-    fn publish_serving(&self, next: Serving<T::Code>) -> Duration {
+    /// Publishes `next` with one atomic store, runs `announce` with how long
+    /// the store took (to publish the change's events, so that they come
+    /// before any `retired`), then retires every revision the old value held
+    /// that `next` does not: here if no call holds it (never on a caller's
+    /// thread), otherwise when its last call returns.
+    fn publish_serving(&self, next: Serving<T::Code>, announce: impl FnOnce(Duration)) {
         let next = Arc::new(next);
         let started = Instant::now();
         let old = self.serving.swap(next.clone());
-        let took = started.elapsed();
+        announce(started.elapsed());
         let gone: Vec<_> = old.lives().filter(|l| !next.holds(l)).cloned().collect();
         for live in &gone {
             live.start_draining();
@@ -669,7 +676,6 @@ impl<T: Tier> Slot<T> {
                 Err(busy) => drop(busy),
             }
         }
-        took
     }
 
     fn failed(&self, subject: &Subject, err: DeployError) -> DeployError {
@@ -696,7 +702,7 @@ impl<T: Tier> Drop for Slot<T> {
     /// what a revision holds, such as the slot's store, is released when the
     /// slot is), otherwise when its last call returns.
     fn drop(&mut self) {
-        self.publish_serving(Serving::empty());
+        self.publish_serving(Serving::empty(), |_| {});
     }
 }
 

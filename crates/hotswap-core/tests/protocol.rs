@@ -247,6 +247,20 @@ fn every_transition_is_an_event() {
         .collect();
     assert_eq!(without_retired, expected_without);
     assert_eq!(kinds.iter().filter(|k| k.0 == Retired).count(), 2);
+    // A revision retires only after it was announced as draining or rolled back.
+    for (i, e) in seen
+        .iter()
+        .enumerate()
+        .filter(|(_, e)| e.transition == Retired)
+    {
+        assert!(
+            seen[..i]
+                .iter()
+                .any(|d| d.generation == e.generation
+                    && matches!(d.transition, Draining | RolledBack)),
+            "{e:?} came before its revision was replaced"
+        );
+    }
 
     let failed: Vec<_> = seen.iter().filter(|e| e.transition == Failed).collect();
     assert_eq!(failed[0].phase, Phase::Validate);
@@ -432,4 +446,28 @@ fn a_canary_needs_an_active_revision_and_counts_its_errors() {
     }
     let stats = slot.canary_stats().unwrap();
     assert_eq!((stats.calls, stats.errors), (10, 10));
+}
+
+#[test]
+fn promotion_announces_before_it_retires() {
+    let h = toy_slot(SlotOptions::default());
+    let mut events = h.slot.events().subscribe();
+    h.slot.deploy(art("v1"), None).unwrap();
+    h.slot.deploy_canary(art("v2"), None, 10).unwrap();
+    h.slot.promote().unwrap();
+    let mut order = Vec::new();
+    while let Ok(e) = events.try_recv() {
+        order.push((e.transition, e.version.unwrap_or_default()));
+    }
+    let tail: Vec<_> = order.iter().rev().take(3).rev().cloned().collect();
+    use Transition::*;
+    assert_eq!(
+        tail,
+        [
+            (Activated, "v2".into()),
+            (Draining, "v1".into()),
+            (Retired, "v1".into())
+        ],
+        "{order:?}"
+    );
 }
