@@ -80,7 +80,7 @@ pub(crate) struct Record {
     pub manifest: Manifest,
     pub generation: u64,
     pub rolled_back: bool,
-    /// Opened by the cleanup thread once the revision is shut down and freed.
+    /// Opened once the revision is shut down and freed.
     pub retired: Arc<Latch>,
 }
 
@@ -122,9 +122,10 @@ impl Record {
 }
 
 /// A revision that can serve calls. Calls hold it (through the slot's
-/// `ArcSwap`) for as long as they run; when the last holder lets go, the code
-/// is handed to the cleanup thread, so whoever drops it, a caller included,
-/// only pays for a channel send.
+/// `ArcSwap`) for as long as they run. Replaced with no call holding it, it
+/// is retired by the swapping thread ([`Live::retire_now`]); otherwise, when
+/// the last holder lets go, the code is handed to the cleanup thread, so
+/// whoever drops it, a caller included, only pays for a channel send.
 pub(crate) struct Live<C: Code> {
     pub generation: u64,
     code: Option<C>,

@@ -50,7 +50,8 @@ pub trait Code: Send + Sync + 'static {
     /// Called from many threads at once. An error fails this call only.
     fn call(&self, input: &[u8], output: &mut Vec<u8>) -> Result<(), CallError>;
 
-    /// Runs once, on the cleanup thread, after the last in-flight call has
-    /// returned and before the revision is freed.
+    /// Runs once, after the last in-flight call has returned and before the
+    /// revision is freed: on the swapping thread, or on the cleanup thread,
+    /// never on a caller's.
     fn shutdown(&self) {}
 }

@@ -24,9 +24,10 @@
 //! # fn main() {}
 //! ```
 //!
-//! Build it with
-//! `cargo build --target wasm32-unknown-unknown --profile plugin -p <crate>`;
-//! the module is `target/wasm32-unknown-unknown/plugin/<crate>.wasm`.
+//! Build it with `cargo build --target wasm32-unknown-unknown --release`;
+//! the module is `target/wasm32-unknown-unknown/release/<crate>.wasm`, with
+//! `-` in the crate name as `_`. (Inside this workspace the examples use the
+//! smaller `--profile plugin` the workspace defines.)
 //!
 //! The crate also compiles for the host. There the host functions are
 //! stand-ins so that a plugin's own unit tests run natively: [`log`] prints to

@@ -1,7 +1,7 @@
 //! The host's log, with the levels of the ABI.
 //!
-//! Under hotswap the text goes to the host's log, tagged with the slot and
-//! revision. Natively it is printed to stderr.
+//! Under hotswap the text goes to the host's log, tagged with the slot.
+//! Natively it is printed to stderr.
 
 /// A log level; the discriminant is the number passed to the host.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]

@@ -25,8 +25,8 @@ struct Plane {
     metrics: Arc<Metrics>,
 }
 
-/// The router: one `POST` route per configured path, or `POST /{slot}` when
-/// none is configured.
+/// The router: a route per configured path (`POST`, or any method for an
+/// envelope route), or `POST /{slot}` when none is configured.
 pub(crate) fn router(
     gateway: Arc<Gateway>,
     routes: &[Route],
@@ -177,10 +177,6 @@ fn stable_hash(bytes: &[u8]) -> u64 {
     h.finish()
 }
 
-/// A failed call as an HTTP answer: a status that says whose fault it is, a
-/// short message that reveals nothing of the plugin's internals, and the
-/// error's kind in `x-hotswap-error` for clients and dashboards. The full
-/// error goes to the log.
 /// What a failed call means over HTTP: its status, its kind (for
 /// `x-hotswap-error` and the metrics) and a message that reveals nothing of
 /// the plugin's internals.
@@ -218,6 +214,8 @@ fn classify(failure: &CallFailure) -> (StatusCode, &'static str, &'static str) {
     }
 }
 
+/// A failed call as an HTTP answer, with its kind in `x-hotswap-error` for
+/// clients and dashboards; the full error goes to the log.
 fn failed(slot: &str, failure: &CallFailure) -> Response {
     let (status, kind, message) = classify(failure);
     if let CallFailure::Call(e) = failure {

@@ -1,5 +1,5 @@
-//! The admin API's client side: `hotswap deploy`, `status`, `rollback` and
-//! `events` talk to a running `hotswap serve`.
+//! The admin API's client side: `hotswap deploy`, `status`, `rollback`,
+//! `canary`, `promote` and `events` talk to a running `hotswap serve`.
 
 use std::io::{BufRead, BufReader};
 use std::path::PathBuf;

@@ -1,5 +1,6 @@
-//! The `hotswap` command: check, run, demonstrate and benchmark hot-swappable
-//! plugins.
+//! The `hotswap` command: serve plugins over HTTP and manage a running server
+//! (deploy, status, rollback, canary, promote, events), sign modules, and
+//! check, run, demonstrate and benchmark plugins.
 
 mod bench;
 mod check;

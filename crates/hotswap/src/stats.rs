@@ -1,4 +1,4 @@
-//! Small measuring helpers shared by the demo and the benchmarks.
+//! Small measuring helpers for the benchmarks: percentiles and RSS.
 
 /// The process's resident memory, in KiB (Linux).
 pub fn rss_kib() -> u64 {
