@@ -26,6 +26,9 @@ pub enum StoreError {
         "the store in {0} is in use by another process (is another `hotswap serve` running on it?)"
     )]
     Locked(PathBuf),
+    /// The database was handed to another process (a process upgrade).
+    #[error("the store was handed to the next process of an upgrade")]
+    Released,
     /// No artifact with this digest is stored.
     #[error("no artifact sha256:{0} in the store")]
     NotFound(Digest),

@@ -5,7 +5,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use hotswap_core::{KvError, KvLimits, KvStore};
-use redb::{Database, Durability, ReadableDatabase, ReadableTable, TableDefinition};
+use redb::{Durability, ReadableDatabase, ReadableTable, TableDefinition};
+
+use crate::handle::DbHandle;
 
 /// `(slot, key) → value`.
 pub(crate) const KV: TableDefinition<(&str, &[u8]), &[u8]> = TableDefinition::new("kv");
@@ -20,7 +22,7 @@ pub(crate) const KV_COUNTS: TableDefinition<&str, u64> = TableDefinition::new("k
 /// an fsync per call. A `kill -9` can lose the last fraction of a second of
 /// writes, never tear one: every commit is atomic.
 pub struct SlotKv {
-    db: Arc<Database>,
+    db: Arc<DbHandle>,
     slot: String,
     limits: KvLimits,
     dirty: Arc<AtomicBool>,
@@ -28,7 +30,7 @@ pub struct SlotKv {
 
 impl SlotKv {
     pub(crate) fn new(
-        db: Arc<Database>,
+        db: Arc<DbHandle>,
         slot: &str,
         limits: KvLimits,
         dirty: Arc<AtomicBool>,
@@ -50,7 +52,8 @@ impl SlotKv {
             &mut redb::Table<&str, u64>,
         ) -> Result<R, KvError>,
     ) -> Result<R, KvError> {
-        let mut txn = self.db.begin_write().map_err(backend)?;
+        let open = self.db.get().map_err(|e| KvError::Backend(e.to_string()))?;
+        let mut txn = open.begin_write().map_err(backend)?;
         txn.set_durability(Durability::None).map_err(backend)?;
         let result = {
             let mut kv = txn.open_table(KV).map_err(backend)?;
@@ -70,7 +73,8 @@ fn backend(e: impl Into<redb::Error>) -> KvError {
 impl KvStore for SlotKv {
     fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, KvError> {
         self.limits.check(key, None)?;
-        let txn = self.db.begin_read().map_err(backend)?;
+        let open = self.db.get().map_err(|e| KvError::Backend(e.to_string()))?;
+        let txn = open.begin_read().map_err(backend)?;
         let table = txn.open_table(KV).map_err(backend)?;
         let value = table.get((self.slot.as_str(), key)).map_err(backend)?;
         Ok(value.map(|v| v.value().to_vec()))

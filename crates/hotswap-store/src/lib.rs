@@ -37,6 +37,7 @@
 
 mod artifacts;
 mod error;
+mod handle;
 mod kv;
 mod records;
 
@@ -47,6 +48,8 @@ use std::time::Duration;
 
 use hotswap_core::{Artifact, Digest, KvLimits};
 use redb::{Database, Durability, ReadableDatabase, ReadableTable, TableDefinition};
+
+use handle::DbHandle;
 
 pub use error::{check_slot_name, StoreError};
 pub use kv::SlotKv;
@@ -61,10 +64,11 @@ const SLOTS: TableDefinition<&str, &[u8]> = TableDefinition::new("slots");
 /// How long a key-value write may stay in memory only.
 const FLUSH_EVERY: Duration = Duration::from_millis(100);
 
-/// The store in one directory. One process at a time may open it.
+/// The store in one directory. One process at a time may open it; a
+/// process upgrade passes it on with [`Store::release`].
 pub struct Store {
     dir: PathBuf,
-    db: Arc<Database>,
+    db: Arc<DbHandle>,
     artifacts: Artifacts,
     dirty: Arc<AtomicBool>,
     flusher: Option<Flusher>,
@@ -79,22 +83,7 @@ impl Store {
             path: dir.to_path_buf(),
             source,
         })?;
-        let path = dir.join("store.redb");
-        let database = match Database::create(&path) {
-            Ok(d) => d,
-            Err(redb::DatabaseError::DatabaseAlreadyOpen) => {
-                return Err(StoreError::Locked(dir.to_path_buf()))
-            }
-            Err(e) => return Err(db(e)),
-        };
-        // Create the tables up front so readers never meet a missing table.
-        let txn = database.begin_write().map_err(db)?;
-        txn.open_table(SLOTS).map_err(db)?;
-        txn.open_table(kv::KV).map_err(db)?;
-        txn.open_table(kv::KV_COUNTS).map_err(db)?;
-        txn.commit().map_err(db)?;
-
-        let database = Arc::new(database);
+        let database = Arc::new(DbHandle::open(&dir.join("store.redb"))?);
         let dirty = Arc::new(AtomicBool::new(false));
         Ok(Store {
             artifacts: Artifacts::open(dir.join("artifacts"))?,
@@ -128,7 +117,7 @@ impl Store {
 
     /// The record of one slot, if it has one.
     pub fn slot(&self, name: &str) -> Result<Option<SlotRecord>, StoreError> {
-        let txn = self.db.begin_read().map_err(db)?;
+        let txn = self.db.get()?.begin_read().map_err(db)?;
         let table = txn.open_table(SLOTS).map_err(db)?;
         let value = table.get(name).map_err(db)?;
         value.map(|v| parse(name, v.value())).transpose()
@@ -136,7 +125,7 @@ impl Store {
 
     /// Every slot's record, by name.
     pub fn slots(&self) -> Result<Vec<(String, SlotRecord)>, StoreError> {
-        let txn = self.db.begin_read().map_err(db)?;
+        let txn = self.db.get()?.begin_read().map_err(db)?;
         let table = txn.open_table(SLOTS).map_err(db)?;
         let mut out = Vec::new();
         for entry in table.iter().map_err(db)? {
@@ -157,7 +146,8 @@ impl Store {
             self.artifacts.get(&digest)?;
         }
         let json = serde_json::to_vec(record).expect("a record always serialises");
-        let mut txn = self.db.begin_write().map_err(db)?;
+        let open = self.db.get()?;
+        let mut txn = open.begin_write().map_err(db)?;
         // Immediate: once a deploy is acknowledged, it is on disk (and so is
         // every key-value write before it).
         txn.set_durability(Durability::Immediate).map_err(db)?;
@@ -173,7 +163,8 @@ impl Store {
 
     /// Forgets a slot's record (its key-value data stays until deleted).
     pub fn remove_slot(&self, name: &str) -> Result<bool, StoreError> {
-        let mut txn = self.db.begin_write().map_err(db)?;
+        let open = self.db.get()?;
+        let mut txn = open.begin_write().map_err(db)?;
         txn.set_durability(Durability::Immediate).map_err(db)?;
         let removed = txn
             .open_table(SLOTS)
@@ -198,7 +189,27 @@ impl Store {
 
     /// Makes every key-value write so far durable now.
     pub fn flush(&self) -> Result<(), StoreError> {
-        flush(&self.db, &self.dirty).map_err(db)
+        match self.db.get() {
+            Ok(open) => flush(&open, &self.dirty).map_err(db),
+            // Released: flushed when it was released.
+            Err(StoreError::Released) => Ok(()),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Makes every write durable and closes the database, so that another
+    /// process (the next generation of a process upgrade) can open it.
+    /// Operations in flight finish first; later ones fail with
+    /// [`StoreError::Released`] until [`Store::reacquire`]. Artifacts stay
+    /// readable: they are plain files.
+    pub fn release(&self) -> Result<(), StoreError> {
+        self.db.release(|open| flush(open, &self.dirty).map_err(db))
+    }
+
+    /// Opens the database again after [`Store::release`], when the process
+    /// it was handed to did not take it after all. A no-op if it is open.
+    pub fn reacquire(&self) -> Result<(), StoreError> {
+        self.db.reacquire()
     }
 }
 
@@ -237,7 +248,7 @@ struct Flusher {
 }
 
 impl Flusher {
-    fn start(db: Arc<Database>, dirty: Arc<AtomicBool>) -> Flusher {
+    fn start(db: Arc<DbHandle>, dirty: Arc<AtomicBool>) -> Flusher {
         let stop = Arc::new((Mutex::new(false), Condvar::new()));
         let signal = stop.clone();
         let thread = std::thread::Builder::new()
@@ -250,7 +261,10 @@ impl Flusher {
                         .wait_timeout(stopped, FLUSH_EVERY)
                         .unwrap_or_else(|e| e.into_inner())
                         .0;
-                    if let Err(e) = flush(&db, &dirty) {
+                    let Ok(open) = db.get() else {
+                        continue; // released: flushed then, nothing to do
+                    };
+                    if let Err(e) = flush(&open, &dirty) {
                         tracing::error!(error = %e, "could not flush key-value writes");
                         dirty.store(true, Ordering::Release);
                     }

@@ -62,6 +62,35 @@ fn a_second_opener_is_refused() {
     ));
 }
 
+/// A process upgrade: the old process releases the store, the new one
+/// opens it and sees every write; if the new one gives up, the old one
+/// takes it back.
+#[test]
+fn a_released_store_passes_to_another_opener_and_can_be_taken_back() {
+    let dir = tempfile::tempdir().unwrap();
+    let old = Store::open(dir.path()).unwrap();
+    let kv = old.kv("counter").unwrap();
+    kv.put(b"n", b"41").unwrap(); // not yet flushed: release must flush it
+
+    old.release().unwrap();
+    let err = kv.get(b"n").unwrap_err().to_string();
+    assert!(err.contains("handed to the next process"), "{err}");
+    assert!(matches!(old.slots(), Err(StoreError::Released)));
+    old.flush().unwrap(); // nothing to flush: not an error
+
+    let new = Store::open(dir.path()).unwrap();
+    assert_eq!(
+        new.kv("counter").unwrap().get(b"n").unwrap(),
+        Some(b"41".to_vec())
+    );
+    new.kv("counter").unwrap().put(b"n", b"42").unwrap();
+    assert!(matches!(old.reacquire(), Err(StoreError::Locked(_))));
+    drop(new);
+
+    old.reacquire().unwrap();
+    assert_eq!(kv.get(b"n").unwrap(), Some(b"42".to_vec()));
+}
+
 #[test]
 fn a_record_never_points_at_missing_code() {
     let dir = tempfile::tempdir().unwrap();
