@@ -98,19 +98,21 @@ impl Budget {
 }
 
 /// Judges canaries every [`TICK`] and rolls back the ones over budget,
-/// until `stop` is set.
+/// until `stop` is set. The settings are read at every tick, so a config
+/// reload applies from the next one.
 pub(crate) async fn watch(
     gateway: Arc<Gateway>,
-    config: CanaryConfig,
+    config: Arc<arc_swap::ArcSwap<CanaryConfig>>,
     mut stop: tokio::sync::watch::Receiver<bool>,
 ) {
-    let mut budget = Budget::new(config);
+    let mut budget = Budget::new(CanaryConfig::clone(&config.load()));
     let mut tick = tokio::time::interval(TICK);
     loop {
         tokio::select! {
             _ = tick.tick() => {}
             _ = stop.wait_for(|s| *s) => return,
         }
+        budget.config = CanaryConfig::clone(&config.load());
         for (slot, reason) in budget.judge(&gateway, Instant::now()) {
             let g = gateway.clone();
             let result =

@@ -26,6 +26,13 @@ use serde::{Deserialize, Serialize};
 /// window_secs = 30               # ...over this window (once it served min_calls)...
 /// min_calls = 20                 # ...is rolled back automatically
 ///
+/// [upgrade]                      # `hotswap upgrade`, SIGUSR2
+/// # binary = "/usr/local/bin/hotswap"  # the binary to start [default: this one's path]
+/// ready_timeout_ms = 10000       # the new process must be ready within this...
+/// handover_timeout_ms = 30000    # ...and serving this long after the old one let go
+/// drain_timeout_ms = 10000       # requests still running after this are cut
+/// drain_idle_ms = 200            # keep-alive connections idle this long are closed
+///
 /// [limits]
 /// deadline_ms = 1000
 /// memory_cap_mib = 64
@@ -68,6 +75,40 @@ pub struct ServerConfig {
     pub trusted_keys: Vec<String>,
     /// Refuse modules that carry no signature by a trusted key.
     pub require_signature: bool,
+    /// How binary upgrades and drains run.
+    pub upgrade: UpgradeConfig,
+}
+
+/// How binary upgrades (and the drain at shutdown) run.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct UpgradeConfig {
+    /// The binary an upgrade starts; by default the path this one was
+    /// started from (install the new binary there, then upgrade).
+    pub binary: Option<PathBuf>,
+    /// How long the new process may take to be ready, in milliseconds.
+    pub ready_timeout_ms: u64,
+    /// How long it may take to serve once the old one let go, in milliseconds
+    /// (it opens the store and restores the slots in that time).
+    pub handover_timeout_ms: u64,
+    /// How long requests in flight get to finish before they are cut, in
+    /// milliseconds.
+    pub drain_timeout_ms: u64,
+    /// Keep-alive connections idle this long during a drain are closed, in
+    /// milliseconds; busy ones close after their next response.
+    pub drain_idle_ms: u64,
+}
+
+impl Default for UpgradeConfig {
+    fn default() -> Self {
+        UpgradeConfig {
+            binary: None,
+            ready_timeout_ms: 10_000,
+            handover_timeout_ms: 30_000,
+            drain_timeout_ms: 10_000,
+            drain_idle_ms: 200,
+        }
+    }
 }
 
 /// How canaries are routed and judged.
@@ -138,6 +179,7 @@ impl Default for ServerConfig {
             canary: CanaryConfig::default(),
             trusted_keys: Vec::new(),
             require_signature: false,
+            upgrade: UpgradeConfig::default(),
         }
     }
 }
@@ -216,6 +258,18 @@ impl ServerConfig {
             ));
         }
         self.trust()?;
+        let u = &self.upgrade;
+        if [
+            u.ready_timeout_ms,
+            u.handover_timeout_ms,
+            u.drain_timeout_ms,
+        ]
+        .contains(&0)
+        {
+            return Err(ConfigError::Invalid(
+                "upgrade timeouts must be above 0 ms".into(),
+            ));
+        }
         let c = &self.canary;
         if !(0.0..=1.0).contains(&c.error_budget) || c.window_secs == 0 {
             return Err(ConfigError::Invalid(

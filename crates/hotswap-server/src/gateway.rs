@@ -246,6 +246,25 @@ impl Gateway {
         Ok(self.store.flush()?)
     }
 
+    /// Lets go of the store (flushing it) for the next process of an
+    /// upgrade. Slots keep serving what they run; their key-value calls and
+    /// deploys fail until [`Gateway::reacquire_store`].
+    pub fn release_store(&self) -> Result<(), GatewayError> {
+        Ok(self.store.release()?)
+    }
+
+    /// Takes the store back after an upgrade that did not happen.
+    pub fn reacquire_store(&self) -> Result<(), GatewayError> {
+        Ok(self.store.reacquire()?)
+    }
+
+    /// New limits for revisions deployed from now on.
+    pub fn set_limits(&self, wasm: &WasmConfig) -> Result<(), GatewayError> {
+        self.tier
+            .set_limits(wasm.deadline, wasm.memory_cap, wasm.instance_cap)
+            .map_err(|e| GatewayError::Tier(e.to_string()))
+    }
+
     fn save(&self, entry: &Entry) -> Result<(), GatewayError> {
         let status = entry.slot.status();
         let record = SlotRecord {

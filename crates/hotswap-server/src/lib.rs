@@ -7,23 +7,34 @@
 //! persistent store, kept in step so that a restart, or a crash, comes back
 //! serving what was deployed.
 //!
+//! The process itself can be replaced while it serves: an upgrade
+//! ([`Controller::upgrade`], `POST /v1/upgrade`, SIGUSR2 in `hotswap serve`)
+//! starts the binary again with the same listening sockets, drains this
+//! process, and hands the store and the counters over (see
+//! `hotswap-upgrade`). A reload ([`Controller::reload`]) applies a changed
+//! config in place.
+//!
 //! ```no_run
 //! # async fn f() -> Result<(), hotswap_server::ServerError> {
 //! use hotswap_server::{Server, ServerConfig};
 //!
 //! let server = Server::bind(ServerConfig::default()).await?;
 //! println!("plugins on {}, admin on {}", server.data_addr(), server.admin_addr());
-//! server.run(async { let _ = tokio::signal::ctrl_c().await; }).await
+//! server.run(async { let _ = tokio::signal::ctrl_c().await; }).await?;
+//! # Ok(())
 //! # }
 //! ```
 
 mod admin;
 mod budget;
 mod config;
+mod control;
 mod data;
 mod envelope;
 mod gateway;
+mod http;
 mod metrics;
+mod process;
 pub mod signing;
 
 use std::future::Future;
@@ -31,14 +42,21 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use hotswap_store::Store;
+use hotswap_upgrade::{UpgradeError, Upgrader};
 use tokio::net::TcpListener;
 
-pub use config::{CanaryConfig, ConfigError, Limits, Route, ServerConfig};
+pub use config::{CanaryConfig, ConfigError, Limits, Route, ServerConfig, UpgradeConfig};
+pub use control::{ControlError, Controller, ProcessInfo, ReloadReport, UpgradeReport};
 pub use gateway::{CallFailure, Gateway, GatewayError, SlotView};
-pub use metrics::Metrics;
+pub use http::PROCESS_HEADER;
+pub use metrics::{Metrics, Restored};
 
 /// The slot the example plugin is deployed to on a first start.
 pub const EXAMPLE_SLOT: &str = "greet";
+
+/// Reads the config again, for a reload (the file, with the flags that
+/// override it applied on top).
+pub type ConfigSource = Box<dyn Fn() -> Result<ServerConfig, ConfigError> + Send + Sync>;
 
 /// Why the server could not start or stopped with an error.
 #[derive(Debug, thiserror::Error)]
@@ -52,6 +70,10 @@ pub enum ServerError {
     /// The store could not be opened.
     #[error(transparent)]
     Store(#[from] hotswap_store::StoreError),
+    /// A listener could not be bound or inherited, or the hand-over from
+    /// the previous process failed.
+    #[error(transparent)]
+    Upgrade(#[from] UpgradeError),
     /// A listener could not be bound.
     #[error("cannot listen on {addr}: {source}")]
     Bind {
@@ -65,47 +87,118 @@ pub enum ServerError {
     Serve(std::io::Error),
 }
 
+/// How a server's run ended.
+#[derive(Debug)]
+pub enum Exit {
+    /// Told to stop: it drained and flushed.
+    Stopped,
+    /// A new process took over; this one drained.
+    Upgraded(UpgradeReport),
+}
+
 /// A server with its listeners bound and its slots restored, ready to run.
 pub struct Server {
     config: ServerConfig,
+    source: Option<ConfigSource>,
+    upgrader: Arc<Upgrader>,
     gateway: Arc<Gateway>,
+    metrics: Arc<Metrics>,
     data: TcpListener,
     admin: TcpListener,
+    controller: Controller,
+    commands: tokio::sync::mpsc::Receiver<control::Command>,
 }
 
 impl Server {
-    /// Checks the config, opens the store, restores every slot, deploys the
-    /// example plugin on a first start, and binds both listeners. Port 0
-    /// picks a free port ([`Server::data_addr`] tells which).
+    /// [`Server::start`] with an upgrader of its own (no upgrades expected:
+    /// tests, embedding).
     pub async fn bind(config: ServerConfig) -> Result<Server, ServerError> {
+        let upgrader = Upgrader::new(hotswap_upgrade::Options::default())?;
+        Server::start(config, Arc::new(upgrader)).await
+    }
+
+    /// Checks the config, takes the listeners (inherited from the previous
+    /// process of an upgrade, or bound), waits for the previous process to
+    /// let go, opens the store, restores every slot (deploying the example
+    /// plugin on a first start) and carries over the previous process's
+    /// counters. Port 0 picks a free port ([`Server::data_addr`] tells which).
+    pub async fn start(
+        config: ServerConfig,
+        upgrader: Arc<Upgrader>,
+    ) -> Result<Server, ServerError> {
         config.check()?;
+        upgrader.configure(|o| process::apply_upgrade_options(o, &config));
+        let listen = |name: &'static str, addr: SocketAddr| {
+            let l = upgrader.listen(name, addr)?;
+            l.set_nonblocking(true)
+                .and_then(|()| TcpListener::from_std(l))
+                .map_err(|source| ServerError::Bind { addr, source })
+        };
+        let data = listen("data", config.listen)?;
+        let admin = listen("admin", config.admin)?;
+
         let (store_dir, wasm, example) = (
             config.data_dir.clone(),
             config.wasm(),
             config.deploy_example,
         );
-        // Opening restores slots, which may compile: blocking work.
-        let gateway = tokio::task::spawn_blocking(move || -> Result<Gateway, ServerError> {
+        let up = upgrader.clone();
+        // Waiting for the parent, and opening the store (which may compile),
+        // block.
+        let (gateway, state) = tokio::task::spawn_blocking(move || -> Result<_, ServerError> {
+            let state = match up.ready() {
+                Ok(state) => state,
+                Err(UpgradeError::ParentGone) => {
+                    tracing::warn!("the previous process went away before handing over; starting without its counters");
+                    Vec::new()
+                }
+                Err(e) => return Err(e.into()),
+            };
             let gateway = Gateway::open(Store::open(&store_dir)?, wasm)?;
             if example && gateway.is_empty() {
                 let info = gateway.deploy(EXAMPLE_SLOT, hotswap_examples::GREET_V1.to_vec(), None, None)?;
                 tracing::info!(slot = EXAMPLE_SLOT, version = %info.version, "deployed the example plugin");
             }
-            Ok(gateway)
+            Ok((gateway, state))
         })
         .await
         .expect("the start-up task does not panic")?;
-        let bind = |addr: SocketAddr| async move {
-            TcpListener::bind(addr)
-                .await
-                .map_err(|source| ServerError::Bind { addr, source })
+        let metrics = Arc::new(Metrics::new());
+        if !state.is_empty() {
+            let restored = metrics.restore(&state);
+            tracing::info!(
+                counters = restored.counters,
+                skipped = restored.skipped,
+                "carried over the previous process's counters"
+            );
+        }
+        let (tx, commands) = tokio::sync::mpsc::channel(8);
+        let controller = Controller {
+            commands: tx,
+            process: ProcessInfo {
+                pid: std::process::id(),
+                generation: upgrader.generation(),
+                binary: upgrader.executable().display().to_string(),
+            },
         };
         Ok(Server {
-            data: bind(config.listen).await?,
-            admin: bind(config.admin).await?,
+            data,
+            admin,
             gateway: Arc::new(gateway),
+            metrics,
+            source: None,
+            upgrader,
+            controller,
+            commands,
             config,
         })
+    }
+
+    /// Where reloads (SIGHUP, `POST /v1/reload`) read the config from.
+    /// Without it, a reload is refused.
+    pub fn reload_from(mut self, source: ConfigSource) -> Server {
+        self.source = Some(source);
+        self
     }
 
     /// Where the data plane listens.
@@ -127,49 +220,35 @@ impl Server {
         &self.gateway
     }
 
-    /// Serves until `shutdown` completes, then stops accepting, lets
-    /// requests in flight finish, and makes every key-value write durable.
+    /// Its metrics.
+    pub fn metrics(&self) -> &Arc<Metrics> {
+        &self.metrics
+    }
+
+    /// Asks it to upgrade or reload while it runs.
+    pub fn controller(&self) -> Controller {
+        self.controller.clone()
+    }
+
+    /// Serves until `shutdown` completes (then stops accepting, lets
+    /// requests in flight finish, and makes every key-value write durable)
+    /// or until an upgrade hands over to a new process.
     pub async fn run(
         self,
         shutdown: impl Future<Output = ()> + Send + 'static,
-    ) -> Result<(), ServerError> {
-        let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-        tokio::spawn(async move {
-            shutdown.await;
-            let _ = stop_tx.send(true);
-        });
-        let stopped = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
-            let _ = rx.wait_for(|s| *s).await;
-        };
-        let metrics = Arc::new(Metrics::new());
-        tokio::spawn(metrics::count_events(
-            metrics.clone(),
-            self.gateway.events().clone(),
-        ));
-        tokio::spawn(budget::watch(
-            self.gateway.clone(),
-            self.config.canary.clone(),
-            stop_rx.clone(),
-        ));
-        let data = data::router(
-            self.gateway.clone(),
-            &self.config.routes,
-            &self.config.canary.key_header,
-            metrics.clone(),
-        )
-        .into_make_service_with_connect_info::<SocketAddr>();
-        let admin = admin::router(
-            self.gateway.clone(),
-            self.config.admin_token.clone(),
-            self.config.max_module_bytes,
-            self.config.trust()?,
-            metrics,
-        );
-        let data = axum::serve(self.data, data).with_graceful_shutdown(stopped(stop_rx.clone()));
-        let admin = axum::serve(self.admin, admin).with_graceful_shutdown(stopped(stop_rx));
-        let (d, a) = tokio::join!(data, admin);
-        d.and(a).map_err(ServerError::Serve)?;
-        self.gateway.flush()?;
-        Ok(())
+    ) -> Result<Exit, ServerError> {
+        process::Running {
+            config: self.config,
+            source: self.source,
+            upgrader: self.upgrader,
+            gateway: self.gateway,
+            metrics: self.metrics,
+            data: Some(self.data),
+            admin: Some(self.admin),
+            commands: self.commands,
+            controller: self.controller,
+        }
+        .run(shutdown)
+        .await
     }
 }

@@ -146,6 +146,76 @@ impl Metrics {
         out
     }
 
+    /// The counters (calls, swaps, rollbacks) as text, for the next process
+    /// of an upgrade, so that they carry on instead of starting at zero.
+    /// Histograms and gauges are not carried: the new process measures its
+    /// own latencies, and gauges describe the present.
+    pub fn snapshot(&self) -> Vec<u8> {
+        let text = self.encode(0);
+        let carried: Vec<&str> = text
+            .lines()
+            .filter(|l| {
+                CARRIED
+                    .iter()
+                    .any(|c| l.starts_with(&format!("hotswap_{c}_total{{")))
+            })
+            .collect();
+        carried.join("\n").into_bytes()
+    }
+
+    /// Adds the counters of a [`Metrics::snapshot`] to these. Lines it does
+    /// not understand (from a different version) are skipped and counted.
+    pub fn restore(&self, snapshot: &[u8]) -> Restored {
+        let mut restored = Restored::default();
+        for line in String::from_utf8_lossy(snapshot).lines() {
+            match self.restore_line(line) {
+                Some(()) => restored.counters += 1,
+                None => restored.skipped += 1,
+            }
+        }
+        restored
+    }
+
+    fn restore_line(&self, line: &str) -> Option<()> {
+        let (series, value) = line.rsplit_once(' ')?;
+        let value: u64 = value.parse().ok()?;
+        let (name, labels) = series.strip_suffix('}')?.split_once('{')?;
+        let labels = parse_labels(labels)?;
+        let label = |k: &str| labels.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone());
+        match name {
+            "hotswap_calls_total" => {
+                let outcome = label("outcome")?;
+                let outcome = OUTCOMES.iter().find(|o| **o == outcome)?;
+                self.calls
+                    .get_or_create(&CallLabels {
+                        slot: label("slot")?,
+                        revision: label("revision")?,
+                        outcome,
+                    })
+                    .inc_by(value);
+            }
+            "hotswap_swaps_total" => {
+                let result = label("result")?;
+                let result = SWAP_RESULTS.iter().find(|r| **r == result)?;
+                self.swaps
+                    .get_or_create(&SwapLabels {
+                        slot: label("slot")?,
+                        result,
+                    })
+                    .inc_by(value);
+            }
+            "hotswap_rollbacks_total" => {
+                self.rollbacks
+                    .get_or_create(&SlotLabels {
+                        slot: label("slot")?,
+                    })
+                    .inc_by(value);
+            }
+            _ => return None,
+        }
+        Some(())
+    }
+
     fn swap(&self, slot: &str, result: &'static str) {
         self.swaps
             .get_or_create(&SwapLabels {
@@ -154,6 +224,59 @@ impl Metrics {
             })
             .inc();
     }
+}
+
+/// What [`Metrics::restore`] did.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Restored {
+    /// Counter series carried over.
+    pub counters: usize,
+    /// Lines not understood.
+    pub skipped: usize,
+}
+
+/// The counter families an upgrade carries over.
+const CARRIED: [&str; 3] = ["calls", "swaps", "rollbacks"];
+/// Every `outcome` label a call can have.
+pub(crate) const OUTCOMES: [&str; 10] = [
+    "ok",
+    "unknown-slot",
+    "no-revision",
+    "deadline",
+    "overloaded",
+    "plugin-error",
+    "memory-limit",
+    "trap",
+    "abi",
+    "host",
+];
+const SWAP_RESULTS: [&str; 3] = ["activated", "failed", "rolled-back"];
+
+/// `a="x",b="y"` as written by the text encoder (which escapes `\`, `"`
+/// and newlines in values).
+fn parse_labels(text: &str) -> Option<Vec<(String, String)>> {
+    let mut out = Vec::new();
+    let mut rest = text;
+    while !rest.is_empty() {
+        let (name, after) = rest.split_once("=\"")?;
+        let mut value = String::new();
+        let mut chars = after.char_indices();
+        let end = loop {
+            match chars.next()? {
+                (i, '"') => break i,
+                (_, '\\') => match chars.next()?.1 {
+                    'n' => value.push('\n'),
+                    c => value.push(c),
+                },
+                (_, c) => value.push(c),
+            }
+        };
+        out.push((name.to_string(), value));
+        rest = after[end + 1..]
+            .strip_prefix(',')
+            .unwrap_or(&after[end + 1..]);
+    }
+    Some(out)
 }
 
 impl Default for Metrics {
@@ -187,5 +310,78 @@ pub(crate) async fn count_events(metrics: Arc<Metrics>, events: EventBus) {
             }
             Err(RecvError::Closed) => return,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn counters(m: &Metrics) -> Vec<String> {
+        let text = m.encode(0);
+        let mut lines: Vec<String> = text
+            .lines()
+            .filter(|l| l.contains("_total{"))
+            .map(String::from)
+            .collect();
+        lines.sort();
+        lines
+    }
+
+    #[test]
+    fn counters_carry_over_to_a_new_process() {
+        let old = Metrics::new();
+        for _ in 0..3 {
+            old.call("greet", Some(2), "ok", Duration::from_micros(5));
+        }
+        old.call("greet", None, "deadline", Duration::from_millis(1));
+        old.swap("greet", "activated");
+        old.swap("greet", "rolled-back");
+        old.rollbacks
+            .get_or_create(&SlotLabels {
+                slot: "greet".into(),
+            })
+            .inc();
+
+        let new = Metrics::new();
+        new.call("greet", Some(2), "ok", Duration::from_micros(5)); // served meanwhile
+        let restored = new.restore(&old.snapshot());
+        assert_eq!(
+            restored,
+            Restored {
+                counters: 5,
+                skipped: 0
+            }
+        );
+        let lines = counters(&new);
+        assert!(
+            lines.contains(
+                &r#"hotswap_calls_total{slot="greet",revision="2",outcome="ok"} 4"#.to_string()
+            ),
+            "{lines:?}"
+        );
+        assert!(lines.contains(
+            &r#"hotswap_calls_total{slot="greet",revision="none",outcome="deadline"} 1"#
+                .to_string()
+        ));
+        assert!(lines.contains(&r#"hotswap_rollbacks_total{slot="greet"} 1"#.to_string()));
+        assert_eq!(lines.len(), 5);
+    }
+
+    #[test]
+    fn garbage_in_a_snapshot_is_skipped() {
+        let m = Metrics::new();
+        let r = m.restore(b"hotswap_calls_total{slot=\"a\",revision=\"1\",outcome=\"new-kind\"} 1\nnonsense\nhotswap_swaps_total{slot=\"a\",result=\"activated\"} x");
+        assert_eq!(
+            r,
+            Restored {
+                counters: 0,
+                skipped: 3
+            }
+        );
+        assert_eq!(
+            parse_labels(r#"a="x\"y",b="2""#).unwrap(),
+            vec![("a".into(), "x\"y".into()), ("b".into(), "2".into())]
+        );
     }
 }

@@ -113,8 +113,9 @@ impl Default for Options {
 
 /// Creates listeners that survive upgrades, and runs the upgrades.
 pub struct Upgrader {
-    options: Options,
-    executable: PathBuf,
+    options: Mutex<Options>,
+    /// The binary this process was started from.
+    own_executable: PathBuf,
     args: Vec<OsString>,
     generation: u64,
     /// Inherited listeners not yet claimed by [`Upgrader::listen`].
@@ -132,19 +133,16 @@ impl Upgrader {
     /// systemd). Call it once, early in `main`.
     pub fn new(options: Options) -> Result<Upgrader, UpgradeError> {
         let inheritance = inherit::take()?;
-        let executable = match &options.executable {
-            Some(p) => p.clone(),
-            None => std::env::current_exe().map_err(|source| UpgradeError::Spawn {
-                path: PathBuf::from("/proc/self/exe"),
-                source,
-            })?,
-        };
-        let args = options
-            .args
-            .clone()
-            .unwrap_or_else(|| std::env::args_os().skip(1).collect());
+        // Resolved now: once a new binary is installed over the old one,
+        // /proc/self/exe names the old (deleted) file, while this path
+        // names the new one.
+        let own_executable = std::env::current_exe().map_err(|source| UpgradeError::Spawn {
+            path: PathBuf::from("/proc/self/exe"),
+            source,
+        })?;
+        let args = std::env::args_os().skip(1).collect();
         Ok(Upgrader {
-            executable,
+            own_executable,
             args,
             generation: inheritance.generation,
             inherited: Mutex::new(inheritance.listeners),
@@ -152,8 +150,13 @@ impl Upgrader {
             parent: Mutex::new(inheritance.control),
             busy: Arc::new(AtomicBool::new(false)),
             upgraded: Arc::new(AtomicBool::new(false)),
-            options,
+            options: Mutex::new(options),
         })
+    }
+
+    /// Changes the options for upgrades from now on (a config reload).
+    pub fn configure(&self, change: impl FnOnce(&mut Options)) {
+        change(&mut lock(&self.options));
     }
 
     /// 1 for a process started by hand (or by systemd), its parent's plus
@@ -185,11 +188,30 @@ impl Upgrader {
         let listen_err = |source| UpgradeError::Listen { addr, source };
         let listener = match self.claim(name, addr) {
             Some(l) => l,
-            None => bind(addr, self.options.backlog).map_err(listen_err)?,
+            None => bind(addr, lock(&self.options).backlog).map_err(listen_err)?,
         };
-        let copy = listener.try_clone().map_err(listen_err)?;
-        lock(&self.listeners).insert(name.to_string(), OwnedFd::from(copy));
+        self.register(name, &listener).map_err(listen_err)?;
         Ok(listener)
+    }
+
+    /// Like [`Upgrader::listen`], but the next process does not inherit the
+    /// listener until [`Upgrader::register`] is called: for trying a new
+    /// address and committing to it only if everything else works out.
+    pub fn open(&self, name: &str, addr: SocketAddr) -> Result<TcpListener, UpgradeError> {
+        inherit::check_name(name)?;
+        match self.claim(name, addr) {
+            Some(l) => Ok(l),
+            None => bind(addr, lock(&self.options).backlog)
+                .map_err(|source| UpgradeError::Listen { addr, source }),
+        }
+    }
+
+    /// The next process inherits `listener` as `name` (replacing what it
+    /// would have inherited under that name).
+    pub fn register(&self, name: &str, listener: &TcpListener) -> std::io::Result<()> {
+        let copy = listener.try_clone()?;
+        lock(&self.listeners).insert(name.to_string(), OwnedFd::from(copy));
+        Ok(())
     }
 
     /// Stops passing the listener known as `name` to the next process.
@@ -258,7 +280,7 @@ impl Upgrader {
             }
             None => systemd::ready(),
         }
-        if let Some(path) = &self.options.pid_file {
+        if let Some(path) = &lock(&self.options).pid_file {
             if let Err(e) = pidfile::write(path) {
                 tracing::warn!(path = %path.display(), error = %e, "cannot write the pid file");
             }
@@ -282,18 +304,19 @@ impl Upgrader {
             .iter()
             .map(|(n, fd)| fd.try_clone().map(|fd| (n.clone(), fd)))
             .collect::<Result<Vec<_>, _>>();
+        let options = lock(&self.options).clone();
         let launched = listeners
             .map_err(UpgradeError::Channel)
             .and_then(|listeners| {
                 spawn::start(
                     spawn::Launch {
-                        executable: self.executable.clone(),
-                        args: self.args.clone(),
+                        executable: self.executable(),
+                        args: options.args.clone().unwrap_or_else(|| self.args.clone()),
                         generation: self.generation,
                         listeners,
                     },
-                    self.options.ready_timeout,
-                    self.options.handover_timeout,
+                    options.ready_timeout,
+                    options.handover_timeout,
                     self.busy.clone(),
                     self.upgraded.clone(),
                 )
@@ -315,14 +338,17 @@ impl Upgrader {
     /// stopping for good (not after an upgrade: the successor's pid is there).
     pub fn stopping(&self) {
         systemd::stopping();
-        if let Some(path) = &self.options.pid_file {
+        if let Some(path) = &lock(&self.options).pid_file {
             pidfile::remove_if_ours(path);
         }
     }
 
     /// The binary an upgrade starts.
-    pub fn executable(&self) -> &std::path::Path {
-        &self.executable
+    pub fn executable(&self) -> PathBuf {
+        lock(&self.options)
+            .executable
+            .clone()
+            .unwrap_or_else(|| self.own_executable.clone())
     }
 }
 

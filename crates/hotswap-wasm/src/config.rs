@@ -72,6 +72,12 @@ impl WasmConfig {
 #[error("invalid WASM settings: {0}")]
 pub struct ConfigError(String);
 
+impl ConfigError {
+    pub(crate) fn new(message: String) -> ConfigError {
+        ConfigError(message)
+    }
+}
+
 /// `d` in epoch ticks, rounded up, plus one: the current tick may be about
 /// to end, and a call must get at least its full time.
 pub(crate) fn ticks(d: Duration) -> u64 {

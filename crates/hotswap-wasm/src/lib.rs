@@ -86,7 +86,10 @@ pub struct WasmTier {
     engine: Engine,
     linker: Linker<HostState>,
     cache: CompileCache,
-    config: WasmConfig,
+    /// Read at each prepare; [`WasmTier::set_limits`] changes it.
+    config: std::sync::RwLock<WasmConfig>,
+    /// The pooling allocator's memory size: no instance can have more.
+    engine_memory_cap: u64,
     live_revisions: Arc<AtomicUsize>,
 }
 
@@ -111,14 +114,46 @@ impl WasmTier {
             linker: host::linker(&engine, config.allow_wasi),
             engine,
             cache,
-            config,
+            engine_memory_cap: config.memory_cap,
+            config: std::sync::RwLock::new(config),
             live_revisions: Arc::default(),
         })
     }
 
-    /// The settings it runs with.
-    pub fn config(&self) -> &WasmConfig {
-        &self.config
+    /// The settings it runs with (those revisions prepared from now on get).
+    pub fn config(&self) -> WasmConfig {
+        self.config
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    /// Changes the per-revision limits (deadline, memory cap, instance cap)
+    /// for revisions prepared from now on; running revisions keep the limits
+    /// they were prepared with. The memory cap cannot rise above the one the
+    /// tier was created with: the engine's allocator is sized for it.
+    pub fn set_limits(
+        &self,
+        deadline: std::time::Duration,
+        memory_cap: u64,
+        instance_cap: usize,
+    ) -> Result<(), ConfigError> {
+        let mut config = self.config.write().unwrap_or_else(|e| e.into_inner());
+        let next = WasmConfig {
+            deadline,
+            memory_cap,
+            instance_cap,
+            ..config.clone()
+        };
+        next.check()?;
+        if memory_cap > self.engine_memory_cap {
+            return Err(ConfigError::new(format!(
+                "memory_cap can only rise above {} MiB by starting a new process (an upgrade)",
+                self.engine_memory_cap >> 20
+            )));
+        }
+        *config = next;
+        Ok(())
     }
 
     /// What the compile cache has done so far.
@@ -175,7 +210,7 @@ impl Tier for WasmTier {
             self.engine.clone(),
             slot.clone(),
             info,
-            &self.config,
+            &self.config(),
             &self.live_revisions,
         )?)
     }

@@ -293,7 +293,7 @@ fn status_table(slots: &[SlotView]) -> String {
 }
 
 /// What the server said: its status and its JSON.
-struct Answer {
+pub(crate) struct Answer {
     status: u16,
     body: String,
 }
@@ -321,7 +321,12 @@ fn with_token<B>(req: ureq::RequestBuilder<B>) -> ureq::RequestBuilder<B> {
     }
 }
 
-fn request(conn: &Conn, method: &str, path: &str, body: Option<&[u8]>) -> anyhow::Result<Answer> {
+pub(crate) fn request(
+    conn: &Conn,
+    method: &str,
+    path: &str,
+    body: Option<&[u8]>,
+) -> anyhow::Result<Answer> {
     let url = url(conn, path);
     let agent = agent();
     let result = match (method, body) {
@@ -361,7 +366,7 @@ fn unreachable(conn: &Conn, e: ureq::Error) -> anyhow::Error {
 }
 
 /// Prints the answer (JSON as is, or `text` of it) and picks the exit code.
-fn finish<T: DeserializeOwned>(
+pub(crate) fn finish<T: DeserializeOwned>(
     conn: &Conn,
     answer: Answer,
     text: impl FnOnce(&T) -> String,

@@ -1,6 +1,6 @@
 //! The `hotswap` command: serve plugins over HTTP and manage a running server
-//! (deploy, status, rollback, canary, promote, events), sign modules, and
-//! check, run, demonstrate and benchmark plugins.
+//! (deploy, status, rollback, canary, promote, events, upgrade, reload),
+//! sign modules, and check, run, demonstrate and benchmark plugins.
 
 mod bench;
 mod check;
@@ -8,6 +8,7 @@ mod client;
 mod demo;
 mod input;
 mod keys;
+mod process;
 mod run;
 mod serve;
 mod stats;
@@ -54,6 +55,12 @@ enum Command {
     Promote(client::Promote),
     /// Show the swap events of a running server (--follow to keep watching).
     Events(client::Events),
+    /// Replace a running server's binary with the one on disk, without
+    /// refusing a connection (same as sending it SIGUSR2).
+    Upgrade(process::Upgrade),
+    /// Make a running server re-read its config file and apply it in place
+    /// (same as sending it SIGHUP).
+    Reload(process::Reload),
     /// Make an ed25519 key pair for signing modules.
     Keygen(keys::Keygen),
     /// Sign a module (writes FILE.sig).
@@ -85,6 +92,8 @@ fn main() -> ExitCode {
         Command::Canary(args) => client::canary(args),
         Command::Promote(args) => client::promote(args),
         Command::Events(args) => client::events(args),
+        Command::Upgrade(args) => process::upgrade(args),
+        Command::Reload(args) => process::reload(args),
         Command::Keygen(args) => keys::keygen(args),
         Command::Sign(args) => keys::sign(args),
         Command::Check(args) => check::main(args),

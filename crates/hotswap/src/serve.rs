@@ -1,13 +1,21 @@
-//! `hotswap serve`: run the gateway and its admin API until told to stop.
+//! `hotswap serve`: run the gateway and its admin API until told to stop,
+//! reloading its config on SIGHUP and upgrading its binary on SIGUSR2.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::Arc;
 
 use anyhow::Context;
-use hotswap_server::{Server, ServerConfig};
+use hotswap_server::{ConfigError, Controller, Exit, Server, ServerConfig};
+use hotswap_upgrade::{Options, Upgrader};
+use tokio::signal::unix::{signal, SignalKind};
 
-#[derive(clap::Args)]
+#[derive(clap::Args, Clone)]
+#[command(
+    after_help = "Signals: SIGTERM or Ctrl-C drain and stop; SIGHUP reloads the config file \
+in place; SIGUSR2 upgrades to the binary on disk with no connection refused (see `hotswap upgrade`)."
+)]
 pub struct Args {
     /// A TOML config file (see docs/admin-api.md); flags override it.
     #[arg(long, env = "HOTSWAP_CONFIG", value_name = "FILE")]
@@ -21,50 +29,114 @@ pub struct Args {
     /// Where the store lives [default: .hotswap].
     #[arg(long, value_name = "DIR")]
     data_dir: Option<PathBuf>,
+    /// Keep the serving process's pid in this file, across upgrades.
+    #[arg(long, value_name = "PATH")]
+    pid_file: Option<PathBuf>,
+}
+
+impl Args {
+    /// The config file with the flags applied on top: at start, and again
+    /// at every reload.
+    fn config(&self) -> Result<ServerConfig, ConfigError> {
+        let mut config = match &self.config {
+            Some(path) => ServerConfig::from_file(path)?,
+            None => ServerConfig::default(),
+        };
+        if let Some(a) = self.listen {
+            config.listen = a;
+        }
+        if let Some(a) = self.admin {
+            config.admin = a;
+        }
+        if let Some(d) = &self.data_dir {
+            config.data_dir = d.clone();
+        }
+        if let Ok(token) = std::env::var("HOTSWAP_TOKEN") {
+            if !token.is_empty() {
+                config.admin_token = Some(token);
+            }
+        }
+        Ok(config)
+    }
 }
 
 pub fn main(args: Args) -> anyhow::Result<ExitCode> {
-    let mut config = match &args.config {
-        Some(path) => ServerConfig::from_file(path)?,
-        None => ServerConfig::default(),
-    };
-    if let Some(a) = args.listen {
-        config.listen = a;
-    }
-    if let Some(a) = args.admin {
-        config.admin = a;
-    }
-    if let Some(d) = args.data_dir {
-        config.data_dir = d;
-    }
-    if let Ok(token) = std::env::var("HOTSWAP_TOKEN") {
-        if !token.is_empty() {
-            config.admin_token = Some(token);
-        }
-    }
+    let config = args.config()?;
+    let upgrader = Upgrader::new(Options {
+        pid_file: args.pid_file.clone(),
+        ..Options::default()
+    })?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .context("cannot start the async runtime")?;
     runtime.block_on(async move {
-        let server = Server::bind(config).await?;
+        // Before anything can take long: a SIGHUP or SIGUSR2 must never
+        // meet the default action, which is to die.
+        let hangup = signal(SignalKind::hangup()).context("cannot listen for SIGHUP")?;
+        let usr2 = signal(SignalKind::user_defined2()).context("cannot listen for SIGUSR2")?;
+        let generation = upgrader.generation();
+        let mut server = Server::start(config, Arc::new(upgrader)).await?;
+        if args.config.is_some() {
+            let args = args.clone();
+            server = server.reload_from(Box::new(move || args.config()));
+        }
         // One line on stdout, for people and for scripts that started it on
         // port 0 and need to know where it went.
         println!(
-            "hotswap serve: plugins on http://{}, admin API on http://{}",
+            "hotswap serve: plugins on http://{}, admin API on http://{} (pid {}, generation {generation})",
             server.data_addr(),
-            server.admin_addr()
+            server.admin_addr(),
+            std::process::id(),
         );
-        server.run(stop_signal()).await?;
-        eprintln!("hotswap serve: stopped");
+        tokio::spawn(signals(server.controller(), hangup, usr2));
+        match server.run(stop_signal()).await? {
+            Exit::Stopped => eprintln!("hotswap serve: stopped"),
+            Exit::Upgraded(r) => eprintln!(
+                "hotswap serve: upgraded: pid {} (generation {}) took over after {:.1} ms; pid {} exits",
+                r.new_pid, r.generation, r.handover_ms, r.old_pid
+            ),
+        }
         Ok(ExitCode::SUCCESS)
     })
 }
 
+/// SIGHUP reloads, SIGUSR2 upgrades; each outcome is one line on stderr.
+async fn signals(
+    controller: Controller,
+    mut hangup: tokio::signal::unix::Signal,
+    mut usr2: tokio::signal::unix::Signal,
+) {
+    loop {
+        tokio::select! {
+            Some(()) = hangup.recv() => {
+                hotswap_upgrade::systemd::reloading();
+                match controller.reload().await {
+                    Ok(r) if r.changed.is_empty() => eprintln!("hotswap serve: config reloaded: nothing changed"),
+                    Ok(r) => eprintln!("hotswap serve: config reloaded: {} changed", r.changed.join(", ")),
+                    Err(e) => eprintln!("hotswap serve: config reload rejected, the old config stays: {e}"),
+                }
+                hotswap_upgrade::systemd::reloaded();
+            }
+            Some(()) = usr2.recv() => {
+                let controller = controller.clone();
+                // Waits beside further signals; a second SIGUSR2 meanwhile
+                // queues behind this upgrade (one runs at a time) and finds
+                // the server gone if this one succeeds.
+                tokio::spawn(async move {
+                    if let Err(e) = controller.upgrade().await {
+                        eprintln!("hotswap serve: upgrade failed: {e}");
+                    }
+                });
+            }
+            else => return,
+        }
+    }
+}
+
 /// Ctrl-C or SIGTERM: stop accepting, finish what is in flight, flush.
 async fn stop_signal() {
-    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-        .expect("can listen for SIGTERM");
+    let mut term = signal(SignalKind::terminate()).expect("can listen for SIGTERM");
     tokio::select! {
         _ = tokio::signal::ctrl_c() => {}
         _ = term.recv() => {}

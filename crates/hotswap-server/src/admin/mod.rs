@@ -1,5 +1,8 @@
-//! The admin API, version 1: deploy, list, show, roll back, events, health.
-//! Documented in docs/admin-api.md.
+//! The admin API, version 1: deploy, list, show, roll back, events, health,
+//! and the process's own upgrade and reload ([`process`]). Documented in
+//! docs/admin-api.md.
+
+mod process;
 
 use std::convert::Infallible;
 use std::sync::Arc;
@@ -20,6 +23,7 @@ use subtle::ConstantTimeEq;
 use tokio_stream::wrappers::BroadcastStream;
 use tokio_stream::{Stream, StreamExt};
 
+use crate::control::Controller;
 use crate::gateway::{Gateway, GatewayError};
 use crate::metrics::Metrics;
 use crate::signing::{SignatureError, Trust};
@@ -31,22 +35,30 @@ struct Admin {
     max_module_bytes: usize,
     trust: Arc<Trust>,
     metrics: Arc<Metrics>,
+    controller: Controller,
+}
+
+/// What the admin API takes from the config (and a reload changes).
+pub(crate) struct Settings {
+    pub token: Option<String>,
+    pub max_module_bytes: usize,
+    pub trust: Trust,
 }
 
 /// The admin router. With a token, every request must carry it.
 pub(crate) fn router(
     gateway: Arc<Gateway>,
-    token: Option<String>,
-    max_module_bytes: usize,
-    trust: Trust,
+    settings: Settings,
     metrics: Arc<Metrics>,
+    controller: Controller,
 ) -> Router {
     let state = Admin {
         gateway,
-        token: token.map(Arc::from),
-        max_module_bytes,
-        trust: Arc::new(trust),
+        token: settings.token.map(Arc::from),
+        max_module_bytes: settings.max_module_bytes,
+        trust: Arc::new(settings.trust),
         metrics,
+        controller,
     };
     Router::new()
         .route(
@@ -66,6 +78,9 @@ pub(crate) fn router(
         .route("/v1/slots/{slot}/promote", post(promote))
         .route("/v1/events", get(events))
         .route("/metrics", get(prometheus))
+        .route("/v1/process", get(process::show))
+        .route("/v1/upgrade", post(process::upgrade))
+        .route("/v1/reload", post(process::reload))
         .fallback(|| async {
             problem(
                 StatusCode::NOT_FOUND,

@@ -1,0 +1,47 @@
+//! `/v1/process`, `/v1/upgrade`, `/v1/reload`: the server process itself.
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::{Extension, Json};
+
+use super::{problem, Admin};
+use crate::control::ControlError;
+use crate::http::ConnectionHandle;
+
+/// `GET /v1/process`: pid, generation, binary.
+pub(super) async fn show(State(admin): State<Admin>) -> Response {
+    Json(admin.controller.process().clone()).into_response()
+}
+
+/// `POST /v1/upgrade`: answers once the new process serves (200, with the
+/// timings) or with why it did not (this process serves on).
+pub(super) async fn upgrade(
+    State(admin): State<Admin>,
+    Extension(connection): Extension<ConnectionHandle>,
+) -> Response {
+    // This request waits for the drain; the drain must not wait for it.
+    connection.exempt_from_drain();
+    match admin.controller.upgrade().await {
+        Ok(report) => Json(report).into_response(),
+        Err(e) => control_problem(e, "upgrade-failed"),
+    }
+}
+
+/// `POST /v1/reload`: re-reads the config file and applies it, or changes
+/// nothing and says why.
+pub(super) async fn reload(State(admin): State<Admin>) -> Response {
+    match admin.controller.reload().await {
+        Ok(report) => Json(report).into_response(),
+        Err(e) => control_problem(e, "reload-rejected"),
+    }
+}
+
+fn control_problem(e: ControlError, kind: &str) -> Response {
+    match e {
+        ControlError::Stopping => {
+            problem(StatusCode::SERVICE_UNAVAILABLE, "stopping", e.to_string())
+        }
+        ControlError::Failed(why) => problem(StatusCode::CONFLICT, kind, why),
+    }
+}

@@ -1,0 +1,100 @@
+//! `Controller`: how the admin API and signal handlers ask a running server
+//! to upgrade its binary or reload its config, and what they hear back.
+
+use serde::{Deserialize, Serialize};
+use tokio::sync::{mpsc, oneshot};
+
+/// What a server can be asked to do while it runs.
+pub(crate) enum Command {
+    Upgrade(oneshot::Sender<Result<UpgradeReport, String>>),
+    Reload(oneshot::Sender<Result<ReloadReport, String>>),
+}
+
+/// Asks the running server to upgrade or reload. Cheap to clone.
+#[derive(Clone)]
+pub struct Controller {
+    pub(crate) commands: mpsc::Sender<Command>,
+    pub(crate) process: ProcessInfo,
+}
+
+/// Which process this is.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ProcessInfo {
+    /// Its pid.
+    pub pid: u32,
+    /// 1 for a process started by hand, one more for each upgrade since.
+    pub generation: u64,
+    /// The binary an upgrade starts.
+    pub binary: String,
+}
+
+/// A binary upgrade that happened.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct UpgradeReport {
+    /// The process that served before.
+    pub old_pid: u32,
+    /// The process that serves now.
+    pub new_pid: u32,
+    /// Its generation.
+    pub generation: u64,
+    /// From the upgrade's start until the new process was ready.
+    pub ready_ms: f64,
+    /// How long the old process took to drain.
+    pub drain_ms: f64,
+    /// From the upgrade's start until the new process served.
+    pub handover_ms: f64,
+}
+
+/// A config reload that was applied.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct ReloadReport {
+    /// The settings that changed, e.g. `routes`, `listen`.
+    pub changed: Vec<String>,
+    /// What the operator should know about how they apply.
+    pub notes: Vec<String>,
+}
+
+/// Why a command could not be carried out.
+#[derive(Debug, thiserror::Error)]
+pub enum ControlError {
+    /// The server is stopping (or stopped) and takes no more commands.
+    #[error("the server is stopping")]
+    Stopping,
+    /// The command ran and failed; the server serves as before.
+    #[error("{0}")]
+    Failed(String),
+}
+
+impl Controller {
+    /// Which process this is.
+    pub fn process(&self) -> &ProcessInfo {
+        &self.process
+    }
+
+    /// Upgrades to the binary on disk, and returns once the new process
+    /// serves (this one then exits), or with why it did not (this one
+    /// serves on).
+    pub async fn upgrade(&self) -> Result<UpgradeReport, ControlError> {
+        self.ask(Command::Upgrade).await
+    }
+
+    /// Re-reads the config and applies it in place, or says why not (the
+    /// old config stays in force).
+    pub async fn reload(&self) -> Result<ReloadReport, ControlError> {
+        self.ask(Command::Reload).await
+    }
+
+    async fn ask<T>(
+        &self,
+        command: impl FnOnce(oneshot::Sender<Result<T, String>>) -> Command,
+    ) -> Result<T, ControlError> {
+        let (tx, rx) = oneshot::channel();
+        self.commands
+            .send(command(tx))
+            .await
+            .map_err(|_| ControlError::Stopping)?;
+        rx.await
+            .map_err(|_| ControlError::Stopping)?
+            .map_err(ControlError::Failed)
+    }
+}

@@ -1,0 +1,239 @@
+//! Serving HTTP/1 connections from our own accept loops, so that the
+//! server can stop accepting and drain on its own terms.
+//!
+//! A drain (before an upgrade hands over, or at shutdown) must finish every
+//! request in flight and close keep-alive connections without cutting a
+//! request a client has just sent. So, once draining:
+//! - every response carries `Connection: close`, and the connection closes
+//!   after it: a busy client learns to reconnect (to the new process) from
+//!   its next answer;
+//! - a connection that has sent nothing for `idle_grace` is closed (a
+//!   client that idle rarely sends at that very moment, and then only on a
+//!   connection it must already be ready to find closed);
+//! - whatever is still open at the deadline is dropped.
+//!
+//! Requests are routed through whatever [`Router`] is current when they
+//! arrive, so a config reload applies to connections already open.
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use arc_swap::ArcSwap;
+use axum::extract::ConnectInfo;
+use axum::http::{header, HeaderValue, Request};
+use axum::Router;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use tokio::net::TcpListener;
+use tokio::sync::{watch, Notify};
+use tokio::time::Instant;
+use tower::ServiceExt;
+
+/// Every response carries this header: the generation of the process that
+/// answered (1 for a process started by hand, +1 per upgrade).
+pub const PROCESS_HEADER: &str = "x-hotswap-process";
+
+/// How a drain treats connections.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct DrainTiming {
+    /// Close a connection that has been idle this long.
+    pub idle_grace: Duration,
+    /// Drop whatever is still open this long after the drain began.
+    pub deadline: Duration,
+}
+
+/// The open connections of one process, across all its listeners.
+pub(crate) struct Connections {
+    /// Connections that a drain waits for.
+    open: AtomicUsize,
+    /// Connections a handler exempted from drains (see [`ConnectionHandle`]).
+    exempt: AtomicUsize,
+    closed: Notify,
+    /// `Some(deadline)` while draining.
+    draining: watch::Sender<Option<Instant>>,
+    generation: HeaderValue,
+    idle_grace: std::sync::Mutex<Duration>,
+}
+
+impl Connections {
+    pub(crate) fn new(generation: u64) -> Arc<Connections> {
+        Arc::new(Connections {
+            open: AtomicUsize::new(0),
+            exempt: AtomicUsize::new(0),
+            closed: Notify::new(),
+            draining: watch::Sender::new(None),
+            generation: HeaderValue::from(generation),
+            idle_grace: std::sync::Mutex::new(Duration::from_millis(200)),
+        })
+    }
+
+    /// Starts draining every connection (accept loops are stopped
+    /// separately) and waits until all of them, except exempt ones, closed.
+    pub(crate) async fn drain(&self, timing: DrainTiming) {
+        *self.idle_grace.lock().unwrap_or_else(|e| e.into_inner()) = timing.idle_grace;
+        self.draining
+            .send_replace(Some(Instant::now() + timing.deadline));
+        loop {
+            let closed = self.closed.notified();
+            if self.open.load(Ordering::Acquire) == 0 {
+                return;
+            }
+            closed.await;
+        }
+    }
+
+    /// Waits until the exempt connections closed too: the upgrade request
+    /// has its answer before this process exits.
+    pub(crate) async fn wait_exempt(&self) {
+        loop {
+            let closed = self.closed.notified();
+            if self.exempt.load(Ordering::Acquire) == 0 {
+                return;
+            }
+            closed.await;
+        }
+    }
+
+    /// Back to normal after a drain whose upgrade failed.
+    pub(crate) fn resume(&self) {
+        self.draining.send_replace(None);
+    }
+
+    fn opened(&self) {
+        self.open.fetch_add(1, Ordering::AcqRel);
+    }
+
+    fn close(&self) {
+        if self.open.fetch_sub(1, Ordering::AcqRel) == 1 {
+            self.closed.notify_waiters();
+        }
+    }
+}
+
+/// Handed to every request: lets a handler take its own connection out of
+/// the drain's count, because it drives the drain (the upgrade request
+/// waits for the drain, which must not wait for it).
+#[derive(Clone)]
+pub(crate) struct ConnectionHandle {
+    exempt: Arc<AtomicBool>,
+    connections: Arc<Connections>,
+}
+
+impl ConnectionHandle {
+    /// Drains stop waiting for this connection.
+    pub(crate) fn exempt_from_drain(&self) {
+        if !self.exempt.swap(true, Ordering::AcqRel) {
+            self.connections.exempt.fetch_add(1, Ordering::AcqRel);
+            self.connections.close();
+        }
+    }
+}
+
+/// Accepts on `listener` until `stop` turns true, serving each connection
+/// with the current `router`.
+pub(crate) async fn accept(
+    listener: Arc<TcpListener>,
+    router: Arc<ArcSwap<Router>>,
+    connections: Arc<Connections>,
+    mut stop: watch::Receiver<bool>,
+) {
+    loop {
+        let accepted = tokio::select! {
+            biased;
+            _ = stop.wait_for(|s| *s) => return,
+            a = listener.accept() => a,
+        };
+        match accepted {
+            Ok((stream, peer)) => {
+                let _ = stream.set_nodelay(true);
+                connections.opened();
+                tokio::spawn(serve(stream, peer, router.clone(), connections.clone()));
+            }
+            // Out of descriptors and the like: back off briefly rather than
+            // spin; connections wait in the backlog meanwhile.
+            Err(e) => {
+                tracing::warn!(error = %e, "accept failed");
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        }
+    }
+}
+
+/// One connection, from accept to close.
+async fn serve(
+    stream: tokio::net::TcpStream,
+    peer: SocketAddr,
+    router: Arc<ArcSwap<Router>>,
+    connections: Arc<Connections>,
+) {
+    let handle = ConnectionHandle {
+        exempt: Arc::new(AtomicBool::new(false)),
+        connections: connections.clone(),
+    };
+    let draining = connections.draining.subscribe();
+    let service = {
+        let handle = handle.clone();
+        let generation = connections.generation.clone();
+        let draining = draining.clone();
+        hyper::service::service_fn(move |request: Request<hyper::body::Incoming>| {
+            let mut request = request.map(axum::body::Body::new);
+            request.extensions_mut().insert(ConnectInfo(peer));
+            request.extensions_mut().insert(handle.clone());
+            let router = Router::clone(&router.load());
+            let generation = generation.clone();
+            let draining = draining.clone();
+            async move {
+                let mut response = router.oneshot(request).await?;
+                let headers = response.headers_mut();
+                headers.insert(PROCESS_HEADER, generation);
+                if draining.borrow().is_some() {
+                    headers.insert(header::CONNECTION, HeaderValue::from_static("close"));
+                }
+                Ok::<_, Infallible>(response)
+            }
+        })
+    };
+    let connection = hyper::server::conn::http1::Builder::new()
+        .timer(TokioTimer::new())
+        .serve_connection(TokioIo::new(stream), service);
+    tokio::pin!(connection);
+    let mut draining = draining;
+    let deadline = tokio::select! {
+        _ = connection.as_mut() => None,
+        d = draining.wait_for(Option::is_some) => d.ok().and_then(|d| *d),
+    };
+    if let Some(deadline) = deadline {
+        let idle_grace = *connections
+            .idle_grace
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        // A busy connection ends after its next response (it says
+        // `Connection: close`); give an idle one the grace period.
+        let ended = tokio::select! {
+            _ = connection.as_mut() => true,
+            _ = tokio::time::sleep(idle_grace) => false,
+        };
+        if !ended {
+            // Closes it now if idle, else after the response in progress.
+            connection.as_mut().graceful_shutdown();
+            if handle.exempt.load(Ordering::Acquire) {
+                let _ = connection.as_mut().await;
+            } else {
+                tokio::select! {
+                    _ = connection.as_mut() => {}
+                    _ = tokio::time::sleep_until(deadline) => {
+                        tracing::warn!(%peer, "dropped a connection still busy at the drain deadline");
+                    }
+                }
+            }
+        }
+    }
+    if handle.exempt.swap(true, Ordering::AcqRel) {
+        connections.exempt.fetch_sub(1, Ordering::AcqRel);
+        connections.closed.notify_waiters();
+    } else {
+        connections.close();
+    }
+}

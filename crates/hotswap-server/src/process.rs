@@ -1,0 +1,409 @@
+//! The running server's life: accept, reload the config in place, upgrade
+//! the binary, drain and stop.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use arc_swap::ArcSwap;
+use axum::Router;
+use hotswap_upgrade::Upgrader;
+use tokio::net::TcpListener;
+use tokio::sync::{mpsc, watch};
+use tokio::task::JoinHandle;
+
+use crate::config::{CanaryConfig, ConfigError, ServerConfig};
+use crate::control::{Command, Controller, ReloadReport, UpgradeReport};
+use crate::gateway::Gateway;
+use crate::http::{self, Connections, DrainTiming};
+use crate::metrics::Metrics;
+use crate::{admin, data, ConfigSource, Exit, ServerError};
+
+/// One listener and the task accepting on it, if any.
+struct Accepting {
+    listener: Arc<TcpListener>,
+    stop: watch::Sender<bool>,
+    task: Option<JoinHandle<()>>,
+}
+
+impl Accepting {
+    fn start(
+        listener: Arc<TcpListener>,
+        router: &Arc<ArcSwap<Router>>,
+        connections: &Arc<Connections>,
+    ) -> Accepting {
+        let mut accepting = Accepting {
+            listener,
+            stop: watch::Sender::new(true),
+            task: None,
+        };
+        accepting.resume(router, connections);
+        accepting
+    }
+
+    /// Stops accepting; returns once no accept can happen any more. The
+    /// socket stays open (connections queue in its backlog).
+    async fn pause(&mut self) {
+        let _ = self.stop.send(true);
+        if let Some(task) = self.task.take() {
+            let _ = task.await;
+        }
+    }
+
+    /// Accepts again.
+    fn resume(&mut self, router: &Arc<ArcSwap<Router>>, connections: &Arc<Connections>) {
+        let (stop, rx) = watch::channel(false);
+        self.stop = stop;
+        self.task = Some(tokio::spawn(http::accept(
+            self.listener.clone(),
+            router.clone(),
+            connections.clone(),
+            rx,
+        )));
+    }
+}
+
+/// Everything a running server owns.
+pub(crate) struct Running {
+    pub config: ServerConfig,
+    pub source: Option<ConfigSource>,
+    pub upgrader: Arc<Upgrader>,
+    pub gateway: Arc<Gateway>,
+    pub metrics: Arc<Metrics>,
+    /// Taken by `run`: only the accept loops hold listeners, so that one
+    /// replaced by a reload really closes.
+    pub data: Option<TcpListener>,
+    pub admin: Option<TcpListener>,
+    pub commands: mpsc::Receiver<Command>,
+    pub controller: Controller,
+}
+
+/// The mutable part of the loop.
+struct Live {
+    config: ServerConfig,
+    data: Accepting,
+    admin: Accepting,
+    data_router: Arc<ArcSwap<Router>>,
+    admin_router: Arc<ArcSwap<Router>>,
+    canary: Arc<ArcSwap<CanaryConfig>>,
+}
+
+impl Running {
+    pub(crate) async fn run(
+        mut self,
+        shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+    ) -> Result<Exit, ServerError> {
+        let connections = Connections::new(self.upgrader.generation());
+        let (stop_tasks, stop_rx) = watch::channel(false);
+        let canary = Arc::new(ArcSwap::from_pointee(self.config.canary.clone()));
+        tokio::spawn(crate::metrics::count_events(
+            self.metrics.clone(),
+            self.gateway.events().clone(),
+        ));
+        tokio::spawn(crate::budget::watch(
+            self.gateway.clone(),
+            canary.clone(),
+            stop_rx,
+        ));
+        let data_router = Arc::new(ArcSwap::from_pointee(self.data_router(&self.config)));
+        let admin_router = Arc::new(ArcSwap::from_pointee(self.admin_router(&self.config)?));
+        let mut live = Live {
+            data: Accepting::start(
+                Arc::new(self.data.take().expect("run once")),
+                &data_router,
+                &connections,
+            ),
+            admin: Accepting::start(
+                Arc::new(self.admin.take().expect("run once")),
+                &admin_router,
+                &connections,
+            ),
+            config: self.config.clone(),
+            data_router,
+            admin_router,
+            canary,
+        };
+        // Accepting: the parent (if any) may go.
+        if let Err(e) = self.upgrader.serving() {
+            tracing::warn!(error = %e, "could not tell the previous process that we serve");
+        }
+
+        tokio::pin!(shutdown);
+        let exit = loop {
+            let command = tokio::select! {
+                _ = &mut shutdown => break Exit::Stopped,
+                c = self.commands.recv() => c,
+            };
+            match command {
+                None => break Exit::Stopped,
+                Some(Command::Reload(reply)) => {
+                    let result = self.reload(&mut live, &connections);
+                    let _ = reply.send(result.map_err(|e| e.to_string()));
+                }
+                Some(Command::Upgrade(reply)) => {
+                    match self.upgrade(&mut live, &connections).await {
+                        Ok(report) => {
+                            let _ = reply.send(Ok(report.clone()));
+                            // The upgrade's own request is answered; let it
+                            // (and any exempt connection) finish, briefly.
+                            let _ = tokio::time::timeout(
+                                Duration::from_secs(5),
+                                connections.wait_exempt(),
+                            )
+                            .await;
+                            let _ = stop_tasks.send(true);
+                            return Ok(Exit::Upgraded(report));
+                        }
+                        Err(e) => {
+                            let _ = reply.send(Err(e));
+                        }
+                    }
+                }
+            }
+        };
+        // Stopping for good.
+        self.upgrader.stopping();
+        live.data.pause().await;
+        live.admin.pause().await;
+        connections.drain(self.drain_timing(&live.config)).await;
+        let _ = stop_tasks.send(true);
+        self.gateway.flush()?;
+        Ok(exit)
+    }
+
+    fn drain_timing(&self, config: &ServerConfig) -> DrainTiming {
+        DrainTiming {
+            idle_grace: Duration::from_millis(config.upgrade.drain_idle_ms),
+            deadline: Duration::from_millis(config.upgrade.drain_timeout_ms),
+        }
+    }
+
+    fn data_router(&self, config: &ServerConfig) -> Router {
+        data::router(
+            self.gateway.clone(),
+            &config.routes,
+            &config.canary.key_header,
+            self.metrics.clone(),
+        )
+    }
+
+    fn admin_router(&self, config: &ServerConfig) -> Result<Router, ConfigError> {
+        Ok(admin::router(
+            self.gateway.clone(),
+            admin::Settings {
+                token: config.admin_token.clone(),
+                max_module_bytes: config.max_module_bytes,
+                trust: config.trust()?,
+            },
+            self.metrics.clone(),
+            self.controller.clone(),
+        ))
+    }
+
+    /// Starts the new binary; once it is ready, stops accepting, drains,
+    /// hands over the store and the counters, and waits until it serves.
+    /// Any failure leaves this process serving, listeners and all.
+    async fn upgrade(
+        &mut self,
+        live: &mut Live,
+        connections: &Arc<Connections>,
+    ) -> Result<UpgradeReport, String> {
+        let started = Instant::now();
+        let upgrader = self.upgrader.clone();
+        let pending = tokio::task::spawn_blocking(move || upgrader.upgrade())
+            .await
+            .map_err(|e| format!("the upgrade task failed: {e}"))?
+            .map_err(|e| e.to_string())?;
+        let ready_ms = ms(started.elapsed());
+        tracing::info!(
+            pid = pending.pid(),
+            ready_ms,
+            "the new process is ready; draining"
+        );
+        eprintln!(
+            "hotswap serve: upgrade: new process {} is ready after {ready_ms:.1} ms; draining",
+            pending.pid()
+        );
+
+        // Stop accepting: from now on connections wait in the shared
+        // backlog for the new process.
+        live.data.pause().await;
+        live.admin.pause().await;
+        let drain_started = Instant::now();
+        let timing = self.drain_timing(&live.config);
+        connections.drain(timing).await;
+        let drain_ms = ms(drain_started.elapsed());
+
+        let gateway = self.gateway.clone();
+        let metrics = self.metrics.clone();
+        let handover = tokio::task::spawn_blocking(move || {
+            gateway.release_store().map_err(|e| e.to_string())?;
+            pending
+                .hand_over(&metrics.snapshot())
+                .map_err(|e| e.to_string())
+        })
+        .await
+        .map_err(|e| format!("the hand-over task failed: {e}"))
+        .and_then(|r| r);
+        match handover {
+            Ok(done) => Ok(UpgradeReport {
+                old_pid: std::process::id(),
+                new_pid: done.pid,
+                generation: done.generation,
+                ready_ms,
+                drain_ms,
+                handover_ms: ms(started.elapsed()),
+            }),
+            Err(why) => {
+                // Serve on, exactly as before.
+                let gateway = self.gateway.clone();
+                let reacquired = tokio::task::spawn_blocking(move || gateway.reacquire_store())
+                    .await
+                    .map_err(|e| e.to_string())
+                    .and_then(|r| r.map_err(|e| e.to_string()));
+                if let Err(e) = &reacquired {
+                    tracing::error!(error = %e, "cannot take the store back; deploys and kv calls fail until a restart");
+                }
+                connections.resume();
+                live.data.resume(&live.data_router, connections);
+                live.admin.resume(&live.admin_router, connections);
+                Err(format!("{why}; this process serves on"))
+            }
+        }
+    }
+
+    /// Re-reads the config and applies what changed, or changes nothing.
+    fn reload(
+        &mut self,
+        live: &mut Live,
+        connections: &Arc<Connections>,
+    ) -> Result<ReloadReport, ConfigError> {
+        let Some(source) = &self.source else {
+            return Err(ConfigError::Invalid(
+                "this server was started without a config file to reload".into(),
+            ));
+        };
+        let next = source()?;
+        next.check()?;
+        let old = &live.config;
+        let mut report = ReloadReport::default();
+        if next.data_dir != old.data_dir {
+            return Err(ConfigError::Invalid(format!(
+                "data_dir cannot change in place ({} → {}): stop the server, move the store, start it again",
+                old.data_dir.display(),
+                next.data_dir.display()
+            )));
+        }
+        let wasm = next.wasm();
+        if next.limits.memory_cap_mib
+            > old
+                .limits
+                .memory_cap_mib
+                .max(self.config.limits.memory_cap_mib)
+        {
+            return Err(ConfigError::Invalid(format!(
+                "limits.memory_cap_mib can only rise above {} by an upgrade (`hotswap upgrade`), which starts a process with the new config",
+                self.config.limits.memory_cap_mib
+            )));
+        }
+        // New listeners first, so a bad address changes nothing.
+        let open = |name: &str, addr| -> Result<Option<Arc<TcpListener>>, ConfigError> {
+            let l = self
+                .upgrader
+                .open(name, addr)
+                .map_err(|e| ConfigError::Invalid(e.to_string()))?;
+            l.set_nonblocking(true)
+                .and_then(|()| TcpListener::from_std(l))
+                .map(|l| Some(Arc::new(l)))
+                .map_err(|e| ConfigError::Invalid(format!("cannot listen on {addr}: {e}")))
+        };
+        let new_data = if next.listen != old.listen {
+            open("data", next.listen)?
+        } else {
+            None
+        };
+        let new_admin = if next.admin != old.admin {
+            open("admin", next.admin)?
+        } else {
+            None
+        };
+        let admin_router = self.admin_router(&next)?;
+        self.gateway
+            .set_limits(&wasm)
+            .map_err(|e| ConfigError::Invalid(e.to_string()))?;
+
+        // Committed: nothing below can fail.
+        let mut changed = |what: &str, yes: bool| {
+            if yes {
+                report.changed.push(what.to_string());
+            }
+        };
+        changed("listen", new_data.is_some());
+        changed("admin", new_admin.is_some());
+        changed("routes", next.routes != old.routes);
+        changed("canary", next.canary != old.canary);
+        changed("limits", next.limits != old.limits);
+        changed("trusted_keys", next.trusted_keys != old.trusted_keys);
+        changed(
+            "require_signature",
+            next.require_signature != old.require_signature,
+        );
+        changed("admin_token", next.admin_token != old.admin_token);
+        changed(
+            "max_module_bytes",
+            next.max_module_bytes != old.max_module_bytes,
+        );
+        changed("upgrade", next.upgrade != old.upgrade);
+        changed("deploy_example", next.deploy_example != old.deploy_example);
+        if next.limits != old.limits {
+            report.notes.push(
+                "limits apply to revisions deployed from now on; running revisions keep theirs until replaced".into(),
+            );
+        }
+        live.data_router.store(Arc::new(self.data_router(&next)));
+        live.admin_router.store(Arc::new(admin_router));
+        live.canary.store(Arc::new(next.canary.clone()));
+        self.upgrader.configure(|o| apply_upgrade_options(o, &next));
+        for (name, new, slot) in [
+            ("data", new_data, &mut live.data),
+            ("admin", new_admin, &mut live.admin),
+        ] {
+            if let Some(listener) = new {
+                let std = listener_std(&listener);
+                if let Err(e) = std.and_then(|s| self.upgrader.register(name, &s)) {
+                    tracing::warn!(error = %e, "the next process will not inherit the new {name} listener");
+                }
+                let router = if name == "data" {
+                    &live.data_router
+                } else {
+                    &live.admin_router
+                };
+                let mut old =
+                    std::mem::replace(slot, Accepting::start(listener, router, connections));
+                // The old socket closes once its accept loop ends; its
+                // connections carry on until they close.
+                tokio::spawn(async move { old.pause().await });
+            }
+        }
+        live.config = next;
+        Ok(report)
+    }
+}
+
+/// The options of `hotswap-upgrade` that a config sets.
+pub(crate) fn apply_upgrade_options(o: &mut hotswap_upgrade::Options, config: &ServerConfig) {
+    let u = &config.upgrade;
+    o.executable = u.binary.clone();
+    o.ready_timeout = Duration::from_millis(u.ready_timeout_ms);
+    o.handover_timeout = Duration::from_millis(u.handover_timeout_ms);
+}
+
+/// A duplicate of a tokio listener's socket, as std, for registering.
+fn listener_std(listener: &TcpListener) -> std::io::Result<std::net::TcpListener> {
+    use std::os::fd::AsFd;
+    let fd = listener.as_fd().try_clone_to_owned()?;
+    Ok(std::net::TcpListener::from(fd))
+}
+
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1000.0
+}

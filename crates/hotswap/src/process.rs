@@ -1,0 +1,45 @@
+//! `hotswap upgrade` and `hotswap reload`: replace a running server's
+//! binary, or apply its changed config, without refusing a connection.
+
+use std::process::ExitCode;
+
+use hotswap_server::{ReloadReport, UpgradeReport};
+
+use crate::client::{finish, request, Conn};
+
+#[derive(clap::Args)]
+pub struct Upgrade {
+    #[command(flatten)]
+    conn: Conn,
+}
+
+#[derive(clap::Args)]
+pub struct Reload {
+    #[command(flatten)]
+    conn: Conn,
+}
+
+pub fn upgrade(args: Upgrade) -> anyhow::Result<ExitCode> {
+    let answer = request(&args.conn, "POST", "/v1/upgrade", Some(b""))?;
+    finish(&args.conn, answer, |r: &UpgradeReport| {
+        format!(
+            "upgraded: pid {} took over from pid {} as generation {} (ready after {:.1} ms, drained in {:.1} ms, handed over after {:.1} ms)",
+            r.new_pid, r.old_pid, r.generation, r.ready_ms, r.drain_ms, r.handover_ms
+        )
+    })
+}
+
+pub fn reload(args: Reload) -> anyhow::Result<ExitCode> {
+    let answer = request(&args.conn, "POST", "/v1/reload", Some(b""))?;
+    finish(&args.conn, answer, |r: &ReloadReport| {
+        let mut text = if r.changed.is_empty() {
+            "reloaded: nothing changed".to_string()
+        } else {
+            format!("reloaded: {} changed", r.changed.join(", "))
+        };
+        for note in &r.notes {
+            text.push_str(&format!("\nnote: {note}"));
+        }
+        text
+    })
+}
