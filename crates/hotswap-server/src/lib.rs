@@ -121,7 +121,10 @@ impl Server {
     /// process of an upgrade, or bound), waits for the previous process to
     /// let go, opens the store, restores every slot (deploying the example
     /// plugin on a first start) and carries over the previous process's
-    /// counters. Port 0 picks a free port ([`Server::data_addr`] tells which).
+    /// counters; then tells the previous process it may exit, and writes the
+    /// pid file. Call [`Server::run`] right after: connections wait in the
+    /// backlog until it accepts. Port 0 picks a free port
+    /// ([`Server::data_addr`] tells which).
     pub async fn start(
         config: ServerConfig,
         upgrader: Arc<Upgrader>,
@@ -171,6 +174,12 @@ impl Server {
                 skipped = restored.skipped,
                 "carried over the previous process's counters"
             );
+        }
+        // The store is ours and the slots are up: the previous process may
+        // go, and the pid file names us. Connections that arrive before
+        // `run` accepts them wait in the listeners' backlogs.
+        if let Err(e) = upgrader.serving() {
+            tracing::warn!(error = %e, "could not tell the previous process that we serve");
         }
         let (tx, commands) = tokio::sync::mpsc::channel(8);
         let controller = Controller {

@@ -122,10 +122,6 @@ impl Running {
             admin_router,
             canary,
         };
-        // Accepting: the parent (if any) may go.
-        if let Err(e) = self.upgrader.serving() {
-            tracing::warn!(error = %e, "could not tell the previous process that we serve");
-        }
 
         tokio::pin!(shutdown);
         let exit = loop {
@@ -136,7 +132,7 @@ impl Running {
             match command {
                 None => break Exit::Stopped,
                 Some(Command::Reload(reply)) => {
-                    let result = self.reload(&mut live, &connections);
+                    let result = self.reload(&mut live, &connections).await;
                     let _ = reply.send(result.map_err(|e| e.to_string()));
                 }
                 Some(Command::Upgrade(reply)) => {
@@ -212,7 +208,7 @@ impl Running {
         let pending = tokio::task::spawn_blocking(move || upgrader.upgrade())
             .await
             .map_err(|e| format!("the upgrade task failed: {e}"))?
-            .map_err(|e| e.to_string())?;
+            .map_err(|e| format!("{e}; this process serves on"))?;
         let ready_ms = ms(started.elapsed());
         tracing::info!(
             pid = pending.pid(),
@@ -272,7 +268,7 @@ impl Running {
     }
 
     /// Re-reads the config and applies what changed, or changes nothing.
-    fn reload(
+    async fn reload(
         &mut self,
         live: &mut Live,
         connections: &Arc<Connections>,
@@ -363,29 +359,48 @@ impl Running {
         live.admin_router.store(Arc::new(admin_router));
         live.canary.store(Arc::new(next.canary.clone()));
         self.upgrader.configure(|o| apply_upgrade_options(o, &next));
-        for (name, new, slot) in [
-            ("data", new_data, &mut live.data),
-            ("admin", new_admin, &mut live.admin),
-        ] {
-            if let Some(listener) = new {
-                let std = listener_std(&listener);
-                if let Err(e) = std.and_then(|s| self.upgrader.register(name, &s)) {
-                    tracing::warn!(error = %e, "the next process will not inherit the new {name} listener");
-                }
-                let router = if name == "data" {
-                    &live.data_router
-                } else {
-                    &live.admin_router
-                };
-                let mut old =
-                    std::mem::replace(slot, Accepting::start(listener, router, connections));
-                // The old socket closes once its accept loop ends; its
-                // connections carry on until they close.
-                tokio::spawn(async move { old.pause().await });
-            }
+        if let Some(listener) = new_data {
+            self.switch(
+                "data",
+                &mut live.data,
+                listener,
+                &live.data_router,
+                connections,
+            )
+            .await;
+        }
+        if let Some(listener) = new_admin {
+            self.switch(
+                "admin",
+                &mut live.admin,
+                listener,
+                &live.admin_router,
+                connections,
+            )
+            .await;
         }
         live.config = next;
         Ok(report)
+    }
+}
+
+impl Running {
+    /// Accepts on `listener` instead of the old one, which closes once its
+    /// accept loop has stopped (its connections carry on until they close).
+    async fn switch(
+        &self,
+        name: &str,
+        accepting: &mut Accepting,
+        listener: Arc<TcpListener>,
+        router: &Arc<ArcSwap<Router>>,
+        connections: &Arc<Connections>,
+    ) {
+        let registered = listener_std(&listener).and_then(|s| self.upgrader.register(name, &s));
+        if let Err(e) = registered {
+            tracing::warn!(error = %e, "the next process will not inherit the new {name} listener");
+        }
+        let mut old = std::mem::replace(accepting, Accepting::start(listener, router, connections));
+        old.pause().await;
     }
 }
 

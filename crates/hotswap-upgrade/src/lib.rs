@@ -273,17 +273,19 @@ impl Upgrader {
     /// the pid file, and tells systemd (which the parent does on our behalf
     /// after an upgrade).
     pub fn serving(&self) -> Result<(), UpgradeError> {
+        // The pid file first: once the parent hears from us, it reports the
+        // upgrade done, and whoever reads the file then must find us.
+        if let Some(path) = &lock(&self.options).pid_file {
+            if let Err(e) = pidfile::write(path) {
+                tracing::warn!(path = %path.display(), error = %e, "cannot write the pid file");
+            }
+        }
         let parent = lock(&self.parent).take();
         match parent {
             Some(mut channel) => {
                 wire::send(&mut channel, wire::SERVING, &[]).map_err(UpgradeError::Channel)?
             }
             None => systemd::ready(),
-        }
-        if let Some(path) = &lock(&self.options).pid_file {
-            if let Err(e) = pidfile::write(path) {
-                tracing::warn!(path = %path.display(), error = %e, "cannot write the pid file");
-            }
         }
         Ok(())
     }

@@ -1,0 +1,306 @@
+//! The process tier through the real binary: `hotswap serve` upgrading
+//! itself under load, draining a long request, surviving bad new binaries,
+//! reloading its config, and keeping its plugins, kv and counters.
+
+mod process;
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+
+use process::{agent, post, Load, Serve};
+
+#[test]
+fn twenty_upgrades_under_load_refuse_nothing_and_fail_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let serve = Serve::start(dir.path(), &[]);
+    let load = Load::start(format!("http://{}/greet", serve.data), 4);
+    load.wait_for_generation(1);
+    let mut pids = vec![serve.pid()];
+    for n in 2..=21u64 {
+        let report = serve.upgrade();
+        assert_eq!(report["generation"], n);
+        assert_eq!(report["old_pid"], *pids.last().unwrap());
+        let pid = serve.pid();
+        assert_eq!(report["new_pid"], pid, "the pid file names the new process");
+        assert!(!pids.contains(&pid));
+        pids.push(pid);
+        // Some client was answered by the new process before the next upgrade.
+        load.wait_for_generation(n);
+    }
+    let tally = load.stop();
+    eprintln!("20 upgrades under load: {tally:?}");
+    assert_eq!(tally.refused, 0, "{tally:?}");
+    assert_eq!(tally.failed, 0, "{tally:?}");
+    assert_eq!(
+        tally.went_back, 0,
+        "a client was answered by an older process after a newer one: {tally:?}"
+    );
+    assert!(tally.ok >= 20, "{tally:?}");
+    // Every old process exits once it has answered what it had.
+    for pid in &pids[..pids.len() - 1] {
+        assert!(process::exits_within(*pid, 30), "pid {pid} still runs");
+    }
+}
+
+#[test]
+fn a_long_request_in_flight_completes_on_the_old_process() {
+    let dir = tempfile::tempdir().unwrap();
+    let serve = Serve::start(dir.path(), &[]);
+    // Headers and half the body now; the rest once the upgrade is draining.
+    let mut conn = TcpStream::connect(serve.data).unwrap();
+    write!(
+        conn,
+        "POST /greet HTTP/1.1\r\nhost: x\r\ncontent-length: 10\r\n\r\nslow-"
+    )
+    .unwrap();
+    let upgrading = std::thread::scope(|s| {
+        let upgrade = s.spawn(|| serve.upgrade());
+        serve.wait_for_line("is ready after");
+        conn.write_all(b"reqst").unwrap();
+        let mut answer = String::new();
+        conn.read_to_string(&mut answer).unwrap(); // the old process closes it
+        assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+        assert!(answer.contains("x-hotswap-process: 1\r\n"), "{answer}");
+        assert!(answer.contains("connection: close\r\n"), "{answer}");
+        assert!(answer.ends_with("hello, slow-reqst!"), "{answer}");
+        upgrade.join().unwrap()
+    });
+    assert_eq!(upgrading["generation"], 2);
+    let a = post(
+        &agent(true),
+        &format!("http://{}/greet", serve.data),
+        "after",
+    )
+    .unwrap();
+    assert_eq!((a.status, a.processes), (200, vec![2]));
+}
+
+#[test]
+fn a_new_binary_that_exits_or_never_gets_ready_leaves_the_old_one_serving() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let script = |name: &str, body: &str| {
+        let path = dir.path().join(name);
+        std::fs::write(&path, format!("#!/bin/sh\n{body}\n")).unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
+        path
+    };
+    let exits = script("exits", "exit 7");
+    let hangs = script("hangs", "exec sleep 600");
+    let config = dir.path().join("hotswap.toml");
+    let write_config = |binary: &std::path::Path| {
+        std::fs::write(
+            &config,
+            format!(
+                "[upgrade]\nbinary = {:?}\nready_timeout_ms = 500\n",
+                binary.to_str().unwrap()
+            ),
+        )
+        .unwrap();
+    };
+    write_config(&exits);
+    let serve = Serve::start(dir.path(), &["--config", config.to_str().unwrap()]);
+    let pid = serve.pid();
+    let load = Load::start(format!("http://{}/greet", serve.data), 4);
+    load.wait_for_generation(1);
+
+    let out = serve.cli(&["upgrade"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("exited with status 7 before it was ready"),
+        "{err}"
+    );
+    assert!(err.contains("this process serves on"), "{err}");
+
+    write_config(&hangs);
+    let out = serve.cli(&["reload"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = serve.cli(&["upgrade"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("did not become ready within 500ms; it was killed"),
+        "{err}"
+    );
+
+    let tally = load.stop();
+    assert_eq!((tally.failed, tally.refused), (0, 0), "{tally:?}");
+    assert_eq!(serve.pid(), pid, "the old process still serves");
+    let a = post(
+        &agent(true),
+        &format!("http://{}/greet", serve.data),
+        "still",
+    )
+    .unwrap();
+    assert_eq!((a.status, a.processes), (200, vec![1]));
+}
+
+#[test]
+fn plugins_their_kv_and_the_counters_are_the_same_after_an_upgrade() {
+    let dir = tempfile::tempdir().unwrap();
+    let serve = Serve::start(dir.path(), &[]);
+    let files = tempfile::tempdir().unwrap();
+    let module = |name: &str, bytes: &[u8]| {
+        let path = files.path().join(name);
+        std::fs::write(&path, bytes).unwrap();
+        path.to_str().unwrap().to_string()
+    };
+    let counter = module("counter.wasm", hotswap_examples::COUNTER);
+    let v2 = module("v2.wasm", hotswap_examples::GREET_V2);
+    for args in [["deploy", "count", &counter], ["deploy", "greet", &v2]] {
+        let out = serve.cli(&args);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let agent = agent(true);
+    let count = |n: &str| {
+        let a = post(&agent, &format!("http://{}/count", serve.data), "").unwrap();
+        assert_eq!(a.status, 200);
+        assert_eq!(a.body, n);
+    };
+    for n in ["1", "2", "3"] {
+        count(n);
+    }
+    let status = |serve: &Serve| {
+        let out = serve.cli(&["status", "--json"]);
+        let mut v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        // What a slot runs: digests and versions, not per-process numbering.
+        for slot in v["slots"].as_array_mut().unwrap() {
+            for r in ["active", "previous", "canary"] {
+                if let Some(rev) = slot[r].as_object_mut() {
+                    rev.retain(|k, _| k == "digest" || k == "version");
+                }
+            }
+        }
+        v
+    };
+    let counters = |serve: &Serve| {
+        let text = ureq::get(&format!("http://{}/metrics", serve.admin))
+            .call()
+            .unwrap()
+            .body_mut()
+            .read_to_string()
+            .unwrap();
+        let mut lines: Vec<String> = text
+            .lines()
+            .filter(|l| l.contains("_total{"))
+            .map(String::from)
+            .collect();
+        lines.sort();
+        lines
+    };
+    let (before, counted) = (status(&serve), counters(&serve));
+    assert!(
+        counted
+            .iter()
+            .any(|l| l.starts_with("hotswap_calls_total{slot=\"count\"") && l.ends_with(" 3")),
+        "{counted:?}"
+    );
+
+    serve.upgrade();
+    assert_eq!(status(&serve), before, "the same revisions serve");
+    assert_eq!(counters(&serve), counted, "the counters carried over");
+    count("4"); // the kv data too
+    let a = post(&agent, &format!("http://{}/greet", serve.data), "x").unwrap();
+    assert_eq!((a.body.as_str(), a.processes[0]), ("HELLO, X!! (v2)", 2));
+    // And the previous revision is still there to roll back to.
+    let out = serve.cli(&["rollback", "greet"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let a = post(&agent, &format!("http://{}/greet", serve.data), "x").unwrap();
+    assert_eq!(a.body, "hello, x!");
+}
+
+#[test]
+fn sighup_applies_a_valid_config_in_place_and_rejects_a_broken_one() {
+    use rustix::process::{kill_process, Pid, Signal};
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("hotswap.toml");
+    std::fs::write(&config, "[[routes]]\npath = \"/hello\"\nslot = \"greet\"\n").unwrap();
+    let serve = Serve::start(dir.path(), &["--config", config.to_str().unwrap()]);
+    let hup = || kill_process(Pid::from_raw(serve.pid() as i32).unwrap(), Signal::HUP).unwrap();
+    let load = Load::start(format!("http://{}/hello", serve.data), 4);
+    load.wait_for_generation(1);
+    let hi = format!("http://{}/hi", serve.data);
+    assert_eq!(post(&agent(true), &hi, "x").unwrap().status, 404);
+
+    // A valid change: a second route and new canary settings.
+    std::fs::write(
+        &config,
+        "[[routes]]\npath = \"/hello\"\nslot = \"greet\"\n\n[[routes]]\npath = \"/hi\"\nslot = \"greet\"\n\n[canary]\nmin_calls = 50\n",
+    )
+    .unwrap();
+    hup();
+    let line = serve.wait_for_line("config reload");
+    assert!(
+        line.contains("config reloaded: routes, canary changed"),
+        "{line}"
+    );
+    let a = post(&agent(true), &hi, "x").unwrap();
+    assert_eq!((a.status, a.body.as_str()), (200, "hello, x!"));
+
+    // Broken: not TOML, then TOML that does not validate. Nothing changes.
+    for broken in [
+        "[[routes]\npath = ",
+        "[[routes]]\npath = \"no-slash\"\nslot = \"greet\"\n",
+    ] {
+        std::fs::write(&config, broken).unwrap();
+        hup();
+        let line = serve.wait_for_line("config reload");
+        assert!(
+            line.contains("config reload rejected, the old config stays"),
+            "{line}"
+        );
+        assert_eq!(post(&agent(true), &hi, "x").unwrap().status, 200);
+    }
+    let out = serve.cli(&["reload"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("must start with /"));
+
+    let tally = load.stop();
+    assert_eq!((tally.failed, tally.refused), (0, 0), "{tally:?}");
+    assert!(tally.ok > 0);
+}
+
+#[test]
+fn a_new_listen_address_is_opened_before_the_old_one_closes() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("hotswap.toml");
+    std::fs::write(&config, "listen = \"127.0.0.1:0\"\n").unwrap();
+    // No --listen flag: the config file decides, so a reload can move it.
+    let serve = Serve::start_with_config(dir.path(), &config);
+    let old = serve.data;
+    // A free port for the new address.
+    let new = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    std::fs::write(&config, format!("listen = \"{new}\"\n")).unwrap();
+    let out = serve.cli(&["reload", "--json"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(report["changed"], serde_json::json!(["listen"]));
+    let a = post(&agent(false), &format!("http://{new}/greet"), "moved").unwrap();
+    assert_eq!((a.status, a.body.as_str()), (200, "hello, moved!"));
+    let refused = TcpStream::connect(old).unwrap_err();
+    assert_eq!(refused.kind(), std::io::ErrorKind::ConnectionRefused);
+    // The next process inherits the new listener.
+    serve.upgrade();
+    let a = post(&agent(false), &format!("http://{new}/greet"), "again").unwrap();
+    assert_eq!((a.status, a.processes), (200, vec![2]));
+}
