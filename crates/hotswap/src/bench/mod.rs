@@ -2,6 +2,7 @@
 
 mod http;
 mod swap;
+mod upgrade;
 
 #[derive(clap::Subcommand)]
 pub enum Command {
@@ -9,12 +10,15 @@ pub enum Command {
     Swap(swap::Args),
     /// HTTP throughput through `hotswap serve` against a bare hyper server, and while deploying.
     Http(http::Args),
+    /// Binary upgrades of a running `hotswap serve` under load: handover time and failed requests.
+    Upgrade(upgrade::Args),
 }
 
 pub fn main(cmd: Command) -> anyhow::Result<std::process::ExitCode> {
     match cmd {
         Command::Swap(args) => swap::main(args),
         Command::Http(args) => http::main(args),
+        Command::Upgrade(args) => upgrade::main(args),
     }
 }
 
@@ -55,4 +59,15 @@ fn print_table(title: &str, rows: &[(&str, String, &str)]) {
 /// bound rather than growing the histogram.
 pub(crate) fn hist() -> hdrhistogram::Histogram<u64> {
     hdrhistogram::Histogram::new_with_bounds(1, 60_000_000_000, 3).expect("valid bounds")
+}
+
+/// A progress bar on stderr for `steps` steps.
+pub(crate) fn progress(steps: u64) -> indicatif::ProgressBar {
+    let bar = indicatif::ProgressBar::new(steps);
+    bar.set_style(
+        indicatif::ProgressStyle::with_template("{spinner} [{pos}/{len}] {msg} ({elapsed})")
+            .expect("valid template"),
+    );
+    bar.enable_steady_tick(std::time::Duration::from_millis(200));
+    bar
 }

@@ -6,10 +6,10 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use super::progress;
 use hdrhistogram::Histogram;
 use hotswap_core::{Artifact, EventBus, MemoryKv, Slot};
 use hotswap_wasm::{WasmConfig, WasmTier};
-use indicatif::{ProgressBar, ProgressStyle};
 use serde::Serialize;
 
 use crate::stats::{rss_kib, Samples};
@@ -378,14 +378,4 @@ fn clock_overhead() -> u64 {
         h.saturating_record(t.elapsed().as_nanos() as u64);
     }
     h.value_at_quantile(0.5)
-}
-
-fn progress(steps: u64) -> ProgressBar {
-    let bar = ProgressBar::new(steps);
-    bar.set_style(
-        ProgressStyle::with_template("{spinner} [{pos}/{len}] {msg} ({elapsed})")
-            .expect("valid template"),
-    );
-    bar.enable_steady_tick(Duration::from_millis(200));
-    bar
 }
