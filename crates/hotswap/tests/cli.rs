@@ -298,3 +298,32 @@ fn bench_http_prints_the_documented_json() {
         "latencies were not recorded: {v}"
     );
 }
+
+#[test]
+fn bench_upgrade_prints_the_documented_json() {
+    let out = hotswap(&[
+        "bench",
+        "upgrade",
+        "--json",
+        "--upgrades",
+        "3",
+        "--clients",
+        "2",
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    for key in [
+        "upgrades",
+        "requests",
+        "failed",
+        "handover_p50_ms",
+        "handover_max_ms",
+    ] {
+        assert!(v[key].is_number(), "{key} missing or not a number in {v}");
+    }
+    assert_eq!(v["upgrades"], 3);
+    assert_eq!(v["failed"], 0);
+    assert_eq!(v["refused"], 0);
+    assert!(v["requests"].as_u64().unwrap() > 0, "no load: {v}");
+    assert!(v["handover_max_ms"].as_f64().unwrap() > 0.0, "{v}");
+}
