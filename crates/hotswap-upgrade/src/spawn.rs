@@ -157,8 +157,9 @@ impl Pending {
     /// been killed and this one should resume serving.
     pub fn hand_over(mut self, state: &[u8]) -> Result<Handover, UpgradeError> {
         let pid = self.pid();
-        if let Err(e) = wire::send(&mut self.control, wire::GO, state) {
-            return Err(self.failure(e, "took over"));
+        if wire::send(&mut self.control, wire::GO, state).is_err() {
+            // A broken channel means the child is gone (or going): say how.
+            return Err(self.exited("took over"));
         }
         let timeout = self.handover_timeout;
         self.expect(wire::SERVING, timeout, "take over", "took over")?;
@@ -223,8 +224,12 @@ impl Pending {
                             ),
                         });
                     }
-                    // EOF: the child closed its end, most likely by exiting.
+                    // EOF or a reset: the child closed its end, most
+                    // likely by exiting.
                     Ok(None) => return Err(self.exited(done)),
+                    Err(e) if e.kind() != std::io::ErrorKind::InvalidData => {
+                        return Err(self.exited(done))
+                    }
                     Err(e) => return Err(self.failure(e, done)),
                 }
             }

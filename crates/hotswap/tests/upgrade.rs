@@ -304,3 +304,74 @@ fn a_new_listen_address_is_opened_before_the_old_one_closes() {
     let a = post(&agent(false), &format!("http://{new}/greet"), "again").unwrap();
     assert_eq!((a.status, a.processes), (200, vec![2]));
 }
+
+#[test]
+fn a_new_process_killed_before_it_serves_gives_everything_back() {
+    use rustix::process::{kill_process, Pid, Signal};
+    let dir = tempfile::tempdir().unwrap();
+    let serve = Serve::start(dir.path(), &[]);
+    let files = tempfile::tempdir().unwrap();
+    let counter = files.path().join("counter.wasm");
+    std::fs::write(&counter, hotswap_examples::COUNTER).unwrap();
+    let out = serve.cli(&["deploy", "count", counter.to_str().unwrap()]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    // A request held open keeps the old process draining while the new
+    // one, ready, waits for the store; then the new one dies.
+    let mut conn = TcpStream::connect(serve.data).unwrap();
+    write!(
+        conn,
+        "POST /count HTTP/1.1\r\nhost: x\r\ncontent-length: 2\r\n\r\nx"
+    )
+    .unwrap();
+    let failed = std::thread::scope(|s| {
+        let upgrade = s.spawn(|| serve.cli(&["upgrade"]));
+        let line = serve.wait_for_line("is ready after");
+        let child: i32 = line
+            .split("new process ")
+            .nth(1)
+            .unwrap()
+            .split(' ')
+            .next()
+            .unwrap()
+            .parse()
+            .unwrap();
+        kill_process(Pid::from_raw(child).unwrap(), Signal::KILL).unwrap();
+        conn.write_all(b"y").unwrap();
+        let mut answer = String::new();
+        conn.read_to_string(&mut answer).unwrap();
+        assert!(
+            answer.starts_with("HTTP/1.1 200") && answer.ends_with("\r\n\r\n1"),
+            "{answer}"
+        );
+        upgrade.join().unwrap()
+    });
+    let err = String::from_utf8_lossy(&failed.stderr);
+    assert_eq!(failed.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("by signal 9 before it took over; this process serves on"),
+        "{err}"
+    );
+
+    // The old process took the store back: kv and deploys work, and it
+    // accepts new connections again.
+    let a = post(&agent(false), &format!("http://{}/count", serve.data), "").unwrap();
+    assert_eq!(
+        (a.status, a.body.as_str(), a.processes),
+        (200, "2", vec![1])
+    );
+    let v2 = files.path().join("v2.wasm");
+    std::fs::write(&v2, hotswap_examples::GREET_V2).unwrap();
+    let out = serve.cli(&["deploy", "greet", v2.to_str().unwrap()]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // And a later upgrade goes through.
+    assert_eq!(serve.upgrade()["generation"], 2);
+}
