@@ -111,41 +111,18 @@ pub fn main(args: Args) -> anyhow::Result<ExitCode> {
         clients: args.clients,
     };
     super::report(args.json, &report, "hotswap bench upgrade", |r| {
+        let ms = |what, value: f64, target| (what, format!("{value:.1} ms"), target);
         vec![
             ("upgrades", r.upgrades.to_string(), ""),
             ("requests under load", r.requests.to_string(), ""),
             ("failed requests", r.failed.to_string(), "0"),
             ("refused connections", r.refused.to_string(), "0"),
-            (
-                "new process ready, p50",
-                format!("{:.1} ms", r.ready_p50_ms),
-                "",
-            ),
-            (
-                "new process serving, p50",
-                format!("{:.1} ms", r.took_over_p50_ms),
-                "",
-            ),
-            (
-                "new process serving, max",
-                format!("{:.1} ms", r.took_over_max_ms),
-                "",
-            ),
-            (
-                "old process gone, p50",
-                format!("{:.1} ms", r.handover_p50_ms),
-                "≤ 100 ms",
-            ),
-            (
-                "old process gone, p99",
-                format!("{:.1} ms", r.handover_p99_ms),
-                "≤ 100 ms",
-            ),
-            (
-                "old process gone, max",
-                format!("{:.1} ms", r.handover_max_ms),
-                "≤ 100 ms",
-            ),
+            ms("new process ready, p50", r.ready_p50_ms, ""),
+            ms("new process serving, p50", r.took_over_p50_ms, ""),
+            ms("new process serving, max", r.took_over_max_ms, ""),
+            ms("old process gone, p50", r.handover_p50_ms, "≤ 100 ms"),
+            ms("old process gone, p99", r.handover_p99_ms, "≤ 100 ms"),
+            ms("old process gone, max", r.handover_max_ms, "≤ 100 ms"),
         ]
     })?;
     if tally.failed > 0 {
