@@ -1,6 +1,10 @@
 //! `Controller`: how the admin API and signal handlers ask a running server
 //! to upgrade its binary or reload its config, and what they hear back.
 
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+use hotswap_upgrade::Upgrader;
 use serde::{Deserialize, Serialize};
 use tokio::sync::{mpsc, oneshot};
 
@@ -14,7 +18,10 @@ pub(crate) enum Command {
 #[derive(Clone)]
 pub struct Controller {
     pub(crate) commands: mpsc::Sender<Command>,
-    pub(crate) process: ProcessInfo,
+    pub(crate) upgrader: Arc<Upgrader>,
+    /// Set while an upgrade runs: other commands are refused rather than
+    /// queued (a queued one would hold its connection, and so the drain).
+    pub(crate) upgrading: Arc<AtomicBool>,
 }
 
 /// Which process this is.
@@ -60,6 +67,9 @@ pub enum ControlError {
     /// The server is stopping (or stopped) and takes no more commands.
     #[error("the server is stopping")]
     Stopping,
+    /// An upgrade is under way; try again once it is over.
+    #[error("an upgrade is in progress; try again once it is over")]
+    Busy,
     /// The command ran and failed; the server serves as before.
     #[error("{0}")]
     Failed(String),
@@ -67,21 +77,38 @@ pub enum ControlError {
 
 impl Controller {
     /// Which process this is.
-    pub fn process(&self) -> &ProcessInfo {
-        &self.process
+    pub fn process(&self) -> ProcessInfo {
+        ProcessInfo {
+            pid: std::process::id(),
+            generation: self.upgrader.generation(),
+            binary: self.upgrader.executable().display().to_string(),
+        }
     }
 
     /// Upgrades to the binary on disk, and returns once the new process
     /// serves (this one then exits), or with why it did not (this one
-    /// serves on).
+    /// serves on). Refused while another upgrade runs.
     pub async fn upgrade(&self) -> Result<UpgradeReport, ControlError> {
-        self.ask(Command::Upgrade).await
+        if self.upgrading.swap(true, Ordering::AcqRel) {
+            return Err(ControlError::Busy);
+        }
+        let result = self.ask(Command::Upgrade).await;
+        if result.is_err() {
+            self.upgrading.store(false, Ordering::Release);
+        }
+        result
     }
 
     /// Re-reads the config and applies it in place, or says why not (the
-    /// old config stays in force).
+    /// old config stays in force). Refused while an upgrade runs.
     pub async fn reload(&self) -> Result<ReloadReport, ControlError> {
-        self.ask(Command::Reload).await
+        if self.upgrading.load(Ordering::Acquire) {
+            return Err(ControlError::Busy);
+        }
+        hotswap_upgrade::systemd::reloading();
+        let result = self.ask(Command::Reload).await;
+        hotswap_upgrade::systemd::reloaded();
+        result
     }
 
     async fn ask<T>(

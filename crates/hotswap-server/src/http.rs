@@ -72,9 +72,20 @@ impl Connections {
     /// Starts draining every connection (accept loops are stopped
     /// separately) and waits until all of them, except exempt ones, closed.
     pub(crate) async fn drain(&self, timing: DrainTiming) {
+        self.start_draining(timing);
+        self.drained().await
+    }
+
+    /// From now on answers say `Connection: close`, idle connections get
+    /// `idle_grace`, and everything is cut at the deadline.
+    pub(crate) fn start_draining(&self, timing: DrainTiming) {
         *self.idle_grace.lock().unwrap_or_else(|e| e.into_inner()) = timing.idle_grace;
         self.draining
             .send_replace(Some(Instant::now() + timing.deadline));
+    }
+
+    /// Waits until every connection, except exempt ones, closed.
+    pub(crate) async fn drained(&self) {
         loop {
             let closed = self.closed.notified();
             if self.open.load(Ordering::Acquire) == 0 {
@@ -122,6 +133,15 @@ pub(crate) struct ConnectionHandle {
 }
 
 impl ConnectionHandle {
+    /// Resolves when the process starts draining: endless answers (event
+    /// streams) end there, or they would hold the drain to its deadline.
+    pub(crate) fn draining(&self) -> impl std::future::Future<Output = ()> + Send + 'static {
+        let mut rx = self.connections.draining.subscribe();
+        async move {
+            let _ = rx.wait_for(Option::is_some).await;
+        }
+    }
+
     /// Drains stop waiting for this connection.
     pub(crate) fn exempt_from_drain(&self) {
         if !self.exempt.swap(true, Ordering::AcqRel) {

@@ -184,11 +184,8 @@ impl Server {
         let (tx, commands) = tokio::sync::mpsc::channel(8);
         let controller = Controller {
             commands: tx,
-            process: ProcessInfo {
-                pid: std::process::id(),
-                generation: upgrader.generation(),
-                binary: upgrader.executable().display().to_string(),
-            },
+            upgrader: upgrader.clone(),
+            upgrading: Arc::default(),
         };
         Ok(Server {
             data,

@@ -210,6 +210,13 @@ impl Running {
             .map_err(|e| format!("the upgrade task failed: {e}"))?
             .map_err(|e| format!("{e}; this process serves on"))?;
         let ready_ms = ms(started.elapsed());
+
+        // Stop accepting: from now on connections wait in the shared
+        // backlog for the new process.
+        live.data.pause().await;
+        live.admin.pause().await;
+        let drain_started = Instant::now();
+        connections.start_draining(self.drain_timing(&live.config));
         tracing::info!(
             pid = pending.pid(),
             ready_ms,
@@ -219,14 +226,7 @@ impl Running {
             "hotswap serve: upgrade: new process {} is ready after {ready_ms:.1} ms; draining",
             pending.pid()
         );
-
-        // Stop accepting: from now on connections wait in the shared
-        // backlog for the new process.
-        live.data.pause().await;
-        live.admin.pause().await;
-        let drain_started = Instant::now();
-        let timing = self.drain_timing(&live.config);
-        connections.drain(timing).await;
+        connections.drained().await;
         let drain_ms = ms(drain_started.elapsed());
 
         let gateway = self.gateway.clone();
@@ -397,7 +397,10 @@ impl Running {
     ) {
         let registered = listener_std(&listener).and_then(|s| self.upgrader.register(name, &s));
         if let Err(e) = registered {
-            tracing::warn!(error = %e, "the next process will not inherit the new {name} listener");
+            // Better no listener under this name than the old one, whose
+            // socket would stay open with nobody accepting.
+            self.upgrader.forget(name);
+            tracing::warn!(error = %e, "the next process will not inherit the new {name} listener; the next upgrade binds it anew");
         }
         let mut old = std::mem::replace(accepting, Accepting::start(listener, router, connections));
         old.pause().await;

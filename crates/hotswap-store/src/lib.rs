@@ -117,7 +117,9 @@ impl Store {
 
     /// The record of one slot, if it has one.
     pub fn slot(&self, name: &str) -> Result<Option<SlotRecord>, StoreError> {
-        let txn = self.db.get()?.begin_read().map_err(db)?;
+        // `open` lives as long as the transaction: a release waits for both.
+        let open = self.db.get()?;
+        let txn = open.begin_read().map_err(db)?;
         let table = txn.open_table(SLOTS).map_err(db)?;
         let value = table.get(name).map_err(db)?;
         value.map(|v| parse(name, v.value())).transpose()
@@ -125,7 +127,8 @@ impl Store {
 
     /// Every slot's record, by name.
     pub fn slots(&self) -> Result<Vec<(String, SlotRecord)>, StoreError> {
-        let txn = self.db.get()?.begin_read().map_err(db)?;
+        let open = self.db.get()?;
+        let txn = open.begin_read().map_err(db)?;
         let table = txn.open_table(SLOTS).map_err(db)?;
         let mut out = Vec::new();
         for entry in table.iter().map_err(db)? {

@@ -53,6 +53,24 @@ pub enum UpgradeError {
     /// carry on alone, without the parent's state.
     #[error("the parent process went away before it handed over")]
     ParentGone,
+    /// The parent is still running but gave up on this upgrade (it timed
+    /// out, or another step failed): this process must exit.
+    #[error("the parent process (pid {0}) gave up on this upgrade and serves on; exiting")]
+    Abandoned(u32),
+    /// The state blob is over the limit the channel carries.
+    #[error("the state blob is {bytes} bytes, over the limit of {limit}")]
+    StateTooLarge {
+        /// Its size.
+        bytes: usize,
+        /// The limit.
+        limit: usize,
+    },
+    /// This system lacks something upgrades need.
+    #[error("upgrades are not supported here: {0}")]
+    Unsupported(String),
+    /// This process cannot tell which binary it runs.
+    #[error("cannot tell which binary this process runs (an upgrade starts it again): {0}")]
+    Executable(std::io::Error),
     /// A listener could not be created or inherited.
     #[error("cannot listen on {addr}: {source}")]
     Listen {

@@ -36,12 +36,33 @@ impl Inherited {
 /// Everything inherited at start.
 pub(crate) struct Inheritance {
     pub generation: u64,
+    /// The parent's pid, when started by an upgrade.
+    pub parent: Option<u32>,
     pub listeners: Vec<Inherited>,
     pub control: Option<UnixStream>,
 }
 
-/// Reads the environment. Called once, by `Upgrader::new`.
+/// Reads the environment, once per process: the descriptors it names can
+/// be owned only once. Later calls inherit nothing.
 pub(crate) fn take() -> Result<Inheritance, UpgradeError> {
+    static TAKEN: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+    if TAKEN.swap(true, std::sync::atomic::Ordering::AcqRel) {
+        return Ok(Inheritance {
+            generation: GENERATION_SEEN.load(std::sync::atomic::Ordering::Acquire),
+            parent: None,
+            listeners: Vec::new(),
+            control: None,
+        });
+    }
+    let taken = take_once()?;
+    GENERATION_SEEN.store(taken.generation, std::sync::atomic::Ordering::Release);
+    Ok(taken)
+}
+
+/// The generation the first `take` found, for later upgraders.
+static GENERATION_SEEN: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+
+fn take_once() -> Result<Inheritance, UpgradeError> {
     let mut listeners = Vec::new();
     // systemd socket activation (checks LISTEN_PID itself).
     let activated =
@@ -62,6 +83,7 @@ pub(crate) fn take() -> Result<Inheritance, UpgradeError> {
     if !from_parent {
         return Ok(Inheritance {
             generation: 1,
+            parent: None,
             listeners,
             control: None,
         });
@@ -82,6 +104,7 @@ pub(crate) fn take() -> Result<Inheritance, UpgradeError> {
     }
     Ok(Inheritance {
         generation,
+        parent,
         listeners,
         control: Some(control),
     })

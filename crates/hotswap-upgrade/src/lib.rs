@@ -124,6 +124,7 @@ pub struct Upgrader {
     listeners: Mutex<BTreeMap<String, OwnedFd>>,
     /// The channel to the parent, until the hand-over is done.
     parent: Mutex<Option<UnixStream>>,
+    parent_pid: Option<u32>,
     busy: Arc<AtomicBool>,
     upgraded: Arc<AtomicBool>,
 }
@@ -136,15 +137,13 @@ impl Upgrader {
         // Resolved now: once a new binary is installed over the old one,
         // /proc/self/exe names the old (deleted) file, while this path
         // names the new one.
-        let own_executable = std::env::current_exe().map_err(|source| UpgradeError::Spawn {
-            path: PathBuf::from("/proc/self/exe"),
-            source,
-        })?;
+        let own_executable = std::env::current_exe().map_err(UpgradeError::Executable)?;
         let args = std::env::args_os().skip(1).collect();
         Ok(Upgrader {
             own_executable,
             args,
             generation: inheritance.generation,
+            parent_pid: inheritance.parent,
             inherited: Mutex::new(inheritance.listeners),
             listeners: Mutex::new(BTreeMap::new()),
             parent: Mutex::new(inheritance.control),
@@ -181,8 +180,11 @@ impl Upgrader {
     /// a new listen address is applied: open the new listener, then stop
     /// accepting on the old one).
     ///
-    /// The listener is in blocking mode; call `set_nonblocking(true)` before
-    /// handing it to an async runtime.
+    /// A new listener is in blocking mode; an inherited one shares its
+    /// blocking mode with the parent's copy (one open file description), so
+    /// a tokio parent hands over a non-blocking one. Call
+    /// `set_nonblocking(true)` before handing it to an async runtime; do not
+    /// make an inherited one blocking while the parent still accepts on it.
     pub fn listen(&self, name: &str, addr: SocketAddr) -> Result<TcpListener, UpgradeError> {
         inherit::check_name(name)?;
         let listen_err = |source| UpgradeError::Listen { addr, source };
@@ -247,7 +249,15 @@ impl Upgrader {
     /// [`UpgradeError::ParentGone`] means the parent died first: carry on
     /// without its state.
     pub fn ready(&self) -> Result<Vec<u8>, UpgradeError> {
-        lock(&self.inherited).clear();
+        for unclaimed in lock(&self.inherited).drain(..) {
+            // Still open elsewhere (in the parent, or in systemd), so
+            // connections would queue there for nobody: say so.
+            tracing::warn!(
+                name = unclaimed.name.as_deref().unwrap_or("(unnamed)"),
+                addr = ?unclaimed.addr(),
+                "an inherited listener was not claimed by any listen(); it is closed here"
+            );
+        }
         let mut parent = lock(&self.parent);
         let Some(channel) = parent.as_mut() else {
             return Ok(Vec::new());
@@ -264,7 +274,17 @@ impl Upgrader {
             }
             Ok(None) | Err(_) => {
                 *parent = None;
-                Err(UpgradeError::ParentGone)
+                // Alive and closing on us: it gave up (we were too slow, or
+                // it failed). Gone: it died, and carrying on keeps serving.
+                match self
+                    .parent_pid
+                    .and_then(|p| rustix::process::Pid::from_raw(p as i32))
+                {
+                    Some(pid) if rustix::process::test_kill_process(pid).is_ok() => {
+                        Err(UpgradeError::Abandoned(pid.as_raw_nonzero().get() as u32))
+                    }
+                    _ => Err(UpgradeError::ParentGone),
+                }
             }
         }
     }
@@ -319,6 +339,7 @@ impl Upgrader {
                     },
                     options.ready_timeout,
                     options.handover_timeout,
+                    options.pid_file.clone(),
                     self.busy.clone(),
                     self.upgraded.clone(),
                 )

@@ -40,6 +40,9 @@ pub struct Pending {
     ready_after: Duration,
     handover_timeout: Duration,
     generation: u64,
+    /// Rewritten with our pid if the hand-over fails: the child may have
+    /// written its own already.
+    pid_file: Option<PathBuf>,
     busy: Arc<AtomicBool>,
     upgraded: Arc<AtomicBool>,
 }
@@ -61,6 +64,7 @@ pub(crate) fn start(
     launch: Launch,
     ready_timeout: Duration,
     handover_timeout: Duration,
+    pid_file: Option<PathBuf>,
     busy: Arc<AtomicBool>,
     upgraded: Arc<AtomicBool>,
 ) -> Result<Pending, UpgradeError> {
@@ -109,7 +113,13 @@ pub(crate) fn start(
             let mut child = child;
             let _ = child.kill();
             let _ = child.wait();
-            return Err(UpgradeError::Channel(e.into()));
+            return Err(if e == rustix::io::Errno::NOSYS {
+                UpgradeError::Unsupported(
+                    "pidfd_open is missing (Linux 5.3 or later is needed)".into(),
+                )
+            } else {
+                UpgradeError::Channel(e.into())
+            });
         }
         None => unreachable!("a child's pid is positive"),
     };
@@ -121,6 +131,7 @@ pub(crate) fn start(
         ready_after: Duration::ZERO,
         handover_timeout,
         generation: launch.generation + 1,
+        pid_file,
         busy,
         upgraded,
     };
@@ -156,7 +167,26 @@ impl Pending {
     /// finished what it still has in flight; on failure the new process has
     /// been killed and this one should resume serving.
     pub fn hand_over(mut self, state: &[u8]) -> Result<Handover, UpgradeError> {
+        let result = self.try_hand_over(state);
+        if result.is_err() {
+            if let Some(path) = &self.pid_file {
+                if let Err(e) = crate::pidfile::write(path) {
+                    tracing::warn!(path = %path.display(), error = %e, "cannot take the pid file back");
+                }
+            }
+        }
+        result
+    }
+
+    fn try_hand_over(&mut self, state: &[u8]) -> Result<Handover, UpgradeError> {
         let pid = self.pid();
+        if state.len() > wire::MAX_PAYLOAD as usize {
+            self.kill();
+            return Err(UpgradeError::StateTooLarge {
+                bytes: state.len(),
+                limit: wire::MAX_PAYLOAD as usize,
+            });
+        }
         if wire::send(&mut self.control, wire::GO, state).is_err() {
             // A broken channel means the child is gone (or going): say how.
             return Err(self.exited("took over"));
@@ -185,9 +215,9 @@ impl Pending {
     ) -> Result<Vec<u8>, UpgradeError> {
         let pid = self.pid();
         let deadline = Instant::now() + timeout;
+        let mut last_look = false;
         loop {
-            let left = deadline.saturating_duration_since(Instant::now());
-            if left.is_zero() {
+            if last_look {
                 self.kill();
                 return Err(UpgradeError::Timeout {
                     pid,
@@ -195,6 +225,10 @@ impl Pending {
                     timeout,
                 });
             }
+            let left = deadline.saturating_duration_since(Instant::now());
+            // At the deadline, one last poll that does not wait: a message
+            // that arrived just in time still counts.
+            last_look = left.is_zero();
             let ts = Timespec {
                 tv_sec: left.as_secs() as _,
                 tv_nsec: left.subsec_nanos() as _,

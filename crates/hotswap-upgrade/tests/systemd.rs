@@ -34,8 +34,35 @@ fn notifications_reach_the_service_manager() {
     );
     systemd::reloaded();
     assert_eq!(recv(), "READY=1\n");
+    // An upgrade: the old main process announces the reload, and once the
+    // new one serves, names it as the main process.
+    let upgrader = Upgrader::new(Options {
+        args: Some(
+            ["--exact", "upgraded", "--ignored", "--test-threads=1"]
+                .map(Into::into)
+                .to_vec(),
+        ),
+        ..Options::default()
+    })
+    .unwrap();
+    let pending = upgrader.upgrade().unwrap();
+    assert!(recv().starts_with("RELOADING=1\n"));
+    let done = pending.hand_over(b"").unwrap();
+    assert_eq!(recv(), format!("MAINPID={}\nREADY=1\n", done.pid));
+
     upgrader.stopping();
     assert_eq!(recv(), "STOPPING=1\n");
+}
+
+/// Not a test on its own: the new process of the upgrade above.
+#[test]
+#[ignore = "run by notifications_reach_the_service_manager, as the new process"]
+fn upgraded() {
+    let upgrader = Upgrader::new(Options::default()).unwrap();
+    if upgrader.has_parent() {
+        upgrader.ready().unwrap();
+        upgrader.serving().unwrap();
+    }
 }
 
 /// Not a test on its own: the socket-activated service. It takes its

@@ -110,19 +110,16 @@ async fn signals(
     loop {
         tokio::select! {
             Some(()) = hangup.recv() => {
-                hotswap_upgrade::systemd::reloading();
                 match controller.reload().await {
                     Ok(r) if r.changed.is_empty() => eprintln!("hotswap serve: config reloaded: nothing changed"),
                     Ok(r) => eprintln!("hotswap serve: config reloaded: {} changed", r.changed.join(", ")),
                     Err(e) => eprintln!("hotswap serve: config reload rejected, the old config stays: {e}"),
                 }
-                hotswap_upgrade::systemd::reloaded();
             }
             Some(()) = usr2.recv() => {
                 let controller = controller.clone();
                 // Waits beside further signals; a second SIGUSR2 meanwhile
-                // queues behind this upgrade (one runs at a time) and finds
-                // the server gone if this one succeeds.
+                // is refused as in progress (one upgrade runs at a time).
                 tokio::spawn(async move {
                     if let Err(e) = controller.upgrade().await {
                         eprintln!("hotswap serve: upgrade failed: {e}");

@@ -281,6 +281,19 @@ fn a_new_listen_address_is_opened_before_the_old_one_closes() {
     // No --listen flag: the config file decides, so a reload can move it.
     let serve = Serve::start_with_config(dir.path(), &config);
     let old = serve.data;
+    // A connection to the old address, open across the change.
+    let mut open = TcpStream::connect(old).unwrap();
+    let ask = |conn: &mut TcpStream| {
+        write!(
+            conn,
+            "POST /greet HTTP/1.1\r\nhost: x\r\ncontent-length: 4\r\n\r\nopen"
+        )
+        .unwrap();
+        let mut buf = [0u8; 512];
+        let n = conn.read(&mut buf).unwrap();
+        String::from_utf8_lossy(&buf[..n]).into_owned()
+    };
+    assert!(ask(&mut open).ends_with("hello, open!"));
     // A free port for the new address.
     let new = std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
@@ -299,6 +312,12 @@ fn a_new_listen_address_is_opened_before_the_old_one_closes() {
     assert_eq!((a.status, a.body.as_str()), (200, "hello, moved!"));
     let refused = TcpStream::connect(old).unwrap_err();
     assert_eq!(refused.kind(), std::io::ErrorKind::ConnectionRefused);
+    // The connection made before the change still works.
+    let answer = ask(&mut open);
+    assert!(
+        answer.starts_with("HTTP/1.1 200") && answer.ends_with("hello, open!"),
+        "{answer}"
+    );
     // The next process inherits the new listener.
     serve.upgrade();
     let a = post(&agent(false), &format!("http://{new}/greet"), "again").unwrap();
@@ -374,4 +393,51 @@ fn a_new_process_killed_before_it_serves_gives_everything_back() {
     );
     // And a later upgrade goes through.
     assert_eq!(serve.upgrade()["generation"], 2);
+}
+
+#[test]
+fn a_new_process_too_slow_to_take_over_is_killed_and_the_old_one_resumes() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("hotswap.toml");
+    // The new process gets the store and must serve within 1 ms: it cannot
+    // (it restores the slots first), so it is killed while it holds or
+    // takes the store.
+    std::fs::write(&config, "[upgrade]\nhandover_timeout_ms = 1\n").unwrap();
+    let serve = Serve::start(dir.path(), &["--config", config.to_str().unwrap()]);
+    let pid = serve.pid();
+    let files = tempfile::tempdir().unwrap();
+    let counter = files.path().join("counter.wasm");
+    std::fs::write(&counter, hotswap_examples::COUNTER).unwrap();
+    let out = serve.cli(&["deploy", "count", counter.to_str().unwrap()]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let load = Load::start(format!("http://{}/greet", serve.data), 4);
+    load.wait_for_generation(1);
+
+    let out = serve.cli(&["upgrade"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("did not take over within 1ms; it was killed; this process serves on"),
+        "{err}"
+    );
+
+    let tally = load.stop();
+    assert_eq!((tally.failed, tally.refused), (0, 0), "{tally:?}");
+    assert_eq!(serve.pid(), pid, "the pid file names the old process again");
+    // The store is back: kv writes and deploys work.
+    let a = post(&agent(true), &format!("http://{}/count", serve.data), "").unwrap();
+    assert_eq!(
+        (a.status, a.body.as_str(), a.processes),
+        (200, "1", vec![1])
+    );
+    let out = serve.cli(&["deploy", "count", counter.to_str().unwrap()]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }

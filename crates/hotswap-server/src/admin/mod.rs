@@ -15,7 +15,7 @@ use axum::middleware::{self, Next};
 use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use axum::{Json, Router};
+use axum::{Extension, Json, Router};
 use hotswap_core::{DeployError, Digest, RevisionInfo};
 use serde::Deserialize;
 use serde_json::json;
@@ -25,6 +25,7 @@ use tokio_stream::{Stream, StreamExt};
 
 use crate::control::Controller;
 use crate::gateway::{Gateway, GatewayError};
+use crate::http::ConnectionHandle;
 use crate::metrics::Metrics;
 use crate::signing::{SignatureError, Trust};
 
@@ -307,6 +308,7 @@ struct EventsQuery {
 /// stream: the recent ones, then each new one as it happens.
 async fn events(
     State(admin): State<Admin>,
+    Extension(connection): Extension<ConnectionHandle>,
     q: Result<Query<EventsQuery>, QueryRejection>,
 ) -> Response {
     let q = match q {
@@ -328,6 +330,9 @@ async fn events(
         Ok(_) => None,
         Err(tokio_stream::wrappers::errors::BroadcastStreamRecvError::Lagged(n)) => Some(Err(n)),
     });
+    // A drain (an upgrade, a stop) ends the stream: the client reconnects,
+    // to the next process.
+    let live = futures_util::StreamExt::take_until(live, connection.draining());
     let stream = backlog
         .chain(live)
         .map(|item| -> Result<SseEvent, Infallible> {

@@ -11,7 +11,7 @@ use crate::http::ConnectionHandle;
 
 /// `GET /v1/process`: pid, generation, binary.
 pub(super) async fn show(State(admin): State<Admin>) -> Response {
-    Json(admin.controller.process().clone()).into_response()
+    Json(admin.controller.process()).into_response()
 }
 
 /// `POST /v1/upgrade`: answers once the new process serves (200, with the
@@ -42,6 +42,7 @@ fn control_problem(e: ControlError, kind: &str) -> Response {
         ControlError::Stopping => {
             problem(StatusCode::SERVICE_UNAVAILABLE, "stopping", e.to_string())
         }
+        ControlError::Busy => problem(StatusCode::CONFLICT, "upgrade-in-progress", e.to_string()),
         ControlError::Failed(why) => problem(StatusCode::CONFLICT, kind, why),
     }
 }
