@@ -66,12 +66,7 @@ fn a_long_request_in_flight_completes_on_the_old_process() {
         upgrade.join().unwrap()
     });
     assert_eq!(upgrading["generation"], 2);
-    let a = post(
-        &agent(true),
-        &format!("http://{}/greet", serve.data),
-        "after",
-    )
-    .unwrap();
+    let a = serve.call("greet", "after");
     assert_eq!((a.status, a.processes), (200, vec![2]));
 }
 
@@ -114,12 +109,7 @@ fn a_new_binary_that_exits_or_never_gets_ready_leaves_the_old_one_serving() {
     assert!(err.contains("this process serves on"), "{err}");
 
     write_config(&hangs);
-    let out = serve.cli(&["reload"]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    serve.cli_ok(&["reload"]);
     let out = serve.cli(&["upgrade"]);
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{err}");
@@ -131,12 +121,7 @@ fn a_new_binary_that_exits_or_never_gets_ready_leaves_the_old_one_serving() {
     let tally = load.stop();
     assert_eq!((tally.failed, tally.refused), (0, 0), "{tally:?}");
     assert_eq!(serve.pid(), pid, "the old process still serves");
-    let a = post(
-        &agent(true),
-        &format!("http://{}/greet", serve.data),
-        "still",
-    )
-    .unwrap();
+    let a = serve.call("greet", "still");
     assert_eq!((a.status, a.processes), (200, vec![1]));
 }
 
@@ -153,12 +138,7 @@ fn plugins_their_kv_and_the_counters_are_the_same_after_an_upgrade() {
     let counter = module("counter.wasm", hotswap_examples::COUNTER);
     let v2 = module("v2.wasm", hotswap_examples::GREET_V2);
     for args in [["deploy", "count", &counter], ["deploy", "greet", &v2]] {
-        let out = serve.cli(&args);
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        serve.cli_ok(&args);
     }
     let agent = agent(true);
     let count = |n: &str| {
@@ -212,12 +192,7 @@ fn plugins_their_kv_and_the_counters_are_the_same_after_an_upgrade() {
     let a = post(&agent, &format!("http://{}/greet", serve.data), "x").unwrap();
     assert_eq!((a.body.as_str(), a.processes[0]), ("HELLO, X!! (v2)", 2));
     // And the previous revision is still there to roll back to.
-    let out = serve.cli(&["rollback", "greet"]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    serve.cli_ok(&["rollback", "greet"]);
     let a = post(&agent, &format!("http://{}/greet", serve.data), "x").unwrap();
     assert_eq!(a.body, "hello, x!");
 }
@@ -300,12 +275,7 @@ fn a_new_listen_address_is_opened_before_the_old_one_closes() {
         .local_addr()
         .unwrap();
     std::fs::write(&config, format!("listen = \"{new}\"\n")).unwrap();
-    let out = serve.cli(&["reload", "--json"]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let out = serve.cli_ok(&["reload", "--json"]);
     let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(report["changed"], serde_json::json!(["listen"]));
     let a = post(&agent(false), &format!("http://{new}/greet"), "moved").unwrap();
@@ -332,12 +302,7 @@ fn a_new_process_killed_before_it_serves_gives_everything_back() {
     let files = tempfile::tempdir().unwrap();
     let counter = files.path().join("counter.wasm");
     std::fs::write(&counter, hotswap_examples::COUNTER).unwrap();
-    let out = serve.cli(&["deploy", "count", counter.to_str().unwrap()]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    serve.cli_ok(&["deploy", "count", counter.to_str().unwrap()]);
 
     // A request held open keeps the old process draining while the new
     // one, ready, waits for the store; then the new one dies.
@@ -378,19 +343,14 @@ fn a_new_process_killed_before_it_serves_gives_everything_back() {
 
     // The old process took the store back: kv and deploys work, and it
     // accepts new connections again.
-    let a = post(&agent(false), &format!("http://{}/count", serve.data), "").unwrap();
+    let a = serve.call("count", "");
     assert_eq!(
         (a.status, a.body.as_str(), a.processes),
         (200, "2", vec![1])
     );
     let v2 = files.path().join("v2.wasm");
     std::fs::write(&v2, hotswap_examples::GREET_V2).unwrap();
-    let out = serve.cli(&["deploy", "greet", v2.to_str().unwrap()]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    serve.cli_ok(&["deploy", "greet", v2.to_str().unwrap()]);
     // And a later upgrade goes through.
     assert_eq!(serve.upgrade()["generation"], 2);
 }
@@ -408,12 +368,7 @@ fn a_new_process_too_slow_to_take_over_is_killed_and_the_old_one_resumes() {
     let files = tempfile::tempdir().unwrap();
     let counter = files.path().join("counter.wasm");
     std::fs::write(&counter, hotswap_examples::COUNTER).unwrap();
-    let out = serve.cli(&["deploy", "count", counter.to_str().unwrap()]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    serve.cli_ok(&["deploy", "count", counter.to_str().unwrap()]);
     let load = Load::start(format!("http://{}/greet", serve.data), 4);
     load.wait_for_generation(1);
 
@@ -429,15 +384,10 @@ fn a_new_process_too_slow_to_take_over_is_killed_and_the_old_one_resumes() {
     assert_eq!((tally.failed, tally.refused), (0, 0), "{tally:?}");
     assert_eq!(serve.pid(), pid, "the pid file names the old process again");
     // The store is back: kv writes and deploys work.
-    let a = post(&agent(true), &format!("http://{}/count", serve.data), "").unwrap();
+    let a = serve.call("count", "");
     assert_eq!(
         (a.status, a.body.as_str(), a.processes),
         (200, "1", vec![1])
     );
-    let out = serve.cli(&["deploy", "count", counter.to_str().unwrap()]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    serve.cli_ok(&["deploy", "count", counter.to_str().unwrap()]);
 }

@@ -116,6 +116,22 @@ impl Serve {
             .unwrap()
     }
 
+    /// Runs a client subcommand that must succeed.
+    pub fn cli_ok(&self, args: &[&str]) -> std::process::Output {
+        let out = self.cli(args);
+        assert!(
+            out.status.success(),
+            "hotswap {args:?} failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        out
+    }
+
+    /// `POST /{slot}` with `body`, on a connection of its own.
+    pub fn call(&self, slot: &str, body: &str) -> Answer {
+        post(&agent(false), &format!("http://{}/{slot}", self.data), body).unwrap()
+    }
+
     /// `POST /v1/upgrade`, returning the report's JSON (panics on failure).
     pub fn upgrade(&self) -> serde_json::Value {
         let out = self.cli(&["upgrade", "--json"]);
