@@ -259,10 +259,9 @@ impl Gateway {
     }
 
     /// New limits for revisions deployed from now on.
-    pub fn set_limits(&self, wasm: &WasmConfig) -> Result<(), GatewayError> {
+    pub fn set_limits(&self, wasm: &WasmConfig) -> Result<(), hotswap_wasm::ConfigError> {
         self.tier
             .set_limits(wasm.deadline, wasm.memory_cap, wasm.instance_cap)
-            .map_err(|e| GatewayError::Tier(e.to_string()))
     }
 
     fn save(&self, entry: &Entry) -> Result<(), GatewayError> {

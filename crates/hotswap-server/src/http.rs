@@ -51,10 +51,18 @@ pub(crate) struct Connections {
     /// Connections a handler exempted from drains (see [`ConnectionHandle`]).
     exempt: AtomicUsize,
     closed: Notify,
-    /// `Some(deadline)` while draining.
-    draining: watch::Sender<Option<Instant>>,
+    /// `Some` while draining.
+    draining: watch::Sender<Option<Drain>>,
     generation: HeaderValue,
-    idle_grace: std::sync::Mutex<Duration>,
+}
+
+/// A drain under way, as every connection sees it.
+#[derive(Debug, Clone, Copy)]
+struct Drain {
+    /// Connections still idle by then are closed.
+    close_idle: Instant,
+    /// Whatever is still open then is dropped.
+    deadline: Instant,
 }
 
 impl Connections {
@@ -65,7 +73,6 @@ impl Connections {
             closed: Notify::new(),
             draining: watch::Sender::new(None),
             generation: HeaderValue::from(generation),
-            idle_grace: std::sync::Mutex::new(Duration::from_millis(200)),
         })
     }
 
@@ -79,9 +86,11 @@ impl Connections {
     /// From now on answers say `Connection: close`, idle connections get
     /// `idle_grace`, and everything is cut at the deadline.
     pub(crate) fn start_draining(&self, timing: DrainTiming) {
-        *self.idle_grace.lock().unwrap_or_else(|e| e.into_inner()) = timing.idle_grace;
-        self.draining
-            .send_replace(Some(Instant::now() + timing.deadline));
+        let now = Instant::now();
+        self.draining.send_replace(Some(Drain {
+            close_idle: now + timing.idle_grace,
+            deadline: now + timing.deadline,
+        }));
     }
 
     /// Waits until every connection, except exempt ones, closed.
@@ -220,20 +229,20 @@ async fn serve(
         .serve_connection(TokioIo::new(stream), service);
     tokio::pin!(connection);
     let mut draining = draining;
-    let deadline = tokio::select! {
+    let drain = tokio::select! {
         _ = connection.as_mut() => None,
         d = draining.wait_for(Option::is_some) => d.ok().and_then(|d| *d),
     };
-    if let Some(deadline) = deadline {
-        let idle_grace = *connections
-            .idle_grace
-            .lock()
-            .unwrap_or_else(|e| e.into_inner());
+    if let Some(Drain {
+        close_idle,
+        deadline,
+    }) = drain
+    {
         // A busy connection ends after its next response (it says
         // `Connection: close`); give an idle one the grace period.
         let ended = tokio::select! {
             _ = connection.as_mut() => true,
-            _ = tokio::time::sleep(idle_grace) => false,
+            _ = tokio::time::sleep_until(close_idle) => false,
         };
         if !ended {
             // Closes it now if idle, else after the response in progress.

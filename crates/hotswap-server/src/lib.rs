@@ -82,9 +82,6 @@ pub enum ServerError {
         /// Why.
         source: std::io::Error,
     },
-    /// Serving failed.
-    #[error("serving failed: {0}")]
-    Serve(std::io::Error),
 }
 
 /// How a server's run ended.

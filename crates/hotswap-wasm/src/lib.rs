@@ -148,7 +148,7 @@ impl WasmTier {
         next.check()?;
         if memory_cap > self.engine_memory_cap {
             return Err(ConfigError::new(format!(
-                "memory_cap can only rise above {} MiB by starting a new process (an upgrade)",
+                "memory_cap can only rise above {} MiB (its value at start, which sized the engine) in a new process: `hotswap upgrade` starts one with the new config",
                 self.engine_memory_cap >> 20
             )));
         }

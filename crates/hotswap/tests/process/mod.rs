@@ -132,6 +132,14 @@ impl Serve {
         post(&agent(false), &format!("http://{}/{slot}", self.data), body).unwrap()
     }
 
+    /// `hotswap upgrade`, which must fail (exit code 1); returns its stderr.
+    pub fn upgrade_fails(&self) -> String {
+        let out = self.cli(&["upgrade"]);
+        let err = String::from_utf8_lossy(&out.stderr).into_owned();
+        assert_eq!(out.status.code(), Some(1), "{err}");
+        err
+    }
+
     /// `POST /v1/upgrade`, returning the report's JSON (panics on failure).
     pub fn upgrade(&self) -> serde_json::Value {
         let out = self.cli(&["upgrade", "--json"]);
