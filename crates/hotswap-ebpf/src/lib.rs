@@ -56,7 +56,12 @@ pub mod examples {
 /// Where hotswap pins by default.
 pub const DEFAULT_ROOT: &str = "/sys/fs/bpf/hotswap";
 
-/// The eBPF tier: one pin root, and the kernel's BTF, parsed once.
+/// The eBPF tier: one pin root, and the kernel's BTF that every load
+/// relocates against.
+///
+/// aya 0.14's `EbpfLoader::new` parses the kernel's BTF again itself, so
+/// each load still pays one parse (a few ms) on top of this one; caching a
+/// loader per program, which would avoid it, is still to do.
 pub struct EbpfTier {
     root: PathBuf,
     btf: aya::Btf,

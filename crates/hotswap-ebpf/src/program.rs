@@ -67,6 +67,48 @@ pub(crate) fn place(
     })
 }
 
+/// A hook reached through the dispatcher: load the revision as `$ty`, then
+/// put it in the slot, attaching the dispatcher's `$dispatch` program with
+/// `$attach` the first time. One sequence for every such hook; only the
+/// program type and the attach call differ, and aya has no trait over them.
+macro_rules! dispatched {
+    ($ctx:expr, $program:expr, $ty:ty, $wants:literal, $dispatch:literal, |$p:ident| $attach:expr) => {{
+        let (ns, btf, name, hook) = $ctx;
+        let prog: &mut $ty = $program
+            .try_into()
+            .map_err(|_| wrong_type(name, hook, $wants))?;
+        prog.load().map_err(|e| verifier(name, e))?;
+        let fd = prog.fd().map_err(|e| attach_err(name, hook, e))?;
+        through_dispatcher(
+            ns,
+            btf,
+            hook,
+            || fill_slot(ns, fd, name, hook),
+            |d| {
+                let $p: &mut $ty = d
+                    .program_mut($dispatch)
+                    .expect("the dispatcher has it")
+                    .try_into()
+                    .expect($wants);
+                $p.load().map_err(|e| verifier($dispatch, e))?;
+                let id = $attach.map_err(|e| attach_err($dispatch, hook, e))?;
+                let link = $p
+                    .take_link(id)
+                    .map_err(|e| attach_err($dispatch, hook, e))?;
+                fd_link(link).map_err(|e| attach_err_s($dispatch, hook, e))
+            },
+        )
+    }};
+}
+
+/// A program's link as a kernel link, which can be pinned.
+fn fd_link<L: TryInto<FdLink>>(link: L) -> Result<FdLink, String>
+where
+    L::Error: std::fmt::Display,
+{
+    link.try_into().map_err(|e| e.to_string())
+}
+
 fn load_and_swap(
     ns: &Namespace,
     btf: &Btf,
@@ -96,72 +138,22 @@ fn load_and_swap(
             xdp.load().map_err(|e| verifier(name, e))?;
             place_xdp(ns, xdp, interface, name, hook)
         }
-        Hook::Tracepoint { category, name: tp } => {
-            let prog: &mut TracePoint = program.try_into().map_err(|_| {
-                wrong_type(name, hook, "a tracepoint program (SEC(\"tracepoint\"))")
-            })?;
-            prog.load().map_err(|e| verifier(name, e))?;
-            let fd = prog.fd().map_err(|e| attach_err(name, hook, e))?;
-            through_dispatcher(
-                ns,
-                btf,
-                hook,
-                || fill_slot(ns, fd, name, hook),
-                |d| {
-                    let p: &mut TracePoint = d
-                        .program_mut("hs_dispatch_tracepoint")
-                        .expect("the dispatcher has it")
-                        .try_into()
-                        .expect("a tracepoint program");
-                    p.load()
-                        .map_err(|e| verifier("hs_dispatch_tracepoint", e))?;
-                    let id = p
-                        .attach(category, tp)
-                        .map_err(|e| attach_err("hs_dispatch_tracepoint", hook, e))?;
-                    let link: FdLink = p
-                        .take_link(id)
-                        .map_err(|e| attach_err("hs_dispatch_tracepoint", hook, e))?
-                        .try_into()
-                        .map_err(|e| {
-                            attach_err_s("hs_dispatch_tracepoint", hook, format!("{e}"))
-                        })?;
-                    Ok(link)
-                },
-            )
-        }
-        Hook::RawTracepoint { name: tp } => {
-            let prog: &mut RawTracePoint = program.try_into().map_err(|_| {
-                wrong_type(
-                    name,
-                    hook,
-                    "a raw tracepoint program (SEC(\"raw_tracepoint\"))",
-                )
-            })?;
-            prog.load().map_err(|e| verifier(name, e))?;
-            let fd = prog.fd().map_err(|e| attach_err(name, hook, e))?;
-            through_dispatcher(
-                ns,
-                btf,
-                hook,
-                || fill_slot(ns, fd, name, hook),
-                |d| {
-                    let p: &mut RawTracePoint = d
-                        .program_mut("hs_dispatch_raw_tracepoint")
-                        .expect("the dispatcher has it")
-                        .try_into()
-                        .expect("a raw tracepoint program");
-                    p.load()
-                        .map_err(|e| verifier("hs_dispatch_raw_tracepoint", e))?;
-                    let id = p
-                        .attach(tp)
-                        .map_err(|e| attach_err("hs_dispatch_raw_tracepoint", hook, e))?;
-                    let link = p
-                        .take_link(id)
-                        .map_err(|e| attach_err("hs_dispatch_raw_tracepoint", hook, e))?;
-                    Ok(FdLink::from(link))
-                },
-            )
-        }
+        Hook::Tracepoint { category, name: tp } => dispatched!(
+            (ns, btf, name, hook),
+            program,
+            TracePoint,
+            "a tracepoint program (SEC(\"tracepoint\"))",
+            "hs_dispatch_tracepoint",
+            |p| p.attach(category, tp)
+        ),
+        Hook::RawTracepoint { name: tp } => dispatched!(
+            (ns, btf, name, hook),
+            program,
+            RawTracePoint,
+            "a raw tracepoint program (SEC(\"raw_tracepoint\"))",
+            "hs_dispatch_raw_tracepoint",
+            |p| p.attach(tp)
+        ),
     }
 }
 
