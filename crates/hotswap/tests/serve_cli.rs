@@ -4,8 +4,12 @@
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
 use std::path::Path;
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Child, Output, Stdio};
 use std::sync::mpsc::channel;
+
+mod process;
+
+use process::hotswap;
 
 struct Serve {
     child: Child,
@@ -18,12 +22,6 @@ impl Drop for Serve {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
-}
-
-fn hotswap() -> Command {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_hotswap"));
-    c.env("RUST_LOG", "off").env_remove("HOTSWAP_TOKEN");
-    c
 }
 
 /// Starts `hotswap serve` on free ports, with the store in `dir`.
@@ -52,17 +50,8 @@ fn serve_with(args: &[&str]) -> Serve {
     BufReader::new(child.stdout.take().unwrap())
         .read_line(&mut line)
         .unwrap();
-    let addrs: Vec<SocketAddr> = line
-        .split("http://")
-        .skip(1)
-        .map(|s| s.split([',', ' ', '\n']).next().unwrap().parse().unwrap())
-        .collect();
-    assert_eq!(addrs.len(), 2, "unexpected first line: {line}");
-    Serve {
-        child,
-        data: addrs[0],
-        admin: addrs[1],
-    }
+    let (data, admin) = process::addresses(&line);
+    Serve { child, data, admin }
 }
 
 fn cli(server: &Serve, args: &[&str]) -> Output {

@@ -1,6 +1,9 @@
 //! A `hotswap serve` whose process changes under the test: found through
 //! its pid file, its stderr read line by line, and stopped at the end
 //! whichever generation is serving by then.
+//!
+//! Shared by several test binaries, each using part of it.
+#![allow(dead_code)]
 
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
@@ -18,6 +21,18 @@ pub struct Serve {
     pub pid_file: PathBuf,
     /// Every line any generation wrote to stderr (they share it).
     pub stderr: Mutex<Receiver<String>>,
+}
+
+/// The data plane's and the admin API's addresses, from the line
+/// `hotswap serve` prints first.
+pub fn addresses(line: &str) -> (SocketAddr, SocketAddr) {
+    let addrs: Vec<SocketAddr> = line
+        .split("http://")
+        .skip(1)
+        .map(|s| s.split([',', ' ', '\n']).next().unwrap().parse().unwrap())
+        .collect();
+    assert_eq!(addrs.len(), 2, "unexpected first line: {line}");
+    (addrs[0], addrs[1])
 }
 
 pub fn hotswap() -> Command {
@@ -68,15 +83,10 @@ impl Serve {
         });
         // The first process is reaped by us when it exits; later ones by init.
         std::thread::spawn(move || child.wait());
-        let addrs: Vec<SocketAddr> = line
-            .split("http://")
-            .skip(1)
-            .map(|s| s.split([',', ' ', '\n']).next().unwrap().parse().unwrap())
-            .collect();
-        assert_eq!(addrs.len(), 2, "unexpected first line: {line}");
+        let (data, admin) = addresses(&line);
         Serve {
-            data: addrs[0],
-            admin: addrs[1],
+            data,
+            admin,
             pid_file,
             stderr: Mutex::new(stderr),
         }
