@@ -29,6 +29,18 @@ fn answer(listener: TcpListener, line: &str, stop: Arc<AtomicBool>) -> std::thre
     })
 }
 
+/// The old process's side: listens as `echo` and answers `gen 1 `.
+fn serve_old(
+    upgrader: &Upgrader,
+    stop: Arc<AtomicBool>,
+) -> (SocketAddr, std::thread::JoinHandle<()>) {
+    let listener = upgrader
+        .listen("echo", "127.0.0.1:0".parse().unwrap())
+        .unwrap();
+    let addr = listener.local_addr().unwrap();
+    (addr, answer(listener, "gen 1 ", stop))
+}
+
 fn ask(addr: SocketAddr) -> std::io::Result<String> {
     let mut conn = TcpStream::connect(addr)?;
     let mut text = String::new();
@@ -95,12 +107,8 @@ fn the_new_process_takes_the_same_listener_and_the_state() {
     let (options, _one) = options("serve");
     let upgrader = Upgrader::new(options).unwrap();
     assert_eq!(upgrader.generation(), 1);
-    let listener = upgrader
-        .listen("echo", "127.0.0.1:0".parse().unwrap())
-        .unwrap();
-    let addr = listener.local_addr().unwrap();
     let stop = Arc::new(AtomicBool::new(false));
-    let old = answer(listener, "gen 1 ", stop.clone());
+    let (addr, old) = serve_old(&upgrader, stop.clone());
     assert_eq!(ask(addr).unwrap(), "gen 1 ");
 
     let pending = upgrader.upgrade().unwrap();
@@ -127,11 +135,7 @@ fn the_new_process_takes_the_same_listener_and_the_state() {
 fn a_child_that_exits_at_once_is_reported_and_the_old_one_keeps_its_listener() {
     let (options, _one) = options("exit");
     let upgrader = Upgrader::new(options).unwrap();
-    let listener = upgrader
-        .listen("echo", "127.0.0.1:0".parse().unwrap())
-        .unwrap();
-    let addr = listener.local_addr().unwrap();
-    let _old = answer(listener, "gen 1 ", Arc::new(AtomicBool::new(false)));
+    let (addr, _old) = serve_old(&upgrader, Arc::default());
     let err = upgrader.upgrade().unwrap_err();
     assert!(
         matches!(err, UpgradeError::ChildExited { ref status, .. } if status == "with status 3"),
@@ -153,11 +157,7 @@ fn a_child_that_never_becomes_ready_is_killed_after_the_timeout() {
         ..options
     })
     .unwrap();
-    let listener = upgrader
-        .listen("echo", "127.0.0.1:0".parse().unwrap())
-        .unwrap();
-    let addr = listener.local_addr().unwrap();
-    let _old = answer(listener, "gen 1 ", Arc::new(AtomicBool::new(false)));
+    let (addr, _old) = serve_old(&upgrader, Arc::default());
     let err = upgrader.upgrade().unwrap_err();
     let UpgradeError::Timeout { pid, .. } = err else {
         panic!("{err}")
