@@ -10,10 +10,15 @@ pub(crate) fn write(path: &Path) -> std::io::Result<()> {
         Some(d) if !d.as_os_str().is_empty() => d,
         _ => Path::new("."),
     };
-    let mut tmp = tempfile_in(dir, path)?;
-    writeln!(tmp.1, "{}", std::process::id())?;
-    tmp.1.sync_all()?;
-    std::fs::rename(&tmp.0, path)
+    let mut tmp = tempfile::NamedTempFile::new_in(dir)?;
+    // Readable by the scripts and service managers that look for it (a
+    // temporary file starts owner-only).
+    use std::os::unix::fs::PermissionsExt;
+    tmp.as_file()
+        .set_permissions(std::fs::Permissions::from_mode(0o644))?;
+    writeln!(tmp, "{}", std::process::id())?;
+    tmp.as_file().sync_all()?;
+    tmp.persist(path).map(drop).map_err(|e| e.error)
 }
 
 /// Removes `path` if it still names this process (a successor may have
@@ -28,13 +33,6 @@ pub(crate) fn remove_if_ours(path: &Path) {
     }
 }
 
-fn tempfile_in(dir: &Path, path: &Path) -> std::io::Result<(std::path::PathBuf, std::fs::File)> {
-    let name = path.file_name().unwrap_or_default().to_string_lossy();
-    let tmp = dir.join(format!(".{name}.{}.tmp", std::process::id()));
-    let file = std::fs::File::create(&tmp)?;
-    Ok((tmp, file))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -46,6 +44,9 @@ mod tests {
         write(&path).unwrap();
         let text = std::fs::read_to_string(&path).unwrap();
         assert_eq!(text.trim().parse::<u32>().unwrap(), std::process::id());
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&path).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o644);
         std::fs::write(&path, "1\n").unwrap(); // a successor's pid
         remove_if_ours(&path);
         assert!(path.exists());
