@@ -184,12 +184,7 @@ fn upgrade_once(
         bail!("the upgrade failed: {body}");
     }
     let report: UpgradeReport = serde_json::from_str(&body)?;
-    let mut fds = [PollFd::new(&old_fd, PollFlags::IN)];
-    let timeout = Timespec {
-        tv_sec: 30,
-        tv_nsec: 0,
-    };
-    if poll(&mut fds, Some(&timeout))? == 0 {
+    if !exits_within(&old_fd, 30) {
         bail!("the old process {old:?} was still running 30 s after the upgrade");
     }
     Ok((report, asked.elapsed()))
@@ -211,14 +206,19 @@ fn stop_server(pid_file: &std::path::Path) {
         return;
     };
     let _ = kill_process(pid, Signal::TERM);
-    let mut fds = [PollFd::new(&fd, PollFlags::IN)];
-    let timeout = Timespec {
-        tv_sec: 10,
-        tv_nsec: 0,
-    };
-    if poll(&mut fds, Some(&timeout)).unwrap_or(0) == 0 {
+    if !exits_within(&fd, 10) {
         let _ = kill_process(pid, Signal::KILL);
     }
+}
+
+/// Waits up to `secs` for the process behind `pidfd` to exit; whether it did.
+fn exits_within(pidfd: &std::os::fd::OwnedFd, secs: i64) -> bool {
+    let mut fds = [PollFd::new(pidfd, PollFlags::IN)];
+    let timeout = Timespec {
+        tv_sec: secs,
+        tv_nsec: 0,
+    };
+    poll(&mut fds, Some(&timeout)).unwrap_or(0) > 0
 }
 
 #[derive(Default)]
