@@ -37,6 +37,15 @@ struct {
 	__uint(max_entries, 1 << 18);
 } events SEC(".maps");
 
+/* Not inlined, so that `struct event` is named in the object's BTF (as a
+ * parameter type) and `hotswap ebpf events` can decode the records. */
+static __noinline void fill(struct event *e, __u32 pid, __s64 syscall)
+{
+	e->pid = pid;
+	e->version = VERSION;
+	e->syscall = syscall;
+}
+
 SEC("tracepoint")
 int trace_sys_enter(struct trace_event_raw_sys_enter *ctx)
 {
@@ -58,9 +67,7 @@ int trace_sys_enter(struct trace_event_raw_sys_enter *ctx)
 
 	struct event *e = bpf_ringbuf_reserve(&events, sizeof(*e), 0);
 	if (e) {
-		e->pid = pid;
-		e->version = VERSION;
-		e->syscall = ctx->id;
+		fill(e, pid, ctx->id);
 		bpf_ringbuf_submit(e, 0);
 	}
 	return 0;

@@ -34,17 +34,26 @@
 //! # }
 //! ```
 
+mod btf;
 mod error;
+mod events;
 mod hook;
+mod loader;
+mod maps;
 mod objects;
 mod pins;
 mod program;
+mod sys;
+mod value;
 
 use std::path::{Path, PathBuf};
 
 pub use error::EbpfError;
+pub use events::Events;
 pub use hook::{BadHook, Hook};
+pub use maps::{Entry, MapSummary, PinnedMap, DUMP_LIMIT};
 pub use program::Placed;
+pub use value::{Field, Shape};
 
 use pins::Namespace;
 
@@ -56,20 +65,17 @@ pub mod examples {
 /// Where hotswap pins by default.
 pub const DEFAULT_ROOT: &str = "/sys/fs/bpf/hotswap";
 
-/// The eBPF tier: one pin root, and the kernel's BTF that every load
-/// relocates against.
+/// The eBPF tier: the programs pinned under one root.
 ///
-/// aya 0.14's `EbpfLoader::new` parses the kernel's BTF again itself, so
-/// each load still pays one parse (a few ms) on top of this one; caching a
-/// loader per program, which would avoid it, is still to do.
+/// Every load relocates against the kernel's BTF, which is parsed once per
+/// process (by the one loader all tiers share), not once per load.
 pub struct EbpfTier {
     root: PathBuf,
-    btf: aya::Btf,
 }
 
 impl EbpfTier {
     /// Checks that this process can use BPF (root, bpffs mounted at or
-    /// above `root`), creates `root`, and parses the kernel's BTF.
+    /// above `root`, the kernel's BTF readable), and creates `root`.
     pub fn new(root: impl AsRef<Path>) -> Result<EbpfTier, EbpfError> {
         let root = root.as_ref().to_path_buf();
         // SAFETY: geteuid has no preconditions.
@@ -91,12 +97,13 @@ impl EbpfTier {
             path: root.clone(),
             source,
         })?;
-        let btf = aya::Btf::from_sys_fs().map_err(|e| {
-            EbpfError::Unavailable(format!(
-                "cannot read the kernel's BTF (/sys/kernel/btf/vmlinux): {e}"
-            ))
-        })?;
-        Ok(EbpfTier { root, btf })
+        if let Err(e) = std::fs::File::open("/sys/kernel/btf/vmlinux") {
+            return Err(EbpfError::Unavailable(format!(
+                "cannot read the kernel's BTF (/sys/kernel/btf/vmlinux: {e}); \
+                 hotswap's programs are CO-RE and need a kernel built with CONFIG_DEBUG_INFO_BTF"
+            )));
+        }
+        Ok(EbpfTier { root })
     }
 
     /// Loads `object` as program `name` on `hook`: attaches it the first
@@ -111,7 +118,7 @@ impl EbpfTier {
         hook: &Hook,
     ) -> Result<Placed, EbpfError> {
         let ns = self.namespace(name)?;
-        program::place(&ns, &self.btf, object, program, hook)
+        program::place(&ns, object, program, hook)
     }
 
     /// Detaches program `name` and removes its pins; its maps are freed.
@@ -128,6 +135,103 @@ impl EbpfTier {
         Ok(self.namespace(name)?.map(map))
     }
 
+    /// The programs pinned under the root, by name.
+    pub fn programs(&self) -> Result<Vec<String>, EbpfError> {
+        let entries = std::fs::read_dir(&self.root).map_err(|source| EbpfError::Io {
+            what: "cannot list",
+            path: self.root.clone(),
+            source,
+        })?;
+        let mut names: Vec<String> = entries
+            .filter_map(Result::ok)
+            .filter(|e| e.path().join("link").exists())
+            .filter_map(|e| e.file_name().into_string().ok())
+            .collect();
+        names.sort();
+        Ok(names)
+    }
+
+    /// The kernel's id for the revision program `name` runs now (as
+    /// `bpftool prog show id N` shows it).
+    pub fn running(&self, name: &str) -> Result<u32, EbpfError> {
+        let ns = self.loaded(name)?;
+        program::running(&ns).map_err(|source| EbpfError::Io {
+            what: "cannot read what runs at",
+            path: ns.link(),
+            source,
+        })
+    }
+
+    /// Whether program `name` is pinned (attached) here.
+    pub fn is_loaded(&self, name: &str) -> bool {
+        self.namespace(name).is_ok_and(|ns| ns.link().exists())
+    }
+
+    /// Program `name`'s maps, by name.
+    pub fn maps(&self, name: &str) -> Result<Vec<PinnedMap>, EbpfError> {
+        let ns = self.loaded(name)?;
+        let dir = ns.dir().join("maps");
+        let entries = std::fs::read_dir(&dir).map_err(|source| EbpfError::Io {
+            what: "cannot list",
+            path: dir.clone(),
+            source,
+        })?;
+        let mut names: Vec<String> = entries
+            .filter_map(Result::ok)
+            .filter_map(|e| e.file_name().into_string().ok())
+            .collect();
+        names.sort();
+        names
+            .iter()
+            .map(|m| PinnedMap::open(m, &ns.map(m)))
+            .collect()
+    }
+
+    /// Program `name`'s map `map`, to read and write entries.
+    pub fn map(&self, name: &str, map: &str) -> Result<PinnedMap, EbpfError> {
+        let ns = self.loaded(name)?;
+        if map.is_empty() || map.contains('/') || map.starts_with('.') {
+            return Err(EbpfError::Map {
+                map: map.to_string(),
+                reason: "not a map name".into(),
+            });
+        }
+        PinnedMap::open(map, &ns.map(map))
+    }
+
+    /// Program `name`'s events: from ring buffer `map`, or from its only
+    /// ring buffer.
+    pub fn events(&self, name: &str, map: Option<&str>) -> Result<Events, EbpfError> {
+        let rings: Vec<String> = self
+            .maps(name)?
+            .into_iter()
+            .filter(|m| maps::kind_of(m) == maps::RINGBUF)
+            .map(|m| m.summary().name)
+            .collect();
+        let chosen = match map {
+            Some(m) => m.to_string(),
+            None if rings.len() == 1 => rings[0].clone(),
+            None if rings.is_empty() => {
+                return Err(EbpfError::NoProgram(format!(
+                    "program `{name}` has no ring buffer, so no events to stream"
+                )))
+            }
+            None => {
+                return Err(EbpfError::NoProgram(format!(
+                    "program `{name}` has {} ring buffers ({}); name one",
+                    rings.len(),
+                    rings.join(", ")
+                )))
+            }
+        };
+        let ns = self.loaded(name)?;
+        let btf = program::running(&ns)
+            .and_then(crate::sys::program_btf)
+            .ok()
+            .filter(|&id| id != 0);
+        Events::open(&chosen, &ns.map(&chosen), btf)
+    }
+
     /// Calls into a dispatched program's hook that found its slot empty
     /// (0 for XDP, which has no slot).
     pub fn missed(&self, name: &str) -> Result<u64, EbpfError> {
@@ -141,6 +245,14 @@ impl EbpfTier {
     /// The pin root.
     pub fn root(&self) -> &Path {
         &self.root
+    }
+
+    fn loaded(&self, name: &str) -> Result<Namespace, EbpfError> {
+        let ns = self.namespace(name)?;
+        if !ns.link().exists() {
+            return Err(EbpfError::NotLoaded(name.to_string()));
+        }
+        Ok(ns)
     }
 
     fn namespace(&self, name: &str) -> Result<Namespace, EbpfError> {

@@ -10,7 +10,6 @@ use aya::programs::links::{FdLink, PinnedLink};
 use aya::programs::xdp::XdpLink;
 use aya::programs::XdpMode;
 use aya::programs::{ProgramError, RawTracePoint, TracePoint, Xdp};
-use aya::{Btf, EbpfLoader};
 
 use crate::pins::{check_compatible, pinnable_maps, Namespace};
 use crate::{EbpfError, Hook};
@@ -33,7 +32,6 @@ pub struct Placed {
 /// namespace `ns`, reusing pinned maps, and puts it in place.
 pub(crate) fn place(
     ns: &Namespace,
-    btf: &Btf,
     object: &[u8],
     program: Option<&str>,
     hook: &Hook,
@@ -52,7 +50,7 @@ pub(crate) fn place(
         .map(|m| ns.map(m))
         .filter(|p| !p.exists())
         .collect();
-    let result = load_and_swap(ns, btf, object, &maps, &name, hook);
+    let result = load_and_swap(ns, object, &maps, &name, hook);
     if result.is_err() {
         for pin in new_pins {
             let _ = std::fs::remove_file(pin);
@@ -73,7 +71,7 @@ pub(crate) fn place(
 /// program type and the attach call differ, and aya has no trait over them.
 macro_rules! dispatched {
     ($ctx:expr, $program:expr, $ty:ty, $wants:literal, $dispatch:literal, |$p:ident| $attach:expr) => {{
-        let (ns, btf, name, hook) = $ctx;
+        let (ns, name, hook) = $ctx;
         let prog: &mut $ty = $program
             .try_into()
             .map_err(|_| wrong_type(name, hook, $wants))?;
@@ -81,7 +79,6 @@ macro_rules! dispatched {
         let fd = prog.fd().map_err(|e| attach_err(name, hook, e))?;
         through_dispatcher(
             ns,
-            btf,
             hook,
             || fill_slot(ns, fd, name, hook),
             |d| {
@@ -111,7 +108,6 @@ where
 
 fn load_and_swap(
     ns: &Namespace,
-    btf: &Btf,
     object: &[u8],
     maps: &std::collections::BTreeMap<String, &aya_obj::Map>,
     name: &str,
@@ -119,14 +115,8 @@ fn load_and_swap(
 ) -> Result<(Duration, bool), EbpfError> {
     let paths: Vec<(String, std::path::PathBuf)> =
         maps.keys().map(|m| (m.clone(), ns.map(m))).collect();
-    let mut loader = EbpfLoader::new();
-    loader.btf(Some(btf));
-    for (map, path) in &paths {
-        loader.map_pin_path(map.as_str(), path.as_path());
-    }
-    let mut revision = loader
-        .load(object)
-        .map_err(|e| EbpfError::BadObject(error_chain(&e)))?;
+    let mut revision =
+        crate::loader::load(object, &paths).map_err(|e| EbpfError::BadObject(error_chain(&e)))?;
     let program = revision
         .program_mut(name)
         .ok_or_else(|| EbpfError::NoProgram(format!("no program `{name}` in the object")))?;
@@ -139,7 +129,7 @@ fn load_and_swap(
             place_xdp(ns, xdp, interface, name, hook)
         }
         Hook::Tracepoint { category, name: tp } => dispatched!(
-            (ns, btf, name, hook),
+            (ns, name, hook),
             program,
             TracePoint,
             "a tracepoint program (SEC(\"tracepoint\"))",
@@ -147,7 +137,7 @@ fn load_and_swap(
             |p| p.attach(category, tp)
         ),
         Hook::RawTracepoint { name: tp } => dispatched!(
-            (ns, btf, name, hook),
+            (ns, name, hook),
             program,
             RawTracePoint,
             "a raw tracepoint program (SEC(\"raw_tracepoint\"))",
@@ -208,7 +198,6 @@ fn place_xdp(
 /// slot write's duration and whether it attached the dispatcher now.
 fn through_dispatcher(
     ns: &Namespace,
-    btf: &Btf,
     hook: &Hook,
     fill: impl FnOnce() -> Result<Duration, EbpfError>,
     attach: impl FnOnce(&mut aya::Ebpf) -> Result<FdLink, EbpfError>,
@@ -218,12 +207,11 @@ fn through_dispatcher(
     }
     let slot = ns.slot();
     let missed = ns.missed();
-    let mut loader = EbpfLoader::new();
-    loader.btf(Some(btf));
-    loader.map_pin_path("hs_slot", slot.as_path());
-    loader.map_pin_path("hs_missed", missed.as_path());
-    let attached = loader
-        .load(crate::objects::DISPATCH)
+    let pins = [
+        ("hs_slot".to_string(), slot.clone()),
+        ("hs_missed".to_string(), missed.clone()),
+    ];
+    let attached = crate::loader::load(crate::objects::DISPATCH, &pins)
         .map_err(|e| EbpfError::BadObject(format!("hotswap's dispatcher: {}", error_chain(&e))))
         .and_then(|mut dispatcher| {
             let swap = fill()?;
@@ -377,4 +365,17 @@ pub(crate) fn on_bpffs(path: &Path) -> bool {
         let mut st: libc::statfs = std::mem::zeroed();
         libc::statfs(c.as_ptr(), &mut st) == 0 && st.f_type as i64 == BPF_FS_MAGIC
     }
+}
+
+/// The kernel id of the program namespace `ns` runs now: the one in the
+/// dispatcher's slot, or the one its XDP link runs.
+pub(crate) fn running(ns: &Namespace) -> std::io::Result<u32> {
+    use std::os::fd::AsFd;
+    if ns.slot().exists() {
+        let slot = crate::sys::obj_get(&ns.slot())?;
+        let mut id = [0u8; 4];
+        crate::sys::lookup(slot.as_fd(), &0u32.to_ne_bytes(), &mut id)?;
+        return Ok(u32::from_ne_bytes(id));
+    }
+    crate::sys::link_program(crate::sys::obj_get(&ns.link())?.as_fd())
 }

@@ -131,6 +131,21 @@ fn an_incompatible_map_or_a_rejected_program_changes_nothing() {
         -1,
         "the running revision's maps are intact"
     );
+
+    // And the running revision still runs: it reports this thread's calls
+    // (through its ring buffer; the `counts` pin is the impostor now).
+    let tid = common::gettid();
+    let mut events = tier.events("tracer", None).unwrap();
+    while events.next().is_some() {}
+    let mut watch = common::hash::<u32, i64>(&tier, "tracer", "watch");
+    watch.insert(tid, libc::SYS_getppid, 0).unwrap();
+    for _ in 0..40 {
+        // SAFETY: getppid has no preconditions.
+        unsafe { libc::getppid() };
+    }
+    let seen: Vec<_> = events.by_ref().collect();
+    assert_eq!(seen.len(), 40);
+    assert!(seen.iter().all(|e| e["version"] == 1 && e["pid"] == tid));
 }
 
 #[test]

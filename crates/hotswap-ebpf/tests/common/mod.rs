@@ -46,7 +46,10 @@ impl Drop for Tier {
     }
 }
 
-/// A pinned hash map, typed.
+/// A pinned hash map, typed at compile time through aya: an independent
+/// reader beside hotswap's own typed map access. (Each test binary uses a
+/// part of this module.)
+#[allow(dead_code)]
 pub fn hash<K: aya::Pod, V: aya::Pod>(
     tier: &EbpfTier,
     program: &str,
@@ -57,6 +60,7 @@ pub fn hash<K: aya::Pod, V: aya::Pod>(
 }
 
 /// The calling thread's id, which BPF sees as its pid.
+#[allow(dead_code)]
 pub fn gettid() -> u32 {
     // SAFETY: gettid has no preconditions.
     unsafe { libc::gettid() as u32 }
