@@ -2,7 +2,7 @@
 //! decoded with the struct its program declares for it (`struct event`, or
 //! `struct <map>_event`) when its BTF has one, else shown as hex.
 
-use std::os::fd::{AsFd, BorrowedFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, RawFd};
 use std::path::Path;
 
 use aya::maps::{Map, MapData, RingBuf};
@@ -14,6 +14,7 @@ use crate::EbpfError;
 /// Events from one pinned ring buffer. Poll [`Events::as_fd`] for
 /// readability (epoll, tokio's `AsyncFd`), then drain it as an iterator.
 pub struct Events {
+    map: String,
     ring: RingBuf<MapData>,
     shape: Option<Shape>,
 }
@@ -34,12 +35,29 @@ impl Events {
         let event = format!("{map}_event");
         // Ring buffers carry no BTF of their own (their value size is 0).
         let shape = btf_id.and_then(|id| crate::maps::struct_shape(id, &[event.as_str(), "event"]));
-        Ok(Events { ring, shape })
+        Ok(Events {
+            map: map.to_string(),
+            ring,
+            shape,
+        })
     }
 
-    /// Readable when events are waiting.
-    pub fn as_fd(&self) -> BorrowedFd<'_> {
+    /// The ring buffer's name.
+    pub fn map_name(&self) -> &str {
+        &self.map
+    }
+}
+
+/// Readable when events are waiting.
+impl AsFd for Events {
+    fn as_fd(&self) -> BorrowedFd<'_> {
         self.ring.as_fd()
+    }
+}
+
+impl AsRawFd for Events {
+    fn as_raw_fd(&self) -> RawFd {
+        self.ring.as_raw_fd()
     }
 }
 

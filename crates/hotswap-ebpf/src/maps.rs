@@ -5,7 +5,7 @@
 use std::os::fd::{AsFd, OwnedFd};
 use std::path::Path;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::btf::Btf;
@@ -29,13 +29,13 @@ pub struct PinnedMap {
 }
 
 /// What a map is, for `list` and for people choosing what to type.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct MapSummary {
     /// Its name.
     pub name: String,
     /// Its type (`hash`, `array`, `percpu_array`, `ringbuf`, ...).
     #[serde(rename = "type")]
-    pub kind: &'static str,
+    pub kind: String,
     /// What its keys are (`u32`, `IPv4 address`, ...); empty for keyless maps.
     pub key: String,
     /// What its values are.
@@ -45,14 +45,14 @@ pub struct MapSummary {
 }
 
 /// One entry, as JSON.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Entry {
     /// The key.
     pub key: Value,
     /// The value; for per-CPU maps of numbers, their sum over the CPUs.
     pub value: Value,
     /// Per-CPU maps: each CPU's value.
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub per_cpu: Option<Vec<Value>>,
 }
 
@@ -110,7 +110,7 @@ impl PinnedMap {
         let keyless = self.key.size() == 0;
         MapSummary {
             name: self.name.clone(),
-            kind: kind_name(self.kind),
+            kind: kind_name(self.kind).to_string(),
             key: if keyless {
                 String::new()
             } else {

@@ -33,6 +33,10 @@ use serde::{Deserialize, Serialize};
 /// drain_timeout_ms = 10000       # requests still running after this are cut
 /// drain_idle_ms = 200            # keep-alive connections idle this long are closed
 ///
+/// [ebpf]                         # the eBPF tier (`hotswap ebpf ...`): root and BPF needed
+/// enabled = true                 # off: the eBPF endpoints answer 503
+/// pin_root = "/sys/fs/bpf/hotswap"  # where programs and maps are pinned (on bpffs)
+///
 /// [limits]
 /// deadline_ms = 1000
 /// memory_cap_mib = 64
@@ -77,6 +81,28 @@ pub struct ServerConfig {
     pub require_signature: bool,
     /// How binary upgrades and drains run.
     pub upgrade: UpgradeConfig,
+    /// The eBPF tier.
+    pub ebpf: EbpfConfig,
+}
+
+/// The eBPF tier: where its programs are pinned.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct EbpfConfig {
+    /// Whether to offer it at all. When it is on but this process cannot
+    /// use BPF (not root, no bpffs), the eBPF endpoints say why.
+    pub enabled: bool,
+    /// The directory on bpffs where each program gets its namespace.
+    pub pin_root: PathBuf,
+}
+
+impl Default for EbpfConfig {
+    fn default() -> Self {
+        EbpfConfig {
+            enabled: true,
+            pin_root: PathBuf::from(hotswap_ebpf::DEFAULT_ROOT),
+        }
+    }
 }
 
 /// How binary upgrades (and the drain at shutdown) run.
@@ -180,6 +206,7 @@ impl Default for ServerConfig {
             trusted_keys: Vec::new(),
             require_signature: false,
             upgrade: UpgradeConfig::default(),
+            ebpf: EbpfConfig::default(),
         }
     }
 }

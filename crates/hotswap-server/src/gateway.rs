@@ -132,6 +132,11 @@ impl Gateway {
         &self.tier
     }
 
+    /// The store (for the eBPF tier's records, which share it).
+    pub(crate) fn store(&self) -> &Store {
+        &self.store
+    }
+
     /// Whether no slot serves anything (as on a first start).
     pub fn is_empty(&self) -> bool {
         self.list().is_empty()

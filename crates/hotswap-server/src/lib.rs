@@ -30,6 +30,7 @@ mod budget;
 mod config;
 mod control;
 mod data;
+mod ebpf;
 mod envelope;
 mod gateway;
 mod http;
@@ -45,8 +46,11 @@ use hotswap_store::Store;
 use hotswap_upgrade::{UpgradeError, Upgrader};
 use tokio::net::TcpListener;
 
-pub use config::{CanaryConfig, ConfigError, Limits, Route, ServerConfig, UpgradeConfig};
+pub use config::{
+    CanaryConfig, ConfigError, EbpfConfig, Limits, Route, ServerConfig, UpgradeConfig,
+};
 pub use control::{ControlError, Controller, ProcessInfo, ReloadReport, UpgradeReport};
+pub use ebpf::{Expect, PlacedView, ProgramError, ProgramView, Programs};
 pub use gateway::{CallFailure, Gateway, GatewayError, SlotView};
 pub use http::PROCESS_HEADER;
 pub use metrics::{Metrics, Restored};
@@ -99,6 +103,7 @@ pub struct Server {
     source: Option<ConfigSource>,
     upgrader: Arc<Upgrader>,
     gateway: Arc<Gateway>,
+    programs: Arc<Programs>,
     metrics: Arc<Metrics>,
     data: TcpListener,
     admin: TcpListener,
@@ -163,7 +168,13 @@ impl Server {
         })
         .await
         .expect("the start-up task does not panic")?;
-        let metrics = Arc::new(Metrics::new());
+        let gateway = Arc::new(gateway);
+        // The eBPF programs kept running while no server was up (their
+        // pins hold them); this picks up their records and maps.
+        let programs = Arc::new(Programs::open(&config.ebpf, gateway.clone()));
+        let mut metrics = Metrics::new();
+        metrics.register_collector(Box::new(ebpf::MapCollector(programs.clone())));
+        let metrics = Arc::new(metrics);
         if !state.is_empty() {
             let restored = metrics.restore(&state);
             tracing::info!(
@@ -187,7 +198,8 @@ impl Server {
         Ok(Server {
             data,
             admin,
-            gateway: Arc::new(gateway),
+            gateway,
+            programs,
             metrics,
             source: None,
             upgrader,
@@ -223,6 +235,11 @@ impl Server {
         &self.gateway
     }
 
+    /// Its eBPF programs.
+    pub fn programs(&self) -> &Arc<Programs> {
+        &self.programs
+    }
+
     /// Its metrics.
     pub fn metrics(&self) -> &Arc<Metrics> {
         &self.metrics
@@ -245,6 +262,7 @@ impl Server {
             source: self.source,
             upgrader: self.upgrader,
             gateway: self.gateway,
+            programs: self.programs,
             metrics: self.metrics,
             data: Some(self.data),
             admin: Some(self.admin),

@@ -114,6 +114,14 @@ impl Metrics {
     }
 
     /// Records one data-plane call.
+    /// Adds metrics read at each scrape (the eBPF maps).
+    pub(crate) fn register_collector(
+        &mut self,
+        collector: Box<dyn prometheus_client::collector::Collector>,
+    ) {
+        self.registry.register_collector(collector);
+    }
+
     pub fn call(&self, slot: &str, generation: Option<u64>, outcome: &'static str, took: Duration) {
         let revision = generation.map_or_else(|| "none".to_string(), |g| g.to_string());
         self.calls

@@ -13,6 +13,7 @@ use tokio::task::JoinHandle;
 
 use crate::config::{CanaryConfig, ConfigError, ServerConfig};
 use crate::control::{Command, Controller, ReloadReport, UpgradeReport};
+use crate::ebpf::Programs;
 use crate::gateway::Gateway;
 use crate::http::{self, Connections, DrainTiming};
 use crate::metrics::Metrics;
@@ -68,6 +69,7 @@ pub(crate) struct Running {
     pub source: Option<ConfigSource>,
     pub upgrader: Arc<Upgrader>,
     pub gateway: Arc<Gateway>,
+    pub programs: Arc<Programs>,
     pub metrics: Arc<Metrics>,
     /// Taken by `run`: only the accept loops hold listeners, so that one
     /// replaced by a reload really closes.
@@ -185,6 +187,7 @@ impl Running {
     fn admin_router(&self, config: &ServerConfig) -> Result<Router, ConfigError> {
         Ok(admin::router(
             self.gateway.clone(),
+            self.programs.clone(),
             admin::Settings {
                 token: config.admin_token.clone(),
                 max_module_bytes: config.max_module_bytes,
@@ -288,6 +291,11 @@ impl Running {
                 old.data_dir.display(),
                 next.data_dir.display()
             )));
+        }
+        if next.ebpf != old.ebpf {
+            return Err(ConfigError::Invalid(
+                "[ebpf] cannot change in place (its programs are pinned under pin_root): restart the server, or upgrade it".into(),
+            ));
         }
         let wasm = next.wasm();
         // New listeners first, so a bad address changes nothing.

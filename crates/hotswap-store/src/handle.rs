@@ -92,6 +92,7 @@ fn create(path: &Path) -> Result<Database, StoreError> {
     txn.open_table(SLOTS).map_err(db)?;
     txn.open_table(kv::KV).map_err(db)?;
     txn.open_table(kv::KV_COUNTS).map_err(db)?;
+    txn.open_table(crate::ebpf::EBPF).map_err(db)?;
     txn.commit().map_err(db)?;
     Ok(database)
 }

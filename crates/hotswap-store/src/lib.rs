@@ -36,6 +36,7 @@
 //! ```
 
 mod artifacts;
+mod ebpf;
 mod error;
 mod handle;
 mod kv;
@@ -51,6 +52,7 @@ use redb::{Database, Durability, ReadableDatabase, ReadableTable, TableDefinitio
 
 use handle::DbHandle;
 
+pub use ebpf::EbpfRecord;
 pub use error::{check_slot_name, StoreError};
 pub use kv::SlotKv;
 pub use records::{CanaryRecord, SlotRecord};

@@ -29,7 +29,7 @@ pub struct Conn {
     admin: String,
     /// Print the server's JSON answer instead of text.
     #[arg(long, global = true)]
-    json: bool,
+    pub(crate) json: bool,
 }
 
 #[derive(clap::Args)]
@@ -192,11 +192,26 @@ pub fn events(args: Events) -> anyhow::Result<ExitCode> {
                 .join("\n")
         });
     }
-    // Server-sent events: one `data:` line per event.
-    let url = url(&args.conn, "/v1/events?follow=true");
+    follow(&args.conn, "/v1/events?follow=true", |data| {
+        if args.conn.json {
+            println!("{data}");
+        } else if let Ok(e) = serde_json::from_str::<Event>(data) {
+            println!("{}", event_line(&e));
+        }
+    })
+}
+
+/// Follows a server-sent event stream, handing each event's `data:` to
+/// `each`, until the server ends it.
+pub(crate) fn follow(
+    conn: &Conn,
+    path: &str,
+    mut each: impl FnMut(&str),
+) -> anyhow::Result<ExitCode> {
+    let url = url(conn, path);
     let mut response = with_token(agent().get(&url))
         .call()
-        .map_err(|e| unreachable(&args.conn, e))?;
+        .map_err(|e| unreachable(conn, e))?;
     if response.status().as_u16() != 200 {
         let text = response.body_mut().read_to_string().unwrap_or_default();
         return refused(response.status().as_u16(), &text);
@@ -204,14 +219,8 @@ pub fn events(args: Events) -> anyhow::Result<ExitCode> {
     let reader = BufReader::new(response.body_mut().as_reader());
     for line in reader.lines() {
         let line = line.context("the event stream broke")?;
-        let Some(data) = line.strip_prefix("data:") else {
-            continue;
-        };
-        let data = data.trim();
-        if args.conn.json {
-            println!("{data}");
-        } else if let Ok(e) = serde_json::from_str::<Event>(data) {
-            println!("{}", event_line(&e));
+        if let Some(data) = line.strip_prefix("data:") {
+            each(data.trim());
         }
     }
     Ok(ExitCode::SUCCESS)
@@ -329,17 +338,23 @@ pub(crate) fn request(
 ) -> anyhow::Result<Answer> {
     let url = url(conn, path);
     let agent = agent();
-    let result = match (method, body) {
-        ("POST", Some(b)) => {
-            let kind = if b.starts_with(b"{") {
-                "application/json"
-            } else {
-                "application/wasm"
-            };
-            with_token(agent.post(&url))
-                .header("content-type", kind)
-                .send(b)
+    let kind = |b: &[u8]| {
+        if b.starts_with(b"{") {
+            "application/json"
+        } else if b.starts_with(b"\x7fELF") {
+            "application/octet-stream"
+        } else {
+            "application/wasm"
         }
+    };
+    let result = match (method, body) {
+        ("POST", Some(b)) => with_token(agent.post(&url))
+            .header("content-type", kind(b))
+            .send(b),
+        ("PUT", Some(b)) => with_token(agent.put(&url))
+            .header("content-type", kind(b))
+            .send(b),
+        ("DELETE", _) => with_token(agent.delete(&url)).call(),
         _ => with_token(agent.get(&url)).call(),
     };
     let mut response = result.map_err(|e| unreachable(conn, e))?;
@@ -404,7 +419,7 @@ fn refused(status: u16, body: &str) -> anyhow::Result<ExitCode> {
 }
 
 /// Percent-encodes a query value.
-fn encode(s: &str) -> String {
+pub(crate) fn encode(s: &str) -> String {
     s.bytes()
         .map(|b| match b {
             b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {

@@ -1,11 +1,13 @@
 //! The `hotswap` command: serve plugins over HTTP and manage a running server
-//! (deploy, status, rollback, canary, promote, events, upgrade, reload),
+//! (deploy, status, rollback, canary, promote, events, upgrade, reload,
+//! eBPF programs),
 //! sign modules, and check, run, demonstrate and benchmark plugins.
 
 mod bench;
 mod check;
 mod client;
 mod demo;
+mod ebpf;
 mod input;
 mod keys;
 mod process;
@@ -61,6 +63,10 @@ enum Command {
     /// Make a running server re-read its config file and apply it in place
     /// (same as sending it SIGHUP).
     Reload(process::Reload),
+    /// Load, replace, list and unload eBPF programs in a running server;
+    /// read and write their maps; follow their events.
+    #[command(subcommand)]
+    Ebpf(ebpf::Command),
     /// Make an ed25519 key pair for signing modules.
     Keygen(keys::Keygen),
     /// Sign a module (writes FILE.sig).
@@ -94,6 +100,7 @@ fn main() -> ExitCode {
         Command::Events(args) => client::events(args),
         Command::Upgrade(args) => process::upgrade(args),
         Command::Reload(args) => process::reload(args),
+        Command::Ebpf(cmd) => ebpf::main(cmd),
         Command::Keygen(args) => keys::keygen(args),
         Command::Sign(args) => keys::sign(args),
         Command::Check(args) => check::main(args),

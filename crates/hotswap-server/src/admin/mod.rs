@@ -2,6 +2,7 @@
 //! and the process's own upgrade and reload ([`process`]). Documented in
 //! docs/admin-api.md.
 
+mod ebpf;
 mod process;
 
 use std::convert::Infallible;
@@ -24,6 +25,7 @@ use tokio_stream::wrappers::BroadcastStream;
 use tokio_stream::{Stream, StreamExt};
 
 use crate::control::Controller;
+use crate::ebpf::Programs;
 use crate::gateway::{Gateway, GatewayError};
 use crate::http::ConnectionHandle;
 use crate::metrics::Metrics;
@@ -32,6 +34,7 @@ use crate::signing::{SignatureError, Trust};
 #[derive(Clone)]
 struct Admin {
     gateway: Arc<Gateway>,
+    programs: Arc<Programs>,
     token: Option<Arc<str>>,
     max_module_bytes: usize,
     trust: Arc<Trust>,
@@ -49,12 +52,14 @@ pub(crate) struct Settings {
 /// The admin router. With a token, every request must carry it.
 pub(crate) fn router(
     gateway: Arc<Gateway>,
+    programs: Arc<Programs>,
     settings: Settings,
     metrics: Arc<Metrics>,
     controller: Controller,
 ) -> Router {
     let state = Admin {
         gateway,
+        programs,
         token: settings.token.map(Arc::from),
         max_module_bytes: settings.max_module_bytes,
         trust: Arc::new(settings.trust),
@@ -82,6 +87,21 @@ pub(crate) fn router(
         .route("/v1/process", get(process::show))
         .route("/v1/upgrade", post(process::upgrade))
         .route("/v1/reload", post(process::reload))
+        .route("/v1/ebpf", get(ebpf::list))
+        .route("/v1/ebpf/{name}", get(ebpf::show).delete(ebpf::unload))
+        .route(
+            "/v1/ebpf/{name}/revisions",
+            // The handler enforces the limit itself (see `read_upload`).
+            post(ebpf::place).layer(DefaultBodyLimit::disable()),
+        )
+        .route("/v1/ebpf/{name}/maps/{map}", get(ebpf::dump))
+        .route(
+            "/v1/ebpf/{name}/maps/{map}/entry",
+            get(ebpf::get_entry)
+                .put(ebpf::set_entry)
+                .delete(ebpf::delete_entry),
+        )
+        .route("/v1/ebpf/{name}/events", get(ebpf::events))
         .fallback(|| async {
             problem(
                 StatusCode::NOT_FOUND,
@@ -140,46 +160,17 @@ async fn deploy(
     headers: HeaderMap,
     body: Body,
 ) -> Response {
-    // Refuse an oversize upload from its Content-Length, before reading a
-    // byte of it; a body without one is cut off at the limit while read.
-    let max = admin.max_module_bytes;
-    let too_large = || {
-        problem(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            "too-large",
-            format!("modules may be at most {max} bytes (max_module_bytes)"),
-        )
-    };
-    let declared = headers
-        .get(header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<u64>().ok());
-    if declared.is_some_and(|n| n > max as u64) {
-        return too_large();
-    }
-    let body: Bytes = match axum::body::to_bytes(body, max).await {
+    let body = match read_upload(&admin, &headers, body).await {
         Ok(b) => b,
-        Err(_) => return too_large(),
+        Err(refused) => return refused,
     };
     // Checked after the body is read, so the connection can stay open.
     let query = match query {
         Ok(Query(q)) => q,
         Err(e) => return problem(StatusCode::BAD_REQUEST, "bad-request", e.body_text()),
     };
-    // Authenticity before anything else: an unsigned or wrongly signed
-    // module is never stored, compiled or run.
-    let signature = headers
-        .get("x-hotswap-signature")
-        .and_then(|v| v.to_str().ok())
-        .map(str::to_string)
-        .or(query.signature.clone());
-    if let Err(e) = admin.trust.check(&body, signature.as_deref()) {
-        let (status, kind) = match e {
-            SignatureError::Missing => (StatusCode::FORBIDDEN, "signature-required"),
-            SignatureError::Malformed(_) => (StatusCode::BAD_REQUEST, "bad-request"),
-            _ => (StatusCode::FORBIDDEN, "bad-signature"),
-        };
-        return problem(status, kind, e.to_string());
+    if let Err(refused) = authentic(&admin, &headers, query.signature.as_deref(), &body) {
+        return refused;
     }
     let expected = match query.sha256.as_deref().map(str::parse::<Digest>) {
         None => None,
@@ -205,6 +196,53 @@ async fn deploy(
         admin.metrics.deploy(started.elapsed());
     }
     answer
+}
+
+/// Reads an uploaded module or object, refusing an oversize one from its
+/// Content-Length before reading a byte of it; a body without one is cut
+/// off at the limit while read.
+async fn read_upload(admin: &Admin, headers: &HeaderMap, body: Body) -> Result<Bytes, Response> {
+    let max = admin.max_module_bytes;
+    let too_large = || {
+        problem(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "too-large",
+            format!("uploads may be at most {max} bytes (max_module_bytes)"),
+        )
+    };
+    let declared = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > max as u64) {
+        return Err(too_large());
+    }
+    axum::body::to_bytes(body, max)
+        .await
+        .map_err(|_| too_large())
+}
+
+/// Authenticity before anything else: an unsigned or wrongly signed upload
+/// (when signatures are required) is never stored, compiled, verified or
+/// run. The signature comes from `x-hotswap-signature` or the query.
+fn authentic(
+    admin: &Admin,
+    headers: &HeaderMap,
+    query_signature: Option<&str>,
+    body: &[u8],
+) -> Result<(), Response> {
+    let signature = headers
+        .get("x-hotswap-signature")
+        .and_then(|v| v.to_str().ok())
+        .or(query_signature);
+    admin.trust.check(body, signature).map_err(|e| {
+        let (status, kind) = match e {
+            SignatureError::Missing => (StatusCode::FORBIDDEN, "signature-required"),
+            SignatureError::Malformed(_) => (StatusCode::BAD_REQUEST, "bad-request"),
+            _ => (StatusCode::FORBIDDEN, "bad-signature"),
+        };
+        problem(status, kind, e.to_string())
+    })
 }
 
 /// Runs a change to a slot on a blocking thread (it may compile, and it

@@ -1,0 +1,315 @@
+//! `/v1/ebpf/...`: eBPF programs loaded, replaced, listed and unloaded;
+//! their map entries read and written; their ring-buffer events streamed.
+
+use std::convert::Infallible;
+
+use axum::body::Body;
+use axum::extract::rejection::{JsonRejection, QueryRejection};
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::sse::Event as SseEvent;
+use axum::response::{IntoResponse, Response};
+use axum::{Extension, Json};
+use hotswap_ebpf::{EbpfError, DUMP_LIMIT};
+use serde::Deserialize;
+use serde_json::{json, Value};
+use tokio_stream::wrappers::errors::BroadcastStreamRecvError;
+use tokio_stream::wrappers::BroadcastStream;
+use tokio_stream::StreamExt;
+
+use super::{authentic, problem, read_upload, sse, Admin};
+use crate::ebpf::{Expect, ProgramError};
+use crate::http::ConnectionHandle;
+
+/// `GET /v1/ebpf`: every program, or why this server has no eBPF tier.
+pub(super) async fn list(State(admin): State<Admin>) -> Response {
+    let programs = admin.programs.clone();
+    blocking(move || programs.list().map(|p| json!({ "programs": p }))).await
+}
+
+/// `GET /v1/ebpf/{name}`.
+pub(super) async fn show(State(admin): State<Admin>, Path(name): Path<String>) -> Response {
+    let programs = admin.programs.clone();
+    blocking(move || programs.show(&name).map(|p| json!(p))).await
+}
+
+#[derive(Deserialize)]
+pub(super) struct PlaceQuery {
+    /// The hook, on a first load.
+    attach: Option<String>,
+    /// The program in the object, when it has several.
+    program: Option<String>,
+    /// `new` (`hotswap ebpf load`) or `existing` (`replace`); either when absent.
+    expect: Option<String>,
+    /// The object's signature (hex), if not in `x-hotswap-signature`.
+    signature: Option<String>,
+}
+
+/// `POST /v1/ebpf/{name}/revisions`: the object is the body. 201 when it
+/// attached the program, 200 when it replaced the running revision.
+pub(super) async fn place(
+    State(admin): State<Admin>,
+    Path(name): Path<String>,
+    query: Result<Query<PlaceQuery>, QueryRejection>,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    let body = match read_upload(&admin, &headers, body).await {
+        Ok(b) => b,
+        Err(refused) => return refused,
+    };
+    let q = match query {
+        Ok(Query(q)) => q,
+        Err(e) => return problem(StatusCode::BAD_REQUEST, "bad-request", e.body_text()),
+    };
+    if let Err(refused) = authentic(&admin, &headers, q.signature.as_deref(), &body) {
+        return refused;
+    }
+    let expect = match q.expect.as_deref() {
+        None => None,
+        Some("new") => Some(Expect::New),
+        Some("existing") => Some(Expect::Existing),
+        Some(other) => {
+            return problem(
+                StatusCode::BAD_REQUEST,
+                "bad-request",
+                format!("expect is `new` or `existing`, not `{other}`"),
+            )
+        }
+    };
+    let programs = admin.programs.clone();
+    let placed = tokio::task::spawn_blocking(move || {
+        programs.place(
+            &name,
+            &body,
+            q.attach.as_deref(),
+            q.program.as_deref(),
+            expect,
+        )
+    })
+    .await;
+    match placed {
+        Ok(Ok(p)) => {
+            let status = if p.attached {
+                StatusCode::CREATED
+            } else {
+                StatusCode::OK
+            };
+            (status, Json(p)).into_response()
+        }
+        Ok(Err(e)) => program_problem(e),
+        Err(e) => internal(e),
+    }
+}
+
+/// `DELETE /v1/ebpf/{name}`: detaches it and removes its pins.
+pub(super) async fn unload(State(admin): State<Admin>, Path(name): Path<String>) -> Response {
+    let programs = admin.programs.clone();
+    blocking(move || programs.unload(&name).map(|()| json!({ "unloaded": name }))).await
+}
+
+#[derive(Deserialize)]
+pub(super) struct DumpQuery {
+    limit: Option<usize>,
+}
+
+/// `GET /v1/ebpf/{name}/maps/{map}`: the map's type and its entries.
+pub(super) async fn dump(
+    State(admin): State<Admin>,
+    Path((name, map)): Path<(String, String)>,
+    q: Result<Query<DumpQuery>, QueryRejection>,
+) -> Response {
+    let limit = match q {
+        Ok(Query(q)) => q.limit.unwrap_or(DUMP_LIMIT).min(DUMP_LIMIT),
+        Err(e) => return problem(StatusCode::BAD_REQUEST, "bad-request", e.body_text()),
+    };
+    let programs = admin.programs.clone();
+    blocking(move || {
+        let map = programs.map(&name, &map)?;
+        let (entries, truncated) = map.dump(limit)?;
+        Ok(json!({ "map": map.summary(), "entries": entries, "truncated": truncated }))
+    })
+    .await
+}
+
+#[derive(Deserialize)]
+pub(super) struct KeyQuery {
+    key: String,
+}
+
+/// `GET /v1/ebpf/{name}/maps/{map}/entry?key=K`.
+pub(super) async fn get_entry(
+    State(admin): State<Admin>,
+    Path((name, map)): Path<(String, String)>,
+    q: Result<Query<KeyQuery>, QueryRejection>,
+) -> Response {
+    let Ok(Query(q)) = q else {
+        return no_key();
+    };
+    let found = admin
+        .programs
+        .map(&name, &map)
+        .and_then(|m| Ok(m.get(&q.key)?));
+    match found {
+        Ok(Some(entry)) => Json(entry).into_response(),
+        Ok(None) => problem(
+            StatusCode::NOT_FOUND,
+            "no-entry",
+            format!("map `{map}` has no entry for key {}", q.key),
+        ),
+        Err(e) => program_problem(e),
+    }
+}
+
+#[derive(Deserialize)]
+pub(super) struct EntryBody {
+    key: Value,
+    value: Value,
+}
+
+/// `PUT /v1/ebpf/{name}/maps/{map}/entry` with `{"key": K, "value": V}`:
+/// numbers, IPv4 addresses and strings as the map's BTF types them.
+pub(super) async fn set_entry(
+    State(admin): State<Admin>,
+    Path((name, map)): Path<(String, String)>,
+    body: Result<Json<EntryBody>, JsonRejection>,
+) -> Response {
+    let body = match body {
+        Ok(Json(b)) => b,
+        Err(e) => {
+            return problem(
+                StatusCode::BAD_REQUEST,
+                "bad-request",
+                format!(
+                    "expected a JSON body like {{\"key\": \"10.0.0.7\", \"value\": 1}}: {}",
+                    e.body_text()
+                ),
+            )
+        }
+    };
+    let written = admin
+        .programs
+        .map(&name, &map)
+        .and_then(|m| Ok(m.set(&text(&body.key), &text(&body.value))?));
+    match written {
+        Ok(entry) => Json(entry).into_response(),
+        Err(e) => program_problem(e),
+    }
+}
+
+/// `DELETE /v1/ebpf/{name}/maps/{map}/entry?key=K`.
+pub(super) async fn delete_entry(
+    State(admin): State<Admin>,
+    Path((name, map)): Path<(String, String)>,
+    q: Result<Query<KeyQuery>, QueryRejection>,
+) -> Response {
+    let Ok(Query(q)) = q else {
+        return no_key();
+    };
+    let deleted = admin
+        .programs
+        .map(&name, &map)
+        .and_then(|m| Ok(m.delete(&q.key)?));
+    match deleted {
+        Ok(deleted) => Json(json!({ "deleted": deleted })).into_response(),
+        Err(e) => program_problem(e),
+    }
+}
+
+#[derive(Deserialize)]
+pub(super) struct EventsQuery {
+    map: Option<String>,
+}
+
+/// `GET /v1/ebpf/{name}/events[?map=M]`: a server-sent event stream, one
+/// `event` per ring-buffer record, decoded. It ends when the server drains.
+pub(super) async fn events(
+    State(admin): State<Admin>,
+    Path(name): Path<String>,
+    Extension(connection): Extension<ConnectionHandle>,
+    q: Result<Query<EventsQuery>, QueryRejection>,
+) -> Response {
+    let map = match q {
+        Ok(Query(q)) => q.map,
+        Err(e) => return problem(StatusCode::BAD_REQUEST, "bad-request", e.body_text()),
+    };
+    let events = match admin.programs.subscribe(&name, map.as_deref()) {
+        Ok(rx) => BroadcastStream::new(rx),
+        Err(e) => return program_problem(e),
+    };
+    // A drain (an upgrade, a stop) ends the stream; so does an unload.
+    let stream = futures_util::StreamExt::take_until(events, connection.draining()).map(
+        |item| -> Result<SseEvent, Infallible> {
+            Ok(match item {
+                Ok(event) => SseEvent::default()
+                    .event("event")
+                    .json_data(&event)
+                    .unwrap_or_default(),
+                Err(BroadcastStreamRecvError::Lagged(n)) => {
+                    SseEvent::default().event("lagged").data(n.to_string())
+                }
+            })
+        },
+    );
+    sse(stream)
+}
+
+/// A JSON key or value as the text the map's shape parses: strings as
+/// they are, numbers, arrays and objects as JSON.
+fn text(v: &Value) -> String {
+    match v {
+        Value::String(s) => s.clone(),
+        other => other.to_string(),
+    }
+}
+
+fn no_key() -> Response {
+    problem(
+        StatusCode::BAD_REQUEST,
+        "bad-request",
+        "name the entry with ?key=... (a number, an IPv4 address or a string, as the map's key type says)".into(),
+    )
+}
+
+/// Runs `op` on a blocking thread (it may walk a map or the pins) and
+/// answers its JSON, or its error.
+async fn blocking(op: impl FnOnce() -> Result<Value, ProgramError> + Send + 'static) -> Response {
+    match tokio::task::spawn_blocking(op).await {
+        Ok(Ok(v)) => Json(v).into_response(),
+        Ok(Err(e)) => program_problem(e),
+        Err(e) => internal(e),
+    }
+}
+
+fn internal(e: impl std::fmt::Display) -> Response {
+    problem(
+        StatusCode::INTERNAL_SERVER_ERROR,
+        "internal",
+        format!("the request failed unexpectedly: {e}"),
+    )
+}
+
+fn program_problem(e: ProgramError) -> Response {
+    let (status, kind) = match &e {
+        ProgramError::Ebpf(e) => match e {
+            EbpfError::Unavailable(_) | EbpfError::NoBpffs(_) => {
+                (StatusCode::SERVICE_UNAVAILABLE, "ebpf-unavailable")
+            }
+            EbpfError::BadName(_) => (StatusCode::BAD_REQUEST, "bad-name"),
+            EbpfError::BadObject(_) => (StatusCode::UNPROCESSABLE_ENTITY, "invalid-object"),
+            EbpfError::NoProgram(_) => (StatusCode::UNPROCESSABLE_ENTITY, "no-program"),
+            EbpfError::WrongType { .. } => (StatusCode::UNPROCESSABLE_ENTITY, "wrong-program-type"),
+            EbpfError::IncompatibleMap { .. } => (StatusCode::CONFLICT, "incompatible-map"),
+            EbpfError::Verifier { .. } => (StatusCode::UNPROCESSABLE_ENTITY, "verifier-rejected"),
+            EbpfError::Attach { .. } => (StatusCode::UNPROCESSABLE_ENTITY, "attach-failed"),
+            EbpfError::NotLoaded(_) => (StatusCode::NOT_FOUND, "not-loaded"),
+            EbpfError::Map { .. } => (StatusCode::BAD_REQUEST, "bad-map-request"),
+            EbpfError::Io { .. } => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
+        },
+        ProgramError::AlreadyLoaded(_) => (StatusCode::CONFLICT, "already-loaded"),
+        ProgramError::NoHook(_) | ProgramError::BadHook(_) => (StatusCode::BAD_REQUEST, "bad-hook"),
+        ProgramError::OtherHook { .. } => (StatusCode::CONFLICT, "other-hook"),
+        ProgramError::Store(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
+    };
+    problem(status, kind, e.to_string())
+}
