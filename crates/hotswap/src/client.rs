@@ -192,22 +192,29 @@ pub fn events(args: Events) -> anyhow::Result<ExitCode> {
                 .join("\n")
         });
     }
-    follow(&args.conn, "/v1/events?follow=true", |data| {
-        if args.conn.json {
-            println!("{data}");
-        } else if let Ok(e) = serde_json::from_str::<Event>(data) {
-            println!("{}", event_line(&e));
-        }
-    })
+    follow(
+        &args.conn,
+        "/v1/events?follow=true",
+        |kind, data| match kind {
+            "lagged" if args.conn.json => Some(format!("{{\"lagged\": {data}}}")),
+            "lagged" => Some(format!("(missed {data} events: this client fell behind)")),
+            _ if args.conn.json => Some(data.to_string()),
+            _ => serde_json::from_str::<Event>(data)
+                .ok()
+                .map(|e| event_line(&e)),
+        },
+    )
 }
 
-/// Follows a server-sent event stream, handing each event's `data:` to
-/// `each`, until the server ends it.
+/// Follows a server-sent event stream, printing what `line` makes of each
+/// event (its `event:` kind and its `data:`), until the server ends it or
+/// whoever reads our output goes away (`| head`).
 pub(crate) fn follow(
     conn: &Conn,
     path: &str,
-    mut each: impl FnMut(&str),
+    mut line: impl FnMut(&str, &str) -> Option<String>,
 ) -> anyhow::Result<ExitCode> {
+    use std::io::Write;
     let url = url(conn, path);
     let mut response = with_token(agent().get(&url))
         .call()
@@ -217,10 +224,25 @@ pub(crate) fn follow(
         return refused(response.status().as_u16(), &text);
     }
     let reader = BufReader::new(response.body_mut().as_reader());
-    for line in reader.lines() {
-        let line = line.context("the event stream broke")?;
-        if let Some(data) = line.strip_prefix("data:") {
-            each(data.trim());
+    let mut out = std::io::stdout().lock();
+    let mut kind = String::new();
+    for sse in reader.lines() {
+        let sse = sse.context("the event stream broke")?;
+        if let Some(k) = sse.strip_prefix("event:") {
+            kind = k.trim().to_string();
+            continue;
+        }
+        let Some(data) = sse.strip_prefix("data:") else {
+            if sse.is_empty() {
+                kind.clear(); // the end of one event
+            }
+            continue;
+        };
+        let Some(text) = line(&kind, data.trim()) else {
+            continue;
+        };
+        if writeln!(out, "{text}").and_then(|()| out.flush()).is_err() {
+            break; // the reader of our output is gone: so are we
         }
     }
     Ok(ExitCode::SUCCESS)

@@ -179,27 +179,37 @@ pub fn main(cmd: Command) -> anyhow::Result<ExitCode> {
             })
         }
         Command::Map(MapCommand::Dump(a)) => {
-            let path = format!("/v1/ebpf/{}/maps/{}?limit={}", a.name, a.map, a.limit);
+            let path = format!(
+                "/v1/ebpf/{}/maps/{}?limit={}",
+                encode(&a.name),
+                encode(&a.map),
+                a.limit
+            );
             let answer = request(&a.conn, "GET", &path, None)?;
             finish(&a.conn, answer, dump_table)
         }
         Command::Events(a) => {
-            let mut path = format!("/v1/ebpf/{}/events", a.name);
+            let mut path = format!("/v1/ebpf/{}/events", encode(&a.name));
             if let Some(m) = &a.map {
                 path.push_str(&format!("?map={}", encode(m)));
             }
             let json = a.conn.json;
-            follow(&a.conn, &path, |data| {
-                if json {
-                    println!("{data}");
-                } else {
-                    let v: Value = serde_json::from_str(data).unwrap_or(Value::Null);
-                    println!("{}", event_text(&v));
-                }
+            follow(&a.conn, &path, |kind, data| {
+                Some(match kind {
+                    "lagged" if json => format!("{{\"lagged\": {data}}}"),
+                    "lagged" => format!("(missed {data} events: this client fell behind)"),
+                    _ if json => data.to_string(),
+                    _ => event_text(&serde_json::from_str(data).unwrap_or(Value::Null)),
+                })
             })
         }
         Command::Unload(a) => {
-            let answer = request(&a.conn, "DELETE", &format!("/v1/ebpf/{}", a.name), None)?;
+            let answer = request(
+                &a.conn,
+                "DELETE",
+                &format!("/v1/ebpf/{}", encode(&a.name)),
+                None,
+            )?;
             finish(&a.conn, answer, |_: &Value| {
                 format!("unloaded `{}`: detached, its pins and maps removed", a.name)
             })
@@ -227,7 +237,7 @@ fn place(
             .with_context(|| format!("cannot read the signature {}", file.display()))?;
         query.push(format!("signature={}", sig.trim()));
     }
-    let path = format!("/v1/ebpf/{name}/revisions?{}", query.join("&"));
+    let path = format!("/v1/ebpf/{}/revisions?{}", encode(name), query.join("&"));
     let answer = request(conn, "POST", &path, Some(&bytes))?;
     finish(conn, answer, |p: &PlacedView| {
         let v = &p.program;
@@ -270,7 +280,7 @@ fn read_object(spec: &str) -> anyhow::Result<Vec<u8>> {
 
 fn list(a: List) -> anyhow::Result<ExitCode> {
     if let Some(name) = &a.name {
-        let answer = request(&a.conn, "GET", &format!("/v1/ebpf/{name}"), None)?;
+        let answer = request(&a.conn, "GET", &format!("/v1/ebpf/{}", encode(name)), None)?;
         return finish(&a.conn, answer, |p: &ProgramView| {
             table(std::slice::from_ref(p))
         });
@@ -325,7 +335,7 @@ fn table(programs: &[ProgramView]) -> String {
 }
 
 fn entry_path(name: &str, map: &str, key: Option<&str>) -> String {
-    let mut path = format!("/v1/ebpf/{name}/maps/{map}/entry");
+    let mut path = format!("/v1/ebpf/{}/maps/{}/entry", encode(name), encode(map));
     if let Some(k) = key {
         path.push_str(&format!("?key={}", encode(k)));
     }

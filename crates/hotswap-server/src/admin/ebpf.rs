@@ -17,7 +17,7 @@ use tokio_stream::wrappers::errors::BroadcastStreamRecvError;
 use tokio_stream::wrappers::BroadcastStream;
 use tokio_stream::StreamExt;
 
-use super::{authentic, problem, read_upload, sse, Admin};
+use super::{authentic, problem, read_upload, signature_problem, sse, Admin};
 use crate::ebpf::{Expect, ProgramError};
 use crate::http::ConnectionHandle;
 
@@ -62,8 +62,8 @@ pub(super) async fn place(
         Ok(Query(q)) => q,
         Err(e) => return problem(StatusCode::BAD_REQUEST, "bad-request", e.body_text()),
     };
-    if let Err(refused) = authentic(&admin, &headers, q.signature.as_deref(), &body) {
-        return refused;
+    if let Err(e) = authentic(&admin, &headers, q.signature.as_deref(), &body) {
+        return signature_problem(e);
     }
     let expect = match q.expect.as_deref() {
         None => None,

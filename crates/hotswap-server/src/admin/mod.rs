@@ -169,8 +169,8 @@ async fn deploy(
         Ok(Query(q)) => q,
         Err(e) => return problem(StatusCode::BAD_REQUEST, "bad-request", e.body_text()),
     };
-    if let Err(refused) = authentic(&admin, &headers, query.signature.as_deref(), &body) {
-        return refused;
+    if let Err(e) = authentic(&admin, &headers, query.signature.as_deref(), &body) {
+        return signature_problem(e);
     }
     let expected = match query.sha256.as_deref().map(str::parse::<Digest>) {
         None => None,
@@ -230,19 +230,22 @@ fn authentic(
     headers: &HeaderMap,
     query_signature: Option<&str>,
     body: &[u8],
-) -> Result<(), Response> {
+) -> Result<(), SignatureError> {
     let signature = headers
         .get("x-hotswap-signature")
         .and_then(|v| v.to_str().ok())
         .or(query_signature);
-    admin.trust.check(body, signature).map_err(|e| {
-        let (status, kind) = match e {
-            SignatureError::Missing => (StatusCode::FORBIDDEN, "signature-required"),
-            SignatureError::Malformed(_) => (StatusCode::BAD_REQUEST, "bad-request"),
-            _ => (StatusCode::FORBIDDEN, "bad-signature"),
-        };
-        problem(status, kind, e.to_string())
-    })
+    admin.trust.check(body, signature)
+}
+
+/// Why an upload's signature was refused, as an answer.
+fn signature_problem(e: SignatureError) -> Response {
+    let (status, kind) = match e {
+        SignatureError::Missing => (StatusCode::FORBIDDEN, "signature-required"),
+        SignatureError::Malformed(_) => (StatusCode::BAD_REQUEST, "bad-request"),
+        _ => (StatusCode::FORBIDDEN, "bad-signature"),
+    };
+    problem(status, kind, e.to_string())
 }
 
 /// Runs a change to a slot on a blocking thread (it may compile, and it
