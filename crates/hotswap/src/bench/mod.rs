@@ -1,5 +1,6 @@
 //! `hotswap bench`: measurements printed as a table, or as JSON for scripts.
 
+mod ebpf;
 mod http;
 mod swap;
 mod upgrade;
@@ -12,6 +13,8 @@ pub enum Command {
     Http(http::Args),
     /// Binary upgrades of a running `hotswap serve` under load: handover time and failed requests.
     Upgrade(upgrade::Args),
+    /// eBPF program replacement (tracepoint slot writes, XDP link updates) under live events: swap latency, events lost or counted twice. Needs root.
+    Ebpf(ebpf::Args),
 }
 
 pub fn main(cmd: Command) -> anyhow::Result<std::process::ExitCode> {
@@ -19,6 +22,7 @@ pub fn main(cmd: Command) -> anyhow::Result<std::process::ExitCode> {
         Command::Swap(args) => swap::main(args),
         Command::Http(args) => http::main(args),
         Command::Upgrade(args) => upgrade::main(args),
+        Command::Ebpf(args) => ebpf::main(args),
     }
 }
 
