@@ -65,6 +65,10 @@ pub struct Replace {
     name: String,
     #[command(flatten)]
     object: Object,
+    /// Its hook, only for a program hotswap has no record of (pinned by
+    /// another tool or an older hotswap); otherwise the running one's.
+    #[arg(long, value_name = "HOOK")]
+    attach: Option<String>,
     #[command(flatten)]
     conn: Conn,
 }
@@ -154,7 +158,7 @@ pub struct Unload {
 pub fn main(cmd: Command) -> anyhow::Result<ExitCode> {
     match cmd {
         Command::Load(a) => place(&a.name, &a.object, Some(&a.attach), "new", &a.conn),
-        Command::Replace(a) => place(&a.name, &a.object, None, "existing", &a.conn),
+        Command::Replace(a) => place(&a.name, &a.object, a.attach.as_deref(), "existing", &a.conn),
         Command::List(a) => list(a),
         Command::Map(MapCommand::Get(a)) => {
             let path = entry_path(&a.name, &a.map, Some(&a.key));

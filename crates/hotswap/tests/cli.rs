@@ -327,3 +327,43 @@ fn bench_upgrade_prints_the_documented_json() {
     assert!(v["requests"].as_u64().unwrap() > 0, "no load: {v}");
     assert!(v["handover_max_ms"].as_f64().unwrap() > 0.0, "{v}");
 }
+
+#[test]
+fn bench_ebpf_prints_the_documented_json_and_loses_nothing() {
+    let out = hotswap(&["bench", "ebpf", "--json", "--replacements", "20"]);
+    if !out.status.success() && stderr(&out).contains("eBPF is not available here") {
+        assert!(
+            std::env::var("CI").as_deref() != Ok("true"),
+            "CI runs eBPF benches as root with BPF, but: {}",
+            stderr(&out)
+        );
+        eprintln!("skipped: {}", stderr(&out));
+        return;
+    }
+    assert!(out.status.success(), "{}", stderr(&out));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    for key in [
+        "replacements",
+        "expected_events",
+        "counted_events",
+        "replace_p50_us",
+        "replace_p99_us",
+    ] {
+        assert!(v[key].is_number(), "{key} missing or not a number in {v}");
+    }
+    assert_eq!(v["replacements"], 40, "20 per mechanism: {v}");
+    for mechanism in ["tracepoint", "xdp"] {
+        let m = &v[mechanism];
+        assert_eq!(m["replacements"], 20, "{v}");
+        assert!(m["expected_events"].as_u64().unwrap() > 0, "no events: {v}");
+        assert_eq!(
+            m["counted_events"], m["expected_events"],
+            "{mechanism}: {v}"
+        );
+        assert_eq!(
+            (m["lost"].as_u64(), m["duplicated"].as_u64()),
+            (Some(0), Some(0))
+        );
+    }
+    assert_eq!(v["tracepoint"]["missed"], 0);
+}
