@@ -6,7 +6,7 @@
 use std::ffi::CString;
 use std::io;
 use std::mem::{size_of, zeroed};
-use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
 use std::path::Path;
 
 use aya_obj::generated::{bpf_attr, bpf_btf_info, bpf_cmd, bpf_map_info};
@@ -50,16 +50,25 @@ pub(crate) fn obj_get(path: &Path) -> io::Result<OwnedFd> {
     bpf(bpf_cmd::BPF_OBJ_GET, &mut attr).map(owned)
 }
 
-/// What the kernel says about a map.
-pub(crate) fn map_info(fd: BorrowedFd<'_>) -> io::Result<bpf_map_info> {
-    // SAFETY: plain old data.
-    let mut info: bpf_map_info = unsafe { zeroed() };
+/// What the kernel says about the object behind `fd`: `T` is the info
+/// struct of its kind (`bpf_map_info`, `bpf_link_info`, `bpf_prog_info`,
+/// `bpf_btf_info`), filled in by `BPF_OBJ_GET_INFO_BY_FD`. `init` sets the
+/// fields that ask for more (buffers and their sizes).
+fn obj_info<T: Copy>(fd: BorrowedFd<'_>, init: impl FnOnce(&mut T)) -> io::Result<T> {
+    // SAFETY: the info structs are plain old data; all-zero asks for nothing extra.
+    let mut info: T = unsafe { zeroed() };
+    init(&mut info);
     let mut attr = zeroed_attr();
     attr.info.bpf_fd = fd.as_raw_fd() as u32;
-    attr.info.info_len = size_of::<bpf_map_info>() as u32;
-    attr.info.info = &mut info as *mut _ as u64;
+    attr.info.info_len = size_of::<T>() as u32;
+    attr.info.info = &mut info as *mut T as u64;
     bpf(bpf_cmd::BPF_OBJ_GET_INFO_BY_FD, &mut attr)?;
     Ok(info)
+}
+
+/// What the kernel says about a map.
+pub(crate) fn map_info(fd: BorrowedFd<'_>) -> io::Result<bpf_map_info> {
+    obj_info(fd, |_| {})
 }
 
 /// The raw BTF (header, types, strings) the kernel holds under `id`.
@@ -68,17 +77,11 @@ pub(crate) fn btf_by_id(id: u32) -> io::Result<Vec<u8>> {
     attr.__bindgen_anon_6.__bindgen_anon_1.btf_id = id;
     let fd = bpf(bpf_cmd::BPF_BTF_GET_FD_BY_ID, &mut attr).map(owned)?;
     // First ask for the size, then for the bytes.
-    let info_of = |buf: &mut [u8]| -> io::Result<bpf_btf_info> {
-        // SAFETY: plain old data.
-        let mut info: bpf_btf_info = unsafe { zeroed() };
-        info.btf = buf.as_mut_ptr() as u64;
-        info.btf_size = buf.len() as u32;
-        let mut attr = zeroed_attr();
-        attr.info.bpf_fd = fd.as_raw_fd() as u32;
-        attr.info.info_len = size_of::<bpf_btf_info>() as u32;
-        attr.info.info = &mut info as *mut _ as u64;
-        bpf(bpf_cmd::BPF_OBJ_GET_INFO_BY_FD, &mut attr)?;
-        Ok(info)
+    let info_of = |buf: &mut [u8]| {
+        obj_info(fd.as_fd(), |info: &mut bpf_btf_info| {
+            info.btf = buf.as_mut_ptr() as u64;
+            info.btf_size = buf.len() as u32;
+        })
     };
     let size = info_of(&mut [])?.btf_size as usize;
     let mut buf = vec![0u8; size];
@@ -144,14 +147,7 @@ pub(crate) fn next_key(
 
 /// The id of the program a link runs.
 pub(crate) fn link_program(fd: BorrowedFd<'_>) -> io::Result<u32> {
-    // SAFETY: plain old data.
-    let mut info: aya_obj::generated::bpf_link_info = unsafe { zeroed() };
-    let mut attr = zeroed_attr();
-    attr.info.bpf_fd = fd.as_raw_fd() as u32;
-    attr.info.info_len = size_of::<aya_obj::generated::bpf_link_info>() as u32;
-    attr.info.info = &mut info as *mut _ as u64;
-    bpf(bpf_cmd::BPF_OBJ_GET_INFO_BY_FD, &mut attr)?;
-    Ok(info.prog_id)
+    Ok(obj_info(fd, |_: &mut aya_obj::generated::bpf_link_info| {})?.prog_id)
 }
 
 /// The id of the BTF that program `id` was loaded with (0: none).
@@ -159,12 +155,5 @@ pub(crate) fn program_btf(id: u32) -> io::Result<u32> {
     let mut attr = zeroed_attr();
     attr.__bindgen_anon_6.__bindgen_anon_1.prog_id = id;
     let fd = bpf(bpf_cmd::BPF_PROG_GET_FD_BY_ID, &mut attr).map(owned)?;
-    // SAFETY: plain old data.
-    let mut info: aya_obj::generated::bpf_prog_info = unsafe { zeroed() };
-    let mut attr = zeroed_attr();
-    attr.info.bpf_fd = fd.as_raw_fd() as u32;
-    attr.info.info_len = size_of::<aya_obj::generated::bpf_prog_info>() as u32;
-    attr.info.info = &mut info as *mut _ as u64;
-    bpf(bpf_cmd::BPF_OBJ_GET_INFO_BY_FD, &mut attr)?;
-    Ok(info.btf_id)
+    Ok(obj_info(fd.as_fd(), |_: &mut aya_obj::generated::bpf_prog_info| {})?.btf_id)
 }

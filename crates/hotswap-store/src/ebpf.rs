@@ -61,16 +61,6 @@ impl Store {
 
     /// Forgets an eBPF program's record.
     pub fn remove_ebpf_program(&self, name: &str) -> Result<bool, StoreError> {
-        let open = self.db.get()?;
-        let mut txn = open.begin_write().map_err(db)?;
-        txn.set_durability(Durability::Immediate).map_err(db)?;
-        let removed = txn
-            .open_table(EBPF)
-            .map_err(db)?
-            .remove(name)
-            .map_err(db)?
-            .is_some();
-        txn.commit().map_err(db)?;
-        Ok(removed)
+        self.remove_record(EBPF, name)
     }
 }

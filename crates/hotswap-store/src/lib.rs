@@ -168,11 +168,20 @@ impl Store {
 
     /// Forgets a slot's record (its key-value data stays until deleted).
     pub fn remove_slot(&self, name: &str) -> Result<bool, StoreError> {
+        self.remove_record(SLOTS, name)
+    }
+
+    /// Removes `name` from a table of records, durably; whether it was there.
+    fn remove_record(
+        &self,
+        table: TableDefinition<&str, &[u8]>,
+        name: &str,
+    ) -> Result<bool, StoreError> {
         let open = self.db.get()?;
         let mut txn = open.begin_write().map_err(db)?;
         txn.set_durability(Durability::Immediate).map_err(db)?;
         let removed = txn
-            .open_table(SLOTS)
+            .open_table(table)
             .map_err(db)?
             .remove(name)
             .map_err(db)?

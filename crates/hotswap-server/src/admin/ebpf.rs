@@ -17,7 +17,7 @@ use tokio_stream::wrappers::errors::BroadcastStreamRecvError;
 use tokio_stream::wrappers::BroadcastStream;
 use tokio_stream::StreamExt;
 
-use super::{authentic, problem, read_upload, signature_problem, sse, Admin};
+use super::{problem, signed_upload, sse, Admin};
 use crate::ebpf::{Expect, ProgramError};
 use crate::http::ConnectionHandle;
 
@@ -54,17 +54,14 @@ pub(super) async fn place(
     headers: HeaderMap,
     body: Body,
 ) -> Response {
-    let body = match read_upload(&admin, &headers, body).await {
-        Ok(b) => b,
+    let (body, q) = match signed_upload(&admin, &headers, body, query, |q: &PlaceQuery| {
+        q.signature.as_deref()
+    })
+    .await
+    {
+        Ok(upload) => upload,
         Err(refused) => return refused,
     };
-    let q = match query {
-        Ok(Query(q)) => q,
-        Err(e) => return problem(StatusCode::BAD_REQUEST, "bad-request", e.body_text()),
-    };
-    if let Err(e) = authentic(&admin, &headers, q.signature.as_deref(), &body) {
-        return signature_problem(e);
-    }
     let expect = match q.expect.as_deref() {
         None => None,
         Some("new") => Some(Expect::New),
@@ -146,10 +143,7 @@ pub(super) async fn get_entry(
     let Ok(Query(q)) = q else {
         return no_key();
     };
-    let found = admin
-        .programs
-        .map(&name, &map)
-        .and_then(|m| Ok(m.get(&q.key)?));
+    let found = on_map(&admin, &name, &map, |m| m.get(&q.key));
     match found {
         Ok(Some(entry)) => Json(entry).into_response(),
         Ok(None) => problem(
@@ -187,14 +181,9 @@ pub(super) async fn set_entry(
             )
         }
     };
-    let written = admin
-        .programs
-        .map(&name, &map)
-        .and_then(|m| Ok(m.set(&text(&body.key), &text(&body.value))?));
-    match written {
-        Ok(entry) => Json(entry).into_response(),
-        Err(e) => program_problem(e),
-    }
+    answer(on_map(&admin, &name, &map, |m| {
+        m.set(&text(&body.key), &text(&body.value))
+    }))
 }
 
 /// `DELETE /v1/ebpf/{name}/maps/{map}/entry?key=K`.
@@ -206,14 +195,7 @@ pub(super) async fn delete_entry(
     let Ok(Query(q)) = q else {
         return no_key();
     };
-    let deleted = admin
-        .programs
-        .map(&name, &map)
-        .and_then(|m| Ok(m.delete(&q.key)?));
-    match deleted {
-        Ok(deleted) => Json(json!({ "deleted": deleted })).into_response(),
-        Err(e) => program_problem(e),
-    }
+    answer(on_map(&admin, &name, &map, |m| m.delete(&q.key)).map(|d| json!({ "deleted": d })))
 }
 
 #[derive(Deserialize)]
@@ -252,6 +234,24 @@ pub(super) async fn events(
         },
     );
     sse(stream)
+}
+
+/// `op` on program `name`'s map `map`.
+fn on_map<T>(
+    admin: &Admin,
+    name: &str,
+    map: &str,
+    op: impl FnOnce(&hotswap_ebpf::PinnedMap) -> Result<T, EbpfError>,
+) -> Result<T, ProgramError> {
+    Ok(op(&admin.programs.map(name, map)?)?)
+}
+
+/// `200` with the JSON, or the error.
+fn answer<T: serde::Serialize>(result: Result<T, ProgramError>) -> Response {
+    match result {
+        Ok(v) => Json(v).into_response(),
+        Err(e) => program_problem(e),
+    }
 }
 
 /// A JSON key or value as the text the map's shape parses: strings as

@@ -160,18 +160,14 @@ async fn deploy(
     headers: HeaderMap,
     body: Body,
 ) -> Response {
-    let body = match read_upload(&admin, &headers, body).await {
-        Ok(b) => b,
+    let (body, query) = match signed_upload(&admin, &headers, body, query, |q: &DeployQuery| {
+        q.signature.as_deref()
+    })
+    .await
+    {
+        Ok(upload) => upload,
         Err(refused) => return refused,
     };
-    // Checked after the body is read, so the connection can stay open.
-    let query = match query {
-        Ok(Query(q)) => q,
-        Err(e) => return problem(StatusCode::BAD_REQUEST, "bad-request", e.body_text()),
-    };
-    if let Err(e) = authentic(&admin, &headers, query.signature.as_deref(), &body) {
-        return signature_problem(e);
-    }
     let expected = match query.sha256.as_deref().map(str::parse::<Digest>) {
         None => None,
         Some(Ok(d)) => Some(d),
@@ -196,6 +192,24 @@ async fn deploy(
         admin.metrics.deploy(started.elapsed());
     }
     answer
+}
+
+/// An upload (module or object) with its query, checked in order: its
+/// size, the query, then its signature (from `x-hotswap-signature` or the
+/// query's field `signature`). The query is checked after the body is read,
+/// so the connection can stay open.
+async fn signed_upload<Q>(
+    admin: &Admin,
+    headers: &HeaderMap,
+    body: Body,
+    query: Result<Query<Q>, QueryRejection>,
+    signature: impl FnOnce(&Q) -> Option<&str>,
+) -> Result<(Bytes, Q), Response> {
+    let body = read_upload(admin, headers, body).await?;
+    let Query(query) =
+        query.map_err(|e| problem(StatusCode::BAD_REQUEST, "bad-request", e.body_text()))?;
+    authentic(admin, headers, signature(&query), &body).map_err(signature_problem)?;
+    Ok((body, query))
 }
 
 /// Reads an uploaded module or object, refusing an oversize one from its
