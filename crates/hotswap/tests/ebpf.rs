@@ -48,6 +48,15 @@ impl Drop for Setup {
     }
 }
 
+const HOOK: &str = "tracepoint:raw_syscalls:sys_enter";
+
+/// A server with the eBPF tier on, when this machine can run it.
+fn with_ebpf() -> Option<(Setup, Serve)> {
+    let setup = Setup::new(true);
+    let serve = setup.serve();
+    available(&serve).then_some((setup, serve))
+}
+
 /// Whether the server can load eBPF programs; says why not and skips
 /// (fails under `CI=true`) when it cannot.
 fn available(serve: &Serve) -> bool {
@@ -92,12 +101,10 @@ fn pins_of(dir: &Path) -> Vec<String> {
 
 #[test]
 fn map_state_and_the_program_survive_a_restart_of_the_server() {
-    let setup = Setup::new(true);
-    let serve = setup.serve();
-    if !available(&serve) {
+    let Some((setup, serve)) = with_ebpf() else {
         return;
-    }
-    let hook = "tracepoint:raw_syscalls:sys_enter";
+    };
+    let hook = HOOK;
     let placed = json(serve.cli_ok(&[
         "ebpf",
         "load",
@@ -167,12 +174,10 @@ fn events_stream_as_json_lines() {
     use std::sync::atomic::{AtomicBool, Ordering};
     use std::sync::{mpsc, Arc};
 
-    let setup = Setup::new(true);
-    let serve = setup.serve();
-    if !available(&serve) {
+    let Some((_setup, serve)) = with_ebpf() else {
         return;
-    }
-    let hook = "tracepoint:raw_syscalls:sys_enter";
+    };
+    let hook = HOOK;
     serve.cli_ok(&[
         "ebpf",
         "load",
@@ -232,11 +237,9 @@ fn events_stream_as_json_lines() {
 
 #[test]
 fn bad_requests_get_clear_errors_and_change_nothing() {
-    let setup = Setup::new(true);
-    let serve = setup.serve();
-    if !available(&serve) {
+    let Some((setup, serve)) = with_ebpf() else {
         return;
-    }
+    };
     let fails = |args: &[&str], says: &str| {
         let out = serve.cli(args);
         assert!(!out.status.success(), "{args:?} succeeded");
@@ -245,7 +248,7 @@ fn bad_requests_get_clear_errors_and_change_nothing() {
     };
     let garbage = setup.dir.path().join("garbage.o");
     std::fs::write(&garbage, b"\x7fELF but not really an object").unwrap();
-    let hook = "tracepoint:raw_syscalls:sys_enter";
+    let hook = HOOK;
     fails(
         &[
             "ebpf",
