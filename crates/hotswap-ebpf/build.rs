@@ -13,8 +13,18 @@ const OBJECTS: &[(&str, &str, &[&str])] = &[
     ("tracer.bpf.c", "tracer_v2.o", &["-DVERSION=2"]),
     ("xdp_filter.bpf.c", "xdp_filter_v1.o", &["-DVERSION=1"]),
     ("xdp_filter.bpf.c", "xdp_filter_v2.o", &["-DVERSION=2"]),
-    // A test fixture, for the tests only (they find it through OUT_DIR).
+    // Test fixtures, for the tests only (they find them through OUT_DIR).
     ("tests/rejected.bpf.c", "rejected.o", &[]),
+    (
+        "tests/uprobe_counter.bpf.c",
+        "uprobe_counter_v1.o",
+        &["-DVERSION=1"],
+    ),
+    (
+        "tests/uprobe_counter.bpf.c",
+        "uprobe_counter_v2.o",
+        &["-DVERSION=2"],
+    ),
 ];
 
 fn main() {

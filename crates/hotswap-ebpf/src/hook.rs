@@ -4,7 +4,8 @@ use std::fmt;
 use std::str::FromStr;
 
 /// Where a program runs. Written on the command line as `xdp:IFACE`,
-/// `tracepoint:CATEGORY:NAME` or `raw_tracepoint:NAME`.
+/// `tracepoint:CATEGORY:NAME`, `raw_tracepoint:NAME` or
+/// `uprobe:/ABSOLUTE/PATH:SYMBOL`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Hook {
     /// XDP on a network interface. Replaced by updating the link.
@@ -24,6 +25,14 @@ pub enum Hook {
         /// E.g. `sys_enter`.
         name: String,
     },
+    /// A uprobe on a function of an executable or library, in every
+    /// process that runs it. Replaced through hotswap's dispatcher.
+    Uprobe {
+        /// The binary, as an absolute path.
+        target: std::path::PathBuf,
+        /// The function's symbol.
+        symbol: String,
+    },
 }
 
 impl Hook {
@@ -40,13 +49,14 @@ impl fmt::Display for Hook {
             Hook::Xdp { interface } => write!(f, "xdp:{interface}"),
             Hook::Tracepoint { category, name } => write!(f, "tracepoint:{category}:{name}"),
             Hook::RawTracepoint { name } => write!(f, "raw_tracepoint:{name}"),
+            Hook::Uprobe { target, symbol } => write!(f, "uprobe:{}:{symbol}", target.display()),
         }
     }
 }
 
 /// Why a hook was not understood.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("`{0}` is not a hook: use xdp:IFACE, tracepoint:CATEGORY:NAME or raw_tracepoint:NAME")]
+#[error("`{0}` is not a hook: use xdp:IFACE, tracepoint:CATEGORY:NAME, raw_tracepoint:NAME or uprobe:/PATH:SYMBOL")]
 pub struct BadHook(String);
 
 impl FromStr for Hook {
@@ -58,6 +68,21 @@ impl FromStr for Hook {
                 && p.chars()
                     .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
         };
+        // A path may hold colons: the symbol is after the last one.
+        if let Some(rest) = s.strip_prefix("uprobe:") {
+            let (target, symbol) = rest.rsplit_once(':').ok_or_else(bad)?;
+            let symbol_ok = !symbol.is_empty()
+                && symbol
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || "_.$@".contains(c));
+            if !target.starts_with('/') || !symbol_ok {
+                return Err(bad());
+            }
+            return Ok(Hook::Uprobe {
+                target: target.into(),
+                symbol: symbol.to_string(),
+            });
+        }
         let parts: Vec<&str> = s.split(':').collect();
         match parts.as_slice() {
             ["xdp", iface] if ok(iface) => Ok(Hook::Xdp {
@@ -85,10 +110,20 @@ mod tests {
             "xdp:veth0",
             "tracepoint:raw_syscalls:sys_enter",
             "raw_tracepoint:sys_enter",
+            "uprobe:/usr/lib/x86_64-linux-gnu/libc.so.6:malloc",
         ] {
             assert_eq!(text.parse::<Hook>().unwrap().to_string(), text);
         }
-        for bad in ["xdp", "xdp:", "kprobe:x", "tracepoint:a", "xdp:a/b"] {
+        for bad in [
+            "xdp",
+            "xdp:",
+            "kprobe:x",
+            "tracepoint:a",
+            "xdp:a/b",
+            "uprobe:relative:f",
+            "uprobe:/bin/x",
+            "uprobe:/bin/x:",
+        ] {
             assert!(bad.parse::<Hook>().is_err(), "{bad}");
         }
     }

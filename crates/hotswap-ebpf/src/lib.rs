@@ -11,7 +11,7 @@
 //! - **XDP**: the first revision's link is pinned; later revisions update
 //!   it (`BPF_LINK_UPDATE`), so every packet meets the old program or the
 //!   new one.
-//! - **tracepoints, raw tracepoints**: the kernel cannot update those
+//! - **tracepoints, raw tracepoints, uprobes**: the kernel cannot update those
 //!   links, so hotswap attaches its own dispatcher once; it tail-calls into
 //!   a pinned one-slot program array, and a replacement writes the new
 //!   program into the slot. A call that finds the slot empty is counted

@@ -7,9 +7,10 @@ use std::time::{Duration, Instant};
 
 use aya::maps::{Map, MapData, ProgramArray};
 use aya::programs::links::{FdLink, PinnedLink};
+use aya::programs::uprobe::UProbeScope;
 use aya::programs::xdp::XdpLink;
 use aya::programs::XdpMode;
-use aya::programs::{ProgramError, RawTracePoint, TracePoint, Xdp};
+use aya::programs::{ProgramError, RawTracePoint, TracePoint, UProbe, Xdp};
 
 use crate::pins::{check_compatible, pinnable_maps, Namespace};
 use crate::{EbpfError, Hook};
@@ -135,6 +136,14 @@ fn load_and_swap(
             "a tracepoint program (SEC(\"tracepoint\"))",
             "hs_dispatch_tracepoint",
             |p| p.attach(category, tp)
+        ),
+        Hook::Uprobe { target, symbol } => dispatched!(
+            (ns, name, hook),
+            program,
+            UProbe,
+            "a uprobe program (SEC(\"uprobe\"))",
+            "hs_dispatch_uprobe",
+            |p| p.attach(symbol.as_str(), target, UProbeScope::AllProcesses)
         ),
         Hook::RawTracepoint { name: tp } => dispatched!(
             (ns, name, hook),

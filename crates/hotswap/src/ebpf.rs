@@ -51,8 +51,8 @@ pub struct Load {
     name: String,
     #[command(flatten)]
     object: Object,
-    /// Where to attach it: tracepoint:CATEGORY:NAME, raw_tracepoint:NAME or
-    /// xdp:INTERFACE.
+    /// Where to attach it: tracepoint:CATEGORY:NAME, raw_tracepoint:NAME,
+    /// uprobe:/ABSOLUTE/PATH:SYMBOL or xdp:INTERFACE.
     #[arg(long, value_name = "HOOK")]
     attach: String,
     #[command(flatten)]

@@ -39,7 +39,7 @@ pub enum ProgramError {
     #[error("`{0}` is already loaded: use `hotswap ebpf replace` to replace it")]
     AlreadyLoaded(String),
     /// A first load without a hook.
-    #[error("name the hook to attach `{0}` to with --attach (e.g. tracepoint:raw_syscalls:sys_enter, raw_tracepoint:sys_enter, xdp:eth0)")]
+    #[error("name the hook to attach `{0}` to with --attach (e.g. tracepoint:raw_syscalls:sys_enter, raw_tracepoint:sys_enter, uprobe:/usr/bin/app:handle, xdp:eth0)")]
     NoHook(String),
     /// A hook that does not parse.
     #[error(transparent)]
