@@ -75,7 +75,7 @@ pub struct EbpfTier {
 
 impl EbpfTier {
     /// Checks that this process can use BPF (root, bpffs mounted at or
-    /// above `root`, the kernel's BTF readable), and creates `root`.
+    /// above `root`, the kernel's BTF readable).
     pub fn new(root: impl AsRef<Path>) -> Result<EbpfTier, EbpfError> {
         let root = root.as_ref().to_path_buf();
         // SAFETY: geteuid has no preconditions.
@@ -92,11 +92,8 @@ impl EbpfTier {
         if !program::on_bpffs(mount) {
             return Err(EbpfError::NoBpffs(root));
         }
-        std::fs::create_dir_all(&root).map_err(|source| EbpfError::Io {
-            what: "cannot create",
-            path: root.clone(),
-            source,
-        })?;
+        // The root itself is made by the first load: a server that never
+        // loads a program leaves nothing behind in bpffs.
         if let Err(e) = std::fs::File::open("/sys/kernel/btf/vmlinux") {
             return Err(EbpfError::Unavailable(format!(
                 "cannot read the kernel's BTF (/sys/kernel/btf/vmlinux: {e}); \
@@ -137,11 +134,17 @@ impl EbpfTier {
 
     /// The programs pinned under the root, by name.
     pub fn programs(&self) -> Result<Vec<String>, EbpfError> {
-        let entries = std::fs::read_dir(&self.root).map_err(|source| EbpfError::Io {
-            what: "cannot list",
-            path: self.root.clone(),
-            source,
-        })?;
+        let entries = match std::fs::read_dir(&self.root) {
+            Ok(entries) => entries,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(source) => {
+                return Err(EbpfError::Io {
+                    what: "cannot list",
+                    path: self.root.clone(),
+                    source,
+                })
+            }
+        };
         let mut names: Vec<String> = entries
             .filter_map(Result::ok)
             .filter(|e| e.path().join("link").exists())
