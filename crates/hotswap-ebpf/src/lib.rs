@@ -208,7 +208,7 @@ impl EbpfTier {
         let rings: Vec<String> = self
             .maps(name)?
             .into_iter()
-            .filter(|m| maps::kind_of(m) == maps::RINGBUF)
+            .filter(PinnedMap::is_ring_buffer)
             .map(|m| m.summary().name)
             .collect();
         let chosen = match map {

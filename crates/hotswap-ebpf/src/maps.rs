@@ -125,6 +125,11 @@ impl PinnedMap {
         }
     }
 
+    /// Whether it is a ring buffer (a source of events, not entries).
+    pub fn is_ring_buffer(&self) -> bool {
+        self.kind == RINGBUF
+    }
+
     /// The key's shape.
     pub fn key_shape(&self) -> &Shape {
         &self.key
@@ -137,7 +142,7 @@ impl PinnedMap {
 
     /// The entry under `key` (typed as its shape says), if there is one.
     pub fn get(&self, key: &str) -> Result<Option<Entry>, EbpfError> {
-        self.readable()?;
+        self.holds_entries()?;
         let key = self.key_bytes(key)?;
         self.lookup(&key)
     }
@@ -145,7 +150,7 @@ impl PinnedMap {
     /// Writes `value` under `key`, both typed as their shapes say; the
     /// program sees it on its next run. Per-CPU maps get it on every CPU.
     pub fn set(&self, key: &str, value: &str) -> Result<Entry, EbpfError> {
-        self.writable()?;
+        self.holds_entries()?;
         let key = self.key_bytes(key)?;
         let one = self
             .value
@@ -174,7 +179,7 @@ impl PinnedMap {
 
     /// Deletes `key`'s entry; `false` if there was none.
     pub fn delete(&self, key: &str) -> Result<bool, EbpfError> {
-        self.writable()?;
+        self.holds_entries()?;
         if matches!(self.kind, ARRAY | PERCPU_ARRAY) {
             return Err(self.err(
                 "array entries always exist and cannot be deleted; set the entry to 0 instead"
@@ -188,7 +193,7 @@ impl PinnedMap {
 
     /// Up to `limit` entries, and whether there were more.
     pub fn dump(&self, limit: usize) -> Result<(Vec<Entry>, bool), EbpfError> {
-        self.readable()?;
+        self.holds_entries()?;
         let mut entries = Vec::new();
         let mut key: Option<Vec<u8>> = None;
         let mut next = vec![0u8; self.key.size()];
@@ -261,7 +266,8 @@ impl PinnedMap {
             .map_err(|e| self.err(format!("key: {e}")))
     }
 
-    fn readable(&self) -> Result<(), EbpfError> {
+    /// Whether entries can be read and written here, or why not.
+    fn holds_entries(&self) -> Result<(), EbpfError> {
         match self.kind {
             HASH | ARRAY | PERCPU_HASH | PERCPU_ARRAY | LRU_HASH | LRU_PERCPU_HASH | LPM_TRIE => Ok(()),
             PROG_ARRAY => Err(self.err("a program array holds programs, not data".into())),
@@ -274,10 +280,6 @@ impl PinnedMap {
                 kind_name(other)
             ))),
         }
-    }
-
-    fn writable(&self) -> Result<(), EbpfError> {
-        self.readable()
     }
 
     fn err(&self, reason: String) -> EbpfError {
@@ -298,7 +300,7 @@ const PERCPU_ARRAY: u32 = 6;
 const LRU_HASH: u32 = 9;
 const LRU_PERCPU_HASH: u32 = 10;
 const LPM_TRIE: u32 = 11;
-pub(crate) const RINGBUF: u32 = 27;
+const RINGBUF: u32 = 27;
 
 fn kind_name(kind: u32) -> &'static str {
     const NAMES: &[&str] = &[
@@ -338,11 +340,6 @@ fn kind_name(kind: u32) -> &'static str {
         "arena",
     ];
     NAMES.get(kind as usize).copied().unwrap_or("unknown")
-}
-
-/// The map's type, as its info says (for the events reader to check).
-pub(crate) fn kind_of(map: &PinnedMap) -> u32 {
-    map.kind
 }
 
 /// The first struct named one of `names` in BTF `btf_id`, as a shape.
