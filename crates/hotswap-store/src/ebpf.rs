@@ -36,14 +36,21 @@ impl Store {
         let mut out = Vec::new();
         for entry in table.iter().map_err(db)? {
             let (name, value) = entry.map_err(db)?;
-            let record =
-                serde_json::from_slice(value.value()).map_err(|e| StoreError::BadRecord {
-                    slot: format!("ebpf/{}", name.value()),
-                    reason: e.to_string(),
-                })?;
-            out.push((name.value().to_string(), record));
+            out.push((
+                name.value().to_string(),
+                parse(name.value(), value.value())?,
+            ));
         }
         Ok(out)
+    }
+
+    /// One eBPF program's record, if the store has one.
+    pub fn ebpf_program(&self, name: &str) -> Result<Option<EbpfRecord>, StoreError> {
+        let open = self.db.get()?;
+        let txn = open.begin_read().map_err(db)?;
+        let table = txn.open_table(EBPF).map_err(db)?;
+        let value = table.get(name).map_err(db)?;
+        value.map(|v| parse(name, v.value())).transpose()
     }
 
     /// Saves an eBPF program's record durably.
@@ -63,4 +70,11 @@ impl Store {
     pub fn remove_ebpf_program(&self, name: &str) -> Result<bool, StoreError> {
         self.remove_record(EBPF, name)
     }
+}
+
+fn parse(name: &str, json: &[u8]) -> Result<EbpfRecord, StoreError> {
+    serde_json::from_slice(json).map_err(|e| StoreError::BadRecord {
+        slot: format!("ebpf/{name}"),
+        reason: e.to_string(),
+    })
 }

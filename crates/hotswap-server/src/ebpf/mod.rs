@@ -154,12 +154,15 @@ impl Programs {
             .collect())
     }
 
-    /// One program.
+    /// One program: remembered by the store, or pinned.
     pub fn show(&self, name: &str) -> Result<ProgramView, ProgramError> {
-        self.list()?
-            .into_iter()
-            .find(|p| p.name == name)
-            .ok_or_else(|| EbpfError::NotLoaded(name.to_string()).into())
+        let tier = self.tier()?;
+        let record = match self.gateway.store().ebpf_program(name)? {
+            Some(record) => record,
+            None if tier.is_loaded(name) => unknown_record(),
+            None => return Err(EbpfError::NotLoaded(name.to_string()).into()),
+        };
+        Ok(self.view(tier, name.to_string(), record))
     }
 
     /// Loads `object` as `name` (first load: `attach` names the hook) or
@@ -175,11 +178,7 @@ impl Programs {
         let tier = self.tier()?;
         let _one_at_a_time = self.changes.lock().unwrap_or_else(|e| e.into_inner());
         let store = self.gateway.store();
-        let record = store
-            .ebpf_programs()?
-            .into_iter()
-            .find(|(n, _)| n == name)
-            .map(|(_, r)| r);
+        let record = store.ebpf_program(name)?;
         let loaded = tier.is_loaded(name);
         // A record whose pins are gone (a reboot) is a first load again.
         let running = record.filter(|_| loaded);
