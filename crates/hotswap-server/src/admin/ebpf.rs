@@ -17,7 +17,7 @@ use tokio_stream::wrappers::errors::BroadcastStreamRecvError;
 use tokio_stream::wrappers::BroadcastStream;
 use tokio_stream::StreamExt;
 
-use super::{problem, signed_upload, sse, Admin};
+use super::{internal, problem, signed_upload, sse, Admin};
 use crate::ebpf::{Expect, ProgramError};
 use crate::http::ConnectionHandle;
 
@@ -279,14 +279,6 @@ async fn blocking(op: impl FnOnce() -> Result<Value, ProgramError> + Send + 'sta
         Ok(Err(e)) => program_problem(e),
         Err(e) => internal(e),
     }
-}
-
-fn internal(e: impl std::fmt::Display) -> Response {
-    problem(
-        StatusCode::INTERNAL_SERVER_ERROR,
-        "internal",
-        format!("the request failed unexpectedly: {e}"),
-    )
 }
 
 fn program_problem(e: ProgramError) -> Response {

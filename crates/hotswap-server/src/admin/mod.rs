@@ -272,11 +272,7 @@ async fn change(
     match tokio::task::spawn_blocking(op).await {
         Ok(Ok(info)) => (status, Json(json!({ "revision": info }))).into_response(),
         Ok(Err(e)) => gateway_problem(e),
-        Err(e) => problem(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "internal",
-            format!("the change failed unexpectedly: {e}"),
-        ),
+        Err(e) => internal(e),
     }
 }
 
@@ -406,6 +402,15 @@ fn sse(stream: impl Stream<Item = Result<SseEvent, Infallible>> + Send + 'static
     Sse::new(stream)
         .keep_alive(KeepAlive::default())
         .into_response()
+}
+
+/// A blocking task that failed unexpectedly (it panicked): `500 internal`.
+fn internal(e: impl std::fmt::Display) -> Response {
+    problem(
+        StatusCode::INTERNAL_SERVER_ERROR,
+        "internal",
+        format!("the request failed unexpectedly: {e}"),
+    )
 }
 
 /// A JSON error: `{"error": message, "kind": kind}`.
