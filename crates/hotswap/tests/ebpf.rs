@@ -50,6 +50,11 @@ impl Drop for Setup {
 
 const HOOK: &str = "tracepoint:raw_syscalls:sys_enter";
 
+/// Loads the example tracer as `name` on [`HOOK`].
+fn load_tracer(serve: &Serve, name: &str) {
+    serve.cli_ok(&["ebpf", "load", name, "example:tracer-v1", "--attach", HOOK]);
+}
+
 /// A server with the eBPF tier on, when this machine can run it.
 fn with_ebpf() -> Option<(Setup, Serve)> {
     let setup = Setup::new(true);
@@ -104,14 +109,13 @@ fn map_state_and_the_program_survive_a_restart_of_the_server() {
     let Some((setup, serve)) = with_ebpf() else {
         return;
     };
-    let hook = HOOK;
     let placed = json(serve.cli_ok(&[
         "ebpf",
         "load",
         "tracer",
         "example:tracer-v1",
         "--attach",
-        hook,
+        HOOK,
         "--json",
     ]));
     assert_eq!(placed["attached"], true);
@@ -133,7 +137,7 @@ fn map_state_and_the_program_survive_a_restart_of_the_server() {
         (program["name"].as_str(), program["state"].as_str()),
         (Some("tracer"), Some("running"))
     );
-    assert_eq!(program["hook"], hook);
+    assert_eq!(program["hook"], HOOK);
     assert_eq!(program["revision"], 1);
     let entry = json(serve.cli_ok(&["ebpf", "map", "get", "tracer", "counts", &tid, "--json"]));
     assert_eq!(entry["value"], 320, "counted while no server ran");
@@ -177,15 +181,7 @@ fn events_stream_as_json_lines() {
     let Some((_setup, serve)) = with_ebpf() else {
         return;
     };
-    let hook = HOOK;
-    serve.cli_ok(&[
-        "ebpf",
-        "load",
-        "tracer",
-        "example:tracer-v1",
-        "--attach",
-        hook,
-    ]);
+    load_tracer(&serve, "tracer");
     // A thread of its own makes the calls, from the moment it is watched
     // until three events arrived (calls before the stream began are not news).
     let stop = Arc::new(AtomicBool::new(false));
@@ -248,7 +244,6 @@ fn bad_requests_get_clear_errors_and_change_nothing() {
     };
     let garbage = setup.dir.path().join("garbage.o");
     std::fs::write(&garbage, b"\x7fELF but not really an object").unwrap();
-    let hook = HOOK;
     fails(
         &[
             "ebpf",
@@ -256,12 +251,12 @@ fn bad_requests_get_clear_errors_and_change_nothing() {
             "t",
             garbage.to_str().unwrap(),
             "--attach",
-            hook,
+            HOOK,
         ],
         "not a usable BPF object",
     );
     fails(
-        &["ebpf", "load", "t", "example:nope", "--attach", hook],
+        &["ebpf", "load", "t", "example:nope", "--attach", HOOK],
         "no example `nope`",
     );
     fails(
@@ -282,7 +277,7 @@ fn bad_requests_get_clear_errors_and_change_nothing() {
             "t",
             "example:xdp-filter-v1",
             "--attach",
-            hook,
+            HOOK,
         ],
         "needs a tracepoint program",
     );
@@ -297,13 +292,13 @@ fn bad_requests_get_clear_errors_and_change_nothing() {
             "../t",
             "example:tracer-v1",
             "--attach",
-            hook,
+            HOOK,
         ],
         "not a program name",
     );
-    serve.cli_ok(&["ebpf", "load", "t", "example:tracer-v1", "--attach", hook]);
+    load_tracer(&serve, "t");
     fails(
-        &["ebpf", "load", "t", "example:tracer-v1", "--attach", hook],
+        &["ebpf", "load", "t", "example:tracer-v1", "--attach", HOOK],
         "already loaded",
     );
     fails(
