@@ -50,7 +50,7 @@ pub use digest::{Digest, ParseDigestError};
 pub use error::{error_chain, CallError, DeployError};
 pub use event::{Event, EventBus, Phase, Transition};
 pub use kv::{KvError, KvLimits, KvStore, MemoryKv};
-pub use manifest::Manifest;
+pub use manifest::{Manifest, ManifestError, SUPPORTED_ABI};
 pub use revision::{RevisionInfo, RevisionState};
 pub use slot::{CanaryStats, Served, Slot, SlotOptions, SlotStatus};
 pub use tier::{Code, SlotContext, Tier, TierError};

@@ -14,3 +14,71 @@ pub struct Manifest {
     /// The ABI version the plugin was built for.
     pub abi: u32,
 }
+
+/// The ABI versions this host runs (docs/abi.md). Every tier accepts exactly
+/// these, so a plugin is valid for all of them or for none.
+pub const SUPPORTED_ABI: &[u32] = &[1];
+
+/// Why a manifest's bytes are not a valid manifest.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ManifestError {
+    /// Not JSON of the right shape, or a field breaks its rule.
+    #[error("{0}")]
+    Malformed(String),
+    /// Built for an ABI version this host does not run.
+    #[error(
+        "the plugin is built for ABI v{found}; this host runs ABI {}",
+        SUPPORTED_ABI.iter().map(|v| format!("v{v}")).collect::<Vec<_>>().join(", ")
+    )]
+    UnsupportedAbi {
+        /// The plugin's ABI version.
+        found: u32,
+    },
+}
+
+impl Manifest {
+    /// Reads a manifest from the payload of its `hotswap.manifest` section:
+    /// UTF-8 JSON `{"name", "version", "abi"}` by the rules of docs/abi.md.
+    ///
+    /// ```
+    /// use hotswap_core::{Manifest, ManifestError};
+    ///
+    /// let m = Manifest::parse(br#"{"name":"greet","version":"1.0.0","abi":1}"#)?;
+    /// assert_eq!((m.name.as_str(), m.abi), ("greet", 1));
+    /// assert!(matches!(
+    ///     Manifest::parse(br#"{"name":"greet","version":"1.0.0","abi":2}"#),
+    ///     Err(ManifestError::UnsupportedAbi { found: 2 })
+    /// ));
+    /// # Ok::<(), ManifestError>(())
+    /// ```
+    pub fn parse(data: &[u8]) -> Result<Manifest, ManifestError> {
+        let bad = |m: String| ManifestError::Malformed(m);
+        let text = std::str::from_utf8(data).map_err(|e| bad(format!("not UTF-8: {e}")))?;
+        let raw: Manifest = serde_json::from_str(text).map_err(|e| {
+            bad(format!(
+                "{e}; expected {{\"name\": ..., \"version\": ..., \"abi\": 1}}"
+            ))
+        })?;
+        let name_ok = |c: char| c.is_ascii_alphanumeric() || "-_.".contains(c);
+        if raw.name.is_empty() || raw.name.len() > 64 || !raw.name.chars().all(name_ok) {
+            return Err(bad(format!(
+                "name `{}` must be 1-64 characters from a-z A-Z 0-9 - _ .",
+                raw.name.escape_debug()
+            )));
+        }
+        // No quotes or backslashes: the manifest is JSON, and SDKs write it
+        // without escaping.
+        let version_ok = |c: char| c.is_ascii_graphic() && c != '"' && c != '\\';
+        if raw.version.is_empty() || raw.version.len() > 64 || !raw.version.chars().all(version_ok)
+        {
+            return Err(bad(format!(
+                "version `{}` must be 1-64 printable ASCII characters, without spaces, quotes or backslashes",
+                raw.version.escape_debug()
+            )));
+        }
+        if !SUPPORTED_ABI.contains(&raw.abi) {
+            return Err(ManifestError::UnsupportedAbi { found: raw.abi });
+        }
+        Ok(raw)
+    }
+}

@@ -2,14 +2,13 @@
 
 use std::fmt;
 
-use hotswap_core::Manifest;
+use hotswap_core::{Manifest, ManifestError};
 use wasmtime::wasmparser::{
     CompositeInnerType, Encoding, ExternalKind, FuncType, Parser, Payload, TypeRef, ValType,
 };
 use wasmtime::Engine;
 
-/// The ABI versions this host runs.
-pub const SUPPORTED_ABI: &[u32] = &[1];
+pub use hotswap_core::SUPPORTED_ABI;
 
 /// The custom section that holds a plugin's manifest.
 pub const MANIFEST_SECTION: &str = "hotswap.manifest";
@@ -77,21 +76,11 @@ pub enum Rejection {
     #[error("bad manifest in `{MANIFEST_SECTION}`: {0}")]
     BadManifest(String),
     /// Built for an ABI version this host does not run.
-    #[error(
-        "the plugin is built for ABI v{found}; this host runs ABI {}",
-        versions(SUPPORTED_ABI)
-    )]
+    #[error("{}", ManifestError::UnsupportedAbi { found: *found })]
     UnsupportedAbi {
         /// The plugin's ABI version.
         found: u32,
     },
-}
-
-fn versions(v: &[u32]) -> String {
-    v.iter()
-        .map(|v| format!("v{v}"))
-        .collect::<Vec<_>>()
-        .join(", ")
 }
 
 /// What validation learned about a module.
@@ -386,42 +375,9 @@ fn check_import(
 }
 
 fn parse_manifest(data: &[u8]) -> Result<Manifest, Rejection> {
-    #[derive(serde::Deserialize)]
-    struct Raw {
-        name: String,
-        version: String,
-        abi: u32,
-    }
-    let bad = |m: String| Rejection::BadManifest(m);
-    let text = std::str::from_utf8(data).map_err(|e| bad(format!("not UTF-8: {e}")))?;
-    let raw: Raw = serde_json::from_str(text).map_err(|e| {
-        bad(format!(
-            "{e}; expected {{\"name\": ..., \"version\": ..., \"abi\": 1}}"
-        ))
-    })?;
-    let name_ok = |c: char| c.is_ascii_alphanumeric() || "-_.".contains(c);
-    if raw.name.is_empty() || raw.name.len() > 64 || !raw.name.chars().all(name_ok) {
-        return Err(bad(format!(
-            "name `{}` must be 1-64 characters from a-z A-Z 0-9 - _ .",
-            raw.name.escape_debug()
-        )));
-    }
-    // No quotes or backslashes: the manifest is JSON, and SDKs write it
-    // without escaping.
-    let version_ok = |c: char| c.is_ascii_graphic() && c != '"' && c != '\\';
-    if raw.version.is_empty() || raw.version.len() > 64 || !raw.version.chars().all(version_ok) {
-        return Err(bad(format!(
-            "version `{}` must be 1-64 printable ASCII characters, without spaces, quotes or backslashes",
-            raw.version.escape_debug()
-        )));
-    }
-    if !SUPPORTED_ABI.contains(&raw.abi) {
-        return Err(Rejection::UnsupportedAbi { found: raw.abi });
-    }
-    Ok(Manifest {
-        name: raw.name,
-        version: raw.version,
-        abi: raw.abi,
+    Manifest::parse(data).map_err(|e| match e {
+        ManifestError::Malformed(m) => Rejection::BadManifest(m),
+        ManifestError::UnsupportedAbi { found } => Rejection::UnsupportedAbi { found },
     })
 }
 
