@@ -54,6 +54,8 @@ mod sys;
 
 pub mod kv;
 pub mod log;
+#[cfg(not(target_arch = "wasm32"))]
+pub mod native_abi;
 
 #[doc(hidden)]
 #[path = "rt.rs"]

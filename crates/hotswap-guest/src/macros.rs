@@ -25,8 +25,9 @@
 /// It emits, inside an anonymous `const _` block:
 /// - a `#[used]` static in the `hotswap.manifest` link section holding
 ///   `{"name":"...","version":"...","abi":1}`;
-/// - `hs_alloc`, `hs_process`, and `hs_init` / `hs_health` / `hs_shutdown`
-///   for the options given. `hs_init` and `hs_health` return `0` on `Ok`, and
+/// - on wasm32, `hs_alloc` and `hs_process`; on other targets (a native
+///   `cdylib`, docs/native.md), `hs_bind` and `hs_call` instead;
+/// - `hs_init` / `hs_health` / `hs_shutdown` for the options given. `hs_init` and `hs_health` return `0` on `Ok`, and
 ///   `1` after logging the message at level error on `Err`.
 ///
 /// ```
@@ -100,15 +101,36 @@ macro_rules! plugin {
             #[used]
             static MANIFEST_SECTION: [u8; MANIFEST.len()] = $crate::__rt::manifest_bytes(MANIFEST);
 
+            #[cfg(target_arch = "wasm32")]
             #[unsafe(no_mangle)]
             extern "C" fn hs_alloc(len: usize) -> *mut u8 {
                 $crate::__rt::alloc(len)
             }
 
+            #[cfg(target_arch = "wasm32")]
             #[unsafe(no_mangle)]
             unsafe extern "C" fn hs_process(ptr: *mut u8, len: usize) -> i64 {
                 // SAFETY: the ABI says the host passes a buffer from hs_alloc(len).
                 unsafe { $crate::__rt::process(ptr, len, $process) }
+            }
+
+            #[cfg(not(target_arch = "wasm32"))]
+            #[unsafe(no_mangle)]
+            unsafe extern "C" fn hs_bind(host: *const $crate::native_abi::HostTable) -> i32 {
+                // SAFETY: the native ABI says the host keeps the table alive.
+                unsafe { $crate::__rt::bind(host) }
+            }
+
+            #[cfg(not(target_arch = "wasm32"))]
+            #[unsafe(no_mangle)]
+            unsafe extern "C" fn hs_call(
+                ptr: *const u8,
+                len: usize,
+                sink: *mut ::core::ffi::c_void,
+                write: $crate::native_abi::Sink,
+            ) -> i32 {
+                // SAFETY: the native ABI's promises for hs_call.
+                unsafe { $crate::__rt::call(ptr, len, sink, write, $process) }
             }
 
             $(
@@ -144,6 +166,7 @@ mod tests {
     fn echo(input: &[u8]) -> Result<Vec<u8>, String> {
         match input {
             b"fail" => Err("failed".into()),
+            b"panic" => panic!("asked to"),
             _ => Ok([input, b"!"].concat()),
         }
     }
@@ -170,15 +193,47 @@ mod tests {
             fn hs_init() -> i32;
             fn hs_health() -> i32;
             fn hs_shutdown();
-            fn hs_alloc(len: usize) -> *mut u8;
         }
         unsafe {
             assert_eq!(hs_init(), 1);
             assert_eq!(hs_health(), 0);
             hs_shutdown();
-            let p = hs_alloc(16);
-            assert!(!p.is_null());
-            std::alloc::dealloc(p, std::alloc::Layout::array::<u8>(16).unwrap());
         }
+    }
+
+    #[test]
+    fn native_exports() {
+        use crate::native_abi::{CALL_ERROR, CALL_OK, CALL_TRAP};
+        use std::ffi::c_void;
+        unsafe extern "C" {
+            fn hs_call(
+                ptr: *const u8,
+                len: usize,
+                sink: *mut c_void,
+                write: crate::native_abi::Sink,
+            ) -> i32;
+        }
+        unsafe extern "C" fn collect(sink: *mut c_void, ptr: *const u8, len: usize) {
+            let out = unsafe { &mut *sink.cast::<Vec<u8>>() };
+            out.extend_from_slice(unsafe { std::slice::from_raw_parts(ptr, len) });
+        }
+        let call = |input: &[u8]| {
+            let mut out = Vec::new();
+            let code = unsafe {
+                hs_call(
+                    input.as_ptr(),
+                    input.len(),
+                    (&mut out as *mut Vec<u8>).cast(),
+                    collect,
+                )
+            };
+            (code, String::from_utf8(out).unwrap())
+        };
+        assert_eq!(call(b"hi"), (CALL_OK, "hi!".to_string()));
+        assert_eq!(call(b""), (CALL_OK, "!".to_string()));
+        assert_eq!(call(b"fail"), (CALL_ERROR, "failed".to_string()));
+        let (code, msg) = call(b"panic");
+        assert_eq!(code, CALL_TRAP);
+        assert!(msg.contains("panicked: asked to"), "{msg}");
     }
 }

@@ -149,6 +149,85 @@ pub unsafe fn process(ptr: *mut u8, len: usize, f: fn(&[u8]) -> Result<Vec<u8>, 
     pack(out, out_len as u32, is_err)
 }
 
+/// `hs_bind` (native only): keeps the host's table, and routes panic
+/// messages to the host's log. Returns `0`, or `1` if the host runs another
+/// ABI version.
+///
+/// The panic hook matters for unloading: the standard hook names the
+/// current thread, which registers a thread-local destructor inside this
+/// library, and such a destructor keeps the library mapped until the thread
+/// exits (docs/native.md).
+///
+/// # Safety
+/// `table` must be null or stay valid until the library is unloaded.
+#[cfg(not(target_arch = "wasm32"))]
+pub unsafe fn bind(table: *const crate::native_abi::HostTable) -> i32 {
+    // SAFETY: checked for null; valid by the caller's promise.
+    let Some(host) = (unsafe { table.as_ref() }) else {
+        return 1;
+    };
+    if host.abi != crate::ABI_VERSION
+        || (host.size as usize) < std::mem::size_of::<crate::native_abi::HostTable>()
+    {
+        return 1;
+    }
+    // SAFETY: passed on to the caller.
+    unsafe { crate::sys::bind(table) };
+    std::panic::set_hook(Box::new(|info| {
+        let at = info
+            .location()
+            .map(|l| format!(" at {}:{}", l.file(), l.line()))
+            .unwrap_or_default();
+        crate::log::error(&format!("panicked{at}: {}", panic_message(info.payload())));
+    }));
+    0
+}
+
+/// `hs_call` (native only): runs `f` on the borrowed input and writes the
+/// output through `write`. A panic is caught and reported as
+/// [`CALL_TRAP`](crate::native_abi::CALL_TRAP): unwinding out of an
+/// `extern "C"` function would abort the host.
+///
+/// # Safety
+/// `ptr..ptr+len` must be readable for the call (any `ptr` when `len` is 0);
+/// `write` and `sink` must be what the host passed.
+#[cfg(not(target_arch = "wasm32"))]
+pub unsafe fn call(
+    ptr: *const u8,
+    len: usize,
+    sink: *mut std::ffi::c_void,
+    write: crate::native_abi::Sink,
+    f: fn(&[u8]) -> Result<Vec<u8>, String>,
+) -> i32 {
+    use crate::native_abi::{CALL_ERROR, CALL_OK, CALL_TRAP};
+    let input = if len == 0 || ptr.is_null() {
+        &[][..]
+    } else {
+        // SAFETY: the caller's promise.
+        unsafe { std::slice::from_raw_parts(ptr, len) }
+    };
+    let (out, code) = match std::panic::catch_unwind(|| f(input)) {
+        Ok(Ok(reply)) => (reply, CALL_OK),
+        Ok(Err(msg)) => (msg.into_bytes(), CALL_ERROR),
+        Err(payload) => (
+            format!("panicked: {}", panic_message(&*payload)).into_bytes(),
+            CALL_TRAP,
+        ),
+    };
+    // SAFETY: the host's sink, during the call it was passed to.
+    unsafe { write(sink, out.as_ptr(), out.len()) };
+    code
+}
+
+#[cfg(not(target_arch = "wasm32"))]
+fn panic_message(payload: &(dyn std::any::Any + Send)) -> &str {
+    payload
+        .downcast_ref::<&str>()
+        .copied()
+        .or_else(|| payload.downcast_ref::<String>().map(String::as_str))
+        .unwrap_or("a panic without a message")
+}
+
 /// `hs_init`: `0` if `f` succeeds, else logs the message and returns `1`.
 pub fn init(f: fn() -> Result<(), String>) -> i32 {
     report("hs_init", f())

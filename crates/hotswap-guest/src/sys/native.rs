@@ -1,16 +1,88 @@
-//! The host functions off wasm32: in-process stand-ins for native builds and tests.
+//! The host functions off wasm32: the host's own, once it has bound itself,
+//! else in-process stand-ins for a plugin's unit tests.
 //!
-//! Native stand-ins for the host functions, with the same signatures and
-//! return codes, so that the safe wrappers (and a plugin's unit tests) run
-//! on the build machine.
+//! A native plugin loaded by hotswap gets the host's [`HostTable`] through
+//! `hs_bind` before anything else runs, and every function below goes
+//! through it. Without one (a plugin's `cargo test`), the stand-ins have the
+//! same signatures and return codes, so the safe wrappers run on the build
+//! machine.
+
+use crate::native_abi::HostTable;
 
 use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicPtr, Ordering};
 use std::sync::{Mutex, OnceLock, PoisonError};
 use std::time::Instant;
 
 const MAX_KEY: usize = 1024;
 const MAX_VALUE: usize = 1024 * 1024;
 const MAX_KEYS: usize = 100_000;
+
+/// The host's table, set by `hs_bind`; null until then.
+static HOST: AtomicPtr<HostTable> = AtomicPtr::new(std::ptr::null_mut());
+
+/// Keeps `table` for every host function from now on.
+///
+/// # Safety
+/// `table` must stay valid until the library is unloaded.
+pub unsafe fn bind(table: *const HostTable) {
+    HOST.store(table.cast_mut(), Ordering::Release);
+}
+
+fn host() -> Option<&'static HostTable> {
+    // SAFETY: `bind`'s caller keeps the table alive while this library is loaded.
+    unsafe { HOST.load(Ordering::Acquire).as_ref() }
+}
+
+pub unsafe fn log(level: i32, ptr: *const u8, len: usize) {
+    match host() {
+        // SAFETY: the host checks nothing it need not: ptr..len is the caller's slice.
+        Some(h) => unsafe { (h.log)(h.ctx, level, ptr, len) },
+        None => unsafe { standin_log(level, ptr, len) },
+    }
+}
+
+pub unsafe fn now_ns() -> i64 {
+    match host() {
+        Some(h) => unsafe { (h.now_ns)(h.ctx) },
+        None => unsafe { standin_now_ns() },
+    }
+}
+
+pub unsafe fn random(ptr: *mut u8, len: usize) -> i32 {
+    match host() {
+        Some(h) => unsafe { (h.random)(h.ctx, ptr, len) },
+        None => unsafe { standin_random(ptr, len) },
+    }
+}
+
+pub unsafe fn kv_get(key_ptr: *const u8, key_len: usize, val_ptr: *mut u8, val_cap: usize) -> i64 {
+    match host() {
+        Some(h) => unsafe { (h.kv_get)(h.ctx, key_ptr, key_len, val_ptr, val_cap) },
+        None => unsafe { standin_kv_get(key_ptr, key_len, val_ptr, val_cap) },
+    }
+}
+
+pub unsafe fn kv_put(
+    key_ptr: *const u8,
+    key_len: usize,
+    val_ptr: *const u8,
+    val_len: usize,
+) -> i32 {
+    match host() {
+        Some(h) => unsafe { (h.kv_put)(h.ctx, key_ptr, key_len, val_ptr, val_len) },
+        None => unsafe { standin_kv_put(key_ptr, key_len, val_ptr, val_len) },
+    }
+}
+
+pub unsafe fn kv_delete(key_ptr: *const u8, key_len: usize) -> i32 {
+    match host() {
+        Some(h) => unsafe { (h.kv_delete)(h.ctx, key_ptr, key_len) },
+        None => unsafe { standin_kv_delete(key_ptr, key_len) },
+    }
+}
+
+// The stand-ins.
 
 static KV: Mutex<BTreeMap<Vec<u8>, Vec<u8>>> = Mutex::new(BTreeMap::new());
 
@@ -23,7 +95,7 @@ fn bytes<'a>(ptr: *const u8, len: usize) -> &'a [u8] {
     }
 }
 
-pub unsafe fn log(level: i32, ptr: *const u8, len: usize) {
+unsafe fn standin_log(level: i32, ptr: *const u8, len: usize) {
     let level = ["error", "warn", "info", "debug", "trace"]
         .get(level as usize)
         .copied()
@@ -31,16 +103,21 @@ pub unsafe fn log(level: i32, ptr: *const u8, len: usize) {
     eprintln!("[{level}] {}", String::from_utf8_lossy(bytes(ptr, len)));
 }
 
-pub unsafe fn now_ns() -> i64 {
+unsafe fn standin_now_ns() -> i64 {
     static ORIGIN: OnceLock<Instant> = OnceLock::new();
     ORIGIN.get_or_init(Instant::now).elapsed().as_nanos() as i64
 }
 
-pub unsafe fn random(_ptr: *mut u8, _len: usize) -> i32 {
+unsafe fn standin_random(_ptr: *mut u8, _len: usize) -> i32 {
     panic!("host function random is only available when running under hotswap")
 }
 
-pub unsafe fn kv_get(key_ptr: *const u8, key_len: usize, val_ptr: *mut u8, val_cap: usize) -> i64 {
+unsafe fn standin_kv_get(
+    key_ptr: *const u8,
+    key_len: usize,
+    val_ptr: *mut u8,
+    val_cap: usize,
+) -> i64 {
     let kv = KV.lock().unwrap_or_else(PoisonError::into_inner);
     match kv.get(bytes(key_ptr, key_len)) {
         None => -1,
@@ -54,7 +131,7 @@ pub unsafe fn kv_get(key_ptr: *const u8, key_len: usize, val_ptr: *mut u8, val_c
     }
 }
 
-pub unsafe fn kv_put(
+unsafe fn standin_kv_put(
     key_ptr: *const u8,
     key_len: usize,
     val_ptr: *const u8,
@@ -72,7 +149,7 @@ pub unsafe fn kv_put(
     0
 }
 
-pub unsafe fn kv_delete(key_ptr: *const u8, key_len: usize) -> i32 {
+unsafe fn standin_kv_delete(key_ptr: *const u8, key_len: usize) -> i32 {
     if key_len > MAX_KEY {
         return -1;
     }
