@@ -2,10 +2,9 @@
 //! functions of module `hotswap`. Every guest pointer is untrusted here.
 
 use std::ops::Range;
-use std::sync::{Arc, OnceLock};
-use std::time::Instant;
+use std::sync::Arc;
 
-use hotswap_core::{KvError, KvLimits, KvStore};
+use hotswap_core::{KvLimits, KvStore};
 use wasmtime::{Caller, Linker, Memory, ResourceLimiter};
 
 use crate::validate::HOST_MODULE;
@@ -112,10 +111,7 @@ fn add_host_functions(l: &mut Linker<HostState>) -> wasmtime::Result<()> {
             Ok(())
         },
     )?;
-    l.func_wrap(HOST_MODULE, "now_ns", || -> i64 {
-        static ORIGIN: OnceLock<Instant> = OnceLock::new();
-        ORIGIN.get_or_init(Instant::now).elapsed().as_nanos() as i64
-    })?;
+    l.func_wrap(HOST_MODULE, "now_ns", hotswap_core::now_ns)?;
     l.func_wrap(
         HOST_MODULE,
         "random",
@@ -136,7 +132,7 @@ fn add_host_functions(l: &mut Linker<HostState>) -> wasmtime::Result<()> {
             let value = match c.data().kv.get(&key) {
                 Ok(Some(v)) => v,
                 Ok(None) => return Ok(-1i64),
-                Err(e) => return Ok(kv_code(&e) as i64),
+                Err(e) => return Ok(e.abi_code() as i64),
             };
             if value.len() <= out.len() {
                 let mem = memory(&mut c, "kv_get")?;
@@ -155,13 +151,13 @@ fn add_host_functions(l: &mut Linker<HostState>) -> wasmtime::Result<()> {
             let krange = range(&mut c, "kv_put", kptr, klen)?;
             let vrange = range(&mut c, "kv_put", vptr, vlen)?;
             if let Err(e) = KvLimits::default().check_sizes(krange.len(), Some(vrange.len())) {
-                return Ok(kv_code(&e));
+                return Ok(e.abi_code());
             }
             let mem = memory(&mut c, "kv_put")?.data(&c);
             let (key, value) = (mem[krange].to_vec(), mem[vrange].to_vec());
             Ok(match c.data().kv.put(&key, &value) {
                 Ok(()) => 0i32,
-                Err(e) => kv_code(&e),
+                Err(e) => e.abi_code(),
             })
         },
     )?;
@@ -172,20 +168,11 @@ fn add_host_functions(l: &mut Linker<HostState>) -> wasmtime::Result<()> {
             let key = read(&mut c, "kv_delete", kptr, klen)?;
             Ok(match c.data().kv.delete(&key) {
                 Ok(deleted) => deleted as i32,
-                Err(e) => kv_code(&e),
+                Err(e) => e.abi_code(),
             })
         },
     )?;
     Ok(())
-}
-
-/// The ABI's numbers for key-value errors (docs/abi.md).
-fn kv_code(e: &KvError) -> i32 {
-    match e {
-        KvError::TooLarge { .. } => -1,
-        KvError::Full { .. } => -2,
-        KvError::Backend(_) => -3,
-    }
 }
 
 /// The plugin's memory. It is recorded right after instantiation, and the

@@ -1,0 +1,25 @@
+//! What every tier's host functions share: the ABI's return codes and its clock.
+
+use std::sync::OnceLock;
+use std::time::Instant;
+
+use crate::KvError;
+
+impl KvError {
+    /// The number a plugin sees for this error from `kv_get`, `kv_put` or
+    /// `kv_delete` (docs/abi.md): `-1` too large, `-2` full, `-3` storage failed.
+    pub fn abi_code(&self) -> i32 {
+        match self {
+            KvError::TooLarge { .. } => -1,
+            KvError::Full { .. } => -2,
+            KvError::Backend(_) => -3,
+        }
+    }
+}
+
+/// The host's `now_ns`: a monotonic clock in nanoseconds from an arbitrary
+/// origin (the first reading in this process), the same for every tier.
+pub fn now_ns() -> i64 {
+    static ORIGIN: OnceLock<Instant> = OnceLock::new();
+    ORIGIN.get_or_init(Instant::now).elapsed().as_nanos() as i64
+}
