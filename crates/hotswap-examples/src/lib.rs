@@ -26,12 +26,28 @@ pub const AUTH: &[u8] = plugin!("auth.wasm");
 /// `c-upper` (C): `abc` → `C: ABC`.
 pub const C_UPPER: &[u8] = plugin!("c_upper.wasm");
 
-/// A copy of `module` with a custom section appended, so it has its own
-/// digest: a revision that has never been compiled, with the same behaviour.
+/// `greet` 1.0.0 from the same source as [`GREET_V1`], as a native library
+/// for this machine.
+pub const GREET_V1_NATIVE: &[u8] = plugin!("libgreet_v1.so");
+/// `greet` 2.0.0, native.
+pub const GREET_V2_NATIVE: &[u8] = plugin!("libgreet_v2.so");
+/// `counter`, native.
+pub const COUNTER_NATIVE: &[u8] = plugin!("libcounter.so");
+
+/// A copy of `module` (WASM or native) with its own digest and the same
+/// behaviour: a revision that has never been compiled or loaded.
+///
+/// A WASM module gets a custom section appended; a native library gets
+/// bytes after its end, which neither the ELF reader nor the loader looks at.
 pub fn variant(module: &[u8], n: u32) -> Vec<u8> {
     let name = b"hotswap.variant";
     let payload = n.to_le_bytes();
     let mut out = module.to_vec();
+    if !module.starts_with(b"\0asm") {
+        out.extend_from_slice(name);
+        out.extend_from_slice(&payload);
+        return out;
+    }
     out.push(0); // custom section
     out.push((1 + name.len() + payload.len()) as u8); // its size: one LEB128 byte
     out.push(name.len() as u8);
@@ -47,4 +63,11 @@ pub const ALL: &[(&str, &[u8])] = &[
     ("counter", COUNTER),
     ("auth", AUTH),
     ("c-upper", C_UPPER),
+];
+
+/// Every native example, by name.
+pub const ALL_NATIVE: &[(&str, &[u8])] = &[
+    ("greet-v1", GREET_V1_NATIVE),
+    ("greet-v2", GREET_V2_NATIVE),
+    ("counter", COUNTER_NATIVE),
 ];

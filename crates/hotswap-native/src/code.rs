@@ -1,0 +1,201 @@
+//! `NativeCode`: one loaded revision serving calls, and its unload.
+
+use std::ffi::c_void;
+use std::sync::Arc;
+use std::time::Duration;
+
+use hotswap_core::{CallError, Code};
+use hotswap_guest::native_abi::{CALL_ERROR, CALL_OK, CALL_TRAP};
+
+use crate::host::Host;
+use crate::load::{Library, Unloaded};
+use crate::{Counters, LibraryInfo};
+
+/// A native revision that is ready to serve: the library, loaded, bound to
+/// its slot, initialised and healthy.
+///
+/// Calls run straight into the library on the caller's thread, any number
+/// at once: there are no instances, no deadline and no memory cap (native
+/// code cannot be interrupted or fenced; docs/native.md). Dropping it
+/// unloads the library and checks that it is gone.
+pub struct NativeCode {
+    library: Option<Library>,
+    /// The plugin may hold the table's address until it is unloaded, so
+    /// `Drop` frees it only after the library is gone.
+    host: Option<Host>,
+    info: Arc<LibraryInfo>,
+    counters: Arc<Counters>,
+}
+
+/// Why a library could not be made ready.
+#[derive(Debug, thiserror::Error)]
+pub enum PrepareError {
+    /// It could not be loaded.
+    #[error(transparent)]
+    Load(#[from] crate::LoadError),
+    /// `hs_bind` refused the host's table.
+    #[error("hs_bind returned {code}: the library was built for another host ABI; rebuild it against this hotswap-guest")]
+    Bind {
+        /// What it returned.
+        code: i32,
+    },
+    /// `hs_init` reported failure.
+    #[error("hs_init returned {code}")]
+    InitFailed {
+        /// What it returned.
+        code: i32,
+    },
+    /// `hs_health` reported the revision unhealthy.
+    #[error("hs_health returned {code}")]
+    Unhealthy {
+        /// What it returned.
+        code: i32,
+    },
+}
+
+impl NativeCode {
+    /// Loads, binds, initialises and health-checks one library.
+    pub(crate) fn prepare(
+        bytes: &[u8],
+        label: &str,
+        info: Arc<LibraryInfo>,
+        host: Host,
+        counters: Arc<Counters>,
+    ) -> Result<NativeCode, PrepareError> {
+        let library = Library::open(bytes, label, &info)?;
+        counters.loaded();
+        // From here on, dropping `code` unloads the library.
+        let code = NativeCode {
+            library: Some(library),
+            host: Some(host),
+            info,
+            counters,
+        };
+        let exports = code.exports();
+        // SAFETY: the ABI's order: bind before anything else, with a table
+        // that lives as long as the library.
+        let bound = unsafe { (exports.bind)(code.host().table()) };
+        if bound != 0 {
+            return Err(PrepareError::Bind { code: bound });
+        }
+        if let Some(init) = exports.init {
+            // SAFETY: bound; init takes nothing.
+            match unsafe { init() } {
+                0 => {}
+                code => return Err(PrepareError::InitFailed { code }),
+            }
+        }
+        if let Some(health) = exports.health {
+            // SAFETY: as for init.
+            match unsafe { health() } {
+                0 => {}
+                code => return Err(PrepareError::Unhealthy { code }),
+            }
+        }
+        Ok(code)
+    }
+
+    /// What validation learned about the library.
+    pub fn info(&self) -> &LibraryInfo {
+        &self.info
+    }
+
+    /// How long resolving the ABI's exports (`dlsym`) took at load.
+    pub fn resolve_time(&self) -> Duration {
+        self.library().resolve_time
+    }
+
+    fn library(&self) -> &Library {
+        self.library.as_ref().expect("loaded until dropped")
+    }
+
+    fn host(&self) -> &Host {
+        self.host.as_ref().expect("bound until dropped")
+    }
+
+    fn exports(&self) -> crate::load::Exports {
+        self.library().exports
+    }
+}
+
+impl Code for NativeCode {
+    #[inline]
+    fn call(&self, input: &[u8], output: &mut Vec<u8>) -> Result<(), CallError> {
+        let start = output.len();
+        // SAFETY: the input is borrowed for the call; the sink is `output`,
+        // valid for the call, and `append` matches it.
+        let code = unsafe {
+            (self.exports().call)(
+                input.as_ptr(),
+                input.len(),
+                (output as *mut Vec<u8>).cast(),
+                append,
+            )
+        };
+        let message = |output: &mut Vec<u8>| {
+            let text = String::from_utf8_lossy(&output[start..]).into_owned();
+            output.truncate(start);
+            text
+        };
+        match code {
+            CALL_OK => Ok(()),
+            CALL_ERROR => Err(CallError::Plugin(message(output))),
+            CALL_TRAP => Err(CallError::Trap(message(output))),
+            other => {
+                output.truncate(start);
+                Err(CallError::Abi(format!(
+                    "hs_call returned {other}; expected 0, 1 or 2"
+                )))
+            }
+        }
+    }
+
+    fn shutdown(&self) {
+        if let Some(shutdown) = self.exports().shutdown {
+            // SAFETY: no call is in flight (the slot's promise for shutdown).
+            unsafe { shutdown() }
+        }
+    }
+}
+
+impl Drop for NativeCode {
+    fn drop(&mut self) {
+        let (Some(library), Some(host)) = (self.library.take(), self.host.take()) else {
+            return;
+        };
+        match library.close() {
+            Unloaded::Gone => {
+                self.counters.unloaded();
+                drop(host);
+            }
+            Unloaded::StillMapped { name } => {
+                self.counters.pinned();
+                tracing::warn!(
+                    library = %name,
+                    plugin = %self.info.manifest.name,
+                    "a native library is still mapped after dlclose; something pins it, most \
+                     often a thread-local destructor it registered (docs/native.md). Its memory \
+                     stays in use until the thread that owns that destructor exits"
+                );
+                // Code left behind may still call its host functions (a
+                // thread-local destructor logging, say), so their table
+                // must outlive it.
+                std::mem::forget(host);
+            }
+        }
+    }
+}
+
+/// The sink `hs_call` writes its output through: appends to the `Vec<u8>`
+/// that `sink` points at.
+unsafe extern "C" fn append(sink: *mut c_void, ptr: *const u8, len: usize) {
+    if len == 0 || ptr.is_null() {
+        return;
+    }
+    // SAFETY: `sink` is the output vector `call` passed; `ptr..ptr+len` is
+    // the plugin's output, readable by its promise.
+    unsafe {
+        let output = &mut *sink.cast::<Vec<u8>>();
+        output.extend_from_slice(std::slice::from_raw_parts(ptr, len));
+    }
+}

@@ -1,0 +1,176 @@
+//! The host's functions for native plugins: a [`HostTable`] per loaded
+//! library, over the slot's key-value store.
+//!
+//! A native plugin shares the host's address space, so its pointers cannot
+//! be checked the way a WASM plugin's are: they are trusted like the rest of
+//! its code. What is checked is what can be: null pointers with a non-zero
+//! length, and the store's size limits before anything is copied.
+
+use std::ffi::c_void;
+use std::sync::Arc;
+
+use hotswap_core::{KvLimits, KvStore, SlotContext};
+use hotswap_guest::native_abi::HostTable;
+
+/// What a library's host functions need; `ctx` in its table points here.
+pub(crate) struct HostContext {
+    slot: Arc<str>,
+    kv: Arc<dyn KvStore>,
+}
+
+/// A library's table and the context it points to, kept together and at a
+/// fixed address for as long as the library is loaded.
+pub(crate) struct Host {
+    table: Box<HostTable>,
+    _ctx: Box<HostContext>,
+}
+
+impl Host {
+    pub fn new(slot: &SlotContext) -> Host {
+        let ctx = Box::new(HostContext {
+            slot: slot.slot.clone(),
+            kv: slot.kv.clone(),
+        });
+        let table = Box::new(HostTable {
+            abi: hotswap_guest::ABI_VERSION,
+            size: std::mem::size_of::<HostTable>() as u32,
+            ctx: (&*ctx as *const HostContext).cast_mut().cast(),
+            log,
+            now_ns,
+            random,
+            kv_get,
+            kv_put,
+            kv_delete,
+        });
+        Host { table, _ctx: ctx }
+    }
+
+    /// The table to hand to `hs_bind`.
+    pub fn table(&self) -> *const HostTable {
+        &*self.table
+    }
+}
+
+/// # Safety
+/// `ctx` must be the pointer from a live [`Host`]'s table.
+unsafe fn context<'a>(ctx: *mut c_void) -> &'a HostContext {
+    // SAFETY: the caller's promise.
+    unsafe { &*ctx.cast::<HostContext>() }
+}
+
+/// `ptr..ptr+len` as a slice, or `None` for a null pointer with a length.
+///
+/// # Safety
+/// A non-null `ptr` must be readable for `len` bytes (the plugin's promise).
+unsafe fn bytes<'a>(ptr: *const u8, len: usize) -> Option<&'a [u8]> {
+    match (ptr.is_null(), len) {
+        (_, 0) => Some(&[]),
+        (true, _) => None,
+        // SAFETY: the caller's promise.
+        (false, _) => Some(unsafe { std::slice::from_raw_parts(ptr, len) }),
+    }
+}
+
+/// The code for a bad argument: what `kv_*` return for "too large", so a
+/// plugin that passes a null pointer fails its own operation.
+const BAD_ARGUMENT: i32 = -1;
+
+unsafe extern "C" fn log(ctx: *mut c_void, level: i32, ptr: *const u8, len: usize) {
+    const MAX: usize = 4096;
+    // SAFETY: the table's contract.
+    let (ctx, text) = unsafe { (context(ctx), bytes(ptr, len.min(MAX))) };
+    let text = String::from_utf8_lossy(text.unwrap_or(b"(null)"));
+    let slot = &*ctx.slot;
+    match level {
+        0 => tracing::error!(target: "plugin", slot, "{text}"),
+        1 => tracing::warn!(target: "plugin", slot, "{text}"),
+        2 => tracing::info!(target: "plugin", slot, "{text}"),
+        3 => tracing::debug!(target: "plugin", slot, "{text}"),
+        _ => tracing::trace!(target: "plugin", slot, "{text}"),
+    }
+}
+
+unsafe extern "C" fn now_ns(_ctx: *mut c_void) -> i64 {
+    hotswap_core::now_ns()
+}
+
+unsafe extern "C" fn random(_ctx: *mut c_void, ptr: *mut u8, len: usize) -> i32 {
+    if len == 0 {
+        return 0;
+    }
+    if ptr.is_null() {
+        return BAD_ARGUMENT;
+    }
+    // SAFETY: the plugin's buffer, writable for `len` bytes by its promise.
+    let buf = unsafe { std::slice::from_raw_parts_mut(ptr, len) };
+    match getrandom::fill(buf) {
+        Ok(()) => 0,
+        Err(_) => -3,
+    }
+}
+
+unsafe extern "C" fn kv_get(
+    ctx: *mut c_void,
+    key_ptr: *const u8,
+    key_len: usize,
+    val_ptr: *mut u8,
+    val_cap: usize,
+) -> i64 {
+    // SAFETY: the table's contract and the plugin's promise.
+    let (ctx, key) = unsafe { (context(ctx), bytes(key_ptr, key_len)) };
+    let Some(key) = key else {
+        return BAD_ARGUMENT as i64;
+    };
+    let value = match ctx.kv.get(key) {
+        Ok(Some(v)) => v,
+        Ok(None) => return -1,
+        Err(e) => return e.abi_code() as i64,
+    };
+    if value.len() <= val_cap && !value.is_empty() {
+        if val_ptr.is_null() {
+            return BAD_ARGUMENT as i64;
+        }
+        // SAFETY: the plugin's buffer has room for `val_cap` bytes.
+        unsafe { std::ptr::copy_nonoverlapping(value.as_ptr(), val_ptr, value.len()) };
+    }
+    value.len() as i64
+}
+
+unsafe extern "C" fn kv_put(
+    ctx: *mut c_void,
+    key_ptr: *const u8,
+    key_len: usize,
+    val_ptr: *const u8,
+    val_len: usize,
+) -> i32 {
+    if let Err(e) = KvLimits::default().check_sizes(key_len, Some(val_len)) {
+        return e.abi_code();
+    }
+    // SAFETY: the table's contract and the plugin's promise.
+    let (ctx, key, value) = unsafe {
+        (
+            context(ctx),
+            bytes(key_ptr, key_len),
+            bytes(val_ptr, val_len),
+        )
+    };
+    let (Some(key), Some(value)) = (key, value) else {
+        return BAD_ARGUMENT;
+    };
+    match ctx.kv.put(key, value) {
+        Ok(()) => 0,
+        Err(e) => e.abi_code(),
+    }
+}
+
+unsafe extern "C" fn kv_delete(ctx: *mut c_void, key_ptr: *const u8, key_len: usize) -> i32 {
+    // SAFETY: the table's contract and the plugin's promise.
+    let (ctx, key) = unsafe { (context(ctx), bytes(key_ptr, key_len)) };
+    let Some(key) = key else {
+        return BAD_ARGUMENT;
+    };
+    match ctx.kv.delete(key) {
+        Ok(deleted) => deleted as i32,
+        Err(e) => e.abi_code(),
+    }
+}

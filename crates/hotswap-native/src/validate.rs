@@ -1,0 +1,181 @@
+//! The ABI v1 check for native libraries: reads the ELF file without loading it.
+
+use hotswap_core::{Manifest, ManifestError};
+use object::{Architecture, BinaryFormat, Object, ObjectKind, ObjectSection, ObjectSymbol};
+
+/// The section that holds a plugin's manifest, as in a WASM module.
+pub const MANIFEST_SECTION: &str = "hotswap.manifest";
+
+/// Exports a native plugin must have.
+pub const REQUIRED_EXPORTS: &[&str] = &["hs_bind", "hs_call"];
+
+/// Exports a native plugin may have.
+pub const OPTIONAL_EXPORTS: &[&str] = &["hs_init", "hs_health", "hs_shutdown"];
+
+/// Why a file is not a native ABI v1 plugin. Each says what is wrong in
+/// words a plugin author can act on.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Rejection {
+    /// Not an ELF file, or a damaged one.
+    #[error("not a native library: {0}")]
+    NotElf(String),
+    /// ELF, but not a shared library (an executable, an object file...).
+    #[error("not a shared library but {0}; build the plugin as a `cdylib` (or with -shared)")]
+    NotShared(&'static str),
+    /// Built for another machine.
+    #[error("built for {found}, but this host is {expected}; build the plugin for this machine")]
+    WrongMachine {
+        /// The library's architecture.
+        found: String,
+        /// This host's.
+        expected: String,
+    },
+    /// A required function is not exported.
+    #[error("the library does not export `{0}`; build it with `hotswap_guest::plugin!` (docs/native.md)")]
+    MissingExport(&'static str),
+    /// An ABI name is exported, but not as a function.
+    #[error("`{0}` is exported but is not a function")]
+    NotAFunction(&'static str),
+    /// No manifest section.
+    #[error("no `{MANIFEST_SECTION}` section: build with `hotswap_guest::plugin!`")]
+    MissingManifest,
+    /// The manifest is there but wrong.
+    #[error("bad manifest in `{MANIFEST_SECTION}`: {0}")]
+    BadManifest(String),
+    /// Built for an ABI version this host does not run.
+    #[error("{}", ManifestError::UnsupportedAbi { found: *found })]
+    UnsupportedAbi {
+        /// The plugin's ABI version.
+        found: u32,
+    },
+}
+
+/// What validation learned about a library.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LibraryInfo {
+    /// The plugin's manifest.
+    pub manifest: Manifest,
+    /// Whether it exports `hs_init`.
+    pub has_init: bool,
+    /// Whether it exports `hs_health`.
+    pub has_health: bool,
+    /// Whether it exports `hs_shutdown`.
+    pub has_shutdown: bool,
+}
+
+/// Checks `bytes` against the native binding of ABI v1 without loading or
+/// running any of it: an ELF shared library for this machine, exporting
+/// `hs_bind` and `hs_call` as functions, with exactly one manifest section
+/// naming a supported ABI version.
+///
+/// Loading runs the library's constructors, so this is what stands between
+/// an upload and the host's address space (after the signature check).
+pub fn validate(bytes: &[u8]) -> Result<LibraryInfo, Rejection> {
+    let file = object::File::parse(bytes).map_err(|e| Rejection::NotElf(e.to_string()))?;
+    if file.format() != BinaryFormat::Elf {
+        return Err(Rejection::NotElf(format!("a {:?} file", file.format())));
+    }
+    match file.kind() {
+        ObjectKind::Dynamic => {}
+        ObjectKind::Executable => return Err(Rejection::NotShared("an executable")),
+        ObjectKind::Relocatable => return Err(Rejection::NotShared("an object file")),
+        ObjectKind::Core => return Err(Rejection::NotShared("a core dump")),
+        _ => return Err(Rejection::NotShared("an ELF file of unknown kind")),
+    }
+    let expected = host_architecture();
+    if file.architecture() != expected || file.is_64() != cfg!(target_pointer_width = "64") {
+        return Err(Rejection::WrongMachine {
+            found: format!(
+                "{:?} ({}-bit)",
+                file.architecture(),
+                if file.is_64() { 64 } else { 32 }
+            ),
+            expected: format!("{expected:?} ({}-bit)", usize::BITS),
+        });
+    }
+
+    let exported = |name: &'static str| -> Result<bool, Rejection> {
+        let Some(sym) = file
+            .dynamic_symbols()
+            .find(|s| s.name() == Ok(name) && s.is_definition() && s.is_global())
+        else {
+            return Ok(false);
+        };
+        if sym.kind() != object::SymbolKind::Text {
+            return Err(Rejection::NotAFunction(name));
+        }
+        Ok(true)
+    };
+    for &name in REQUIRED_EXPORTS {
+        if !exported(name)? {
+            return Err(Rejection::MissingExport(name));
+        }
+    }
+
+    let manifests: Vec<_> = file
+        .sections()
+        .filter(|s| s.name() == Ok(MANIFEST_SECTION))
+        .collect();
+    let manifest = match manifests.as_slice() {
+        [] => return Err(Rejection::MissingManifest),
+        [one] => {
+            let data = one
+                .data()
+                .map_err(|e| Rejection::BadManifest(format!("cannot read the section: {e}")))?;
+            Manifest::parse(data).map_err(|e| match e {
+                ManifestError::Malformed(m) => Rejection::BadManifest(m),
+                ManifestError::UnsupportedAbi { found } => Rejection::UnsupportedAbi { found },
+            })?
+        }
+        more => {
+            return Err(Rejection::BadManifest(format!(
+                "found {} `{MANIFEST_SECTION}` sections; there must be exactly one",
+                more.len()
+            )))
+        }
+    };
+    Ok(LibraryInfo {
+        manifest,
+        has_init: exported("hs_init")?,
+        has_health: exported("hs_health")?,
+        has_shutdown: exported("hs_shutdown")?,
+    })
+}
+
+/// Whether `bytes` look like a native library (the ELF magic), so a host
+/// that serves both tiers can tell them apart before validating.
+pub fn is_native(bytes: &[u8]) -> bool {
+    bytes.starts_with(b"\x7fELF")
+}
+
+fn host_architecture() -> Architecture {
+    if cfg!(target_arch = "x86_64") {
+        Architecture::X86_64
+    } else if cfg!(target_arch = "aarch64") {
+        Architecture::Aarch64
+    } else if cfg!(target_arch = "riscv64") {
+        Architecture::Riscv64
+    } else {
+        Architecture::Unknown
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn garbage_is_not_elf() {
+        assert!(matches!(validate(b""), Err(Rejection::NotElf(_))));
+        assert!(matches!(
+            validate(b"\0asm\x01\0\0\0"),
+            Err(Rejection::NotElf(_))
+        ));
+        assert!(matches!(
+            validate(b"\x7fELF\x02\x01\x01"),
+            Err(Rejection::NotElf(_))
+        ));
+        assert!(is_native(b"\x7fELF\x02"));
+        assert!(!is_native(b"\0asm"));
+    }
+}
