@@ -33,6 +33,10 @@ use serde::{Deserialize, Serialize};
 /// drain_timeout_ms = 10000       # requests still running after this are cut
 /// drain_idle_ms = 200            # keep-alive connections idle this long are closed
 ///
+/// [native]                       # native plugins (cdylibs): not sandboxed, see docs/native.md
+/// enabled = true                 # off: native libraries are refused
+/// require_signature = true       # refuse native libraries without a trusted signature
+///
 /// [ebpf]                         # the eBPF tier (`hotswap ebpf ...`): root and BPF needed
 /// enabled = true                 # off: the eBPF endpoints answer 503
 /// pin_root = "/sys/fs/bpf/hotswap"  # where programs and maps are pinned (on bpffs)
@@ -81,8 +85,31 @@ pub struct ServerConfig {
     pub require_signature: bool,
     /// How binary upgrades and drains run.
     pub upgrade: UpgradeConfig,
+    /// Native plugins.
+    pub native: NativeConfig,
     /// The eBPF tier.
     pub ebpf: EbpfConfig,
+}
+
+/// Native plugins: shared libraries that run unsandboxed in the server.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct NativeConfig {
+    /// Whether to load native libraries at all.
+    pub enabled: bool,
+    /// Refuse native libraries that carry no signature by a trusted key,
+    /// whatever `require_signature` says. On by default: a native library
+    /// runs with the server's privileges, in its address space.
+    pub require_signature: bool,
+}
+
+impl Default for NativeConfig {
+    fn default() -> Self {
+        NativeConfig {
+            enabled: true,
+            require_signature: true,
+        }
+    }
 }
 
 /// The eBPF tier: where its programs are pinned.
@@ -206,6 +233,7 @@ impl Default for ServerConfig {
             trusted_keys: Vec::new(),
             require_signature: false,
             upgrade: UpgradeConfig::default(),
+            native: NativeConfig::default(),
             ebpf: EbpfConfig::default(),
         }
     }
@@ -315,6 +343,7 @@ impl ServerConfig {
     /// The signature policy these settings mean.
     pub fn trust(&self) -> Result<crate::signing::Trust, ConfigError> {
         crate::signing::Trust::new(&self.trusted_keys, self.require_signature)
+            .map(|t| t.requiring_native(self.native.require_signature))
             .map_err(|e| ConfigError::Invalid(format!("trusted_keys: {e}")))
     }
 

@@ -6,10 +6,12 @@ use std::sync::{Arc, Mutex, RwLock};
 
 use hotswap_core::{
     error_chain, Artifact, CallError, CanaryStats, DeployError, Digest, EventBus, RevisionInfo,
-    Served, Slot, SlotStatus,
+    Served, Slot, SlotStatus, Tier,
 };
 use hotswap_store::{check_slot_name, CanaryRecord, SlotRecord, Store, StoreError};
 use hotswap_wasm::{WasmConfig, WasmTier};
+
+use crate::tiers::Tiers;
 use serde::{Deserialize, Serialize};
 
 /// Why an admin operation failed. Every failure leaves the slot serving what
@@ -35,15 +37,15 @@ pub enum GatewayError {
 
 /// One slot and the lock that keeps its deploys and its record in step.
 struct Entry {
-    slot: Slot<WasmTier>,
+    slot: Slot<Tiers>,
     /// Held across deploy (or rollback) and the record's save, so records
     /// are saved in the order the swaps happened.
     changing: Mutex<()>,
 }
 
-/// The slots of one server, over one WASM tier and one store.
+/// The slots of one server, over its tiers (WASM and native) and one store.
 pub struct Gateway {
-    tier: Arc<WasmTier>,
+    tiers: Arc<Tiers>,
     store: Store,
     events: EventBus,
     slots: RwLock<BTreeMap<String, Arc<Entry>>>,
@@ -77,14 +79,15 @@ impl Gateway {
     /// Opens the store and brings back every slot it records: the previous
     /// revision first, then the active one, so a rollback still works after
     /// a restart. Compiled code comes from the store's compile cache.
-    pub fn open(store: Store, wasm: WasmConfig) -> Result<Gateway, GatewayError> {
+    /// Native libraries are loaded only when `native` is true.
+    pub fn open(store: Store, wasm: WasmConfig, native: bool) -> Result<Gateway, GatewayError> {
         let wasm = WasmConfig {
             cache_dir: Some(store.compile_cache_dir()),
             ..wasm
         };
-        let tier = Arc::new(WasmTier::new(wasm).map_err(|e| GatewayError::Tier(e.to_string()))?);
+        let wasm = Arc::new(WasmTier::new(wasm).map_err(|e| GatewayError::Tier(e.to_string()))?);
         let gateway = Gateway {
-            tier,
+            tiers: Arc::new(Tiers::new(wasm, native)),
             store,
             events: EventBus::new(),
             slots: RwLock::default(),
@@ -127,9 +130,9 @@ impl Gateway {
         &self.events
     }
 
-    /// The WASM tier.
-    pub fn tier(&self) -> &WasmTier {
-        &self.tier
+    /// The tiers its slots run on.
+    pub fn tiers(&self) -> &Tiers {
+        &self.tiers
     }
 
     /// The store (for the eBPF tier's records, which share it).
@@ -157,8 +160,8 @@ impl Gateway {
         // Only code that can be served reaches the store, and it is stored
         // before it is activated. Anything else still goes through the slot,
         // which rejects it and publishes the `failed` event.
-        let storable =
-            expected.is_none_or(|d| d == artifact.digest()) && self.tier.inspect(&artifact).is_ok();
+        let storable = expected.is_none_or(|d| d == artifact.digest())
+            && self.tiers.validate(&artifact).is_ok();
         if storable {
             self.store.put_artifact(&artifact)?;
         }
@@ -265,7 +268,8 @@ impl Gateway {
 
     /// New limits for revisions deployed from now on.
     pub fn set_limits(&self, wasm: &WasmConfig) -> Result<(), hotswap_wasm::ConfigError> {
-        self.tier
+        self.tiers
+            .wasm()
             .set_limits(wasm.deadline, wasm.memory_cap, wasm.instance_cap)
     }
 
@@ -298,7 +302,7 @@ impl Gateway {
         let mut slots = self.slots.write().unwrap_or_else(|e| e.into_inner());
         let entry = slots.entry(slot.to_string()).or_insert_with(|| {
             Arc::new(Entry {
-                slot: Slot::new(slot, self.tier.clone(), kv, self.events.clone()),
+                slot: Slot::new(slot, self.tiers.clone(), kv, self.events.clone()),
                 changing: Mutex::new(()),
             })
         });

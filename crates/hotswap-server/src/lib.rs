@@ -37,6 +37,7 @@ mod http;
 mod metrics;
 mod process;
 pub mod signing;
+mod tiers;
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -47,13 +48,14 @@ use hotswap_upgrade::{UpgradeError, Upgrader};
 use tokio::net::TcpListener;
 
 pub use config::{
-    CanaryConfig, ConfigError, EbpfConfig, Limits, Route, ServerConfig, UpgradeConfig,
+    CanaryConfig, ConfigError, EbpfConfig, Limits, NativeConfig, Route, ServerConfig, UpgradeConfig,
 };
 pub use control::{ControlError, Controller, ProcessInfo, ReloadReport, UpgradeReport};
 pub use ebpf::{Expect, PlacedView, ProgramError, ProgramView, Programs};
 pub use gateway::{CallFailure, Gateway, GatewayError, SlotView};
 pub use http::PROCESS_HEADER;
 pub use metrics::{Metrics, Restored};
+pub use tiers::{AnyCode, Kind, NativeDisabled, Tiers};
 
 /// The slot the example plugin is deployed to on a first start.
 pub const EXAMPLE_SLOT: &str = "greet";
@@ -142,9 +144,10 @@ impl Server {
         let data = listen("data", config.listen)?;
         let admin = listen("admin", config.admin)?;
 
-        let (store_dir, wasm, example) = (
+        let (store_dir, wasm, native, example) = (
             config.data_dir.clone(),
             config.wasm(),
+            config.native.enabled,
             config.deploy_example,
         );
         let up = upgrader.clone();
@@ -159,7 +162,7 @@ impl Server {
                 }
                 Err(e) => return Err(e.into()),
             };
-            let gateway = Gateway::open(Store::open(&store_dir)?, wasm)?;
+            let gateway = Gateway::open(Store::open(&store_dir)?, wasm, native)?;
             if example && gateway.is_empty() {
                 let info = gateway.deploy(EXAMPLE_SLOT, hotswap_examples::GREET_V1.to_vec(), None, None)?;
                 tracing::info!(slot = EXAMPLE_SLOT, version = %info.version, "deployed the example plugin");

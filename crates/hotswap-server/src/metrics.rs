@@ -52,6 +52,7 @@ pub struct Metrics {
     deploy_seconds: Histogram,
     rollbacks: Family<SlotLabels, Counter>,
     live_revisions: Gauge,
+    native_pinned: Gauge,
 }
 
 fn call_buckets() -> Histogram {
@@ -72,6 +73,7 @@ impl Metrics {
         let deploy_seconds = Histogram::new(exponential_buckets(0.000_1, 2.0, 20));
         let rollbacks = Family::<SlotLabels, Counter>::default();
         let live_revisions = Gauge::default();
+        let native_pinned = Gauge::default();
         registry.register(
             "calls",
             "Plugin calls by slot, revision and outcome",
@@ -102,6 +104,11 @@ impl Metrics {
             "Revisions alive: serving or draining",
             live_revisions.clone(),
         );
+        registry.register(
+            "native_pinned_libraries",
+            "Native libraries still mapped after unload, pinned (most often by a thread-local destructor); each keeps its memory",
+            native_pinned.clone(),
+        );
         Metrics {
             registry,
             calls,
@@ -110,10 +117,10 @@ impl Metrics {
             deploy_seconds,
             rollbacks,
             live_revisions,
+            native_pinned,
         }
     }
 
-    /// Records one data-plane call.
     /// Adds metrics read at each scrape (the eBPF maps).
     pub(crate) fn register_collector(
         &mut self,
@@ -122,6 +129,7 @@ impl Metrics {
         self.registry.register_collector(collector);
     }
 
+    /// Records one data-plane call.
     pub fn call(&self, slot: &str, generation: Option<u64>, outcome: &'static str, took: Duration) {
         let revision = generation.map_or_else(|| "none".to_string(), |g| g.to_string());
         self.calls
@@ -146,9 +154,17 @@ impl Metrics {
         self.deploy_seconds.observe(took.as_secs_f64());
     }
 
-    /// The text exposition, with `live` as the live revision count.
-    pub fn encode(&self, live: usize) -> String {
+    /// Reads the tiers' gauges (live revisions, pinned libraries) for the
+    /// next [`Metrics::encode`].
+    pub fn observe(&self, tiers: &crate::Tiers) {
+        let native = tiers.native_stats();
+        let live = tiers.wasm().live_revisions() as u64 + native.live();
         self.live_revisions.set(live as i64);
+        self.native_pinned.set(native.pinned as i64);
+    }
+
+    /// The text exposition.
+    pub fn encode(&self) -> String {
         let mut out = String::new();
         encode(&mut out, &self.registry).expect("writing to a String cannot fail");
         out
@@ -159,7 +175,7 @@ impl Metrics {
     /// Histograms and gauges are not carried: the new process measures its
     /// own latencies, and gauges describe the present.
     pub fn snapshot(&self) -> Vec<u8> {
-        let text = self.encode(0);
+        let text = self.encode();
         let carried: Vec<&str> = text
             .lines()
             .filter(|l| {
@@ -326,7 +342,7 @@ mod tests {
     use super::*;
 
     fn counters(m: &Metrics) -> Vec<String> {
-        let text = m.encode(0);
+        let text = m.encode();
         let mut lines: Vec<String> = text
             .lines()
             .filter(|l| l.contains("_total{"))

@@ -346,12 +346,14 @@ impl Running {
             next.max_module_bytes != old.max_module_bytes,
         );
         changed("upgrade", next.upgrade != old.upgrade);
+        changed("native", next.native != old.native);
         changed("deploy_example", next.deploy_example != old.deploy_example);
         if next.limits != old.limits {
             report.notes.push(
                 "limits apply to revisions deployed from now on; running revisions keep theirs until replaced".into(),
             );
         }
+        self.gateway.tiers().set_native_enabled(next.native.enabled);
         live.data_router.store(Arc::new(self.data_router(&next)));
         live.admin_router.store(Arc::new(admin_router));
         live.canary.store(Arc::new(next.canary.clone()));

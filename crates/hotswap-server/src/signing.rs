@@ -29,6 +29,12 @@ pub enum SignatureError {
         "this server requires signed modules: sign it (hotswap sign) and deploy with --signature"
     )]
     Missing,
+    /// A native library came without a signature, and native libraries
+    /// must be signed.
+    #[error(
+        "native libraries run unsandboxed inside the server, so this server requires them to be signed: sign it (hotswap sign) and deploy with --signature, or set [native] require_signature = false"
+    )]
+    NativeMissing,
     /// A signature came but nothing to check it against.
     #[error(
         "the module is signed, but this server trusts no keys (trusted_keys) to check it against"
@@ -86,6 +92,7 @@ fn decode<const N: usize>(text: &str, what: &str) -> Result<[u8; N], SignatureEr
 pub struct Trust {
     keys: Vec<VerifyingKey>,
     required: bool,
+    native_required: bool,
 }
 
 impl Trust {
@@ -100,7 +107,20 @@ impl Trust {
                 })
             })
             .collect::<Result<Vec<_>, _>>()?;
-        Ok(Trust { keys, required })
+        Ok(Trust {
+            keys,
+            required,
+            native_required: false,
+        })
+    }
+
+    /// Also requires a signature on every native plugin (an ELF file),
+    /// whether or not other modules need one ([`Trust::check_plugin`]).
+    pub fn requiring_native(self, yes: bool) -> Trust {
+        Trust {
+            native_required: yes,
+            ..self
+        }
     }
 
     /// Checks `signature` (hex), if any, over `module`.
@@ -125,5 +145,18 @@ impl Trust {
         } else {
             Err(SignatureError::Untrusted)
         }
+    }
+
+    /// Checks a plugin upload: as [`Trust::check`], and a native library
+    /// needs a signature whenever [`Trust::requiring_native`] says so.
+    pub fn check_plugin(
+        &self,
+        plugin: &[u8],
+        signature: Option<&str>,
+    ) -> Result<(), SignatureError> {
+        if signature.is_none() && self.native_required && hotswap_native::is_native(plugin) {
+            return Err(SignatureError::NativeMissing);
+        }
+        self.check(plugin, signature)
     }
 }

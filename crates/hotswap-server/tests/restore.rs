@@ -9,8 +9,12 @@ use hotswap_wasm::WasmConfig;
 fn a_restart_restores_slots_without_recompiling() {
     let dir = tempfile::tempdir().unwrap();
     {
-        let gateway =
-            Gateway::open(Store::open(dir.path()).unwrap(), WasmConfig::default()).unwrap();
+        let gateway = Gateway::open(
+            Store::open(dir.path()).unwrap(),
+            WasmConfig::default(),
+            true,
+        )
+        .unwrap();
         gateway
             .deploy("greet", hotswap_examples::GREET_V1.to_vec(), None, None)
             .unwrap();
@@ -20,10 +24,15 @@ fn a_restart_restores_slots_without_recompiling() {
         gateway
             .deploy("count", hotswap_examples::COUNTER.to_vec(), None, None)
             .unwrap();
-        assert_eq!(gateway.tier().cache_stats().compiles, 3);
+        assert_eq!(gateway.tiers().wasm().cache_stats().compiles, 3);
     }
-    let gateway = Gateway::open(Store::open(dir.path()).unwrap(), WasmConfig::default()).unwrap();
-    let stats = gateway.tier().cache_stats();
+    let gateway = Gateway::open(
+        Store::open(dir.path()).unwrap(),
+        WasmConfig::default(),
+        true,
+    )
+    .unwrap();
+    let stats = gateway.tiers().wasm().cache_stats();
     assert_eq!(stats.compiles, 0, "{stats:?}");
     assert_eq!(stats.disk_hits, 3, "{stats:?}");
     let (reply, _) = gateway.call("greet", b"again", None).unwrap();

@@ -1,4 +1,4 @@
-//! `hotswap check`: validate a module against ABI v1 without running it.
+//! `hotswap check`: validate a plugin (WASM or native) against ABI v1 without running it.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -11,7 +11,8 @@ use crate::input::read_module;
 
 #[derive(clap::Args)]
 pub struct Args {
-    /// The module: a `.wasm` file, or a `.wat` text file.
+    /// The plugin: a `.wasm` file, a `.wat` text file, or a native library
+    /// (`.so`, read without loading it).
     file: PathBuf,
     /// Allow imports from WASI preview 1 (sandboxed: no files, no network,
     /// no environment; output goes to the log).
@@ -25,6 +26,8 @@ pub struct Args {
 #[derive(Serialize)]
 struct Report {
     file: String,
+    /// `wasm` or `native`.
+    kind: &'static str,
     valid: bool,
     digest: Digest,
     size: usize,
@@ -42,6 +45,9 @@ struct Report {
 
 pub fn main(args: Args) -> anyhow::Result<ExitCode> {
     let bytes = read_module(&args.file)?;
+    if hotswap_native::is_native(&bytes) {
+        return print(args.json, native_report(&args.file, bytes));
+    }
     let tier = WasmTier::new(WasmConfig {
         total_instances: 1,
         instance_cap: 1,
@@ -52,6 +58,7 @@ pub fn main(args: Args) -> anyhow::Result<ExitCode> {
     let artifact = Artifact::new(bytes);
     let mut report = Report {
         file: args.file.display().to_string(),
+        kind: "wasm",
         valid: false,
         digest: artifact.digest(),
         size: artifact.bytes().len(),
@@ -81,14 +88,59 @@ pub fn main(args: Args) -> anyhow::Result<ExitCode> {
         }
         Err(e) => report.error = Some(e.to_string()),
     }
+    print(args.json, report)
+}
 
-    if args.json {
+/// The report for a native library: what its ELF file says, without loading it.
+fn native_report(file: &std::path::Path, bytes: Vec<u8>) -> Report {
+    let artifact = Artifact::new(bytes);
+    let mut report = Report {
+        file: file.display().to_string(),
+        kind: "native",
+        valid: false,
+        digest: artifact.digest(),
+        size: artifact.bytes().len(),
+        error: None,
+        name: None,
+        version: None,
+        abi: None,
+        optional_exports: Vec::new(),
+        imports: Vec::new(),
+    };
+    match hotswap_native::validate(artifact.bytes()) {
+        Ok(info) => {
+            report.valid = true;
+            report.name = Some(info.manifest.name);
+            report.version = Some(info.manifest.version);
+            report.abi = Some(info.manifest.abi);
+            for (present, name) in [
+                (info.has_init, "hs_init"),
+                (info.has_health, "hs_health"),
+                (info.has_shutdown, "hs_shutdown"),
+            ] {
+                if present {
+                    report.optional_exports.push(name);
+                }
+            }
+        }
+        Err(e) => report.error = Some(e.to_string()),
+    }
+    report
+}
+
+fn print(json: bool, report: Report) -> anyhow::Result<ExitCode> {
+    if json {
         println!("{}", serde_json::to_string_pretty(&report)?);
     } else if report.valid {
         println!(
-            "{}: valid ABI v{} plugin",
+            "{}: valid ABI v{} {} plugin",
             report.file,
-            report.abi.unwrap_or(0)
+            report.abi.unwrap_or(0),
+            if report.kind == "native" {
+                "native (unsandboxed)"
+            } else {
+                "WASM"
+            }
         );
         println!("  name     {}", report.name.as_deref().unwrap_or(""));
         println!("  version  {}", report.version.as_deref().unwrap_or(""));
@@ -100,12 +152,14 @@ pub fn main(args: Args) -> anyhow::Result<ExitCode> {
             report.optional_exports.join(", ")
         };
         println!("  optional {optional}");
-        let imports = if report.imports.is_empty() {
-            "none".to_string()
-        } else {
-            report.imports.join(", ")
-        };
-        println!("  imports  {imports}");
+        if report.kind == "wasm" {
+            let imports = if report.imports.is_empty() {
+                "none".to_string()
+            } else {
+                report.imports.join(", ")
+            };
+            println!("  imports  {imports}");
+        }
     } else {
         eprintln!(
             "{}: invalid: {}",

@@ -71,9 +71,10 @@ enum Command {
     Keygen(keys::Keygen),
     /// Sign a module (writes FILE.sig).
     Sign(keys::Sign),
-    /// Validate a module against ABI v1 without running it.
+    /// Validate a plugin (WASM module or native library) against ABI v1
+    /// without running it.
     Check(check::Args),
-    /// Load a module and call it once.
+    /// Load a plugin (WASM module or native library) and call it once.
     Run(run::Args),
     /// Watch a plugin being replaced while it answers calls.
     Demo(demo::Args),

@@ -1,4 +1,4 @@
-//! `hotswap run`: load a module and call it once, under the usual limits.
+//! `hotswap run`: load a plugin (WASM or native) and call it once, under the usual limits.
 
 use std::io::Write;
 use std::path::PathBuf;
@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use hotswap_core::{error_chain, Artifact, EventBus, MemoryKv, Slot};
+use hotswap_server::Tiers;
 use hotswap_wasm::{WasmConfig, WasmTier};
 
 use serde::Serialize;
@@ -16,7 +17,8 @@ use crate::input::read_module;
 
 #[derive(clap::Args)]
 pub struct Args {
-    /// The module: a `.wasm` file, or a `.wat` text file.
+    /// The plugin: a `.wasm` file, a `.wat` text file, or a native library
+    /// (`.so`; it runs unsandboxed, and the limits below do not apply to it).
     file: PathBuf,
     /// Print one JSON object (the output, or the error, and the timings)
     /// instead of the raw output.
@@ -74,9 +76,10 @@ pub fn main(args: Args) -> anyhow::Result<ExitCode> {
         allow_wasi: args.allow_wasi,
     })
     .map_err(|e| anyhow::anyhow!(e))?;
+    // The server's own dispatch, so a native library runs here as it would there.
     let slot = Slot::new(
         "run",
-        Arc::new(tier),
+        Arc::new(Tiers::new(Arc::new(tier), true)),
         Arc::new(MemoryKv::default()),
         EventBus::new(),
     );

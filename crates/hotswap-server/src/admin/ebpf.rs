@@ -17,7 +17,7 @@ use tokio_stream::wrappers::errors::BroadcastStreamRecvError;
 use tokio_stream::wrappers::BroadcastStream;
 use tokio_stream::StreamExt;
 
-use super::{internal, problem, signed_upload, sse, Admin};
+use super::{internal, problem, signed_upload, sse, Admin, Upload};
 use crate::ebpf::{Expect, ProgramError};
 use crate::http::ConnectionHandle;
 
@@ -54,9 +54,14 @@ pub(super) async fn place(
     headers: HeaderMap,
     body: Body,
 ) -> Response {
-    let (body, q) = match signed_upload(&admin, &headers, body, query, |q: &PlaceQuery| {
-        q.signature.as_deref()
-    })
+    let (body, q) = match signed_upload(
+        &admin,
+        Upload::Object,
+        &headers,
+        body,
+        query,
+        |q: &PlaceQuery| q.signature.as_deref(),
+    )
     .await
     {
         Ok(upload) => upload,

@@ -160,9 +160,14 @@ async fn deploy(
     headers: HeaderMap,
     body: Body,
 ) -> Response {
-    let (body, query) = match signed_upload(&admin, &headers, body, query, |q: &DeployQuery| {
-        q.signature.as_deref()
-    })
+    let (body, query) = match signed_upload(
+        &admin,
+        Upload::Plugin,
+        &headers,
+        body,
+        query,
+        |q: &DeployQuery| q.signature.as_deref(),
+    )
     .await
     {
         Ok(upload) => upload,
@@ -194,12 +199,23 @@ async fn deploy(
     answer
 }
 
-/// An upload (module or object) with its query, checked in order: its
-/// size, the query, then its signature (from `x-hotswap-signature` or the
-/// query's field `signature`). The query is checked after the body is read,
-/// so the connection can stay open.
+/// What an upload is, for its signature policy.
+#[derive(Clone, Copy)]
+enum Upload {
+    /// A plugin for a slot: WASM, or native (which may need a signature
+    /// of its own, [`Trust::check_plugin`]).
+    Plugin,
+    /// An eBPF object.
+    Object,
+}
+
+/// An upload with its query, checked in order: its size, the query, then
+/// its signature (from `x-hotswap-signature` or the query's field
+/// `signature`). The query is checked after the body is read, so the
+/// connection can stay open.
 async fn signed_upload<Q>(
     admin: &Admin,
+    kind: Upload,
     headers: &HeaderMap,
     body: Body,
     query: Result<Query<Q>, QueryRejection>,
@@ -208,7 +224,7 @@ async fn signed_upload<Q>(
     let body = read_upload(admin, headers, body).await?;
     let Query(query) =
         query.map_err(|e| problem(StatusCode::BAD_REQUEST, "bad-request", e.body_text()))?;
-    authentic(admin, headers, signature(&query), &body).map_err(signature_problem)?;
+    authentic(admin, kind, headers, signature(&query), &body).map_err(signature_problem)?;
     Ok((body, query))
 }
 
@@ -241,6 +257,7 @@ async fn read_upload(admin: &Admin, headers: &HeaderMap, body: Body) -> Result<B
 /// run. The signature comes from `x-hotswap-signature` or the query.
 fn authentic(
     admin: &Admin,
+    kind: Upload,
     headers: &HeaderMap,
     query_signature: Option<&str>,
     body: &[u8],
@@ -249,13 +266,18 @@ fn authentic(
         .get("x-hotswap-signature")
         .and_then(|v| v.to_str().ok())
         .or(query_signature);
-    admin.trust.check(body, signature)
+    match kind {
+        Upload::Plugin => admin.trust.check_plugin(body, signature),
+        Upload::Object => admin.trust.check(body, signature),
+    }
 }
 
 /// Why an upload's signature was refused, as an answer.
 fn signature_problem(e: SignatureError) -> Response {
     let (status, kind) = match e {
-        SignatureError::Missing => (StatusCode::FORBIDDEN, "signature-required"),
+        SignatureError::Missing | SignatureError::NativeMissing => {
+            (StatusCode::FORBIDDEN, "signature-required")
+        }
         SignatureError::Malformed(_) => (StatusCode::BAD_REQUEST, "bad-request"),
         _ => (StatusCode::FORBIDDEN, "bad-signature"),
     };
@@ -338,7 +360,8 @@ async fn promote(State(admin): State<Admin>, Path(slot): Path<String>) -> Respon
 
 /// The Prometheus text exposition.
 async fn prometheus(State(admin): State<Admin>) -> Response {
-    let text = admin.metrics.encode(admin.gateway.tier().live_revisions());
+    admin.metrics.observe(admin.gateway.tiers());
+    let text = admin.metrics.encode();
     (
         [(
             header::CONTENT_TYPE,

@@ -1,0 +1,126 @@
+//! `Tiers`: the one `Tier` a server's slots run on. Each artifact goes to
+//! the WASM or the native tier by its first bytes, so both kinds share the
+//! slots, the admin API and the CLI.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+use hotswap_core::{Artifact, CallError, Code, Manifest, SlotContext, Tier, TierError};
+use hotswap_native::{NativeCode, NativeStats, NativeTier};
+use hotswap_wasm::{WasmCode, WasmTier};
+
+/// The kinds of code a server runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    /// A WebAssembly module.
+    Wasm,
+    /// A native shared library (ELF).
+    Native,
+}
+
+impl Kind {
+    /// What `bytes` are, by their magic number. Anything that is not ELF
+    /// goes to the WASM validator, which says what it is not.
+    pub fn of(bytes: &[u8]) -> Kind {
+        if hotswap_native::is_native(bytes) {
+            Kind::Native
+        } else {
+            Kind::Wasm
+        }
+    }
+}
+
+/// Native libraries were sent to a server that does not load them.
+#[derive(Debug, thiserror::Error)]
+#[error("this is a native library, and this server does not load native plugins ([native] enabled = false)")]
+pub struct NativeDisabled;
+
+/// The WASM tier and the native tier behind one `Tier`.
+pub struct Tiers {
+    wasm: Arc<WasmTier>,
+    native: NativeTier,
+    native_enabled: AtomicBool,
+}
+
+/// A revision of either kind.
+pub enum AnyCode {
+    /// A WASM revision.
+    Wasm(WasmCode),
+    /// A native revision.
+    Native(NativeCode),
+}
+
+impl Tiers {
+    /// Both tiers; native libraries are loaded only when `native_enabled`.
+    pub fn new(wasm: Arc<WasmTier>, native_enabled: bool) -> Tiers {
+        Tiers {
+            wasm,
+            native: NativeTier::new(),
+            native_enabled: AtomicBool::new(native_enabled),
+        }
+    }
+
+    /// The WASM tier.
+    pub fn wasm(&self) -> &WasmTier {
+        &self.wasm
+    }
+
+    /// What the native tier has loaded and unloaded.
+    pub fn native_stats(&self) -> NativeStats {
+        self.native.stats()
+    }
+
+    /// Turns loading native libraries on or off for deploys from now on;
+    /// native revisions already serving keep serving.
+    pub fn set_native_enabled(&self, enabled: bool) {
+        self.native_enabled.store(enabled, Ordering::SeqCst);
+    }
+
+    fn native(&self) -> Result<&NativeTier, TierError> {
+        if self.native_enabled.load(Ordering::SeqCst) {
+            Ok(&self.native)
+        } else {
+            Err(NativeDisabled.into())
+        }
+    }
+}
+
+impl Tier for Tiers {
+    type Code = AnyCode;
+
+    fn validate(&self, artifact: &Artifact) -> Result<Manifest, TierError> {
+        match Kind::of(artifact.bytes()) {
+            Kind::Wasm => self.wasm.validate(artifact),
+            Kind::Native => self.native()?.validate(artifact),
+        }
+    }
+
+    fn prepare(
+        &self,
+        artifact: &Artifact,
+        manifest: &Manifest,
+        slot: &SlotContext,
+    ) -> Result<AnyCode, TierError> {
+        Ok(match Kind::of(artifact.bytes()) {
+            Kind::Wasm => AnyCode::Wasm(self.wasm.prepare(artifact, manifest, slot)?),
+            Kind::Native => AnyCode::Native(self.native()?.prepare(artifact, manifest, slot)?),
+        })
+    }
+}
+
+impl Code for AnyCode {
+    #[inline]
+    fn call(&self, input: &[u8], output: &mut Vec<u8>) -> Result<(), CallError> {
+        match self {
+            AnyCode::Wasm(c) => c.call(input, output),
+            AnyCode::Native(c) => c.call(input, output),
+        }
+    }
+
+    fn shutdown(&self) {
+        match self {
+            AnyCode::Wasm(c) => c.shutdown(),
+            AnyCode::Native(c) => c.shutdown(),
+        }
+    }
+}
