@@ -19,6 +19,7 @@ use crate::PrepareError;
 /// A prepared WASM revision. Implements [`Code`] for the slot.
 pub struct WasmCode {
     pool: Arc<Pool>,
+    resolve_time: Duration,
 }
 
 struct Pool {
@@ -48,6 +49,8 @@ struct Instance {
     memory: Memory,
     alloc: TypedFunc<i32, i32>,
     process: TypedFunc<(i32, i32), i64>,
+    /// How long looking up the exports the call path needs took.
+    resolved_in: Duration,
 }
 
 /// How a failed run into the plugin is reported: as a call error, and
@@ -97,8 +100,16 @@ impl WasmCode {
                 Err(e) => return Err(PrepareError::HealthTrapped(pool.classify(&mut first, e))),
             }
         }
+        let resolve_time = first.resolved_in;
         let _ = pool.idle.push(first);
-        Ok(WasmCode { pool })
+        Ok(WasmCode { pool, resolve_time })
+    }
+
+    /// How long looking up the exports the call path needs (`memory`,
+    /// `hs_alloc`, `hs_process`) took on the first instance: the WASM
+    /// counterpart of resolving a native library's symbols.
+    pub fn resolve_time(&self) -> Duration {
+        self.resolve_time
     }
 
     /// How many instances exist right now.
@@ -279,18 +290,21 @@ impl Pool {
             }
         };
         let abi = |e: wasmtime::Error| PrepareError::Instantiate(format!("{e:#}"));
+        let resolving = Instant::now();
         let memory = inst
             .get_memory(&mut store, "memory")
             .ok_or_else(|| PrepareError::Instantiate("no memory export".into()))?;
         store.data_mut().memory = Some(memory);
         let alloc = inst.get_typed_func(&mut store, "hs_alloc").map_err(abi)?;
         let process = inst.get_typed_func(&mut store, "hs_process").map_err(abi)?;
+        let resolved_in = resolving.elapsed();
         let mut instance = Box::new(Instance {
             store,
             instance: inst,
             memory,
             alloc,
             process,
+            resolved_in,
         });
         if self.info.has_init {
             let init: TypedFunc<(), i32> = instance.get_func("hs_init").map_err(abi)?;

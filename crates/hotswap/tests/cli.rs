@@ -184,6 +184,60 @@ fn demo_counts_every_call_and_fails_none() {
 }
 
 #[test]
+fn bench_compare_prints_both_tiers_and_plots_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let svg = dir.path().join("compare.svg");
+    let out = hotswap(&[
+        "bench",
+        "compare",
+        "--json",
+        "--loads",
+        "4",
+        "--resident",
+        "4",
+        "--cycles",
+        "20",
+        "--calls",
+        "2000",
+        "--seconds",
+        "1",
+        "--plot",
+        svg.to_str().unwrap(),
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    for tier in ["wasm", "native"] {
+        for key in [
+            "load_p50_us",
+            "load_p99_us",
+            "rss_per_revision_kib",
+            "resolve_us",
+            "call_p50_ns",
+            "failed_calls",
+        ] {
+            assert!(
+                v[tier][key].is_number(),
+                "{tier}.{key} missing or not a number in {v}"
+            );
+        }
+        assert_eq!(v[tier]["failed_calls"], 0, "{tier}");
+        assert!(
+            v[tier]["swaps"].as_u64().unwrap() > 0,
+            "{tier}: no replacements in {v}"
+        );
+        assert!(
+            v[tier]["calls_while_swapping"].as_u64().unwrap() > 0,
+            "{tier}"
+        );
+    }
+    let svg = std::fs::read_to_string(&svg).unwrap();
+    assert!(
+        svg.starts_with("<svg") && svg.contains("native"),
+        "not the plot: {svg:.200}"
+    );
+}
+
+#[test]
 fn bench_swap_prints_the_documented_json() {
     let out = hotswap(&[
         "bench",

@@ -1,7 +1,9 @@
 //! `hotswap bench`: measurements printed as a table, or as JSON for scripts.
 
+mod compare;
 mod ebpf;
 mod http;
+mod plot;
 mod swap;
 mod upgrade;
 
@@ -9,6 +11,8 @@ mod upgrade;
 pub enum Command {
     /// Swap latency, call latency, throughput, and caller latency while swapping.
     Swap(swap::Args),
+    /// The WASM tier against the native tier on the same plugin source: load latency, resident memory per revision, export lookup, call latency, and failed calls while replacing 50 times a second.
+    Compare(compare::Args),
     /// HTTP throughput through `hotswap serve` against a bare hyper server, and while deploying.
     Http(http::Args),
     /// Binary upgrades of a running `hotswap serve` under load: handover time and failed requests.
@@ -20,6 +24,7 @@ pub enum Command {
 pub fn main(cmd: Command) -> anyhow::Result<std::process::ExitCode> {
     match cmd {
         Command::Swap(args) => swap::main(args),
+        Command::Compare(args) => compare::main(args),
         Command::Http(args) => http::main(args),
         Command::Upgrade(args) => upgrade::main(args),
         Command::Ebpf(args) => ebpf::main(args),
