@@ -1,4 +1,4 @@
-//! What every tier's host functions share: the ABI's return codes and its clock.
+//! What every tier's host functions share: the ABI's return codes, its clock and its log.
 
 use std::sync::OnceLock;
 use std::time::Instant;
@@ -22,4 +22,17 @@ impl KvError {
 pub fn now_ns() -> i64 {
     static ORIGIN: OnceLock<Instant> = OnceLock::new();
     ORIGIN.get_or_init(Instant::now).elapsed().as_nanos() as i64
+}
+
+/// The host's `log`: `text` from the plugin in `slot`, at the ABI's `level`
+/// (0 error, 1 warn, 2 info, 3 debug, anything else trace), as a `plugin`
+/// event tagged with the slot.
+pub fn plugin_log(slot: &str, level: i32, text: &str) {
+    match level {
+        0 => tracing::error!(target: "plugin", slot, "{text}"),
+        1 => tracing::warn!(target: "plugin", slot, "{text}"),
+        2 => tracing::info!(target: "plugin", slot, "{text}"),
+        3 => tracing::debug!(target: "plugin", slot, "{text}"),
+        _ => tracing::trace!(target: "plugin", slot, "{text}"),
+    }
 }

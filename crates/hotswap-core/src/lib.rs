@@ -50,7 +50,7 @@ pub use artifact::Artifact;
 pub use digest::{Digest, ParseDigestError};
 pub use error::{error_chain, CallError, DeployError};
 pub use event::{Event, EventBus, Phase, Transition};
-pub use host::now_ns;
+pub use host::{now_ns, plugin_log};
 pub use kv::{KvError, KvLimits, KvStore, MemoryKv};
 pub use manifest::{Manifest, ManifestError, SUPPORTED_ABI};
 pub use revision::{RevisionInfo, RevisionState};

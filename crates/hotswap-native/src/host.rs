@@ -80,14 +80,7 @@ unsafe extern "C" fn log(ctx: *mut c_void, level: i32, ptr: *const u8, len: usiz
     // SAFETY: the table's contract.
     let (ctx, text) = unsafe { (context(ctx), bytes(ptr, len.min(MAX))) };
     let text = String::from_utf8_lossy(text.unwrap_or(b"(null)"));
-    let slot = &*ctx.slot;
-    match level {
-        0 => tracing::error!(target: "plugin", slot, "{text}"),
-        1 => tracing::warn!(target: "plugin", slot, "{text}"),
-        2 => tracing::info!(target: "plugin", slot, "{text}"),
-        3 => tracing::debug!(target: "plugin", slot, "{text}"),
-        _ => tracing::trace!(target: "plugin", slot, "{text}"),
-    }
+    hotswap_core::plugin_log(&ctx.slot, level, &text);
 }
 
 unsafe extern "C" fn now_ns(_ctx: *mut c_void) -> i64 {

@@ -39,15 +39,13 @@ pub enum Rejection {
     /// No manifest section.
     #[error("no `{MANIFEST_SECTION}` section: build with `hotswap_guest::plugin!`")]
     MissingManifest,
-    /// The manifest is there but wrong.
+    /// More than one manifest section, or one that cannot be read.
     #[error("bad manifest in `{MANIFEST_SECTION}`: {0}")]
     BadManifest(String),
-    /// Built for an ABI version this host does not run.
-    #[error("{}", ManifestError::UnsupportedAbi { found: *found })]
-    UnsupportedAbi {
-        /// The plugin's ABI version.
-        found: u32,
-    },
+    /// The manifest breaks its rules, or names an ABI version this host
+    /// does not run.
+    #[error("bad manifest in `{MANIFEST_SECTION}`: {0}")]
+    Manifest(#[from] ManifestError),
 }
 
 /// What validation learned about a library.
@@ -81,6 +79,11 @@ pub fn validate(bytes: &[u8]) -> Result<LibraryInfo, Rejection> {
         ObjectKind::Relocatable => return Err(Rejection::NotShared("an object file")),
         ObjectKind::Core => return Err(Rejection::NotShared("a core dump")),
         _ => return Err(Rejection::NotShared("an ELF file of unknown kind")),
+    }
+    if has_interpreter(&file) {
+        // A position-independent executable is ELF type "shared object"
+        // too, and dlopen refuses it; say so before anything is loaded.
+        return Err(Rejection::NotShared("a position-independent executable"));
     }
     let expected = host_architecture();
     if file.architecture() != expected || file.is_64() != cfg!(target_pointer_width = "64") {
@@ -122,10 +125,7 @@ pub fn validate(bytes: &[u8]) -> Result<LibraryInfo, Rejection> {
             let data = one
                 .data()
                 .map_err(|e| Rejection::BadManifest(format!("cannot read the section: {e}")))?;
-            Manifest::parse(data).map_err(|e| match e {
-                ManifestError::Malformed(m) => Rejection::BadManifest(m),
-                ManifestError::UnsupportedAbi { found } => Rejection::UnsupportedAbi { found },
-            })?
+            Manifest::parse(data)?
         }
         more => {
             return Err(Rejection::BadManifest(format!(
@@ -146,6 +146,23 @@ pub fn validate(bytes: &[u8]) -> Result<LibraryInfo, Rejection> {
 /// that serves both tiers can tell them apart before validating.
 pub fn is_native(bytes: &[u8]) -> bool {
     bytes.starts_with(b"\x7fELF")
+}
+
+/// Whether the file asks for a program interpreter (`PT_INTERP`): an
+/// executable, not a library.
+fn has_interpreter(file: &object::File<'_>) -> bool {
+    use object::read::elf::{ElfFile, FileHeader, ProgramHeader};
+    fn any_interp<Elf: FileHeader>(elf: &ElfFile<'_, Elf>) -> bool {
+        let endian = elf.endian();
+        elf.elf_program_headers()
+            .iter()
+            .any(|p| p.p_type(endian) == object::elf::PT_INTERP)
+    }
+    match file {
+        object::File::Elf64(elf) => any_interp(elf),
+        object::File::Elf32(elf) => any_interp(elf),
+        _ => false,
+    }
 }
 
 fn host_architecture() -> Architecture {

@@ -4,7 +4,7 @@
 mod common;
 
 use common::*;
-use hotswap_core::DeployError;
+use hotswap_core::{DeployError, ManifestError};
 use hotswap_native::{PrepareError, Rejection};
 
 /// Deploys `bad` over a serving echo plugin: the deploy must fail, and the
@@ -61,7 +61,10 @@ fn other_abi_version() {
     let v2 = ECHO.replace("\\\"abi\\\":1", "\\\"abi\\\":2");
     assert_ne!(v2, ECHO);
     let err = rejected(build_c("abi2", &v2));
-    assert_eq!(rejection(&err), &Rejection::UnsupportedAbi { found: 2 });
+    assert_eq!(
+        rejection(&err),
+        &Rejection::Manifest(ManifestError::UnsupportedAbi { found: 2 })
+    );
     assert!(err.to_string().contains("ABI v2"), "{err}");
 }
 

@@ -100,14 +100,7 @@ fn add_host_functions(l: &mut Linker<HostState>) -> wasmtime::Result<()> {
             let shown = range.start..range.end.min(range.start + MAX);
             let bytes = memory(&mut c, "log")?.data(&c)[shown].to_vec();
             let text = String::from_utf8_lossy(&bytes);
-            let slot = &*c.data().slot;
-            match level {
-                0 => tracing::error!(target: "plugin", slot, "{text}"),
-                1 => tracing::warn!(target: "plugin", slot, "{text}"),
-                2 => tracing::info!(target: "plugin", slot, "{text}"),
-                3 => tracing::debug!(target: "plugin", slot, "{text}"),
-                _ => tracing::trace!(target: "plugin", slot, "{text}"),
-            }
+            hotswap_core::plugin_log(&c.data().slot, level, &text);
             Ok(())
         },
     )?;

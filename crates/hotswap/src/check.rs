@@ -44,18 +44,7 @@ struct Report {
 }
 
 pub fn main(args: Args) -> anyhow::Result<ExitCode> {
-    let bytes = read_module(&args.file)?;
-    if hotswap_native::is_native(&bytes) {
-        return print(args.json, native_report(&args.file, bytes));
-    }
-    let tier = WasmTier::new(WasmConfig {
-        total_instances: 1,
-        instance_cap: 1,
-        allow_wasi: args.allow_wasi,
-        ..WasmConfig::default()
-    })
-    .map_err(|e| anyhow::anyhow!(e))?;
-    let artifact = Artifact::new(bytes);
+    let artifact = Artifact::new(read_module(&args.file)?);
     let mut report = Report {
         file: args.file.display().to_string(),
         kind: "wasm",
@@ -69,63 +58,46 @@ pub fn main(args: Args) -> anyhow::Result<ExitCode> {
         optional_exports: Vec::new(),
         imports: Vec::new(),
     };
-    match tier.inspect(&artifact) {
-        Ok(info) => {
+    // What validation found: the manifest, which optional exports are there.
+    let found = if hotswap_native::is_native(artifact.bytes()) {
+        // Read from the ELF file; the library is not loaded.
+        report.kind = "native";
+        hotswap_native::validate(artifact.bytes())
+            .map(|i| (i.manifest, [i.has_init, i.has_health, i.has_shutdown]))
+            .map_err(|e| e.to_string())
+    } else {
+        let tier = WasmTier::new(WasmConfig {
+            total_instances: 1,
+            instance_cap: 1,
+            allow_wasi: args.allow_wasi,
+            ..WasmConfig::default()
+        })
+        .map_err(|e| anyhow::anyhow!(e))?;
+        tier.inspect(&artifact)
+            .map(|i| {
+                report.imports = i.imports.clone();
+                (
+                    i.manifest.clone(),
+                    [i.has_init, i.has_health, i.has_shutdown],
+                )
+            })
+            .map_err(|e| e.to_string())
+    };
+    match found {
+        Ok((manifest, optional)) => {
             report.valid = true;
-            report.name = Some(info.manifest.name.clone());
-            report.version = Some(info.manifest.version.clone());
-            report.abi = Some(info.manifest.abi);
-            for (present, name) in [
-                (info.has_init, "hs_init"),
-                (info.has_health, "hs_health"),
-                (info.has_shutdown, "hs_shutdown"),
-            ] {
-                if present {
-                    report.optional_exports.push(name);
-                }
-            }
-            report.imports = info.imports.clone();
+            report.name = Some(manifest.name);
+            report.version = Some(manifest.version);
+            report.abi = Some(manifest.abi);
+            report.optional_exports = ["hs_init", "hs_health", "hs_shutdown"]
+                .into_iter()
+                .zip(optional)
+                .filter_map(|(name, present)| present.then_some(name))
+                .collect();
         }
-        Err(e) => report.error = Some(e.to_string()),
+        Err(e) => report.error = Some(e),
     }
     print(args.json, report)
-}
-
-/// The report for a native library: what its ELF file says, without loading it.
-fn native_report(file: &std::path::Path, bytes: Vec<u8>) -> Report {
-    let artifact = Artifact::new(bytes);
-    let mut report = Report {
-        file: file.display().to_string(),
-        kind: "native",
-        valid: false,
-        digest: artifact.digest(),
-        size: artifact.bytes().len(),
-        error: None,
-        name: None,
-        version: None,
-        abi: None,
-        optional_exports: Vec::new(),
-        imports: Vec::new(),
-    };
-    match hotswap_native::validate(artifact.bytes()) {
-        Ok(info) => {
-            report.valid = true;
-            report.name = Some(info.manifest.name);
-            report.version = Some(info.manifest.version);
-            report.abi = Some(info.manifest.abi);
-            for (present, name) in [
-                (info.has_init, "hs_init"),
-                (info.has_health, "hs_health"),
-                (info.has_shutdown, "hs_shutdown"),
-            ] {
-                if present {
-                    report.optional_exports.push(name);
-                }
-            }
-        }
-        Err(e) => report.error = Some(e.to_string()),
-    }
-    report
 }
 
 fn print(json: bool, report: Report) -> anyhow::Result<ExitCode> {

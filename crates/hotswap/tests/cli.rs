@@ -49,16 +49,51 @@ fn check_summarises_a_valid_plugin() {
     let file = write(dir.path(), "greet.wasm", hotswap_examples::GREET_V1);
     let out = hotswap(&["check", file.to_str().unwrap()]);
     assert!(out.status.success(), "{}", stderr(&out));
-    assert!(stdout(&out).contains("valid ABI v1 plugin"));
+    assert!(stdout(&out).contains("valid ABI v1 WASM plugin"));
     assert!(stdout(&out).contains("version  1.0.0"));
 
     let out = hotswap(&["check", "--json", file.to_str().unwrap()]);
     assert!(out.status.success());
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["kind"], "wasm");
     assert_eq!(v["valid"], true);
     assert_eq!(v["name"], "greet");
     assert_eq!(v["version"], "1.0.0");
     assert_eq!(v["abi"], 1);
+}
+
+#[test]
+fn check_and_run_take_native_libraries() {
+    let dir = tempfile::tempdir().unwrap();
+    let lib = write(
+        dir.path(),
+        "libcounter.so",
+        hotswap_examples::COUNTER_NATIVE,
+    );
+    let out = hotswap(&["check", "--json", lib.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["kind"], "native");
+    assert_eq!(
+        (v["valid"].clone(), v["name"].clone()),
+        (true.into(), "counter".into())
+    );
+    assert_eq!(v["optional_exports"], serde_json::json!(["hs_init"]));
+
+    let out = hotswap(&["run", lib.to_str().unwrap(), "--input", "x"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(stdout(&out).trim(), "1");
+
+    // An ELF file that is not a plugin: the native validator's reason.
+    let exe = std::fs::read(env!("CARGO_BIN_EXE_hotswap")).unwrap();
+    let exe = write(dir.path(), "hotswap-copy", &exe);
+    let out = hotswap(&["check", exe.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr(&out).contains("not a shared library"),
+        "{}",
+        stderr(&out)
+    );
 }
 
 #[test]

@@ -242,6 +242,26 @@ pub fn main(args: Args) -> anyhow::Result<ExitCode> {
     })
 }
 
+impl<T: Tier> Bench<T> {
+    /// A slot of this tier with its own empty store.
+    fn slot(&self, name: &str) -> Slot<T> {
+        Slot::new(
+            name,
+            self.tier.clone(),
+            Arc::new(MemoryKv::default()),
+            EventBus::new(),
+        )
+    }
+
+    /// Its two versions, to swap between.
+    fn versions(&self) -> [Artifact; 2] {
+        [
+            Artifact::new(self.v1.to_vec()),
+            Artifact::new(self.v2.to_vec()),
+        ]
+    }
+}
+
 fn context(name: &str) -> SlotContext {
     SlotContext {
         slot: name.into(),
@@ -363,16 +383,8 @@ fn resident<T: Tier>(bench: &Bench<T>, n: u32) -> anyhow::Result<f64> {
 /// Resident memory growth over `n` swaps in a slot (each a load and an
 /// unload), after a warm-up.
 fn cycles<T: Tier>(bench: &Bench<T>, n: u32) -> anyhow::Result<i64> {
-    let slot = Slot::new(
-        "cycles",
-        bench.tier.clone(),
-        Arc::new(MemoryKv::default()),
-        EventBus::new(),
-    );
-    let versions = [
-        Artifact::new(bench.v1.to_vec()),
-        Artifact::new(bench.v2.to_vec()),
-    ];
+    let slot = bench.slot("cycles");
+    let versions = bench.versions();
     for i in 0..100 {
         slot.deploy(versions[i % 2].clone(), None)?;
     }
@@ -390,16 +402,6 @@ type Hist = hdrhistogram::Histogram<u64>;
 
 /// Single calls, timed one by one, in alternating blocks of the two tiers.
 fn calls<A: Tier, B: Tier>(a: &Bench<A>, b: &Bench<B>, n: u32) -> anyhow::Result<(Hist, Hist)> {
-    fn slot<T: Tier>(bench: &Bench<T>) -> anyhow::Result<Slot<T>> {
-        let slot = Slot::new(
-            "calls",
-            bench.tier.clone(),
-            Arc::new(MemoryKv::default()),
-            EventBus::new(),
-        );
-        slot.deploy(Artifact::new(bench.v1.to_vec()), None)?;
-        Ok(slot)
-    }
     fn block<T: Tier>(slot: &Slot<T>, n: u32, h: &mut Hist) -> anyhow::Result<()> {
         let mut out = Vec::with_capacity(128);
         for _ in 0..n {
@@ -410,7 +412,9 @@ fn calls<A: Tier, B: Tier>(a: &Bench<A>, b: &Bench<B>, n: u32) -> anyhow::Result
         }
         Ok(())
     }
-    let (sa, sb) = (slot(a)?, slot(b)?);
+    let (sa, sb) = (a.slot("calls"), b.slot("calls"));
+    sa.deploy(Artifact::new(a.v1.to_vec()), None)?;
+    sb.deploy(Artifact::new(b.v1.to_vec()), None)?;
     let (mut warm, mut ha, mut hb) = (hist(), hist(), hist());
     block(&sa, 10_000, &mut warm)?;
     block(&sb, 10_000, &mut warm)?;
@@ -432,16 +436,8 @@ fn under_swaps<T: Tier>(
     rate: u32,
     r: &mut TierReport,
 ) -> anyhow::Result<()> {
-    let slot = Arc::new(Slot::new(
-        "swaps",
-        bench.tier.clone(),
-        Arc::new(MemoryKv::default()),
-        EventBus::new(),
-    ));
-    let versions = [
-        Artifact::new(bench.v1.to_vec()),
-        Artifact::new(bench.v2.to_vec()),
-    ];
+    let slot = Arc::new(bench.slot("swaps"));
+    let versions = bench.versions();
     slot.deploy(versions[0].clone(), None)?;
     let stop = AtomicBool::new(false);
     let (calls, failed) = (AtomicU64::new(0), AtomicU64::new(0));
