@@ -114,6 +114,14 @@ macro_rules! plugin {
                 unsafe { $crate::__rt::process(ptr, len, $process) }
             }
 
+            // Natively, the SDK turns a panic into a failed call; with
+            // panic = "abort" it would take the host down instead.
+            #[cfg(all(not(target_arch = "wasm32"), panic = "abort"))]
+            ::core::compile_error!(
+                "a native hotswap plugin must be built with panic = \"unwind\" (the default): \
+                 with panic = \"abort\", a panic in the plugin aborts the host process"
+            );
+
             #[cfg(not(target_arch = "wasm32"))]
             #[unsafe(no_mangle)]
             unsafe extern "C" fn hs_bind(host: *const $crate::native_abi::HostTable) -> i32 {

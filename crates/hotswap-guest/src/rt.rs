@@ -219,7 +219,6 @@ pub unsafe fn call(
     code
 }
 
-#[cfg(not(target_arch = "wasm32"))]
 fn panic_message(payload: &(dyn std::any::Any + Send)) -> &str {
     payload
         .downcast_ref::<&str>()
@@ -229,18 +228,31 @@ fn panic_message(payload: &(dyn std::any::Any + Send)) -> &str {
 }
 
 /// `hs_init`: `0` if `f` succeeds, else logs the message and returns `1`.
+/// A panic counts as failure (natively it must not unwind into the host;
+/// on wasm32 it traps before it gets here).
 pub fn init(f: fn() -> Result<(), String>) -> i32 {
-    report("hs_init", f())
+    report("hs_init", guarded(f))
 }
 
-/// `hs_health`: `0` if `f` succeeds, else logs the message and returns `1`.
+/// `hs_health`: as [`init`].
 pub fn health(f: fn() -> Result<(), String>) -> i32 {
-    report("hs_health", f())
+    report("hs_health", guarded(f))
 }
 
-/// `hs_shutdown`.
+/// `hs_shutdown`: runs `f`; a panic is logged, not unwound into the host.
 pub fn shutdown(f: fn()) {
-    f()
+    if let Err(msg) = guarded(|| {
+        f();
+        Ok(())
+    }) {
+        crate::log::error(&format!("hs_shutdown failed: {msg}"));
+    }
+}
+
+/// Runs `f`, turning a panic into an error message.
+fn guarded(f: impl FnOnce() -> Result<(), String>) -> Result<(), String> {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(f))
+        .unwrap_or_else(|payload| Err(format!("panicked: {}", panic_message(&*payload))))
 }
 
 fn report(export: &str, result: Result<(), String>) -> i32 {

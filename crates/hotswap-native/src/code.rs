@@ -89,7 +89,11 @@ impl NativeCode {
             // SAFETY: as for init.
             match unsafe { health() } {
                 0 => {}
-                code => return Err(PrepareError::Unhealthy { code }),
+                status => {
+                    // Initialised, so it gets its shutdown before the unload.
+                    code.shutdown();
+                    return Err(PrepareError::Unhealthy { code: status });
+                }
             }
         }
         Ok(code)

@@ -7,6 +7,7 @@
 //! length, and the store's size limits before anything is copied.
 
 use std::ffi::c_void;
+use std::ptr::NonNull;
 use std::sync::Arc;
 
 use hotswap_core::{KvLimits, KvStore, SlotContext};
@@ -18,36 +19,55 @@ pub(crate) struct HostContext {
     kv: Arc<dyn KvStore>,
 }
 
-/// A library's table and the context it points to, kept together and at a
-/// fixed address for as long as the library is loaded.
+/// A library's table and the context it points to, at a fixed address for
+/// as long as the library is loaded. Both are raw allocations (not boxes
+/// that move with `Host`), since the plugin holds pointers into them.
 pub(crate) struct Host {
-    table: Box<HostTable>,
-    _ctx: Box<HostContext>,
+    table: NonNull<HostTable>,
+    ctx: NonNull<HostContext>,
 }
+
+// SAFETY: the table and context are immutable once made, and the context's
+// fields are Send + Sync.
+unsafe impl Send for Host {}
+// SAFETY: as above.
+unsafe impl Sync for Host {}
 
 impl Host {
     pub fn new(slot: &SlotContext) -> Host {
-        let ctx = Box::new(HostContext {
+        let ctx = NonNull::from(Box::leak(Box::new(HostContext {
             slot: slot.slot.clone(),
             kv: slot.kv.clone(),
-        });
-        let table = Box::new(HostTable {
+        })));
+        let table = NonNull::from(Box::leak(Box::new(HostTable {
             abi: hotswap_guest::ABI_VERSION,
             size: std::mem::size_of::<HostTable>() as u32,
-            ctx: (&*ctx as *const HostContext).cast_mut().cast(),
+            ctx: ctx.as_ptr().cast(),
             log,
             now_ns,
             random,
             kv_get,
             kv_put,
             kv_delete,
-        });
-        Host { table, _ctx: ctx }
+        })));
+        Host { table, ctx }
     }
 
     /// The table to hand to `hs_bind`.
     pub fn table(&self) -> *const HostTable {
-        &*self.table
+        self.table.as_ptr()
+    }
+}
+
+impl Drop for Host {
+    fn drop(&mut self) {
+        // SAFETY: both came from `Box::leak` in `new` and are freed only here;
+        // `NativeCode` drops a `Host` only once its library is unmapped (a
+        // pinned library's `Host` is forgotten instead).
+        unsafe {
+            drop(Box::from_raw(self.table.as_ptr()));
+            drop(Box::from_raw(self.ctx.as_ptr()));
+        }
     }
 }
 

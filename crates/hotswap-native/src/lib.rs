@@ -77,7 +77,9 @@ pub struct NativeStats {
 impl NativeStats {
     /// Libraries loaded and not (yet) unloaded or pinned.
     pub fn live(&self) -> u64 {
-        self.loaded - self.unloaded - self.pinned
+        self.loaded
+            .saturating_sub(self.unloaded)
+            .saturating_sub(self.pinned)
     }
 }
 
@@ -108,11 +110,15 @@ impl NativeTier {
 
     /// What this tier has loaded and unloaded so far.
     pub fn stats(&self) -> NativeStats {
+        // Unloads before loads: a library is counted loaded before it can
+        // be counted unloaded, so this order never sees more unloads than
+        // loads (and `live` saturates anyway).
         let c = &self.counters;
+        let (unloaded, pinned) = (c.unloaded.load(Relaxed), c.pinned.load(Relaxed));
         NativeStats {
             loaded: c.loaded.load(Relaxed),
-            unloaded: c.unloaded.load(Relaxed),
-            pinned: c.pinned.load(Relaxed),
+            unloaded,
+            pinned,
         }
     }
 }

@@ -166,8 +166,10 @@ fn still_mapped(name: &str) -> bool {
     match std::fs::read_to_string("/proc/self/maps") {
         Ok(maps) => maps.lines().any(|l| l.contains(&needle)),
         Err(e) => {
-            tracing::warn!(error = %e, "cannot read /proc/self/maps to check an unload");
-            false
+            // Fail safe: treated as pinned, the library's memfd and host
+            // table are kept instead of freed under code that may still run.
+            tracing::warn!(error = %e, "cannot read /proc/self/maps to check an unload; treating the library as still mapped");
+            true
         }
     }
 }

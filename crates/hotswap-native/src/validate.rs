@@ -66,8 +66,9 @@ pub struct LibraryInfo {
 /// `hs_bind` and `hs_call` as functions, with exactly one manifest section
 /// naming a supported ABI version.
 ///
-/// Loading runs the library's constructors, so this is what stands between
-/// an upload and the host's address space (after the signature check).
+/// Loading runs the library's constructors, and this cannot tell good code
+/// from bad: it turns away what is not a plugin for this host. Whether a
+/// library may run at all is the signature's question (docs/native.md).
 pub fn validate(bytes: &[u8]) -> Result<LibraryInfo, Rejection> {
     let file = object::File::parse(bytes).map_err(|e| Rejection::NotElf(e.to_string()))?;
     if file.format() != BinaryFormat::Elf {

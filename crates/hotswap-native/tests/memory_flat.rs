@@ -22,6 +22,12 @@ fn rss_kib() -> u64 {
     pages * 4
 }
 
+fn open_fds() -> usize {
+    std::fs::read_dir("/proc/self/fd")
+        .expect("Linux /proc")
+        .count()
+}
+
 #[test]
 fn thousand_load_unload_cycles_leave_memory_flat() {
     let tier = tier();
@@ -37,6 +43,7 @@ fn thousand_load_unload_cycles_leave_memory_flat() {
         slot.call(b"warm").unwrap();
     }
     let before = rss_kib();
+    let fds_before = open_fds();
     for i in 0..CYCLES {
         slot.deploy(versions[i % 2].clone(), None).unwrap();
         slot.call(b"x").unwrap();
@@ -46,6 +53,13 @@ fn thousand_load_unload_cycles_leave_memory_flat() {
         "the last replaced library never drained"
     );
     let after = rss_kib();
+    // A memfd left open holds its whole library in memory without
+    // counting in RSS: count descriptors too.
+    let fds_after = open_fds();
+    assert_eq!(
+        fds_after, fds_before,
+        "file descriptors leaked over {CYCLES} cycles"
+    );
 
     let stats = tier.stats();
     assert_eq!(

@@ -9,6 +9,31 @@ pub fn rss_kib() -> u64 {
         .map_or(0, |pages| pages * 4)
 }
 
+/// Memory this process holds, in KiB, counting shared memory whole:
+/// its private and file-backed resident pages (`RssAnon` + `RssFile`), plus
+/// the machine's shared memory (`Shmem` in `/proc/meminfo`), which holds
+/// every memfd in full whether or not its pages are mapped. Only deltas
+/// mean anything, and only on a machine where nothing else changes its
+/// shared memory meanwhile.
+pub fn memory_kib() -> u64 {
+    let field = |file: &str, name: &str| -> u64 {
+        std::fs::read_to_string(file)
+            .ok()
+            .and_then(|s| {
+                s.lines()
+                    .find(|l| l.starts_with(name))?
+                    .split_whitespace()
+                    .nth(1)?
+                    .parse()
+                    .ok()
+            })
+            .unwrap_or(0)
+    };
+    field("/proc/self/status", "RssAnon:")
+        + field("/proc/self/status", "RssFile:")
+        + field("/proc/meminfo", "Shmem:")
+}
+
 /// Sorted samples, for percentiles.
 pub struct Samples(Vec<u64>);
 

@@ -17,7 +17,7 @@ use hotswap_wasm::{WasmConfig, WasmTier};
 use serde::Serialize;
 
 use super::{hist, progress};
-use crate::stats::{rss_kib, Samples};
+use crate::stats::{memory_kib, rss_kib, Samples};
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -39,7 +39,8 @@ pub struct Args {
     /// Replacements per second in that phase.
     #[arg(long, default_value_t = 50)]
     swap_rate: u32,
-    /// Caller threads in that phase [default: the number of cores].
+    /// Caller threads in that phase [default: one fewer than the cores, so
+    /// the replacing thread has one].
     #[arg(long)]
     threads: Option<usize>,
     /// Print one JSON object instead of the table.
@@ -64,16 +65,25 @@ struct TierReport {
     /// (the usual case for a rollback or a restart).
     #[serde(skip_serializing_if = "Option::is_none")]
     load_cached_p50_us: Option<f64>,
-    /// Resident memory each loaded revision adds.
+    /// Resident memory each loaded revision adds (RSS, as `ps` shows it).
     rss_per_revision_kib: f64,
+    /// Memory each loaded revision holds, counting shared memory whole: a
+    /// native library's memfd is resident in full, mapped or not, and RSS
+    /// shows only its touched pages (`stats::memory_kib`).
+    memory_per_revision_kib: f64,
     /// Resident memory growth over `cycles` load/unload cycles.
     rss_after_cycles_kib: i64,
     /// Looking up the exports the call path needs (p50).
     resolve_us: f64,
-    /// One call with a 64-byte input, on one thread.
+    /// One call with a 64-byte input, on one thread, each timed alone.
     call_p50_ns: u64,
     call_p99_ns: u64,
-    /// While replacing `swap_rate` times a second under continuous calls.
+    /// The same, timed in batches: no clock reading in it.
+    call_mean_ns: f64,
+    /// While replacing `swap_rate` times a second under continuous calls,
+    /// between two versions: for WASM their compiled code is cached after
+    /// the first time (as for a server swapping between versions it has
+    /// seen), for native every replacement is a `dlopen` and a `dlclose`.
     swaps: u64,
     swap_p50_us: f64,
     swap_p99_us: f64,
@@ -144,9 +154,9 @@ struct Bench<T: Tier> {
 }
 
 pub fn main(args: Args) -> anyhow::Result<ExitCode> {
-    let threads = args
-        .threads
-        .unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get()));
+    let threads = args.threads.unwrap_or_else(|| {
+        std::thread::available_parallelism().map_or(1, |n| n.get().saturating_sub(1).max(1))
+    });
     // No disk cache: a load of a new revision compiles, as it would the
     // first time a server sees it.
     let wasm = Bench {
@@ -175,8 +185,8 @@ pub fn main(args: Args) -> anyhow::Result<ExitCode> {
     phase.inc(1);
 
     phase.set_message("resident memory per loaded revision");
-    w.rss_per_revision_kib = resident(&wasm, args.resident)?;
-    n.rss_per_revision_kib = resident(&native, args.resident)?;
+    (w.rss_per_revision_kib, w.memory_per_revision_kib) = resident(&wasm, args.resident)?;
+    (n.rss_per_revision_kib, n.memory_per_revision_kib) = resident(&native, args.resident)?;
     phase.inc(1);
 
     phase.set_message(format!("{} load/unload cycles per tier", args.cycles));
@@ -185,7 +195,8 @@ pub fn main(args: Args) -> anyhow::Result<ExitCode> {
     phase.inc(1);
 
     phase.set_message("single calls, alternating tiers");
-    let (w_calls, n_calls) = calls(&wasm, &native, args.calls)?;
+    let (w_calls, n_calls, w_mean, n_mean) = calls(&wasm, &native, args.calls)?;
+    (w.call_mean_ns, n.call_mean_ns) = (w_mean, n_mean);
     w.call_p50_ns = w_calls.value_at_quantile(0.5);
     w.call_p99_ns = w_calls.value_at_quantile(0.99);
     n.call_p50_ns = n_calls.value_at_quantile(0.5);
@@ -348,8 +359,9 @@ fn cached_loads<T: Tier>(bench: &Bench<T>, n: u32) -> anyhow::Result<f64> {
     Ok(Samples::new(ns).pct(50.0) as f64 / 1e3)
 }
 
-/// Resident memory added per revision, with `n` new revisions loaded at once.
-fn resident<T: Tier>(bench: &Bench<T>, n: u32) -> anyhow::Result<f64> {
+/// Memory added per revision, with `n` new revisions loaded at once: RSS,
+/// and memory counting shared memory whole.
+fn resident<T: Tier>(bench: &Bench<T>, n: u32) -> anyhow::Result<(f64, f64)> {
     let ctx = context("bench");
     let prepare = |i: u32| -> anyhow::Result<T::Code> {
         let artifact = Artifact::new(hotswap_examples::variant(bench.v1, 2_000_000 + i));
@@ -367,7 +379,7 @@ fn resident<T: Tier>(bench: &Bench<T>, n: u32) -> anyhow::Result<f64> {
     // One first, so one-time costs (the engine's first instance, the
     // loader's first link map) are not charged to the others.
     held.push(prepare(0)?);
-    let before = rss_kib();
+    let (before, memory_before) = (rss_kib(), memory_kib());
     for i in 1..=n {
         let code = prepare(i)?;
         out.clear();
@@ -375,9 +387,10 @@ fn resident<T: Tier>(bench: &Bench<T>, n: u32) -> anyhow::Result<f64> {
             .map_err(|e| anyhow::anyhow!(e))?;
         held.push(code);
     }
-    let after = rss_kib();
+    let (after, memory_after) = (rss_kib(), memory_kib());
     drop(held);
-    Ok(after.saturating_sub(before) as f64 / n.max(1) as f64)
+    let per = |a: u64, b: u64| a.saturating_sub(b) as f64 / n.max(1) as f64;
+    Ok((per(after, before), per(memory_after, memory_before)))
 }
 
 /// Resident memory growth over `n` swaps in a slot (each a load and an
@@ -400,8 +413,13 @@ fn cycles<T: Tier>(bench: &Bench<T>, n: u32) -> anyhow::Result<i64> {
 
 type Hist = hdrhistogram::Histogram<u64>;
 
-/// Single calls, timed one by one, in alternating blocks of the two tiers.
-fn calls<A: Tier, B: Tier>(a: &Bench<A>, b: &Bench<B>, n: u32) -> anyhow::Result<(Hist, Hist)> {
+/// Single calls, timed one by one, in alternating blocks of the two tiers;
+/// then the mean of each, timed in whole blocks.
+fn calls<A: Tier, B: Tier>(
+    a: &Bench<A>,
+    b: &Bench<B>,
+    n: u32,
+) -> anyhow::Result<(Hist, Hist, f64, f64)> {
     fn block<T: Tier>(slot: &Slot<T>, n: u32, h: &mut Hist) -> anyhow::Result<()> {
         let mut out = Vec::with_capacity(128);
         for _ in 0..n {
@@ -419,11 +437,27 @@ fn calls<A: Tier, B: Tier>(a: &Bench<A>, b: &Bench<B>, n: u32) -> anyhow::Result
     block(&sa, 10_000, &mut warm)?;
     block(&sb, 10_000, &mut warm)?;
     const BLOCK: u32 = 1000;
-    for _ in 0..n.div_ceil(BLOCK) {
+    let blocks = n.div_ceil(BLOCK);
+    for _ in 0..blocks {
         block(&sa, BLOCK, &mut ha)?;
         block(&sb, BLOCK, &mut hb)?;
     }
-    Ok((ha, hb))
+    fn batch<T: Tier>(slot: &Slot<T>, n: u32) -> anyhow::Result<Duration> {
+        let mut out = Vec::with_capacity(128);
+        let t = Instant::now();
+        for _ in 0..n {
+            out.clear();
+            slot.call_into(&INPUT, &mut out)?;
+        }
+        Ok(t.elapsed())
+    }
+    let (mut ta, mut tb) = (Duration::ZERO, Duration::ZERO);
+    for _ in 0..blocks {
+        ta += batch(&sa, BLOCK)?;
+        tb += batch(&sb, BLOCK)?;
+    }
+    let mean = |t: Duration| t.as_nanos() as f64 / f64::from(blocks * BLOCK);
+    Ok((ha, hb, mean(ta), mean(tb)))
 }
 
 /// `threads` callers on one slot for `duration` while it is replaced
@@ -570,6 +604,13 @@ fn print_table(r: &Report) {
             ),
         ],
         [
+            "memory per revision, shared memory whole".into(),
+            format!("{:.0} KiB", w.memory_per_revision_kib),
+            format!("{:.0} KiB", n.memory_per_revision_kib),
+            ratio(w.memory_per_revision_kib, n.memory_per_revision_kib),
+            String::new(),
+        ],
+        [
             format!("resident growth over {} load/unload cycles", r.cycles),
             format!("{} KiB", w.rss_after_cycles_kib),
             format!("{} KiB", n.rss_after_cycles_kib),
@@ -591,6 +632,13 @@ fn print_table(r: &Report) {
             String::new(),
         ],
         [
+            "call, 64-byte input, mean (batch-timed)".into(),
+            format!("{:.0} ns", w.call_mean_ns),
+            format!("{:.0} ns", n.call_mean_ns),
+            ratio(w.call_mean_ns, n.call_mean_ns),
+            String::new(),
+        ],
+        [
             "call, 64-byte input, p99".into(),
             format!("{} ns", w.call_p99_ns),
             format!("{} ns", n.call_p99_ns),
@@ -598,7 +646,7 @@ fn print_table(r: &Report) {
             String::new(),
         ],
         [
-            format!("replacement at {}/s, p50", r.swap_rate),
+            format!("replacement at {}/s, p50 (WASM: code cached)", r.swap_rate),
             us(w.swap_p50_us),
             us(n.swap_p50_us),
             ratio(w.swap_p50_us, n.swap_p50_us),
