@@ -21,6 +21,7 @@ pub struct Conn {
     /// The admin API's address.
     #[arg(
         long,
+        alias = "server",
         env = "HOTSWAP_ADMIN",
         default_value = "127.0.0.1:8081",
         value_name = "ADDR",
@@ -325,8 +326,8 @@ fn status_table(slots: &[SlotView]) -> String {
 
 /// What the server said: its status and its JSON.
 pub(crate) struct Answer {
-    status: u16,
-    body: String,
+    pub(crate) status: u16,
+    pub(crate) body: String,
 }
 
 fn agent() -> ureq::Agent {

@@ -14,6 +14,7 @@ mod process;
 mod run;
 mod serve;
 mod stats;
+mod watch;
 
 use std::process::ExitCode;
 
@@ -76,6 +77,9 @@ enum Command {
     Check(check::Args),
     /// Load a plugin (WASM module or native library) and call it once.
     Run(run::Args),
+    /// Watch plugin sources; on every change rebuild, validate, and swap the
+    /// new code into a running server (which never restarts).
+    Watch(watch::Args),
     /// Watch a plugin being replaced while it answers calls.
     Demo(demo::Args),
     /// Measure hotswap on this machine.
@@ -104,6 +108,7 @@ fn main() -> ExitCode {
         Command::Ebpf(cmd) => ebpf::main(cmd),
         Command::Keygen(args) => keys::keygen(args),
         Command::Sign(args) => keys::sign(args),
+        Command::Watch(args) => watch::main(args),
         Command::Check(args) => check::main(args),
         Command::Run(args) => run::main(args),
         Command::Demo(args) => demo::main(args),
