@@ -2,14 +2,17 @@
 //! object digest), so that a restarted server lists, replaces and exports
 //! the programs that kept running in the kernel while it was gone.
 
-use redb::{Durability, ReadableDatabase, ReadableTable, TableDefinition};
+use redb::TableDefinition;
 use serde::{Deserialize, Serialize};
 
-use crate::error::db;
+use crate::table::RecordTable;
 use crate::{Store, StoreError};
 
 /// `program name → EbpfRecord as JSON`.
-pub(crate) const EBPF: TableDefinition<&str, &[u8]> = TableDefinition::new("ebpf");
+pub(crate) const EBPF: RecordTable = RecordTable {
+    def: TableDefinition::new("ebpf"),
+    prefix: "ebpf/",
+};
 
 /// One eBPF program as hotswap placed it. The program itself lives in the
 /// kernel, pinned in bpffs; this is what the pins cannot say.
@@ -30,51 +33,21 @@ pub struct EbpfRecord {
 impl Store {
     /// Every eBPF program's record, by name.
     pub fn ebpf_programs(&self) -> Result<Vec<(String, EbpfRecord)>, StoreError> {
-        let open = self.db.get()?;
-        let txn = open.begin_read().map_err(db)?;
-        let table = txn.open_table(EBPF).map_err(db)?;
-        let mut out = Vec::new();
-        for entry in table.iter().map_err(db)? {
-            let (name, value) = entry.map_err(db)?;
-            out.push((
-                name.value().to_string(),
-                parse(name.value(), value.value())?,
-            ));
-        }
-        Ok(out)
+        self.records(EBPF)
     }
 
     /// One eBPF program's record, if the store has one.
     pub fn ebpf_program(&self, name: &str) -> Result<Option<EbpfRecord>, StoreError> {
-        let open = self.db.get()?;
-        let txn = open.begin_read().map_err(db)?;
-        let table = txn.open_table(EBPF).map_err(db)?;
-        let value = table.get(name).map_err(db)?;
-        value.map(|v| parse(name, v.value())).transpose()
+        self.record(EBPF, name)
     }
 
     /// Saves an eBPF program's record durably.
     pub fn save_ebpf_program(&self, name: &str, record: &EbpfRecord) -> Result<(), StoreError> {
-        let json = serde_json::to_vec(record).expect("a record always serialises");
-        let open = self.db.get()?;
-        let mut txn = open.begin_write().map_err(db)?;
-        txn.set_durability(Durability::Immediate).map_err(db)?;
-        txn.open_table(EBPF)
-            .map_err(db)?
-            .insert(name, json.as_slice())
-            .map_err(db)?;
-        txn.commit().map_err(db)
+        self.save_record(EBPF, name, record)
     }
 
     /// Forgets an eBPF program's record.
     pub fn remove_ebpf_program(&self, name: &str) -> Result<bool, StoreError> {
         self.remove_record(EBPF, name)
     }
-}
-
-fn parse(name: &str, json: &[u8]) -> Result<EbpfRecord, StoreError> {
-    serde_json::from_slice(json).map_err(|e| StoreError::BadRecord {
-        slot: format!("ebpf/{name}"),
-        reason: e.to_string(),
-    })
 }

@@ -89,10 +89,10 @@ fn create(path: &Path) -> Result<Database, StoreError> {
         Err(e) => return Err(db(e)),
     };
     let txn = database.begin_write().map_err(db)?;
-    txn.open_table(SLOTS).map_err(db)?;
+    txn.open_table(SLOTS.def).map_err(db)?;
     txn.open_table(kv::KV).map_err(db)?;
     txn.open_table(kv::KV_COUNTS).map_err(db)?;
-    txn.open_table(crate::ebpf::EBPF).map_err(db)?;
+    txn.open_table(crate::ebpf::EBPF.def).map_err(db)?;
     txn.commit().map_err(db)?;
     Ok(database)
 }

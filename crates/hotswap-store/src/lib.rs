@@ -41,6 +41,7 @@ mod error;
 mod handle;
 mod kv;
 mod records;
+mod table;
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -48,7 +49,7 @@ use std::sync::{Arc, Condvar, Mutex};
 use std::time::Duration;
 
 use hotswap_core::{Artifact, Digest, KvLimits};
-use redb::{Database, Durability, ReadableDatabase, ReadableTable, TableDefinition};
+use redb::{Database, Durability, TableDefinition};
 
 use handle::DbHandle;
 
@@ -59,9 +60,13 @@ pub use records::{CanaryRecord, SlotRecord};
 
 use artifacts::Artifacts;
 use error::db;
+use table::RecordTable;
 
 /// `slot name → SlotRecord as JSON`.
-const SLOTS: TableDefinition<&str, &[u8]> = TableDefinition::new("slots");
+const SLOTS: RecordTable = RecordTable {
+    def: TableDefinition::new("slots"),
+    prefix: "",
+};
 
 /// How long a key-value write may stay in memory only.
 const FLUSH_EVERY: Duration = Duration::from_millis(100);
@@ -119,28 +124,12 @@ impl Store {
 
     /// The record of one slot, if it has one.
     pub fn slot(&self, name: &str) -> Result<Option<SlotRecord>, StoreError> {
-        // `open` lives as long as the transaction: a release waits for both.
-        let open = self.db.get()?;
-        let txn = open.begin_read().map_err(db)?;
-        let table = txn.open_table(SLOTS).map_err(db)?;
-        let value = table.get(name).map_err(db)?;
-        value.map(|v| parse(name, v.value())).transpose()
+        self.record(SLOTS, name)
     }
 
     /// Every slot's record, by name.
     pub fn slots(&self) -> Result<Vec<(String, SlotRecord)>, StoreError> {
-        let open = self.db.get()?;
-        let txn = open.begin_read().map_err(db)?;
-        let table = txn.open_table(SLOTS).map_err(db)?;
-        let mut out = Vec::new();
-        for entry in table.iter().map_err(db)? {
-            let (name, value) = entry.map_err(db)?;
-            out.push((
-                name.value().to_string(),
-                parse(name.value(), value.value())?,
-            ));
-        }
-        Ok(out)
+        self.records(SLOTS)
     }
 
     /// Saves a slot's record durably. Every artifact it names must already
@@ -150,17 +139,8 @@ impl Store {
         for digest in record.digests() {
             self.artifacts.get(&digest)?;
         }
-        let json = serde_json::to_vec(record).expect("a record always serialises");
-        let open = self.db.get()?;
-        let mut txn = open.begin_write().map_err(db)?;
-        // Immediate: once a deploy is acknowledged, it is on disk (and so is
-        // every key-value write before it).
-        txn.set_durability(Durability::Immediate).map_err(db)?;
-        txn.open_table(SLOTS)
-            .map_err(db)?
-            .insert(name, json.as_slice())
-            .map_err(db)?;
-        txn.commit().map_err(db)?;
+        // Durable: once a deploy is acknowledged, it is on disk.
+        self.save_record(SLOTS, name, record)?;
         // `dirty` stays as it is: a key-value write may have committed just
         // after this, and a spare flush costs less than a lost one.
         Ok(())
@@ -169,25 +149,6 @@ impl Store {
     /// Forgets a slot's record (its key-value data stays until deleted).
     pub fn remove_slot(&self, name: &str) -> Result<bool, StoreError> {
         self.remove_record(SLOTS, name)
-    }
-
-    /// Removes `name` from a table of records, durably; whether it was there.
-    fn remove_record(
-        &self,
-        table: TableDefinition<&str, &[u8]>,
-        name: &str,
-    ) -> Result<bool, StoreError> {
-        let open = self.db.get()?;
-        let mut txn = open.begin_write().map_err(db)?;
-        txn.set_durability(Durability::Immediate).map_err(db)?;
-        let removed = txn
-            .open_table(table)
-            .map_err(db)?
-            .remove(name)
-            .map_err(db)?
-            .is_some();
-        txn.commit().map_err(db)?;
-        Ok(removed)
     }
 
     /// A slot's key-value data, with the default limits.
@@ -235,13 +196,6 @@ impl Drop for Store {
             tracing::error!(error = %e, "could not flush the store at shutdown");
         }
     }
-}
-
-fn parse(slot: &str, json: &[u8]) -> Result<SlotRecord, StoreError> {
-    serde_json::from_slice(json).map_err(|e| StoreError::BadRecord {
-        slot: slot.to_string(),
-        reason: e.to_string(),
-    })
 }
 
 /// A durable empty commit: makes every earlier non-durable one durable.
