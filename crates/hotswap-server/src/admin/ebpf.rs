@@ -17,7 +17,7 @@ use tokio_stream::wrappers::errors::BroadcastStreamRecvError;
 use tokio_stream::wrappers::BroadcastStream;
 use tokio_stream::StreamExt;
 
-use super::{internal, problem, signed_upload, sse, Admin, Upload};
+use super::{bad_body, internal, problem, signed_upload, sse, Admin, Upload};
 use crate::ebpf::{Expect, ProgramError};
 use crate::http::ConnectionHandle;
 
@@ -175,16 +175,7 @@ pub(super) async fn set_entry(
 ) -> Response {
     let body = match body {
         Ok(Json(b)) => b,
-        Err(e) => {
-            return problem(
-                StatusCode::BAD_REQUEST,
-                "bad-request",
-                format!(
-                    "expected a JSON body like {{\"key\": \"10.0.0.7\", \"value\": 1}}: {}",
-                    e.body_text()
-                ),
-            )
-        }
+        Err(e) => return bad_body(r#"{"key": "10.0.0.7", "value": 1}"#, e),
     };
     answer(on_map(&admin, &name, &map, |m| {
         m.set(&text(&body.key), &text(&body.value))

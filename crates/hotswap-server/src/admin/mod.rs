@@ -335,16 +335,7 @@ async fn canary_weight(
                 "weight must be a percent, 0-100".into(),
             )
         }
-        Err(e) => {
-            return problem(
-                StatusCode::BAD_REQUEST,
-                "bad-request",
-                format!(
-                    "expected a JSON body like {{\"weight\": 20}}: {}",
-                    e.body_text()
-                ),
-            )
-        }
+        Err(e) => return bad_body(r#"{"weight": 20}"#, e),
     };
     let gateway = admin.gateway.clone();
     change(StatusCode::OK, move || {
@@ -356,6 +347,16 @@ async fn canary_weight(
 async fn promote(State(admin): State<Admin>, Path(slot): Path<String>) -> Response {
     let gateway = admin.gateway.clone();
     change(StatusCode::OK, move || gateway.promote(&slot)).await
+}
+
+/// A JSON body that could not be read: what was wrong, and what one
+/// looks like.
+fn bad_body(example: &str, e: JsonRejection) -> Response {
+    problem(
+        StatusCode::BAD_REQUEST,
+        "bad-request",
+        format!("expected a JSON body like {example}: {}", e.body_text()),
+    )
 }
 
 /// The Prometheus text exposition.
