@@ -346,22 +346,13 @@ impl<T: Tier> Slot<T> {
         records.previous = old.clone();
         drop(records);
         self.publish_serving(next, |took| {
-            self.publish(
-                Transition::Activated,
-                Phase::Activate,
+            self.announce_activation(
                 &subject,
-                Some(took),
+                took,
                 Some("promoted from canary".into()),
-            );
-            if let Some(old) = &old {
-                self.publish(
-                    Transition::Draining,
-                    Phase::Drain,
-                    &old.subject(),
-                    None,
-                    None,
-                );
-            }
+                old.as_ref().map(Record::subject),
+                None,
+            )
         });
         Ok(info)
     }
@@ -599,26 +590,13 @@ impl<T: Tier> Slot<T> {
                     canary: None,
                 };
                 self.publish_serving(next, |took| {
-                    self.publish(
-                        Transition::Activated,
-                        Phase::Activate,
+                    self.announce_activation(
                         &subject,
-                        Some(took),
+                        took,
                         None,
-                    );
-                    if let Some(old) = &old {
-                        let transition = match rollback_reason {
-                            Some(_) => Transition::RolledBack,
-                            None => Transition::Draining,
-                        };
-                        self.publish(
-                            transition,
-                            Phase::Drain,
-                            &old.subject(),
-                            None,
-                            rollback_reason,
-                        );
-                    }
+                        old.as_ref().map(Record::subject),
+                        rollback_reason,
+                    )
                 });
                 Ok(info)
             }
@@ -682,6 +660,33 @@ impl<T: Tier> Slot<T> {
         let reason = Some(error_chain(&err));
         self.publish(Transition::Failed, err.phase(), subject, None, reason);
         err
+    }
+
+    /// The events of an activation: the new revision `activated` (with
+    /// `why`), then the one it replaced `draining`, or `rolled-back` with
+    /// the rollback's reason.
+    fn announce_activation(
+        &self,
+        subject: &Subject,
+        took: Duration,
+        why: Option<String>,
+        replaced: Option<Subject>,
+        rollback_reason: Option<String>,
+    ) {
+        self.publish(
+            Transition::Activated,
+            Phase::Activate,
+            subject,
+            Some(took),
+            why,
+        );
+        if let Some(old) = replaced {
+            let transition = match rollback_reason {
+                Some(_) => Transition::RolledBack,
+                None => Transition::Draining,
+            };
+            self.publish(transition, Phase::Drain, &old, None, rollback_reason);
+        }
     }
 
     fn publish(
