@@ -8,7 +8,7 @@ use hotswap_core::{CallError, Code};
 use hotswap_guest::native_abi::{CALL_ERROR, CALL_OK, CALL_TRAP};
 
 use crate::host::Host;
-use crate::load::{Library, Unloaded};
+use crate::load::{Exports, Library, Loaded, Unloaded};
 use crate::{Counters, LibraryInfo};
 
 /// A native revision that is ready to serve: the library, loaded, bound to
@@ -19,6 +19,9 @@ use crate::{Counters, LibraryInfo};
 /// code cannot be interrupted or fenced; docs/native.md). Dropping it
 /// unloads the library and checks that it is gone.
 pub struct NativeCode {
+    /// Resolved once at load; the call path reads nothing else.
+    exports: Exports,
+    resolve_time: Duration,
     library: Option<Library>,
     /// The plugin may hold the table's address until it is unloaded, so
     /// `Drop` frees it only after the library is gone.
@@ -62,16 +65,21 @@ impl NativeCode {
         host: Host,
         counters: Arc<Counters>,
     ) -> Result<NativeCode, PrepareError> {
-        let library = Library::open(bytes, label, &info)?;
+        let Loaded {
+            library,
+            exports,
+            resolve_time,
+        } = Library::open(bytes, label, &info)?;
         counters.loaded();
         // From here on, dropping `code` unloads the library.
         let code = NativeCode {
+            exports,
+            resolve_time,
             library: Some(library),
             host: Some(host),
             info,
             counters,
         };
-        let exports = code.exports();
         // SAFETY: the ABI's order: bind before anything else, with a table
         // that lives as long as the library.
         let bound = unsafe { (exports.bind)(code.host().table()) };
@@ -106,19 +114,11 @@ impl NativeCode {
 
     /// How long resolving the ABI's exports (`dlsym`) took at load.
     pub fn resolve_time(&self) -> Duration {
-        self.library().resolve_time
-    }
-
-    fn library(&self) -> &Library {
-        self.library.as_ref().expect("loaded until dropped")
+        self.resolve_time
     }
 
     fn host(&self) -> &Host {
         self.host.as_ref().expect("bound until dropped")
-    }
-
-    fn exports(&self) -> crate::load::Exports {
-        self.library().exports
     }
 }
 
@@ -129,7 +129,7 @@ impl Code for NativeCode {
         // SAFETY: the input is borrowed for the call; the sink is `output`,
         // valid for the call, and `append` matches it.
         let code = unsafe {
-            (self.exports().call)(
+            (self.exports.call)(
                 input.as_ptr(),
                 input.len(),
                 (output as *mut Vec<u8>).cast(),
@@ -155,7 +155,7 @@ impl Code for NativeCode {
     }
 
     fn shutdown(&self) {
-        if let Some(shutdown) = self.exports().shutdown {
+        if let Some(shutdown) = self.exports.shutdown {
             // SAFETY: no call is in flight (the slot's promise for shutdown).
             unsafe { shutdown() }
         }

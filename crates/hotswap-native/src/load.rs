@@ -43,8 +43,13 @@ pub(crate) struct Library {
     memfd: OwnedFd,
     /// The memfd's name, unique in this process, as `/proc/self/maps` shows it.
     name: String,
+}
+
+/// What loading a library gives: the library, its exports, and how long
+/// resolving them took.
+pub(crate) struct Loaded {
+    pub library: Library,
     pub exports: Exports,
-    /// How long resolving the exports took.
     pub resolve_time: Duration,
 }
 
@@ -70,11 +75,7 @@ impl Library {
     /// A memfd, not a file: no directory to trust, nothing to clean up after
     /// a crash, a unique name per load (so `dlopen` never hands back a cached
     /// copy), and seals so the bytes loaded are the bytes validated.
-    pub fn open(
-        bytes: &[u8],
-        label: &str,
-        info: &crate::LibraryInfo,
-    ) -> Result<Library, LoadError> {
+    pub fn open(bytes: &[u8], label: &str, info: &crate::LibraryInfo) -> Result<Loaded, LoadError> {
         static LOADS: AtomicU64 = AtomicU64::new(0);
         let name = format!("hotswap:{label}:{}", LOADS.fetch_add(1, Ordering::Relaxed));
         let memfd = stage(&name, bytes).map_err(LoadError::Stage)?;
@@ -87,10 +88,12 @@ impl Library {
         let started = Instant::now();
         let exports = resolve(&handle, info)?;
         let resolve_time = started.elapsed();
-        Ok(Library {
-            handle,
-            memfd,
-            name,
+        Ok(Loaded {
+            library: Library {
+                handle,
+                memfd,
+                name,
+            },
             exports,
             resolve_time,
         })
@@ -102,7 +105,6 @@ impl Library {
             handle,
             memfd,
             name,
-            ..
         } = self;
         if let Err(e) = handle.close() {
             tracing::warn!(library = %name, error = %e, "dlclose failed");

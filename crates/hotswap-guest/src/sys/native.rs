@@ -36,7 +36,8 @@ fn host() -> Option<&'static HostTable> {
 
 pub unsafe fn log(level: i32, ptr: *const u8, len: usize) {
     match host() {
-        // SAFETY: the host checks nothing it need not: ptr..len is the caller's slice.
+        // SAFETY: the host's table, kept alive by the host; the arguments are
+        // the caller's, passed through as the ABI types them.
         Some(h) => unsafe { (h.log)(h.ctx, level, ptr, len) },
         None => unsafe { standin_log(level, ptr, len) },
     }
