@@ -1,10 +1,9 @@
-//! Compiles the eBPF C sources under `ebpf/` into CO-RE objects in OUT_DIR:
-//! `vmlinux.h` is generated from this kernel's BTF with bpftool (never
-//! committed), then clang builds each program with BTF (`-g`). The tracer
+//! Compiles the eBPF C sources under `ebpf/` into CO-RE objects in OUT_DIR,
+//! as `src/compile.rs` says: `vmlinux.h` is generated from this kernel's BTF
+//! (never committed), then clang builds each program with BTF (`-g`). The tracer
 //! and the XDP filter are built twice, as versions 1 and 2.
 
-use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::path::PathBuf;
 
 /// (source, output, extra clang arguments)
 const OBJECTS: &[(&str, &str, &[&str])] = &[
@@ -27,6 +26,11 @@ const OBJECTS: &[(&str, &str, &[&str])] = &[
     ),
 ];
 
+// The same module the library exports as `hotswap_ebpf::compile`.
+#[allow(dead_code)]
+#[path = "src/compile.rs"]
+mod compile;
+
 fn main() {
     let manifest = PathBuf::from(std::env::var("CARGO_MANIFEST_DIR").unwrap());
     let sources = manifest.join("../../ebpf");
@@ -35,77 +39,16 @@ fn main() {
     println!("cargo:rerun-if-env-changed=BPFTOOL");
     println!("cargo:rerun-if-env-changed=CLANG");
 
-    vmlinux_h(&out);
-    let clang = std::env::var("CLANG").unwrap_or_else(|_| "clang".into());
-    let arch = match std::env::var("CARGO_CFG_TARGET_ARCH").as_deref() {
-        Ok("x86_64") => "x86",
-        Ok("aarch64") => "arm64",
-        Ok(other) => panic!("no eBPF target arch for {other}"),
-        Err(_) => "x86",
-    };
+    let vmlinux = compile::vmlinux_h().unwrap_or_else(|e| panic!("{e}"));
+    std::fs::write(out.join("vmlinux.h"), vmlinux).expect("cannot write vmlinux.h");
+    let arch = std::env::var("CARGO_CFG_TARGET_ARCH").unwrap_or_else(|_| "x86_64".into());
     for (source, object, extra) in OBJECTS {
-        let mut cmd = Command::new(&clang);
-        cmd.args(["-g", "-O2", "-target", "bpf", "-Wall", "-Werror"])
-            .arg(format!("-D__TARGET_ARCH_{arch}"))
-            .args(*extra)
-            .arg("-I")
-            .arg(&out)
-            .arg("-c")
-            .arg(sources.join(source))
-            .arg("-o")
-            .arg(out.join(object));
-        run(
-            &mut cmd,
-            &format!(
-                "compile ebpf/{source} with clang (scripts/setup installs clang and libbpf-dev)"
-            ),
-        );
-    }
-}
-
-/// Writes `vmlinux.h`, every kernel type, from /sys/kernel/btf/vmlinux.
-fn vmlinux_h(out: &Path) {
-    let bpftool = std::env::var("BPFTOOL").ok().unwrap_or_else(|| {
-        ["bpftool", "/usr/sbin/bpftool", "/sbin/bpftool"]
-            .into_iter()
-            .find(|b| {
-                Command::new(b)
-                    .arg("version")
-                    .output()
-                    .is_ok_and(|o| o.status.success())
-            })
-            .unwrap_or("bpftool")
-            .to_string()
-    });
-    let dump = Command::new(&bpftool)
-        .args([
-            "btf",
-            "dump",
-            "file",
-            "/sys/kernel/btf/vmlinux",
-            "format",
-            "c",
-        ])
-        .output();
-    match dump {
-        Ok(o) if o.status.success() => {
-            std::fs::write(out.join("vmlinux.h"), o.stdout).expect("cannot write vmlinux.h")
+        // Warnings are errors in our own sources (not in a user's: see compile::clang).
+        let args: Vec<&str> = ["-Werror"].iter().chain(extra.iter()).copied().collect();
+        let cmd = compile::clang(&sources.join(source), &out.join(object), &out, &arch, &args)
+            .unwrap_or_else(|e| panic!("{e}"));
+        if let Err(e) = compile::run(cmd) {
+            panic!("could not compile ebpf/{source} (scripts/setup installs clang and libbpf-dev):\n{e}");
         }
-        Ok(o) => panic!(
-            "bpftool could not dump the kernel's BTF (is /sys/kernel/btf/vmlinux there?): {}",
-            String::from_utf8_lossy(&o.stderr)
-        ),
-        Err(e) => panic!("cannot run bpftool ({e}): scripts/setup installs it"),
-    }
-}
-
-fn run(cmd: &mut Command, what: &str) {
-    match cmd.output() {
-        Ok(o) if o.status.success() => {}
-        Ok(o) => panic!(
-            "could not {what}: {cmd:?} failed:\n{}",
-            String::from_utf8_lossy(&o.stderr)
-        ),
-        Err(e) => panic!("could not {what}: cannot run {cmd:?}: {e}"),
     }
 }

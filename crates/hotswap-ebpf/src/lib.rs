@@ -35,6 +35,7 @@
 //! ```
 
 mod btf;
+pub mod compile;
 mod error;
 mod events;
 mod hook;
