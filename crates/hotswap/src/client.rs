@@ -33,6 +33,13 @@ pub struct Conn {
     pub(crate) json: bool,
 }
 
+impl Conn {
+    /// The admin API at `admin`.
+    pub(crate) fn to(admin: String, json: bool) -> Conn {
+        Conn { admin, json }
+    }
+}
+
 #[derive(clap::Args)]
 pub struct Deploy {
     /// The slot to deploy to (created if new).

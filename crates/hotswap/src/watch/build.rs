@@ -1,10 +1,12 @@
 //! What `hotswap watch` builds from each kind of source, and how.
 
+use std::cell::OnceCell;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use anyhow::{anyhow, bail, Context};
 use hotswap_core::Digest;
+use hotswap_ebpf::compile;
 
 /// A source `hotswap watch` knows how to turn into a plugin.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -13,6 +15,9 @@ pub enum Source {
     Cargo(PathBuf),
     /// A C plugin: clang to wasm32, with `hotswap.h` on the include path.
     C(PathBuf),
+    /// An eBPF program (`.bpf.c`): clang to a CO-RE object, with the
+    /// kernel's `vmlinux.h` on the include path.
+    Bpf(PathBuf),
     /// WebAssembly text: assembled.
     Wat(PathBuf),
     /// A built module, used as it is.
@@ -36,17 +41,14 @@ impl Source {
             return Ok(Source::Cargo(path.parent().unwrap_or(&path).to_path_buf()));
         }
         if name.ends_with(".bpf.c") {
-            bail!(
-                "{}: eBPF sources are not watched yet; use `hotswap ebpf replace`",
-                path.display()
-            );
+            return Ok(Source::Bpf(path));
         }
         match path.extension().and_then(|e| e.to_str()) {
             Some("c") => Ok(Source::C(path)),
             Some("wat") => Ok(Source::Wat(path)),
             Some("wasm") => Ok(Source::Wasm(path)),
             _ => bail!(
-                "{}: not a source hotswap watch knows (a plugin crate, .c, .wat or .wasm)",
+                "{}: not a source hotswap watch knows (a plugin crate, .c, .wat, .wasm, or an eBPF .bpf.c)",
                 path.display()
             ),
         }
@@ -55,24 +57,50 @@ impl Source {
     /// The file or directory to watch for changes.
     pub fn path(&self) -> &Path {
         match self {
-            Source::Cargo(p) | Source::C(p) | Source::Wat(p) | Source::Wasm(p) => p,
+            Source::Cargo(p) | Source::C(p) | Source::Bpf(p) | Source::Wat(p) | Source::Wasm(p) => {
+                p
+            }
         }
+    }
+
+    /// Whether it builds an eBPF program (else a WASM plugin).
+    pub fn is_ebpf(&self) -> bool {
+        matches!(self, Source::Bpf(_))
+    }
+
+    /// The name it deploys under when none is given, for an eBPF program:
+    /// the file's name before `.bpf.c`. (A plugin's comes from its manifest.)
+    pub fn program_name(&self) -> String {
+        let name = self
+            .path()
+            .file_name()
+            .unwrap_or_default()
+            .to_string_lossy();
+        name.trim_end_matches(".bpf.c").to_string()
     }
 
     /// Whether a change to `changed` concerns this source.
     pub fn concerns(&self, changed: &Path) -> bool {
         match self {
-            // Anything in the crate but its build output.
+            // Anything in the crate but its build output, and its lock
+            // file: cargo writes that during a build, which must not start
+            // another. (The lock is still in the fingerprint, so the next
+            // edit builds with it.)
             Source::Cargo(dir) => {
-                changed.starts_with(dir) && !changed.starts_with(dir.join("target"))
+                changed.starts_with(dir)
+                    && !changed.starts_with(dir.join("target"))
+                    && changed != dir.join("Cargo.lock")
             }
-            Source::C(p) | Source::Wat(p) | Source::Wasm(p) => changed == p,
+            // The file, or a header beside it that it may include.
+            Source::C(p) | Source::Bpf(p) => changed == p || is_header_beside(changed, p),
+            Source::Wat(p) | Source::Wasm(p) => changed == p,
         }
     }
 
-    /// A digest of everything the build reads: the file, or every file of
-    /// the crate but its `target` (and hidden) directories. Two equal
-    /// fingerprints build the same module, so the build is skipped.
+    /// A digest of everything the build reads: the file (with the headers
+    /// beside a C source), or every file of the crate but its `target` (and
+    /// hidden) directories. Two equal fingerprints build the same module,
+    /// so the build is skipped.
     pub fn fingerprint(&self) -> std::io::Result<Digest> {
         let mut all = Vec::new();
         match self {
@@ -88,31 +116,107 @@ impl Source {
                     all.extend_from_slice(&bytes);
                 }
             }
-            Source::C(p) | Source::Wat(p) | Source::Wasm(p) => all = std::fs::read(p)?,
+            Source::C(p) | Source::Bpf(p) => {
+                all = std::fs::read(p)?;
+                let dir = p.parent().unwrap_or(Path::new("."));
+                let mut headers: Vec<PathBuf> = std::fs::read_dir(dir)?
+                    .filter_map(|e| e.ok().map(|e| e.path()))
+                    .filter(|h| is_header_beside(h, p))
+                    .collect();
+                headers.sort();
+                for h in headers {
+                    let bytes = std::fs::read(&h)?;
+                    all.extend_from_slice(h.as_os_str().as_encoded_bytes());
+                    all.push(0);
+                    all.extend_from_slice(&(bytes.len() as u64).to_le_bytes());
+                    all.extend_from_slice(&bytes);
+                }
+            }
+            Source::Wat(p) | Source::Wasm(p) => all = std::fs::read(p)?,
         }
         Ok(Digest::of(&all))
     }
 
-    /// Builds the module. A failure is the compiler's own message.
-    pub fn build(&self) -> anyhow::Result<Vec<u8>> {
+    /// Builds the module (or the eBPF object). A failure is the compiler's
+    /// own message.
+    pub fn build(&self, scratch: &Scratch) -> anyhow::Result<Vec<u8>> {
         match self {
             Source::Wasm(p) => {
                 std::fs::read(p).with_context(|| format!("cannot read {}", p.display()))
             }
             Source::Wat(p) => crate::input::read_module(p),
-            Source::C(p) => build_c(p),
+            Source::C(p) => build_c(p, scratch),
+            Source::Bpf(p) => build_bpf(p, scratch),
             Source::Cargo(dir) => build_cargo(dir),
         }
+    }
+}
+
+/// Whether `file` is a C header in the directory of `source`.
+fn is_header_beside(file: &Path, source: &Path) -> bool {
+    file.extension().is_some_and(|e| e == "h") && file.parent() == source.parent()
+}
+
+/// A directory for the builds of one watch: the C SDK header, the
+/// kernel's `vmlinux.h` (dumped on the first eBPF build), and outputs.
+pub struct Scratch {
+    dir: tempfile::TempDir,
+    vmlinux: OnceCell<Result<(), String>>,
+}
+
+impl Scratch {
+    pub fn new() -> anyhow::Result<Scratch> {
+        let dir = tempfile::Builder::new()
+            .prefix("hotswap-watch-")
+            .tempdir()
+            .context("cannot make a directory for builds")?;
+        std::fs::write(dir.path().join("hotswap.h"), HEADER)?;
+        Ok(Scratch {
+            dir,
+            vmlinux: OnceCell::new(),
+        })
+    }
+
+    /// Where the headers are, for `-I`.
+    fn include(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// A fresh path for a build's output.
+    fn output(&self, name: &str) -> anyhow::Result<(tempfile::TempDir, PathBuf)> {
+        let dir = tempfile::tempdir_in(self.dir.path())?;
+        let out = dir.path().join(name);
+        Ok((dir, out))
+    }
+
+    /// Writes `vmlinux.h` on first use; its failure is remembered, since
+    /// it will not change while the kernel does not.
+    fn vmlinux_h(&self) -> anyhow::Result<()> {
+        self.vmlinux
+            .get_or_init(|| {
+                let header = compile::vmlinux_h()?;
+                std::fs::write(self.dir.path().join("vmlinux.h"), header)
+                    .map_err(|e| format!("cannot write vmlinux.h: {e}"))
+            })
+            .clone()
+            .map_err(|e| anyhow!(e))
     }
 }
 
 /// The C SDK header, embedded so that a C plugin anywhere builds.
 const HEADER: &str = include_str!("../../../hotswap-guest/include/hotswap.h");
 
-fn build_c(source: &Path) -> anyhow::Result<Vec<u8>> {
-    let dir = tempfile::tempdir()?;
-    std::fs::write(dir.path().join("hotswap.h"), HEADER)?;
-    let out = dir.path().join("plugin.wasm");
+fn build_bpf(source: &Path, scratch: &Scratch) -> anyhow::Result<Vec<u8>> {
+    scratch.vmlinux_h()?;
+    let (_dir, out) = scratch.output("program.o")?;
+    let cmd = compile::clang(source, &out, scratch.include(), std::env::consts::ARCH, &[])
+        .map_err(|e| anyhow!(e))?;
+    compile::run(cmd).map_err(|e| anyhow!(e))?;
+    Ok(std::fs::read(&out)?)
+}
+
+fn build_c(source: &Path, scratch: &Scratch) -> anyhow::Result<Vec<u8>> {
+    let (_dir, out) = scratch.output("plugin.wasm")?;
     let clang = std::env::var("CLANG").unwrap_or_else(|_| "clang".into());
     let result = Command::new(&clang)
         .args([
@@ -122,7 +226,7 @@ fn build_c(source: &Path) -> anyhow::Result<Vec<u8>> {
             "-Wl,--no-entry",
         ])
         .arg("-I")
-        .arg(dir.path())
+        .arg(scratch.include())
         .arg("-o")
         .arg(&out)
         .arg(source)
@@ -143,6 +247,8 @@ fn build_cargo(dir: &Path) -> anyhow::Result<Vec<u8>> {
         .current_dir(dir)
         .args([
             "build",
+            // The compiler's errors without cargo's progress lines.
+            "--quiet",
             "--release",
             "--target",
             "wasm32-unknown-unknown",

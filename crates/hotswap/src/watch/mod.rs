@@ -1,135 +1,174 @@
-//! `hotswap watch`: the dev loop. Watches plugin sources, rebuilds on a
-//! change, validates, and deploys to a running `hotswap serve`, which swaps
-//! in place: the server never restarts and no request in flight is cut.
+//! `hotswap watch`: the dev loop. Watches plugin and eBPF sources, rebuilds
+//! on a change, validates, and deploys to a `hotswap serve` (a running one,
+//! or one it starts itself), which swaps in place: the server never
+//! restarts and no request in flight is cut.
 
 mod build;
+mod cycle;
+mod deploy;
+mod server;
 
 use std::collections::BTreeMap;
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::mpsc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use anyhow::Context;
-use hotswap_core::{Artifact, Digest};
+use anyhow::{bail, Context as _};
 use hotswap_wasm::{WasmConfig, WasmTier};
 use notify::Watcher;
-use serde::Serialize;
 
-use crate::client::{request, Conn};
-use build::Source;
+use crate::client::{encode, request, Conn};
+use build::{Scratch, Source};
+use deploy::{Context, Watched};
+use server::OwnServer;
 
 #[derive(clap::Args)]
+#[command(after_help = "Examples:
+  hotswap watch examples/plugins/greet-v1          # a plugin crate, on a server of its own
+  hotswap watch plugin.c --server 127.0.0.1:8081   # to a running `hotswap serve`
+  hotswap watch tracer.bpf.c --attach tracepoint:raw_syscalls:sys_enter
+
+Ctrl-C stops it; a server it started drains, and the eBPF programs it loaded are unloaded.")]
 pub struct Args {
     /// What to watch: a plugin crate's directory (or its Cargo.toml), a C
-    /// plugin (`.c`), WebAssembly text (`.wat`) or a built module (`.wasm`).
+    /// plugin (`.c`), WebAssembly text (`.wat`), a built module (`.wasm`),
+    /// or an eBPF program (`.bpf.c`).
     #[arg(required = true, value_name = "PATH")]
     paths: Vec<PathBuf>,
-    /// The slot to deploy to [default: the plugin's name, from its manifest].
-    /// Only with a single PATH.
-    #[arg(long)]
+    /// Where to deploy: the slot of a plugin [default: its name, from its
+    /// manifest], the name of an eBPF program [default: the file's name
+    /// before `.bpf.c`]. Only with a single PATH.
+    #[arg(long, visible_alias = "name")]
     slot: Option<String>,
+    /// The hook for an eBPF program's first load: tracepoint:CATEGORY:NAME,
+    /// raw_tracepoint:NAME, uprobe:/ABSOLUTE/PATH:SYMBOL or xdp:INTERFACE.
+    /// A replacement keeps the running program's hook.
+    #[arg(long, value_name = "HOOK")]
+    attach: Option<String>,
+    /// The admin API of a running `hotswap serve` to deploy to. Without it,
+    /// watch starts a server of its own, which stops with it.
+    #[arg(long, alias = "admin", env = "HOTSWAP_ADMIN", value_name = "ADDR")]
+    server: Option<String>,
+    /// Where the watch's own server serves plugins (without --server).
+    #[arg(long, default_value = "127.0.0.1:8080", value_name = "ADDR")]
+    listen: SocketAddr,
     /// Build and deploy each PATH once, then exit: 0 if all deployed.
     #[arg(long)]
     once: bool,
     /// Quiet time after the last change before rebuilding.
     #[arg(long, default_value_t = 150, value_name = "MS")]
     debounce: u64,
-    #[command(flatten)]
-    conn: Conn,
+    /// One JSON object per line instead of text: first the server's
+    /// addresses, then one per cycle.
+    #[arg(long)]
+    json: bool,
 }
 
-/// One cycle: what changed, and what came of it. The field names are the
-/// stable keys of `--json`, one object per line.
-#[derive(Serialize, Default)]
-struct Cycle {
-    /// The watched source.
-    source: String,
-    /// The file whose change started the cycle, or `start`.
-    changed: String,
-    /// The slot deployed to, once known.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    slot: Option<String>,
-    /// How long the build took (0 when a cached build was used).
-    build_ms: f64,
-    /// The build came from the cache: this source was built before.
-    cached: bool,
-    /// Whether the module passed validation.
-    valid: bool,
-    /// The build's digest is the one already deployed: nothing was swapped.
-    unchanged: bool,
-    /// How long the deploy took, upload to active.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    swap_ms: Option<f64>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    version: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    generation: Option<u64>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    digest: Option<Digest>,
-    /// What failed: `build`, `validate` or `deploy`.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    failed: Option<&'static str>,
-    /// Why, in full (the compiler's or validator's own words); the
-    /// revision that served before keeps serving.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    error: Option<String>,
+/// What wakes the loop.
+enum Wake {
+    Changed(notify::Result<notify::Event>),
+    /// Ctrl-C or SIGTERM, with a server of our own to stop in order.
+    Stop,
 }
-
-/// A source and what was last deployed from it.
-struct Watched {
-    source: Source,
-    slot: Option<String>,
-    deployed: Option<Digest>,
-    /// Modules built so far, by the source's fingerprint: a save without a
-    /// real change, or a change undone, builds nothing.
-    built: BTreeMap<Digest, Artifact>,
-}
-
-/// How many builds each source keeps.
-const KEPT_BUILDS: usize = 16;
 
 pub fn main(args: Args) -> anyhow::Result<ExitCode> {
     if args.slot.is_some() && args.paths.len() > 1 {
-        anyhow::bail!("--slot names one slot; watch one PATH with it, or leave it out so each plugin goes to the slot of its own name");
+        bail!("--slot names one slot; watch one PATH with it, or leave it out so each plugin goes to the slot of its own name");
     }
-    let mut watched = args
+    let sources = args
         .paths
         .iter()
-        .map(|p| {
-            Ok(Watched {
-                source: Source::of(p)?,
-                slot: args.slot.clone(),
-                deployed: None,
-                built: BTreeMap::new(),
-            })
-        })
+        .map(|p| Source::of(p))
         .collect::<anyhow::Result<Vec<_>>>()?;
+    if args.attach.is_some() && sources.iter().filter(|s| s.is_ebpf()).count() != 1 {
+        bail!("--attach is the hook of one eBPF program: watch exactly one .bpf.c with it");
+    }
+    let mut watched: Vec<Watched> = sources
+        .into_iter()
+        .map(|s| {
+            let attach = if s.is_ebpf() {
+                args.attach.clone()
+            } else {
+                None
+            };
+            Watched::new(s, args.slot.clone(), attach)
+        })
+        .collect();
     // Validation only, so the smallest engine.
-    let tier = WasmTier::new(WasmConfig {
+    let validator = WasmTier::new(WasmConfig {
         total_instances: 1,
         instance_cap: 1,
         ..WasmConfig::default()
     })
     .map_err(|e| anyhow::anyhow!(e))?;
+    let scratch = Scratch::new()?;
 
-    if args.once {
+    let (tx, rx) = mpsc::channel();
+    let (own, conn) = match &args.server {
+        Some(admin) => (None, Conn::to(admin.clone(), args.json)),
+        None => {
+            let stop = tx.clone();
+            let own = OwnServer::start(args.listen, move || {
+                let _ = stop.send(Wake::Stop);
+            })?;
+            if args.json {
+                println!(
+                    "{}",
+                    serde_json::json!({ "server": { "data": own.data, "admin": own.admin } })
+                );
+            } else {
+                eprintln!(
+                    "serving plugins on http://{} (admin API on http://{}): this watch's own server, which stops with it",
+                    own.data, own.admin
+                );
+            }
+            let conn = Conn::to(own.admin.to_string(), args.json);
+            (Some(own), conn)
+        }
+    };
+    let cx = Context {
+        validator: &validator,
+        scratch: &scratch,
+        conn: &conn,
+    };
+
+    let code = if args.once {
         let mut all_ok = true;
         for w in &mut watched {
-            all_ok &= cycle(w, "start", &tier, &args.conn);
+            all_ok &= w.cycle("start", &cx);
         }
-        return Ok(if all_ok {
+        if all_ok {
             ExitCode::SUCCESS
         } else {
             ExitCode::FAILURE
-        });
+        }
+    } else {
+        watch(&mut watched, &cx, tx, &rx, &args)?
+    };
+    if let Some(own) = own {
+        stop(own, &watched, &conn);
     }
+    Ok(code)
+}
 
+/// The loop: a cycle for every source at the start, then one for each
+/// source a (debounced) change concerns, until a stop signal.
+fn watch(
+    watched: &mut [Watched],
+    cx: &Context,
+    tx: mpsc::Sender<Wake>,
+    rx: &mpsc::Receiver<Wake>,
+    args: &Args,
+) -> anyhow::Result<ExitCode> {
     // Watching starts before the first build, so a change made while it
     // runs (or right after its line is printed) is not missed.
-    let (tx, rx) = mpsc::channel();
-    let mut watcher = notify::recommended_watcher(tx).context("cannot watch files")?;
-    for w in &watched {
+    let mut watcher = notify::recommended_watcher(move |e| {
+        let _ = tx.send(Wake::Changed(e));
+    })
+    .context("cannot watch files")?;
+    for w in watched.iter() {
         // A file's directory, not the file: editors save by renaming a new
         // file over the old one, which a watch on the file itself loses.
         let (target, mode) = match &w.source {
@@ -143,16 +182,17 @@ pub fn main(args: Args) -> anyhow::Result<ExitCode> {
             .watch(&target, mode)
             .with_context(|| format!("cannot watch {}", target.display()))?;
     }
-    for w in &mut watched {
-        cycle(w, "start", &tier, &args.conn);
+    for w in watched.iter_mut() {
+        w.cycle("start", cx);
     }
-    if !args.conn.json {
+    if !args.json {
         eprintln!("watching {} source(s); Ctrl-C to stop", watched.len());
     }
     let debounce = Duration::from_millis(args.debounce);
     loop {
-        let Ok(first) = rx.recv() else {
-            return Ok(ExitCode::FAILURE);
+        let first = match rx.recv() {
+            Ok(Wake::Changed(event)) => event,
+            Ok(Wake::Stop) | Err(_) => return Ok(ExitCode::SUCCESS),
         };
         // Debounce: collect what changes until it has been quiet a while.
         let mut changed: BTreeMap<usize, PathBuf> = BTreeMap::new();
@@ -170,139 +210,46 @@ pub fn main(args: Args) -> anyhow::Result<ExitCode> {
             }
         };
         note(first);
-        while let Ok(event) = rx.recv_timeout(debounce) {
-            note(event);
+        loop {
+            match rx.recv_timeout(debounce) {
+                Ok(Wake::Changed(event)) => note(event),
+                Ok(Wake::Stop) => return Ok(ExitCode::SUCCESS),
+                Err(_) => break,
+            }
         }
         for (i, path) in changed {
             let name = path.file_name().map_or_else(
                 || path.display().to_string(),
                 |n| n.to_string_lossy().into_owned(),
             );
-            cycle(&mut watched[i], &name, &tier, &args.conn);
+            watched[i].cycle(&name, cx);
         }
     }
 }
 
-/// Builds, validates and deploys one source, prints the cycle's line, and
-/// says whether it ended with the source's code serving.
-fn cycle(w: &mut Watched, changed: &str, tier: &WasmTier, conn: &Conn) -> bool {
-    let mut c = Cycle {
-        source: w.source.path().display().to_string(),
-        changed: changed.to_string(),
-        slot: w.slot.clone(),
-        ..Cycle::default()
-    };
-    let ok = run(w, tier, conn, &mut c);
-    print(&c, conn.json);
-    ok
-}
-
-fn run(w: &mut Watched, tier: &WasmTier, conn: &Conn, c: &mut Cycle) -> bool {
-    let mut fail = |stage, error: String| {
-        c.failed = Some(stage);
-        c.error = Some(error);
-        false
-    };
-    let fingerprint = match w.source.fingerprint() {
-        Ok(f) => f,
-        Err(e) => return fail("build", format!("cannot read the source: {e}")),
-    };
-    let artifact = match w.built.get(&fingerprint) {
-        Some(a) => {
-            c.cached = true;
-            a.clone()
-        }
-        None => {
-            let started = Instant::now();
-            let built = w.source.build();
-            c.build_ms = ms(started.elapsed());
-            match built {
-                Ok(bytes) => {
-                    let artifact = Artifact::new(bytes);
-                    if w.built.len() >= KEPT_BUILDS {
-                        w.built.pop_first();
-                    }
-                    w.built.insert(fingerprint, artifact.clone());
-                    artifact
-                }
-                Err(e) => return fail("build", format!("{e:#}")),
+/// Stops a server of our own in order: the eBPF programs this watch
+/// placed are unloaded (they would stay attached, pinned, otherwise),
+/// then the server drains.
+fn stop(own: OwnServer, watched: &[Watched], conn: &Conn) {
+    for name in watched
+        .iter()
+        .filter(|w| w.source.is_ebpf())
+        .filter_map(|w| w.target.as_deref())
+    {
+        let path = format!("/v1/ebpf/{}", encode(name));
+        match request(conn, "DELETE", &path, None) {
+            Ok(a) if a.status == 200 && !conn.json => {
+                eprintln!("unloaded eBPF program `{name}`")
             }
+            Ok(a) if a.status == 200 || a.status == 404 => {}
+            Ok(a) => eprintln!("cannot unload eBPF program `{name}`: {}", a.body),
+            Err(e) => eprintln!("cannot unload eBPF program `{name}`: {e:#}"),
         }
-    };
-    c.digest = Some(artifact.digest());
-    let info = match tier.inspect(&artifact) {
-        Ok(info) => info,
-        Err(e) => return fail("validate", e.to_string()),
-    };
-    c.valid = true;
-    c.version = Some(info.manifest.version.clone());
-    let slot = w
-        .slot
-        .get_or_insert_with(|| info.manifest.name.clone())
-        .clone();
-    c.slot = Some(slot.clone());
-    if w.deployed == Some(artifact.digest()) {
-        c.unchanged = true;
-        return true;
     }
-    let started = Instant::now();
-    let answer = request(
-        conn,
-        "POST",
-        &format!("/v1/slots/{}/revisions", crate::client::encode(&slot)),
-        Some(artifact.bytes()),
-    );
-    let answer = match answer {
-        Ok(a) => a,
-        Err(e) => return fail("deploy", format!("{e:#}")),
-    };
-    let body: serde_json::Value = serde_json::from_str(&answer.body).unwrap_or_default();
-    if answer.status != 201 {
-        let why = body["error"].as_str().unwrap_or(&answer.body).to_string();
-        return fail(
-            "deploy",
-            format!("the server refused it ({}): {why}", answer.status),
-        );
-    }
-    c.swap_ms = Some(ms(started.elapsed()));
-    c.generation = body["revision"]["generation"].as_u64();
-    w.deployed = Some(artifact.digest());
-    true
-}
-
-fn ms(d: Duration) -> f64 {
-    (d.as_secs_f64() * 1e4).round() / 10.0
-}
-
-fn print(c: &Cycle, json: bool) {
-    if json {
-        println!("{}", serde_json::to_string(c).expect("a cycle serialises"));
-        return;
-    }
-    let slot = c.slot.as_deref().unwrap_or("?");
-    let digest = c.digest.map(|d| d.short()).unwrap_or_default();
-    match (&c.error, c.unchanged) {
-        (Some(e), _) => {
-            println!(
-                "✗ {}: {} failed; slot `{slot}` keeps serving what it served",
-                c.changed,
-                c.failed.unwrap_or("cycle")
-            );
-            for line in e.lines() {
-                println!("    {line}");
-            }
-        }
-        (None, true) => println!(
-            "= {}: same code as deployed (sha256:{digest}); nothing swapped",
-            c.changed
-        ),
-        (None, false) => println!(
-            "✓ {}: built in {} ms, valid, swapped in {} ms → `{slot}` {} (sha256:{digest}, generation {})",
-            c.changed,
-            c.build_ms,
-            c.swap_ms.unwrap_or(0.0),
-            c.version.as_deref().unwrap_or("?"),
-            c.generation.unwrap_or(0),
-        ),
+    drop(own);
+    // The shared root goes too, once no watch has programs under it.
+    let _ = std::fs::remove_dir(server::PIN_ROOT);
+    if !conn.json {
+        eprintln!("stopped: the watch's server drained and stopped");
     }
 }

@@ -1,0 +1,209 @@
+//! One cycle's work for one source: build (or take the cached build),
+//! validate, and hand the result to the server through its admin API, which
+//! swaps it in place.
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use hotswap_core::{Artifact, Digest};
+use hotswap_server::PlacedView;
+use hotswap_wasm::WasmTier;
+
+use super::build::{Scratch, Source};
+use super::cycle::Cycle;
+use crate::client::{encode, request, Conn};
+
+/// How many builds each source keeps.
+const KEPT_BUILDS: usize = 16;
+
+/// A source and what was last deployed from it.
+pub struct Watched {
+    pub source: Source,
+    /// The slot (or eBPF program) it goes to; a plugin's is learnt from its
+    /// manifest on the first build when not given.
+    pub target: Option<String>,
+    /// The hook for an eBPF program's first load.
+    pub attach: Option<String>,
+    deployed: Option<Digest>,
+    /// Builds so far, by the source's fingerprint: a save without a real
+    /// change, or a change undone, builds nothing.
+    built: BTreeMap<Digest, Artifact>,
+}
+
+/// What a cycle needs besides its source.
+pub struct Context<'a> {
+    /// Validates plugins before they are sent.
+    pub validator: &'a WasmTier,
+    pub scratch: &'a Scratch,
+    pub conn: &'a Conn,
+}
+
+impl Watched {
+    pub fn new(source: Source, target: Option<String>, attach: Option<String>) -> Watched {
+        let target = target.or_else(|| source.is_ebpf().then(|| source.program_name()));
+        Watched {
+            source,
+            target,
+            attach,
+            deployed: None,
+            built: BTreeMap::new(),
+        }
+    }
+
+    /// Builds, validates and deploys, prints the cycle's line, and says
+    /// whether it ended with this source's code running.
+    pub fn cycle(&mut self, changed: &str, cx: &Context) -> bool {
+        let mut c = Cycle {
+            source: self.source.path().display().to_string(),
+            changed: changed.to_string(),
+            ..Cycle::default()
+        };
+        if self.source.is_ebpf() {
+            c.tier = "ebpf";
+            c.program = self.target.clone();
+        } else {
+            c.tier = "wasm";
+            c.slot = self.target.clone();
+        }
+        let ok = self.run(cx, &mut c);
+        c.print(cx.conn.json);
+        ok
+    }
+
+    fn run(&mut self, cx: &Context, c: &mut Cycle) -> bool {
+        let Some(artifact) = self.artifact(cx.scratch, c) else {
+            return false;
+        };
+        c.digest = Some(artifact.digest());
+        if !self.source.is_ebpf() {
+            // The ABI check runs here, before anything is sent.
+            let info = match cx.validator.inspect(&artifact) {
+                Ok(info) => info,
+                Err(e) => return c.fail("validate", e.to_string()),
+            };
+            c.valid = true;
+            c.version = Some(info.manifest.version.clone());
+            let slot = self
+                .target
+                .get_or_insert_with(|| info.manifest.name.clone());
+            c.slot = Some(slot.clone());
+        }
+        if self.deployed == Some(artifact.digest()) {
+            c.unchanged = true;
+            c.valid = true;
+            return true;
+        }
+        let started = Instant::now();
+        let deployed = if self.source.is_ebpf() {
+            self.place(&artifact, cx.conn, c)
+        } else {
+            self.deploy(&artifact, cx.conn, c)
+        };
+        if deployed {
+            c.swap_ms = Some(ms(started.elapsed()));
+            self.deployed = Some(artifact.digest());
+        }
+        deployed
+    }
+
+    /// The build for the source as it is now: cached, or built and cached.
+    fn artifact(&mut self, scratch: &Scratch, c: &mut Cycle) -> Option<Artifact> {
+        let fingerprint = match self.source.fingerprint() {
+            Ok(f) => f,
+            Err(e) => {
+                c.fail("build", format!("cannot read the source: {e}"));
+                return None;
+            }
+        };
+        if let Some(a) = self.built.get(&fingerprint) {
+            c.cached = true;
+            return Some(a.clone());
+        }
+        // Failures are not cached: a build can fail for a reason outside
+        // the source (a missing tool, the network), which a retry fixes.
+        let started = Instant::now();
+        let built = self.source.build(scratch);
+        c.build_ms = ms(started.elapsed());
+        match built {
+            Ok(bytes) => {
+                let artifact = Artifact::new(bytes);
+                if self.built.len() >= KEPT_BUILDS {
+                    self.built.pop_first();
+                }
+                self.built.insert(fingerprint, artifact.clone());
+                Some(artifact)
+            }
+            Err(e) => {
+                c.fail("build", format!("{e:#}"));
+                None
+            }
+        }
+    }
+
+    /// A plugin: a new revision of its slot.
+    fn deploy(&self, artifact: &Artifact, conn: &Conn, c: &mut Cycle) -> bool {
+        let slot = self
+            .target
+            .as_deref()
+            .expect("the slot is known once validated");
+        let path = format!("/v1/slots/{}/revisions", encode(slot));
+        let answer = match request(conn, "POST", &path, Some(artifact.bytes())) {
+            Ok(a) => a,
+            Err(e) => return c.fail("deploy", format!("{e:#}")),
+        };
+        let body: serde_json::Value = serde_json::from_str(&answer.body).unwrap_or_default();
+        if answer.status != 201 {
+            let why = body["error"].as_str().unwrap_or(&answer.body);
+            return c.fail(
+                "deploy",
+                format!("the server refused it ({}): {why}", answer.status),
+            );
+        }
+        c.generation = body["revision"]["generation"].as_u64();
+        true
+    }
+
+    /// An eBPF program: loaded on its first cycle, replaced after, its maps
+    /// kept. The kernel's verifier is its validation, so a refusal for what
+    /// the object is counts as `validate`, not `deploy`.
+    fn place(&self, artifact: &Artifact, conn: &Conn, c: &mut Cycle) -> bool {
+        let name = self.target.as_deref().expect("an eBPF program is named");
+        let mut path = format!("/v1/ebpf/{}/revisions", encode(name));
+        if let Some(hook) = &self.attach {
+            path.push_str(&format!("?attach={}", encode(hook)));
+        }
+        let answer = match request(conn, "POST", &path, Some(artifact.bytes())) {
+            Ok(a) => a,
+            Err(e) => return c.fail("deploy", format!("{e:#}")),
+        };
+        if !matches!(answer.status, 200 | 201) {
+            let body: serde_json::Value = serde_json::from_str(&answer.body).unwrap_or_default();
+            let why = body["error"].as_str().unwrap_or(&answer.body);
+            let stage = match body["kind"].as_str() {
+                Some(
+                    "invalid-object" | "no-program" | "wrong-program-type" | "verifier-rejected"
+                    | "incompatible-map",
+                ) => "validate",
+                _ => "deploy",
+            };
+            return c.fail(
+                stage,
+                format!("the server refused it ({}): {why}", answer.status),
+            );
+        }
+        let placed: PlacedView = match serde_json::from_str(&answer.body) {
+            Ok(p) => p,
+            Err(e) => return c.fail("deploy", format!("an answer this watch cannot read: {e}")),
+        };
+        c.valid = true;
+        c.attached = Some(placed.attached);
+        c.revision = Some(placed.program.revision);
+        c.kernel_swap_us = Some(placed.swap_us);
+        c.maps = Some(placed.program.maps.iter().map(|m| m.name.clone()).collect());
+        true
+    }
+}
+
+fn ms(d: Duration) -> f64 {
+    (d.as_secs_f64() * 1e4).round() / 10.0
+}
