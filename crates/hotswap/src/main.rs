@@ -77,8 +77,8 @@ enum Command {
     Check(check::Args),
     /// Load a plugin (WASM module or native library) and call it once.
     Run(run::Args),
-    /// Watch plugin sources; on every change rebuild, validate, and swap the
-    /// new code into a running server (which never restarts).
+    /// Watch plugin and eBPF sources; on every change rebuild, validate, and
+    /// swap the new code in place, into a running server or one of its own.
     Watch(watch::Args),
     /// Watch a plugin being replaced while it answers calls.
     Demo(demo::Args),

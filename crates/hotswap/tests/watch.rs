@@ -73,15 +73,26 @@ impl Watch {
 
     /// Ctrl-C, and its exit status.
     fn interrupt(mut self) -> std::process::ExitStatus {
-        let pid = rustix::process::Pid::from_raw(self.child.id() as i32).unwrap();
-        rustix::process::kill_process(pid, rustix::process::Signal::INT).unwrap();
+        self.ctrl_c();
         self.child.wait().unwrap()
+    }
+
+    fn ctrl_c(&self) {
+        let pid = rustix::process::Pid::from_raw(self.child.id() as i32).unwrap();
+        let _ = rustix::process::kill_process(pid, rustix::process::Signal::INT);
     }
 }
 
 impl Drop for Watch {
+    /// Ctrl-C first, so that a test failing half-way still has its eBPF
+    /// programs unloaded; a kill if that takes more than 10 s.
     fn drop(&mut self) {
-        let _ = self.child.kill();
+        if let Ok(None) = self.child.try_wait() {
+            self.ctrl_c();
+            if !process::exits_within(self.child.id(), 10) {
+                let _ = self.child.kill();
+            }
+        }
         let _ = self.child.wait();
     }
 }
@@ -474,6 +485,17 @@ fn once_builds_deploys_and_exits() {
         .read_to_string()
         .unwrap();
     assert_eq!(body, "once");
+
+    // A cycle that fails: exit code 1.
+    std::fs::write(&file, "(module (func $oops").unwrap();
+    let out = hotswap()
+        .args(["watch", "--once", "--server"])
+        .arg(serve.admin.to_string())
+        .arg(&file)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    assert!(String::from_utf8_lossy(&out.stdout).starts_with("✗ start: build failed"));
 
     // Not a source it knows: said, and a failure.
     let notes = dir.path().join("notes.txt");

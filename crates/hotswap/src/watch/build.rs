@@ -79,6 +79,43 @@ impl Source {
         name.trim_end_matches(".bpf.c").to_string()
     }
 
+    /// What to register with the file watcher, and how.
+    ///
+    /// A file's directory, not the file: editors save by renaming a new
+    /// file over the old one, which a watch on the file itself loses. A
+    /// crate's directory and each of its subdirectories but `target` (and
+    /// hidden ones): a build writes thousands of files under `target`,
+    /// enough to overflow the kernel's event queue and lose a real change.
+    pub fn watch_points(&self) -> std::io::Result<Vec<(PathBuf, notify::RecursiveMode)>> {
+        use notify::RecursiveMode::{NonRecursive, Recursive};
+        match self {
+            Source::Cargo(dir) => {
+                let mut points = vec![(dir.clone(), NonRecursive)];
+                for entry in std::fs::read_dir(dir)? {
+                    let path = entry?.path();
+                    if path.is_dir() && self.is_new_watch_point(&path) {
+                        points.push((path, Recursive));
+                    }
+                }
+                Ok(points)
+            }
+            other => {
+                let dir = other.path().parent().unwrap_or(other.path());
+                Ok(vec![(dir.to_path_buf(), NonRecursive)])
+            }
+        }
+    }
+
+    /// Whether `path`, just created, is a directory to watch as well: one
+    /// at the top of a crate, but not `target` or a hidden one.
+    pub fn is_new_watch_point(&self, path: &Path) -> bool {
+        let Source::Cargo(dir) = self else {
+            return false;
+        };
+        let name = path.file_name().unwrap_or_default().to_string_lossy();
+        path.parent() == Some(dir) && path.is_dir() && name != "target" && !name.starts_with('.')
+    }
+
     /// Whether a change to `changed` concerns this source.
     pub fn concerns(&self, changed: &Path) -> bool {
         match self {
@@ -161,7 +198,8 @@ fn is_header_beside(file: &Path, source: &Path) -> bool {
 /// kernel's `vmlinux.h` (dumped on the first eBPF build), and outputs.
 pub struct Scratch {
     dir: tempfile::TempDir,
-    vmlinux: OnceCell<Result<(), String>>,
+    /// Set once `vmlinux.h` is written.
+    vmlinux: OnceCell<()>,
 }
 
 impl Scratch {
@@ -189,17 +227,16 @@ impl Scratch {
         Ok((dir, out))
     }
 
-    /// Writes `vmlinux.h` on first use; its failure is remembered, since
-    /// it will not change while the kernel does not.
+    /// Writes `vmlinux.h` on first use. A failure is tried again on the
+    /// next build: installing bpftool meanwhile fixes it.
     fn vmlinux_h(&self) -> anyhow::Result<()> {
-        self.vmlinux
-            .get_or_init(|| {
-                let header = compile::vmlinux_h()?;
-                std::fs::write(self.dir.path().join("vmlinux.h"), header)
-                    .map_err(|e| format!("cannot write vmlinux.h: {e}"))
-            })
-            .clone()
-            .map_err(|e| anyhow!(e))
+        if self.vmlinux.get().is_none() {
+            let header = compile::vmlinux_h().map_err(|e| anyhow!(e))?;
+            std::fs::write(self.dir.path().join("vmlinux.h"), header)
+                .context("cannot write vmlinux.h")?;
+            let _ = self.vmlinux.set(());
+        }
+        Ok(())
     }
 }
 

@@ -2,7 +2,7 @@
 //! validate, and hand the result to the server through its admin API, which
 //! swaps it in place.
 
-use std::collections::BTreeMap;
+use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
 use hotswap_core::{Artifact, Digest};
@@ -25,9 +25,9 @@ pub struct Watched {
     /// The hook for an eBPF program's first load.
     pub attach: Option<String>,
     deployed: Option<Digest>,
-    /// Builds so far, by the source's fingerprint: a save without a real
-    /// change, or a change undone, builds nothing.
-    built: BTreeMap<Digest, Artifact>,
+    /// The latest builds, oldest first, by the source's fingerprint: a
+    /// save without a real change, or a change undone, builds nothing.
+    built: VecDeque<(Digest, Artifact)>,
 }
 
 /// What a cycle needs besides its source.
@@ -46,7 +46,7 @@ impl Watched {
             target,
             attach,
             deployed: None,
-            built: BTreeMap::new(),
+            built: VecDeque::new(),
         }
     }
 
@@ -106,6 +106,15 @@ impl Watched {
         deployed
     }
 
+    /// The eBPF program this watch placed, if it did.
+    pub fn placed_program(&self) -> Option<&str> {
+        if self.source.is_ebpf() && self.deployed.is_some() {
+            self.target.as_deref()
+        } else {
+            None
+        }
+    }
+
     /// The build for the source as it is now: cached, or built and cached.
     fn artifact(&mut self, scratch: &Scratch, c: &mut Cycle) -> Option<Artifact> {
         let fingerprint = match self.source.fingerprint() {
@@ -115,7 +124,7 @@ impl Watched {
                 return None;
             }
         };
-        if let Some(a) = self.built.get(&fingerprint) {
+        if let Some((_, a)) = self.built.iter().find(|(f, _)| *f == fingerprint) {
             c.cached = true;
             return Some(a.clone());
         }
@@ -127,10 +136,15 @@ impl Watched {
         match built {
             Ok(bytes) => {
                 let artifact = Artifact::new(bytes);
-                if self.built.len() >= KEPT_BUILDS {
-                    self.built.pop_first();
+                // Cached only if the source did not change while it built:
+                // the compiler may have read the newer files, and the
+                // change's own cycle (queued) builds them again anyway.
+                if self.source.fingerprint().ok() == Some(fingerprint) {
+                    if self.built.len() >= KEPT_BUILDS {
+                        self.built.pop_front();
+                    }
+                    self.built.push_back((fingerprint, artifact.clone()));
                 }
-                self.built.insert(fingerprint, artifact.clone());
                 Some(artifact)
             }
             Err(e) => {

@@ -71,6 +71,8 @@ enum Wake {
     Changed(notify::Result<notify::Event>),
     /// Ctrl-C or SIGTERM, with a server of our own to stop in order.
     Stop,
+    /// The server of our own stopped by itself (its error is printed).
+    ServerEnded,
 }
 
 pub fn main(args: Args) -> anyhow::Result<ExitCode> {
@@ -109,10 +111,7 @@ pub fn main(args: Args) -> anyhow::Result<ExitCode> {
     let (own, conn) = match &args.server {
         Some(admin) => (None, Conn::to(admin.clone(), args.json)),
         None => {
-            let stop = tx.clone();
-            let own = OwnServer::start(args.listen, move || {
-                let _ = stop.send(Wake::Stop);
-            })?;
+            let own = OwnServer::start(args.listen, tx.clone())?;
             if args.json {
                 println!(
                     "{}",
@@ -137,6 +136,10 @@ pub fn main(args: Args) -> anyhow::Result<ExitCode> {
     let code = if args.once {
         let mut all_ok = true;
         for w in &mut watched {
+            if let Ok(Wake::Stop | Wake::ServerEnded) = rx.try_recv() {
+                all_ok = false;
+                break;
+            }
             all_ok &= w.cycle("start", &cx);
         }
         if all_ok {
@@ -169,20 +172,16 @@ fn watch(
     })
     .context("cannot watch files")?;
     for w in watched.iter() {
-        // A file's directory, not the file: editors save by renaming a new
-        // file over the old one, which a watch on the file itself loses.
-        let (target, mode) = match &w.source {
-            Source::Cargo(dir) => (dir.clone(), notify::RecursiveMode::Recursive),
-            other => (
-                other.path().parent().unwrap_or(other.path()).to_path_buf(),
-                notify::RecursiveMode::NonRecursive,
-            ),
-        };
-        watcher
-            .watch(&target, mode)
-            .with_context(|| format!("cannot watch {}", target.display()))?;
+        for (path, mode) in w.source.watch_points()? {
+            watcher
+                .watch(&path, mode)
+                .with_context(|| format!("cannot watch {}", path.display()))?;
+        }
     }
     for w in watched.iter_mut() {
+        if let Ok(wake @ (Wake::Stop | Wake::ServerEnded)) = rx.try_recv() {
+            return Ok(exit_code(&wake));
+        }
         w.cycle("start", cx);
     }
     if !args.json {
@@ -192,19 +191,38 @@ fn watch(
     loop {
         let first = match rx.recv() {
             Ok(Wake::Changed(event)) => event,
-            Ok(Wake::Stop) | Err(_) => return Ok(ExitCode::SUCCESS),
+            Ok(wake) => return Ok(exit_code(&wake)),
+            Err(_) => return Ok(ExitCode::FAILURE),
         };
         // Debounce: collect what changes until it has been quiet a while.
-        let mut changed: BTreeMap<usize, PathBuf> = BTreeMap::new();
+        let mut changed: BTreeMap<usize, String> = BTreeMap::new();
+        let mut new_dirs = Vec::new();
         let mut note = |event: notify::Result<notify::Event>| {
-            let Ok(event) = event else { return };
+            let event = match event {
+                Ok(e) if !e.need_rescan() => e,
+                // Events were lost (the kernel's queue overflowed): any
+                // source may have changed.
+                _ => {
+                    for i in 0..watched.len() {
+                        changed.insert(i, "(events lost)".to_string());
+                    }
+                    return;
+                }
+            };
             if event.kind.is_access() {
                 return;
             }
             for path in event.paths {
                 for (i, w) in watched.iter().enumerate() {
                     if w.source.concerns(&path) {
-                        changed.insert(i, path.clone());
+                        let name = path.file_name().map_or_else(
+                            || path.display().to_string(),
+                            |n| n.to_string_lossy().into_owned(),
+                        );
+                        changed.insert(i, name);
+                    }
+                    if event.kind.is_create() && w.source.is_new_watch_point(&path) {
+                        new_dirs.push(path.clone());
                     }
                 }
             }
@@ -213,29 +231,35 @@ fn watch(
         loop {
             match rx.recv_timeout(debounce) {
                 Ok(Wake::Changed(event)) => note(event),
-                Ok(Wake::Stop) => return Ok(ExitCode::SUCCESS),
+                Ok(wake) => return Ok(exit_code(&wake)),
                 Err(_) => break,
             }
         }
-        for (i, path) in changed {
-            let name = path.file_name().map_or_else(
-                || path.display().to_string(),
-                |n| n.to_string_lossy().into_owned(),
-            );
+        for dir in new_dirs {
+            if let Err(e) = watcher.watch(&dir, notify::RecursiveMode::Recursive) {
+                eprintln!("cannot watch {}: {e}", dir.display());
+            }
+        }
+        for (i, name) in changed {
             watched[i].cycle(&name, cx);
         }
     }
 }
 
+/// How a watch that was told to stop exits: 0 on a signal, 1 when its
+/// server ended under it.
+fn exit_code(wake: &Wake) -> ExitCode {
+    match wake {
+        Wake::ServerEnded => ExitCode::FAILURE,
+        _ => ExitCode::SUCCESS,
+    }
+}
+
 /// Stops a server of our own in order: the eBPF programs this watch
-/// placed are unloaded (they would stay attached, pinned, otherwise),
-/// then the server drains.
+/// placed are unloaded (they would stay attached, pinned, otherwise; those
+/// it did not place are left alone), then the server drains.
 fn stop(own: OwnServer, watched: &[Watched], conn: &Conn) {
-    for name in watched
-        .iter()
-        .filter(|w| w.source.is_ebpf())
-        .filter_map(|w| w.target.as_deref())
-    {
+    for name in watched.iter().filter_map(Watched::placed_program) {
         let path = format!("/v1/ebpf/{}", encode(name));
         match request(conn, "DELETE", &path, None) {
             Ok(a) if a.status == 200 && !conn.json => {

@@ -4,13 +4,15 @@
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::sync::Arc;
+use std::sync::{mpsc, Arc};
 use std::thread::JoinHandle;
 
 use anyhow::{anyhow, Context};
 use hotswap_server::{EbpfConfig, Server, ServerConfig};
 use hotswap_upgrade::{Options, Upgrader};
 use tokio::signal::unix::{signal, SignalKind};
+
+use super::Wake;
 
 /// Where the watch's own server pins eBPF programs: apart from `hotswap
 /// serve`'s root, and the same for every watch, so that a watch killed
@@ -29,13 +31,12 @@ pub struct OwnServer {
 }
 
 impl OwnServer {
-    /// Starts it with its data plane on `listen`. `on_signal` runs when
-    /// the process gets Ctrl-C or SIGTERM, so the watch can stop in order
-    /// (unload its programs, then drain the server) instead of dying.
-    pub fn start(
-        listen: SocketAddr,
-        on_signal: impl FnOnce() + Send + 'static,
-    ) -> anyhow::Result<OwnServer> {
+    /// Starts it with its data plane on `listen`. Ctrl-C or SIGTERM send
+    /// [`Wake::Stop`] to `wake`, so the watch stops in order (unloads its
+    /// programs, then drains the server) instead of dying; a second one
+    /// exits at once. [`Wake::ServerEnded`] says the server stopped by
+    /// itself.
+    pub fn start(listen: SocketAddr, wake: mpsc::Sender<Wake>) -> anyhow::Result<OwnServer> {
         let store = tempfile::Builder::new()
             .prefix("hotswap-watch-store-")
             .tempdir()
@@ -69,6 +70,19 @@ impl OwnServer {
                     }
                 };
                 runtime.block_on(async move {
+                    // Before the server starts, so that no signal finds the
+                    // default action (death) once there is something to stop.
+                    match (
+                        signal(SignalKind::interrupt()),
+                        signal(SignalKind::terminate()),
+                    ) {
+                        (Ok(int), Ok(term)) => {
+                            tokio::spawn(signals(int, term, wake.clone()));
+                        }
+                        _ => tracing::warn!(
+                            "cannot listen for signals: Ctrl-C will not unload eBPF programs"
+                        ),
+                    }
                     let server = match Server::start(config, upgrader).await {
                         Ok(s) => s,
                         Err(e) => {
@@ -77,23 +91,6 @@ impl OwnServer {
                         }
                     };
                     let _ = ready_tx.send(Ok((server.data_addr(), server.admin_addr())));
-                    match (
-                        signal(SignalKind::interrupt()),
-                        signal(SignalKind::terminate()),
-                    ) {
-                        (Ok(mut int), Ok(mut term)) => {
-                            tokio::spawn(async move {
-                                tokio::select! {
-                                    _ = int.recv() => {}
-                                    _ = term.recv() => {}
-                                }
-                                on_signal();
-                            });
-                        }
-                        _ => tracing::warn!(
-                            "cannot listen for signals: Ctrl-C will not unload eBPF programs"
-                        ),
-                    }
                     if let Err(e) = server
                         .run(async move {
                             let _ = stopped.await;
@@ -102,6 +99,7 @@ impl OwnServer {
                     {
                         eprintln!("hotswap watch: the server stopped with an error: {e}");
                     }
+                    let _ = wake.send(Wake::ServerEnded);
                 });
             })
             .context("cannot start the server's thread")?;
@@ -118,6 +116,28 @@ impl OwnServer {
             thread: Some(thread),
             _store: store,
         })
+    }
+}
+
+/// The first Ctrl-C (or SIGTERM) asks the watch to stop in order; a
+/// second one, while that takes its time, exits at once.
+async fn signals(
+    mut int: tokio::signal::unix::Signal,
+    mut term: tokio::signal::unix::Signal,
+    wake: mpsc::Sender<Wake>,
+) {
+    let mut asked = false;
+    loop {
+        tokio::select! {
+            _ = int.recv() => {}
+            _ = term.recv() => {}
+        }
+        if asked {
+            eprintln!("hotswap watch: stopped at once (eBPF programs may stay loaded)");
+            std::process::exit(130);
+        }
+        asked = true;
+        let _ = wake.send(Wake::Stop);
     }
 }
 

@@ -37,7 +37,9 @@ pub fn addresses(line: &str) -> (SocketAddr, SocketAddr) {
 
 pub fn hotswap() -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_hotswap"));
-    c.env("RUST_LOG", "off").env_remove("HOTSWAP_TOKEN");
+    c.env("RUST_LOG", "off")
+        .env_remove("HOTSWAP_TOKEN")
+        .env_remove("HOTSWAP_ADMIN");
     c
 }
 
