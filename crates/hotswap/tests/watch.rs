@@ -362,6 +362,8 @@ fn an_ebpf_source_change_replaces_the_program_and_keeps_its_maps() {
             OsStr::new(&name),
             OsStr::new("--attach"),
             OsStr::new("tracepoint:raw_syscalls:sys_enter"),
+            OsStr::new("--program"),
+            OsStr::new("trace_sys_enter"),
             file.as_os_str(),
         ],
         &[],

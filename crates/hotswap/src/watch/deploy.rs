@@ -22,12 +22,20 @@ pub struct Watched {
     /// The slot (or eBPF program) it goes to; a plugin's is learnt from its
     /// manifest on the first build when not given.
     pub target: Option<String>,
-    /// The hook for an eBPF program's first load.
-    pub attach: Option<String>,
+    /// Where an eBPF program goes.
+    placement: Placement,
     deployed: Option<Digest>,
     /// The latest builds, oldest first, by the source's fingerprint: a
     /// save without a real change, or a change undone, builds nothing.
     built: VecDeque<(Digest, Artifact)>,
+}
+
+/// An eBPF program's hook (for its first load) and its name in the
+/// object (when it has several); the server's defaults otherwise.
+#[derive(Default)]
+pub struct Placement {
+    pub attach: Option<String>,
+    pub program: Option<String>,
 }
 
 /// What a cycle needs besides its source.
@@ -39,12 +47,12 @@ pub struct Context<'a> {
 }
 
 impl Watched {
-    pub fn new(source: Source, target: Option<String>, attach: Option<String>) -> Watched {
+    pub fn new(source: Source, target: Option<String>, placement: Placement) -> Watched {
         let target = target.or_else(|| source.is_ebpf().then(|| source.program_name()));
         Watched {
             source,
             target,
-            attach,
+            placement,
             deployed: None,
             built: VecDeque::new(),
         }
@@ -182,10 +190,14 @@ impl Watched {
     /// the object is counts as `validate`, not `deploy`.
     fn place(&self, artifact: &Artifact, conn: &Conn, c: &mut Cycle) -> bool {
         let name = self.target.as_deref().expect("an eBPF program is named");
-        let mut path = format!("/v1/ebpf/{}/revisions", encode(name));
-        if let Some(hook) = &self.attach {
-            path.push_str(&format!("?attach={}", encode(hook)));
+        let mut query = Vec::new();
+        if let Some(hook) = &self.placement.attach {
+            query.push(format!("attach={}", encode(hook)));
         }
+        if let Some(program) = &self.placement.program {
+            query.push(format!("program={}", encode(program)));
+        }
+        let path = format!("/v1/ebpf/{}/revisions?{}", encode(name), query.join("&"));
         let answer = match request(conn, "POST", &path, Some(artifact.bytes())) {
             Ok(a) => a,
             Err(e) => return c.fail("deploy", format!("{e:#}")),

@@ -21,7 +21,7 @@ use notify::Watcher;
 
 use crate::client::{encode, request, Conn};
 use build::{Scratch, Source};
-use deploy::{Context, Watched};
+use deploy::{Context, Placement, Watched};
 use server::OwnServer;
 
 #[derive(clap::Args)]
@@ -47,6 +47,9 @@ pub struct Args {
     /// A replacement keeps the running program's hook.
     #[arg(long, value_name = "HOOK")]
     attach: Option<String>,
+    /// The program to run from an eBPF object that has several.
+    #[arg(long, value_name = "NAME")]
+    program: Option<String>,
     /// The admin API of a running `hotswap serve` to deploy to. Without it,
     /// watch starts a server of its own, which stops with it.
     #[arg(long, alias = "admin", env = "HOTSWAP_ADMIN", value_name = "ADDR")]
@@ -84,18 +87,25 @@ pub fn main(args: Args) -> anyhow::Result<ExitCode> {
         .iter()
         .map(|p| Source::of(p))
         .collect::<anyhow::Result<Vec<_>>>()?;
-    if args.attach.is_some() && sources.iter().filter(|s| s.is_ebpf()).count() != 1 {
-        bail!("--attach is the hook of one eBPF program: watch exactly one .bpf.c with it");
+    if (args.attach.is_some() || args.program.is_some())
+        && sources.iter().filter(|s| s.is_ebpf()).count() != 1
+    {
+        bail!(
+            "--attach and --program are about one eBPF program: watch exactly one .bpf.c with them"
+        );
     }
     let mut watched: Vec<Watched> = sources
         .into_iter()
         .map(|s| {
-            let attach = if s.is_ebpf() {
-                args.attach.clone()
+            let placement = if s.is_ebpf() {
+                Placement {
+                    attach: args.attach.clone(),
+                    program: args.program.clone(),
+                }
             } else {
-                None
+                Placement::default()
             };
-            Watched::new(s, args.slot.clone(), attach)
+            Watched::new(s, args.slot.clone(), placement)
         })
         .collect();
     // Validation only, so the smallest engine.
