@@ -107,19 +107,11 @@ fn nested_cargo(
 }
 
 fn build_c_plugin(root: &Path, out: &Path) {
-    let clang = std::env::var("CLANG").unwrap_or_else(|_| "clang".into());
-    let mut cmd = Command::new(&clang);
-    cmd.args([
-        "--target=wasm32-unknown-unknown",
-        "-O2",
-        "-nostdlib",
-        "-Wl,--no-entry",
-    ])
-    .arg("-I")
-    .arg(root.join("crates/hotswap-guest/include"))
-    .arg("-o")
-    .arg(out.join("c_upper.wasm"))
-    .arg(root.join("examples/plugins/c-upper/upper.c"));
+    let mut cmd = hotswap_guest::c_sdk::clang(
+        &root.join("examples/plugins/c-upper/upper.c"),
+        &out.join("c_upper.wasm"),
+        &root.join("crates/hotswap-guest/include"),
+    );
     run(
         &mut cmd,
         "build the C example plugin with clang (install clang and lld: scripts/setup does)",

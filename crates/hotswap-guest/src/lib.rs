@@ -52,6 +52,8 @@ mod sys;
 #[path = "sys/native.rs"]
 mod sys;
 
+#[cfg(not(target_arch = "wasm32"))]
+pub mod c_sdk;
 pub mod kv;
 pub mod log;
 #[cfg(not(target_arch = "wasm32"))]

@@ -488,6 +488,28 @@ fn once_builds_deploys_and_exits() {
         .unwrap();
     assert_eq!(body, "once");
 
+    // A C plugin: clang to wasm32 with the SDK's header, wherever it is.
+    let upper = dir.path().join("upper.c");
+    std::fs::copy(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/plugins/c-upper/upper.c"),
+        &upper,
+    )
+    .unwrap();
+    let out = hotswap()
+        .args(["watch", "--once", "--server"])
+        .arg(serve.admin.to_string())
+        .arg(&upper)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let body = ureq::post(&format!("http://{}/c-upper", serve.data))
+        .send(b"shout")
+        .unwrap()
+        .body_mut()
+        .read_to_string()
+        .unwrap();
+    assert_eq!(body, "C: SHOUT");
+
     // A cycle that fails: exit code 1.
     std::fs::write(&file, "(module (func $oops").unwrap();
     let out = hotswap()

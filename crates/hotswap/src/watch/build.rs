@@ -7,6 +7,7 @@ use std::process::Command;
 use anyhow::{anyhow, bail, Context};
 use hotswap_core::Digest;
 use hotswap_ebpf::compile;
+use hotswap_guest::c_sdk;
 
 /// A source `hotswap watch` knows how to turn into a plugin.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -208,7 +209,8 @@ impl Scratch {
             .prefix("hotswap-watch-")
             .tempdir()
             .context("cannot make a directory for builds")?;
-        std::fs::write(dir.path().join("hotswap.h"), HEADER)?;
+        // The C SDK's header, so that a C plugin anywhere builds.
+        std::fs::write(dir.path().join("hotswap.h"), c_sdk::HEADER)?;
         Ok(Scratch {
             dir,
             vmlinux: OnceCell::new(),
@@ -240,9 +242,6 @@ impl Scratch {
     }
 }
 
-/// The C SDK header, embedded so that a C plugin anywhere builds.
-const HEADER: &str = include_str!("../../../hotswap-guest/include/hotswap.h");
-
 fn build_bpf(source: &Path, scratch: &Scratch) -> anyhow::Result<Vec<u8>> {
     scratch.vmlinux_h()?;
     let (_dir, out) = scratch.output("program.o")?;
@@ -254,21 +253,10 @@ fn build_bpf(source: &Path, scratch: &Scratch) -> anyhow::Result<Vec<u8>> {
 
 fn build_c(source: &Path, scratch: &Scratch) -> anyhow::Result<Vec<u8>> {
     let (_dir, out) = scratch.output("plugin.wasm")?;
-    let clang = std::env::var("CLANG").unwrap_or_else(|_| "clang".into());
-    let result = Command::new(&clang)
-        .args([
-            "--target=wasm32-unknown-unknown",
-            "-O2",
-            "-nostdlib",
-            "-Wl,--no-entry",
-        ])
-        .arg("-I")
-        .arg(scratch.include())
-        .arg("-o")
-        .arg(&out)
-        .arg(source)
+    let mut cmd = c_sdk::clang(source, &out, scratch.include());
+    let result = cmd
         .output()
-        .with_context(|| format!("cannot run {clang} (install clang and lld)"))?;
+        .with_context(|| format!("cannot run {:?} (install clang and lld)", cmd.get_program()))?;
     if !result.status.success() {
         return Err(anyhow!(
             "{}",
