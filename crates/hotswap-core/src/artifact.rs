@@ -31,6 +31,45 @@ impl Artifact {
     }
 }
 
+impl Artifact {
+    /// What kind of code it is, by its magic number.
+    pub fn kind(&self) -> Kind {
+        Kind::of(&self.bytes)
+    }
+}
+
+/// The kinds of code hotswap runs; each has its tier.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Kind {
+    /// A WebAssembly module.
+    #[default]
+    Wasm,
+    /// A native shared library (ELF).
+    Native,
+}
+
+impl Kind {
+    /// What `bytes` are, by their magic number. Anything that is not ELF
+    /// counts as WebAssembly, whose validator then says what it is not.
+    pub fn of(bytes: &[u8]) -> Kind {
+        if bytes.starts_with(b"\x7fELF") {
+            Kind::Native
+        } else {
+            Kind::Wasm
+        }
+    }
+}
+
+impl std::fmt::Display for Kind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Kind::Wasm => "wasm",
+            Kind::Native => "native",
+        })
+    }
+}
+
 impl std::fmt::Debug for Artifact {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Artifact")

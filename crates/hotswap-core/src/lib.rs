@@ -46,7 +46,7 @@ mod serving;
 mod slot;
 mod tier;
 
-pub use artifact::Artifact;
+pub use artifact::{Artifact, Kind};
 pub use digest::{Digest, ParseDigestError};
 pub use error::{error_chain, CallError, DeployError};
 pub use event::{Event, EventBus, Phase, Transition};

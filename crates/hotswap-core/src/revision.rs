@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::event::{EventBus, Subject};
 use crate::reaper::{self, Latch};
-use crate::{Artifact, Code, Digest, Manifest, Phase, Transition};
+use crate::{Artifact, Code, Digest, Kind, Manifest, Phase, Transition};
 
 /// Where a revision is in its life, as operators see it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -56,6 +56,9 @@ pub struct RevisionInfo {
     pub version: String,
     /// The ABI version it was built for.
     pub abi: u32,
+    /// What kind of code it is: `wasm` or `native`, so which tier runs it.
+    #[serde(default)]
+    pub kind: Kind,
     /// The activation number within its slot; grows by one per activation.
     pub generation: u64,
     /// Where it is in its life.
@@ -96,6 +99,7 @@ impl Record {
             name: self.manifest.name.clone(),
             version: self.manifest.version.clone(),
             abi: self.manifest.abi,
+            kind: self.artifact.kind(),
             generation: self.generation,
             state,
             weight,

@@ -146,7 +146,7 @@ pub fn validate(bytes: &[u8]) -> Result<LibraryInfo, Rejection> {
 /// Whether `bytes` look like a native library (the ELF magic), so a host
 /// that serves both tiers can tell them apart before validating.
 pub fn is_native(bytes: &[u8]) -> bool {
-    bytes.starts_with(b"\x7fELF")
+    hotswap_core::Kind::of(bytes) == hotswap_core::Kind::Native
 }
 
 /// Whether the file asks for a program interpreter (`PT_INTERP`): an

@@ -9,26 +9,7 @@ use hotswap_core::{Artifact, CallError, Code, Manifest, SlotContext, Tier, TierE
 use hotswap_native::{NativeCode, NativeStats, NativeTier};
 use hotswap_wasm::{WasmCode, WasmTier};
 
-/// The kinds of code a server runs.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Kind {
-    /// A WebAssembly module.
-    Wasm,
-    /// A native shared library (ELF).
-    Native,
-}
-
-impl Kind {
-    /// What `bytes` are, by their magic number. Anything that is not ELF
-    /// goes to the WASM validator, which says what it is not.
-    pub fn of(bytes: &[u8]) -> Kind {
-        if hotswap_native::is_native(bytes) {
-            Kind::Native
-        } else {
-            Kind::Wasm
-        }
-    }
-}
+pub use hotswap_core::Kind;
 
 /// Native libraries were sent to a server that does not load them.
 #[derive(Debug, thiserror::Error)]

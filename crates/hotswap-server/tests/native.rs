@@ -64,7 +64,19 @@ fn native_slots_are_served_like_wasm_and_must_be_signed() {
     );
     assert_eq!(r.status, 201, "{}", r.body);
     assert_eq!(r.json()["revision"]["version"], "2.0.0");
+    assert_eq!(r.json()["revision"]["kind"], "native");
     assert_eq!(call(b"ada").body, "HELLO, ADA!! (v2)");
+    // The slot's view says which tier runs each revision.
+    let r = get(&http, &format!("http://{admin}/v1/slots/greet"));
+    assert_eq!(
+        (
+            r.json()["active"]["kind"].as_str(),
+            r.json()["previous"]["kind"].as_str()
+        ),
+        (Some("native"), Some("wasm")),
+        "{}",
+        r.body
+    );
 
     // Rollback goes back across tiers, to WASM v1, and forward again.
     let r = post(

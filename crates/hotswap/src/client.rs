@@ -133,8 +133,8 @@ pub fn deploy(args: Deploy) -> anyhow::Result<ExitCode> {
     finish(&args.conn, answer, |a: &RevisionAnswer| {
         let r = &a.revision;
         format!(
-            "deployed {} {} (sha256:{}) to slot `{}` as generation {}{role}",
-            r.name, r.version, r.digest, args.slot, r.generation
+            "deployed {} {} ({}, sha256:{}) to slot `{}` as generation {}{role}",
+            r.name, r.version, r.kind, r.digest, args.slot, r.generation
         )
     })
 }
@@ -305,17 +305,18 @@ fn status_table(slots: &[SlotView]) -> String {
         return "no slots".to_string();
     }
     let mut out = format!(
-        "{:<16} {:<10} {:<12} {:<6} {:<32} {}",
-        "SLOT", "VERSION", "DIGEST", "GEN", "PREVIOUS", "CANARY"
+        "{:<16} {:<10} {:<6} {:<12} {:<6} {:<32} {}",
+        "SLOT", "VERSION", "KIND", "DIGEST", "GEN", "PREVIOUS", "CANARY"
     );
     for s in slots {
-        let (version, digest, generation) = match &s.active {
+        let (version, kind, digest, generation) = match &s.active {
             Some(a) => (
                 a.version.as_str(),
+                a.kind.to_string(),
                 a.digest.short(),
                 a.generation.to_string(),
             ),
-            None => ("-", "-".to_string(), "-".to_string()),
+            None => ("-", "-".to_string(), "-".to_string(), "-".to_string()),
         };
         let previous = s.previous.as_ref().map_or("-".to_string(), |p| {
             format!("{} ({}, {})", p.version, p.digest.short(), p.state)
@@ -324,7 +325,7 @@ fn status_table(slots: &[SlotView]) -> String {
             format!("{} at {}%", c.version, c.weight.unwrap_or(0))
         });
         out.push_str(&format!(
-            "\n{:<16} {version:<10} {digest:<12} {generation:<6} {previous:<32} {canary}",
+            "\n{:<16} {version:<10} {kind:<6} {digest:<12} {generation:<6} {previous:<32} {canary}",
             s.name
         ));
     }
