@@ -2,6 +2,7 @@
 //! calls, errors and latency per slot and revision, swaps by result, deploy
 //! duration, rollbacks, live revisions.
 
+use std::borrow::Cow;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -19,8 +20,9 @@ struct CallLabels {
     slot: String,
     /// The generation that served the call ("none" if none did).
     revision: String,
-    /// `ok`, or the error's kind (`deadline`, `trap`, ...).
-    outcome: &'static str,
+    /// `ok`, or the error's kind (`deadline`, `trap`, ...). Owned only
+    /// when carried over from the process before an upgrade.
+    outcome: Cow<'static, str>,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -33,7 +35,7 @@ struct RevisionLabels {
 struct SwapLabels {
     slot: String,
     /// `activated`, `failed` or `rolled-back`.
-    result: &'static str,
+    result: Cow<'static, str>,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -136,7 +138,7 @@ impl Metrics {
             .get_or_create(&CallLabels {
                 slot: slot.to_string(),
                 revision: revision.clone(),
-                outcome,
+                outcome: Cow::Borrowed(outcome),
             })
             .inc();
         if generation.is_some() {
@@ -174,21 +176,24 @@ impl Metrics {
     /// of an upgrade, so that they carry on instead of starting at zero.
     /// Histograms and gauges are not carried: the new process measures its
     /// own latencies, and gauges describe the present.
+    ///
+    /// A registry of the counters alone is encoded (the families are
+    /// shared handles), so the hand-over does not read every eBPF map and
+    /// format every histogram only to throw them away.
     pub fn snapshot(&self) -> Vec<u8> {
-        let text = self.encode();
-        let carried: Vec<&str> = text
-            .lines()
-            .filter(|l| {
-                CARRIED
-                    .iter()
-                    .any(|c| l.starts_with(&format!("hotswap_{c}_total{{")))
-            })
-            .collect();
-        carried.join("\n").into_bytes()
+        let mut counters = Registry::with_prefix("hotswap");
+        counters.register("calls", "", self.calls.clone());
+        counters.register("swaps", "", self.swaps.clone());
+        counters.register("rollbacks", "", self.rollbacks.clone());
+        let mut text = String::new();
+        encode(&mut text, &counters).expect("writing to a String cannot fail");
+        let series: Vec<&str> = text.lines().filter(|l| !l.starts_with('#')).collect();
+        series.join("\n").into_bytes()
     }
 
-    /// Adds the counters of a [`Metrics::snapshot`] to these. Lines it does
-    /// not understand (from a different version) are skipped and counted.
+    /// Adds the counters of a [`Metrics::snapshot`] to these, whatever
+    /// their labels' values (an outcome kind this version does not know
+    /// still carries on). Lines it cannot read are skipped and counted.
     pub fn restore(&self, snapshot: &[u8]) -> Restored {
         let mut restored = Restored::default();
         for line in String::from_utf8_lossy(snapshot).lines() {
@@ -208,23 +213,19 @@ impl Metrics {
         let label = |k: &str| labels.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone());
         match name {
             "hotswap_calls_total" => {
-                let outcome = label("outcome")?;
-                let outcome = OUTCOMES.iter().find(|o| **o == outcome)?;
                 self.calls
                     .get_or_create(&CallLabels {
                         slot: label("slot")?,
                         revision: label("revision")?,
-                        outcome,
+                        outcome: Cow::Owned(label("outcome")?),
                     })
                     .inc_by(value);
             }
             "hotswap_swaps_total" => {
-                let result = label("result")?;
-                let result = SWAP_RESULTS.iter().find(|r| **r == result)?;
                 self.swaps
                     .get_or_create(&SwapLabels {
                         slot: label("slot")?,
-                        result,
+                        result: Cow::Owned(label("result")?),
                     })
                     .inc_by(value);
             }
@@ -244,7 +245,7 @@ impl Metrics {
         self.swaps
             .get_or_create(&SwapLabels {
                 slot: slot.to_string(),
-                result,
+                result: Cow::Borrowed(result),
             })
             .inc();
     }
@@ -259,22 +260,6 @@ pub struct Restored {
     pub skipped: usize,
 }
 
-/// The counter families an upgrade carries over.
-const CARRIED: [&str; 3] = ["calls", "swaps", "rollbacks"];
-/// Every `outcome` label a call can have.
-pub(crate) const OUTCOMES: [&str; 10] = [
-    "ok",
-    "unknown-slot",
-    "no-revision",
-    "deadline",
-    "overloaded",
-    "plugin-error",
-    "memory-limit",
-    "trap",
-    "abi",
-    "host",
-];
-const SWAP_RESULTS: [&str; 3] = ["activated", "failed", "rolled-back"];
 
 /// `a="x",b="y"` as written by the text encoder (which escapes `\`, `"`
 /// and newlines in values).
@@ -393,15 +378,19 @@ mod tests {
     }
 
     #[test]
-    fn garbage_in_a_snapshot_is_skipped() {
+    fn garbage_in_a_snapshot_is_skipped_and_unknown_kinds_carried() {
         let m = Metrics::new();
-        let r = m.restore(b"hotswap_calls_total{slot=\"a\",revision=\"1\",outcome=\"new-kind\"} 1\nnonsense\nhotswap_swaps_total{slot=\"a\",result=\"activated\"} x");
+        let r = m.restore(b"hotswap_calls_total{slot=\"a\",revision=\"1\",outcome=\"new-kind\"} 1\nnonsense\nhotswap_swaps_total{slot=\"a\",result=\"activated\"} x\nhotswap_other_total{slot=\"a\"} 1");
         assert_eq!(
             r,
             Restored {
-                counters: 0,
+                counters: 1,
                 skipped: 3
             }
+        );
+        assert_eq!(
+            counters(&m),
+            vec![r#"hotswap_calls_total{slot="a",revision="1",outcome="new-kind"} 1"#.to_string()]
         );
         assert_eq!(
             parse_labels(r#"a="x\"y",b="2""#).unwrap(),
