@@ -73,6 +73,22 @@ fn garbage_on_every_listener_changes_nothing_and_stops_nothing() {
             r.body
         );
     }
+    // Query strings that do not parse: the API's JSON error, not plain text.
+    for (method, path) in [
+        ("GET", "/v1/events?follow=maybe"),
+        ("POST", "/v1/slots/greet/revisions?canary=lots"),
+        ("GET", "/v1/ebpf/x/maps/y?limit=-1"),
+        ("GET", "/v1/ebpf/x/maps/y/entry"),
+        ("GET", "/v1/ebpf/x/maps/y/entry?keys=1"),
+    ] {
+        let url = format!("{admin}{path}");
+        let r = match method {
+            "GET" => get(&client(), &url),
+            _ => post(&client(), &url, b"\0asm"),
+        };
+        assert_eq!(r.status, 400, "{method} {path}: {}", r.body);
+        assert_eq!(r.json()["kind"], "bad-request", "{method} {path}: {}", r.body);
+    }
     // Raw bytes that are not HTTP, on both listeners.
     for addr in [server.admin, server.data] {
         for _ in 0..50 {

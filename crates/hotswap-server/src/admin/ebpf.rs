@@ -4,8 +4,8 @@
 use std::convert::Infallible;
 
 use axum::body::Body;
-use axum::extract::rejection::{JsonRejection, QueryRejection};
-use axum::extract::{Path, Query, State};
+use axum::extract::rejection::JsonRejection;
+use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::sse::Event as SseEvent;
 use axum::response::{IntoResponse, Response};
@@ -17,7 +17,7 @@ use tokio_stream::wrappers::errors::BroadcastStreamRecvError;
 use tokio_stream::wrappers::BroadcastStream;
 use tokio_stream::StreamExt;
 
-use super::{bad_body, internal, problem, signed_upload, sse, Admin, Upload};
+use super::{bad_body, internal, problem, signed_upload, sse, Admin, AdminQuery, Upload};
 use crate::ebpf::{Expect, ProgramError};
 use crate::http::ConnectionHandle;
 
@@ -50,7 +50,7 @@ pub(super) struct PlaceQuery {
 pub(super) async fn place(
     State(admin): State<Admin>,
     Path(name): Path<String>,
-    query: Result<Query<PlaceQuery>, QueryRejection>,
+    query: Result<AdminQuery<PlaceQuery>, Response>,
     headers: HeaderMap,
     body: Body,
 ) -> Response {
@@ -119,12 +119,9 @@ pub(super) struct DumpQuery {
 pub(super) async fn dump(
     State(admin): State<Admin>,
     Path((name, map)): Path<(String, String)>,
-    q: Result<Query<DumpQuery>, QueryRejection>,
+    AdminQuery(q): AdminQuery<DumpQuery>,
 ) -> Response {
-    let limit = match q {
-        Ok(Query(q)) => q.limit.unwrap_or(DUMP_LIMIT).min(DUMP_LIMIT),
-        Err(e) => return problem(StatusCode::BAD_REQUEST, "bad-request", e.body_text()),
-    };
+    let limit = q.limit.unwrap_or(DUMP_LIMIT).min(DUMP_LIMIT);
     let programs = admin.programs.clone();
     blocking(move || {
         let map = programs.map(&name, &map)?;
@@ -143,11 +140,8 @@ pub(super) struct KeyQuery {
 pub(super) async fn get_entry(
     State(admin): State<Admin>,
     Path((name, map)): Path<(String, String)>,
-    q: Result<Query<KeyQuery>, QueryRejection>,
+    AdminQuery(q): AdminQuery<KeyQuery>,
 ) -> Response {
-    let Ok(Query(q)) = q else {
-        return no_key();
-    };
     let found = on_map(&admin, &name, &map, |m| m.get(&q.key));
     match found {
         Ok(Some(entry)) => Json(entry).into_response(),
@@ -186,11 +180,8 @@ pub(super) async fn set_entry(
 pub(super) async fn delete_entry(
     State(admin): State<Admin>,
     Path((name, map)): Path<(String, String)>,
-    q: Result<Query<KeyQuery>, QueryRejection>,
+    AdminQuery(q): AdminQuery<KeyQuery>,
 ) -> Response {
-    let Ok(Query(q)) = q else {
-        return no_key();
-    };
     answer(on_map(&admin, &name, &map, |m| m.delete(&q.key)).map(|d| json!({ "deleted": d })))
 }
 
@@ -205,12 +196,9 @@ pub(super) async fn events(
     State(admin): State<Admin>,
     Path(name): Path<String>,
     Extension(connection): Extension<ConnectionHandle>,
-    q: Result<Query<EventsQuery>, QueryRejection>,
+    AdminQuery(q): AdminQuery<EventsQuery>,
 ) -> Response {
-    let map = match q {
-        Ok(Query(q)) => q.map,
-        Err(e) => return problem(StatusCode::BAD_REQUEST, "bad-request", e.body_text()),
-    };
+    let map = q.map;
     let events = match admin.programs.subscribe(&name, map.as_deref()) {
         Ok(rx) => BroadcastStream::new(rx),
         Err(e) => return program_problem(e),
@@ -257,14 +245,6 @@ fn text(v: &Value) -> String {
         Value::String(s) => s.clone(),
         other => other.to_string(),
     }
-}
-
-fn no_key() -> Response {
-    problem(
-        StatusCode::BAD_REQUEST,
-        "bad-request",
-        "name the entry with ?key=... (a number, an IPv4 address or a string, as the map's key type says)".into(),
-    )
 }
 
 /// Runs `op` on a blocking thread (it may walk a map or the pins) and

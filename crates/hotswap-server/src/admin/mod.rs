@@ -9,8 +9,9 @@ use std::convert::Infallible;
 use std::sync::Arc;
 
 use axum::body::{Body, Bytes};
-use axum::extract::rejection::{JsonRejection, QueryRejection};
-use axum::extract::{DefaultBodyLimit, Path, Query, Request, State};
+use axum::extract::rejection::JsonRejection;
+use axum::extract::{DefaultBodyLimit, FromRequestParts, Path, Query, Request, State};
+use axum::http::request::Parts;
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
@@ -18,6 +19,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Extension, Json, Router};
 use hotswap_core::{DeployError, Digest, RevisionInfo};
+use serde::de::DeserializeOwned;
 use serde::Deserialize;
 use serde_json::json;
 use subtle::ConstantTimeEq;
@@ -156,7 +158,7 @@ struct DeployQuery {
 async fn deploy(
     State(admin): State<Admin>,
     Path(slot): Path<String>,
-    query: Result<Query<DeployQuery>, QueryRejection>,
+    query: Result<AdminQuery<DeployQuery>, Response>,
     headers: HeaderMap,
     body: Body,
 ) -> Response {
@@ -218,12 +220,11 @@ async fn signed_upload<Q>(
     kind: Upload,
     headers: &HeaderMap,
     body: Body,
-    query: Result<Query<Q>, QueryRejection>,
+    query: Result<AdminQuery<Q>, Response>,
     signature: impl FnOnce(&Q) -> Option<&str>,
 ) -> Result<(Bytes, Q), Response> {
     let body = read_upload(admin, headers, body).await?;
-    let Query(query) =
-        query.map_err(|e| problem(StatusCode::BAD_REQUEST, "bad-request", e.body_text()))?;
+    let AdminQuery(query) = query?;
     authentic(admin, kind, headers, signature(&query), &body).map_err(signature_problem)?;
     Ok((body, query))
 }
@@ -306,7 +307,7 @@ struct RollbackQuery {
 async fn rollback(
     State(admin): State<Admin>,
     Path(slot): Path<String>,
-    Query(q): Query<RollbackQuery>,
+    AdminQuery(q): AdminQuery<RollbackQuery>,
 ) -> Response {
     let reason = q
         .reason
@@ -349,6 +350,26 @@ async fn promote(State(admin): State<Admin>, Path(slot): Path<String>) -> Respon
     change(StatusCode::OK, move || gateway.promote(&slot)).await
 }
 
+/// A query string, refused as every admin API error is (`{"error",
+/// "kind": "bad-request"}`) rather than as axum's plain text. Taken as
+/// `Result<AdminQuery<Q>, Response>` where the body must be read first.
+struct AdminQuery<T>(T);
+
+impl<S: Send + Sync, T: DeserializeOwned> FromRequestParts<S> for AdminQuery<T> {
+    type Rejection = Response;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Response> {
+        match Query::<T>::from_request_parts(parts, state).await {
+            Ok(Query(q)) => Ok(AdminQuery(q)),
+            Err(e) => Err(problem(
+                StatusCode::BAD_REQUEST,
+                "bad-request",
+                e.body_text(),
+            )),
+        }
+    }
+}
+
 /// A JSON body that could not be read: what was wrong, and what one
 /// looks like.
 fn bad_body(example: &str, e: JsonRejection) -> Response {
@@ -384,12 +405,8 @@ struct EventsQuery {
 async fn events(
     State(admin): State<Admin>,
     Extension(connection): Extension<ConnectionHandle>,
-    q: Result<Query<EventsQuery>, QueryRejection>,
+    AdminQuery(q): AdminQuery<EventsQuery>,
 ) -> Response {
-    let q = match q {
-        Ok(Query(q)) => q,
-        Err(e) => return problem(StatusCode::BAD_REQUEST, "bad-request", e.body_text()),
-    };
     let bus = admin.gateway.events();
     if !q.follow {
         return Json(json!({ "events": bus.recent() })).into_response();
