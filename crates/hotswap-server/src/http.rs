@@ -23,7 +23,7 @@ use std::time::Duration;
 
 use arc_swap::ArcSwap;
 use axum::extract::ConnectInfo;
-use axum::http::{header, HeaderValue, Request};
+use axum::http::{header, HeaderName, HeaderValue, Request};
 use axum::Router;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::net::TcpListener;
@@ -33,7 +33,7 @@ use tower::ServiceExt;
 
 /// Every response carries this header: the generation of the process that
 /// answered (1 for a process started by hand, +1 per upgrade).
-pub const PROCESS_HEADER: &str = "x-hotswap-process";
+pub const PROCESS_HEADER: HeaderName = HeaderName::from_static("x-hotswap-process");
 
 /// How a drain treats connections.
 #[derive(Debug, Clone, Copy)]
@@ -204,20 +204,17 @@ async fn serve(
     let draining = connections.draining.subscribe();
     let service = {
         let handle = handle.clone();
-        let generation = connections.generation.clone();
-        let draining = draining.clone();
         hyper::service::service_fn(move |request: Request<hyper::body::Incoming>| {
             let mut request = request.map(axum::body::Body::new);
             request.extensions_mut().insert(ConnectInfo(peer));
             request.extensions_mut().insert(handle.clone());
             let router = Router::clone(&router.load());
-            let generation = generation.clone();
-            let draining = draining.clone();
+            let connections = handle.connections.clone();
             async move {
                 let mut response = router.oneshot(request).await?;
                 let headers = response.headers_mut();
-                headers.insert(PROCESS_HEADER, generation);
-                if draining.borrow().is_some() {
+                headers.insert(PROCESS_HEADER, connections.generation.clone());
+                if connections.draining.borrow().is_some() {
                     headers.insert(header::CONNECTION, HeaderValue::from_static("close"));
                 }
                 Ok::<_, Infallible>(response)

@@ -260,7 +260,6 @@ pub struct Restored {
     pub skipped: usize,
 }
 
-
 /// `a="x",b="y"` as written by the text encoder (which escapes `\`, `"`
 /// and newlines in values).
 fn parse_labels(text: &str) -> Option<Vec<(String, String)>> {

@@ -87,7 +87,12 @@ fn garbage_on_every_listener_changes_nothing_and_stops_nothing() {
             _ => post(&client(), &url, b"\0asm"),
         };
         assert_eq!(r.status, 400, "{method} {path}: {}", r.body);
-        assert_eq!(r.json()["kind"], "bad-request", "{method} {path}: {}", r.body);
+        assert_eq!(
+            r.json()["kind"],
+            "bad-request",
+            "{method} {path}: {}",
+            r.body
+        );
     }
     // Raw bytes that are not HTTP, on both listeners.
     for addr in [server.admin, server.data] {

@@ -249,7 +249,12 @@ fn client(url: &str, keep_alive: bool, stop: &AtomicBool) -> Tally {
     while !stop.load(Ordering::Acquire) {
         let result = agent.post(url).send(b"bench" as &[u8]).and_then(|mut r| {
             let status = r.status().as_u16();
-            let one_process = r.headers().get_all("x-hotswap-process").iter().count() == 1;
+            let one_process = r
+                .headers()
+                .get_all(hotswap_server::PROCESS_HEADER)
+                .iter()
+                .count()
+                == 1;
             Ok((status, one_process, r.body_mut().read_to_string()?))
         });
         match result {

@@ -212,7 +212,7 @@ pub fn post(agent: &ureq::Agent, url: &str, body: &str) -> Result<Answer, ureq::
     let mut r = agent.post(url).send(body.as_bytes())?;
     let processes = r
         .headers()
-        .get_all("x-hotswap-process")
+        .get_all(hotswap_server::PROCESS_HEADER)
         .iter()
         .map(|v| v.to_str().unwrap().parse().unwrap())
         .collect();
