@@ -39,6 +39,11 @@ pub trait KvStore: Send + Sync + 'static {
     fn put(&self, key: &[u8], value: &[u8]) -> Result<(), KvError>;
     /// Removes `key`; true if it was there.
     fn delete(&self, key: &[u8]) -> Result<bool, KvError>;
+    /// The limits it enforces, so a host can refuse an oversize key or
+    /// value before copying it out of a plugin's memory.
+    fn limits(&self) -> KvLimits {
+        KvLimits::default()
+    }
 }
 
 /// Limits every [`MemoryKv`] enforces, so a plugin cannot exhaust the host.
@@ -117,6 +122,10 @@ impl MemoryKv {
 }
 
 impl KvStore for MemoryKv {
+    fn limits(&self) -> KvLimits {
+        self.limits
+    }
+
     fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, KvError> {
         self.limits.check(key, None)?;
         // A poisoned lock only means another thread panicked mid-call; the

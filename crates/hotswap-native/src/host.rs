@@ -10,7 +10,7 @@ use std::ffi::c_void;
 use std::ptr::NonNull;
 use std::sync::Arc;
 
-use hotswap_core::{KvLimits, KvStore, SlotContext};
+use hotswap_core::{KvStore, SlotContext};
 use hotswap_guest::native_abi::HostTable;
 
 /// What a library's host functions need; `ctx` in its table points here.
@@ -156,9 +156,6 @@ unsafe extern "C" fn kv_put(
     val_ptr: *const u8,
     val_len: usize,
 ) -> i32 {
-    if let Err(e) = KvLimits::default().check_sizes(key_len, Some(val_len)) {
-        return e.abi_code();
-    }
     // SAFETY: the table's contract and the plugin's promise.
     let (ctx, key, value) = unsafe {
         (

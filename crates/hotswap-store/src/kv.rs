@@ -71,6 +71,10 @@ fn backend(e: impl Into<redb::Error>) -> KvError {
 }
 
 impl KvStore for SlotKv {
+    fn limits(&self) -> KvLimits {
+        self.limits
+    }
+
     fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, KvError> {
         self.limits.check(key, None)?;
         let open = self.db.get().map_err(|e| KvError::Backend(e.to_string()))?;

@@ -4,7 +4,7 @@
 use std::ops::Range;
 use std::sync::Arc;
 
-use hotswap_core::{KvLimits, KvStore};
+use hotswap_core::KvStore;
 use wasmtime::{Caller, Linker, Memory, ResourceLimiter};
 
 use crate::validate::HOST_MODULE;
@@ -143,7 +143,8 @@ fn add_host_functions(l: &mut Linker<HostState>) -> wasmtime::Result<()> {
             // cannot make the host copy more than the limits allow.
             let krange = range(&mut c, "kv_put", kptr, klen)?;
             let vrange = range(&mut c, "kv_put", vptr, vlen)?;
-            if let Err(e) = KvLimits::default().check_sizes(krange.len(), Some(vrange.len())) {
+            let limits = c.data().kv.limits();
+            if let Err(e) = limits.check_sizes(krange.len(), Some(vrange.len())) {
                 return Ok(e.abi_code());
             }
             let mem = memory(&mut c, "kv_put")?.data(&c);

@@ -303,7 +303,7 @@ fn start_function_is_rejected_before_anything_runs() {
 }
 
 #[test]
-fn oversized_kv_put_is_refused_without_copying() {
+fn oversized_kv_put_is_refused_without_copying_by_the_stores_own_limit() {
     // kv_put of 2 MiB (over the 1 MiB value limit) from a 2.5 MiB memory:
     // the host answers -1 (too large) and the plugin replies with that code.
     let module = Wat {
@@ -322,6 +322,25 @@ fn oversized_kv_put_is_refused_without_copying() {
     s.deploy(art(&module.build()), None).unwrap();
     assert_eq!(s.call(b"").unwrap(), [(-1i32) as u8]);
     assert_eq!(s.kv().get(b"\0\0\0").unwrap(), None, "nothing was stored");
+
+    // The limit is the slot's store's, not a default: one that allows
+    // 4 MiB values takes the same put.
+    let roomy = hotswap_core::MemoryKv::with_limits(hotswap_core::KvLimits {
+        max_value: 4 << 20,
+        ..hotswap_core::KvLimits::default()
+    });
+    let s = hotswap_core::Slot::new(
+        "roomy",
+        tier.clone(),
+        std::sync::Arc::new(roomy),
+        hotswap_core::EventBus::new(),
+    );
+    s.deploy(art(&module.build()), None).unwrap();
+    assert_eq!(s.call(b"").unwrap(), [0]);
+    assert_eq!(
+        s.kv().get(b"\0\0\0").unwrap().map(|v| v.len()),
+        Some(0x200000)
+    );
 }
 
 #[test]
