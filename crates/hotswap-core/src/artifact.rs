@@ -78,3 +78,17 @@ impl std::fmt::Debug for Artifact {
             .finish()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn kind_is_read_from_the_magic_number() {
+        assert_eq!(Kind::of(b"\x7fELF\x02"), Kind::Native);
+        assert_eq!(Kind::of(b"\0asm\x01\0\0\0"), Kind::Wasm);
+        // Anything else is for the WASM validator to refuse by name.
+        assert_eq!(Kind::of(b""), Kind::Wasm);
+        assert_eq!(Artifact::new(b"\x7fELF".to_vec()).kind(), Kind::Native);
+    }
+}

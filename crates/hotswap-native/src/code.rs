@@ -26,7 +26,8 @@ pub struct NativeCode {
     /// The plugin may hold the table's address until it is unloaded, so
     /// `Drop` frees it only after the library is gone.
     host: Option<Host>,
-    info: Arc<LibraryInfo>,
+    /// The plugin's name, for the warning when it stays mapped.
+    plugin: String,
     counters: Arc<Counters>,
 }
 
@@ -61,7 +62,7 @@ impl NativeCode {
     pub(crate) fn prepare(
         bytes: &[u8],
         label: &str,
-        info: Arc<LibraryInfo>,
+        info: &LibraryInfo,
         host: Host,
         counters: Arc<Counters>,
     ) -> Result<NativeCode, PrepareError> {
@@ -69,7 +70,7 @@ impl NativeCode {
             library,
             exports,
             resolve_time,
-        } = Library::open(bytes, label, &info)?;
+        } = Library::open(bytes, label, info)?;
         counters.loaded();
         // From here on, dropping `code` unloads the library.
         let code = NativeCode {
@@ -77,7 +78,7 @@ impl NativeCode {
             resolve_time,
             library: Some(library),
             host: Some(host),
-            info,
+            plugin: info.manifest.name.clone(),
             counters,
         };
         // SAFETY: the ABI's order: bind before anything else, with a table
@@ -105,11 +106,6 @@ impl NativeCode {
             }
         }
         Ok(code)
-    }
-
-    /// What validation learned about the library.
-    pub fn info(&self) -> &LibraryInfo {
-        &self.info
     }
 
     /// How long resolving the ABI's exports (`dlsym`) took at load.
@@ -176,7 +172,7 @@ impl Drop for NativeCode {
                 self.counters.pinned();
                 tracing::warn!(
                     library = %name,
-                    plugin = %self.info.manifest.name,
+                    plugin = %self.plugin,
                     "a native library is still mapped after dlclose; something pins it, most \
                      often a thread-local destructor it registered (docs/native.md). Its memory \
                      stays in use until the thread that owns that destructor exits"

@@ -49,11 +49,8 @@ use std::sync::Arc;
 use hotswap_core::{Artifact, Manifest, SlotContext, Tier, TierError};
 
 pub use code::{NativeCode, PrepareError};
-pub use load::{LoadError, Unloaded};
-pub use validate::{
-    is_native, validate, LibraryInfo, Rejection, MANIFEST_SECTION, OPTIONAL_EXPORTS,
-    REQUIRED_EXPORTS,
-};
+pub use load::LoadError;
+pub use validate::{validate, LibraryInfo, Rejection, MANIFEST_SECTION, REQUIRED_EXPORTS};
 
 /// The native tier. Cheap to make; holds only its counters.
 #[derive(Default)]
@@ -138,12 +135,12 @@ impl Tier for NativeTier {
     ) -> Result<NativeCode, TierError> {
         // Validation is a read of the ELF headers and symbols (microseconds),
         // so it runs again rather than trusting a cache across calls.
-        let info = Arc::new(validate(artifact.bytes())?);
+        let info = validate(artifact.bytes())?;
         let label = format!("{}:{}", slot.slot, artifact.digest().short());
         Ok(NativeCode::prepare(
             artifact.bytes(),
             &label,
-            info,
+            &info,
             host::Host::new(slot),
             self.counters.clone(),
         )?)

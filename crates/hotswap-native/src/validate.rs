@@ -9,9 +9,6 @@ pub const MANIFEST_SECTION: &str = "hotswap.manifest";
 /// Exports a native plugin must have.
 pub const REQUIRED_EXPORTS: &[&str] = &["hs_bind", "hs_call"];
 
-/// Exports a native plugin may have.
-pub const OPTIONAL_EXPORTS: &[&str] = &["hs_init", "hs_health", "hs_shutdown"];
-
 /// Why a file is not a native ABI v1 plugin. Each says what is wrong in
 /// words a plugin author can act on.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -143,12 +140,6 @@ pub fn validate(bytes: &[u8]) -> Result<LibraryInfo, Rejection> {
     })
 }
 
-/// Whether `bytes` look like a native library (the ELF magic), so a host
-/// that serves both tiers can tell them apart before validating.
-pub fn is_native(bytes: &[u8]) -> bool {
-    hotswap_core::Kind::of(bytes) == hotswap_core::Kind::Native
-}
-
 /// Whether the file asks for a program interpreter (`PT_INTERP`): an
 /// executable, not a library.
 fn has_interpreter(file: &object::File<'_>) -> bool {
@@ -193,7 +184,5 @@ mod tests {
             validate(b"\x7fELF\x02\x01\x01"),
             Err(Rejection::NotElf(_))
         ));
-        assert!(is_native(b"\x7fELF\x02"));
-        assert!(!is_native(b"\0asm"));
     }
 }

@@ -55,7 +55,7 @@ pub use ebpf::{Expect, PlacedView, ProgramError, ProgramView, Programs};
 pub use gateway::{CallFailure, Gateway, GatewayError, SlotView};
 pub use http::PROCESS_HEADER;
 pub use metrics::{Metrics, Restored};
-pub use tiers::{AnyCode, Kind, NativeDisabled, Tiers};
+pub use tiers::{AnyCode, NativeDisabled, Tiers};
 
 /// The slot the example plugin is deployed to on a first start.
 pub const EXAMPLE_SLOT: &str = "greet";

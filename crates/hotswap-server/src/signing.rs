@@ -154,7 +154,10 @@ impl Trust {
         plugin: &[u8],
         signature: Option<&str>,
     ) -> Result<(), SignatureError> {
-        if signature.is_none() && self.native_required && hotswap_native::is_native(plugin) {
+        if signature.is_none()
+            && self.native_required
+            && hotswap_core::Kind::of(plugin) == hotswap_core::Kind::Native
+        {
             return Err(SignatureError::NativeMissing);
         }
         self.check(plugin, signature)

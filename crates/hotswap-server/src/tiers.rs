@@ -5,11 +5,9 @@
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
-use hotswap_core::{Artifact, CallError, Code, Manifest, SlotContext, Tier, TierError};
+use hotswap_core::{Artifact, CallError, Code, Kind, Manifest, SlotContext, Tier, TierError};
 use hotswap_native::{NativeCode, NativeStats, NativeTier};
 use hotswap_wasm::{WasmCode, WasmTier};
-
-pub use hotswap_core::Kind;
 
 /// Native libraries were sent to a server that does not load them.
 #[derive(Debug, thiserror::Error)]
@@ -70,7 +68,7 @@ impl Tier for Tiers {
     type Code = AnyCode;
 
     fn validate(&self, artifact: &Artifact) -> Result<Manifest, TierError> {
-        match Kind::of(artifact.bytes()) {
+        match artifact.kind() {
             Kind::Wasm => self.wasm.validate(artifact),
             Kind::Native => self.native()?.validate(artifact),
         }
@@ -82,7 +80,7 @@ impl Tier for Tiers {
         manifest: &Manifest,
         slot: &SlotContext,
     ) -> Result<AnyCode, TierError> {
-        Ok(match Kind::of(artifact.bytes()) {
+        Ok(match artifact.kind() {
             Kind::Wasm => AnyCode::Wasm(self.wasm.prepare(artifact, manifest, slot)?),
             Kind::Native => AnyCode::Native(self.native()?.prepare(artifact, manifest, slot)?),
         })

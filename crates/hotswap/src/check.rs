@@ -3,7 +3,7 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use hotswap_core::{Artifact, Digest};
+use hotswap_core::{Artifact, Digest, Kind};
 use hotswap_wasm::{WasmConfig, WasmTier};
 use serde::Serialize;
 
@@ -26,8 +26,7 @@ pub struct Args {
 #[derive(Serialize)]
 struct Report {
     file: String,
-    /// `wasm` or `native`.
-    kind: &'static str,
+    kind: Kind,
     valid: bool,
     digest: Digest,
     size: usize,
@@ -47,7 +46,7 @@ pub fn main(args: Args) -> anyhow::Result<ExitCode> {
     let artifact = Artifact::new(read_module(&args.file)?);
     let mut report = Report {
         file: args.file.display().to_string(),
-        kind: "wasm",
+        kind: artifact.kind(),
         valid: false,
         digest: artifact.digest(),
         size: artifact.bytes().len(),
@@ -59,9 +58,8 @@ pub fn main(args: Args) -> anyhow::Result<ExitCode> {
         imports: Vec::new(),
     };
     // What validation found: the manifest, which optional exports are there.
-    let found = if hotswap_native::is_native(artifact.bytes()) {
+    let found = if report.kind == Kind::Native {
         // Read from the ELF file; the library is not loaded.
-        report.kind = "native";
         hotswap_native::validate(artifact.bytes())
             .map(|i| (i.manifest, [i.has_init, i.has_health, i.has_shutdown]))
             .map_err(|e| e.to_string())
@@ -108,7 +106,7 @@ fn print(json: bool, report: Report) -> anyhow::Result<ExitCode> {
             "{}: valid ABI v{} {} plugin",
             report.file,
             report.abi.unwrap_or(0),
-            if report.kind == "native" {
+            if report.kind == Kind::Native {
                 "native (unsandboxed)"
             } else {
                 "WASM"
@@ -124,7 +122,7 @@ fn print(json: bool, report: Report) -> anyhow::Result<ExitCode> {
             report.optional_exports.join(", ")
         };
         println!("  optional {optional}");
-        if report.kind == "wasm" {
+        if report.kind == Kind::Wasm {
             let imports = if report.imports.is_empty() {
                 "none".to_string()
             } else {

@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::{anyhow, Context};
-use hotswap_core::{Event, RevisionInfo};
+use hotswap_core::{Event, Kind, RevisionInfo};
 use hotswap_server::SlotView;
 use serde::de::DeserializeOwned;
 use serde::Deserialize;
@@ -369,14 +369,10 @@ pub(crate) fn request(
 ) -> anyhow::Result<Answer> {
     let url = url(conn, path);
     let agent = agent();
-    let kind = |b: &[u8]| {
-        if b.starts_with(b"{") {
-            "application/json"
-        } else if b.starts_with(b"\x7fELF") {
-            "application/octet-stream"
-        } else {
-            "application/wasm"
-        }
+    let kind = |b: &[u8]| match Kind::of(b) {
+        _ if b.starts_with(b"{") => "application/json",
+        Kind::Native => "application/octet-stream",
+        Kind::Wasm => "application/wasm",
     };
     let result = match (method, body) {
         ("POST", Some(b)) => with_token(agent.post(&url))
