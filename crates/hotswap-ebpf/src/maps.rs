@@ -12,7 +12,8 @@ use crate::btf::Btf;
 use crate::value::Shape;
 use crate::{sys, EbpfError};
 
-/// Entries `dump` returns at most, and `/metrics` exports per map.
+/// Entries `dump` returns at most. (`/metrics` exports fewer per map: see
+/// the server's `METRIC_ENTRIES`.)
 pub const DUMP_LIMIT: usize = 10_000;
 
 /// One map of a program, opened from its pin.

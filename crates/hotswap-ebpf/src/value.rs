@@ -79,7 +79,7 @@ pub struct Field {
 
 impl Shape {
     /// The shape of `size` bytes with no BTF: an unsigned integer when the
-    /// size is one, else bytes.
+    /// size is one an integer can have (1, 2, 4 or 8), else bytes.
     pub fn untyped(size: usize) -> Shape {
         match size {
             1 | 2 | 4 | 8 => Shape::Int {

@@ -347,7 +347,11 @@ impl Running {
         );
         changed("upgrade", next.upgrade != old.upgrade);
         changed("native", next.native != old.native);
-        changed("deploy_example", next.deploy_example != old.deploy_example);
+        if next.deploy_example != old.deploy_example {
+            report.notes.push(
+                "deploy_example matters only when a server starts with an empty store; nothing changed now".into(),
+            );
+        }
         if next.limits != old.limits {
             report.notes.push(
                 "limits apply to revisions deployed from now on; running revisions keep theirs until replaced".into(),

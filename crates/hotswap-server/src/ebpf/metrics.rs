@@ -14,8 +14,8 @@ const METRIC_ENTRIES: usize = 1024;
 
 /// Exports every program's number-valued hash and array maps as
 /// `hotswap_ebpf_map_value{program, map, key}` (per-CPU maps summed), and
-/// each dispatched program's `hotswap_ebpf_missed{program}`, read at each
-/// scrape.
+/// each program's `hotswap_ebpf_missed{program}` (always 0 for XDP, which
+/// has no slot to miss), read at each scrape.
 #[derive(Clone)]
 pub(crate) struct MapCollector(pub(crate) Arc<Programs>);
 
