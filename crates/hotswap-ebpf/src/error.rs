@@ -66,6 +66,17 @@ pub enum EbpfError {
     /// No program of that name is loaded.
     #[error("no eBPF program named `{0}` is loaded")]
     NotLoaded(String),
+    /// A replacement named a hook of another kind than the one the
+    /// program's pins are for (an XDP link, or the dispatcher's slot).
+    #[error("`{name}` runs {running}, so a replacement cannot go to {given}; unload it first to move it")]
+    OtherHook {
+        /// The program.
+        name: String,
+        /// How it is attached, as its pins say.
+        running: &'static str,
+        /// The hook asked for.
+        given: String,
+    },
     /// A map operation failed.
     #[error("map `{map}`: {reason}")]
     Map {

@@ -55,6 +55,7 @@ impl AsFd for Events {
     }
 }
 
+/// For `tokio::io::unix::AsyncFd`, which wants a raw descriptor.
 impl AsRawFd for Events {
     fn as_raw_fd(&self) -> RawFd {
         self.ring.as_raw_fd()

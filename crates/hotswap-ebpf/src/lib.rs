@@ -95,10 +95,11 @@ impl EbpfTier {
         }
         // The root itself is made by the first load: a server that never
         // loads a program leaves nothing behind in bpffs.
-        if let Err(e) = std::fs::File::open("/sys/kernel/btf/vmlinux") {
+        if let Err(e) = std::fs::File::open(compile::KERNEL_BTF) {
             return Err(EbpfError::Unavailable(format!(
-                "cannot read the kernel's BTF (/sys/kernel/btf/vmlinux: {e}); \
-                 hotswap's programs are CO-RE and need a kernel built with CONFIG_DEBUG_INFO_BTF"
+                "cannot read the kernel's BTF ({}: {e}); \
+                 hotswap's programs are CO-RE and need a kernel built with CONFIG_DEBUG_INFO_BTF",
+                compile::KERNEL_BTF
             )));
         }
         Ok(EbpfTier { root })
@@ -116,6 +117,20 @@ impl EbpfTier {
         hook: &Hook,
     ) -> Result<Placed, EbpfError> {
         let ns = self.namespace(name)?;
+        // A replacement stays on its hook. The pins show the hook's kind (a
+        // slot is there for dispatched hooks only), though not which
+        // tracepoint or interface: the server's record has that.
+        if ns.link().exists() && hook.dispatched() != ns.slot().exists() {
+            return Err(EbpfError::OtherHook {
+                name: name.to_string(),
+                running: if ns.slot().exists() {
+                    "through the dispatcher (a tracepoint, raw tracepoint or uprobe)"
+                } else {
+                    "on an XDP link"
+                },
+                given: hook.to_string(),
+            });
+        }
         program::place(&ns, object, program, hook)
     }
 
@@ -244,11 +259,6 @@ impl EbpfTier {
             return Ok(0);
         }
         program::missed(&ns)
-    }
-
-    /// The pin root.
-    pub fn root(&self) -> &Path {
-        &self.root
     }
 
     fn loaded(&self, name: &str) -> Result<Namespace, EbpfError> {

@@ -131,16 +131,6 @@ impl PinnedMap {
         self.kind == RINGBUF
     }
 
-    /// The key's shape.
-    pub fn key_shape(&self) -> &Shape {
-        &self.key
-    }
-
-    /// The value's shape.
-    pub fn value_shape(&self) -> &Shape {
-        &self.value
-    }
-
     /// The entry under `key` (typed as its shape says), if there is one.
     pub fn get(&self, key: &str) -> Result<Option<Entry>, EbpfError> {
         self.holds_entries()?;
@@ -295,13 +285,13 @@ impl PinnedMap {
 const HASH: u32 = 1;
 const ARRAY: u32 = 2;
 const PROG_ARRAY: u32 = 3;
-const PERF_EVENT_ARRAY: u32 = 4;
+pub(crate) const PERF_EVENT_ARRAY: u32 = 4;
 const PERCPU_HASH: u32 = 5;
 const PERCPU_ARRAY: u32 = 6;
 const LRU_HASH: u32 = 9;
 const LRU_PERCPU_HASH: u32 = 10;
 const LPM_TRIE: u32 = 11;
-const RINGBUF: u32 = 27;
+pub(crate) const RINGBUF: u32 = 27;
 
 fn kind_name(kind: u32) -> &'static str {
     const NAMES: &[&str] = &[

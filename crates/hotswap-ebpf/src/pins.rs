@@ -14,12 +14,9 @@ use std::path::{Path, PathBuf};
 use aya::maps::MapInfo;
 use aya_obj::EbpfSectionKind;
 
+// The map types whose sizes the loader adjusts before creating them.
+use crate::maps::{PERF_EVENT_ARRAY, RINGBUF};
 use crate::EbpfError;
-
-/// `BPF_MAP_TYPE_RINGBUF` and `BPF_MAP_TYPE_PERF_EVENT_ARRAY`, whose sizes
-/// the loader adjusts before creating them.
-const RINGBUF: u32 = 27;
-const PERF_EVENT_ARRAY: u32 = 4;
 
 /// Where one program's pins live.
 #[derive(Debug, Clone)]

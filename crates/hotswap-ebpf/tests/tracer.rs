@@ -125,6 +125,12 @@ fn an_incompatible_map_or_a_rejected_program_changes_nothing() {
         .load("tracer", examples::XDP_FILTER_V1, None, &hook())
         .unwrap_err();
     assert!(matches!(err, EbpfError::WrongType { .. }), "{err}");
+    // A hook of another kind: refused before anything is loaded.
+    let xdp: Hook = "xdp:lo".parse().unwrap();
+    let err = tier
+        .load("tracer", examples::XDP_FILTER_V1, None, &xdp)
+        .unwrap_err();
+    assert!(matches!(err, EbpfError::OtherHook { .. }), "{err}");
     let watch = common::hash::<u32, i64>(&tier, "tracer", "watch");
     assert_eq!(
         watch.get(&7, 0).unwrap(),

@@ -271,6 +271,7 @@ fn program_problem(e: ProgramError) -> Response {
             EbpfError::Verifier { .. } => (StatusCode::UNPROCESSABLE_ENTITY, "verifier-rejected"),
             EbpfError::Attach { .. } => (StatusCode::UNPROCESSABLE_ENTITY, "attach-failed"),
             EbpfError::NotLoaded(_) => (StatusCode::NOT_FOUND, "not-loaded"),
+            EbpfError::OtherHook { .. } => (StatusCode::CONFLICT, "other-hook"),
             EbpfError::Map { .. } => (StatusCode::BAD_REQUEST, "bad-map-request"),
             EbpfError::Io { .. } => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
         },

@@ -133,11 +133,6 @@ impl Programs {
             .map_err(|why| EbpfError::Unavailable(why.clone()).into())
     }
 
-    /// Whether this server can load eBPF programs, or why not.
-    pub fn availability(&self) -> Result<(), String> {
-        self.tier.as_ref().map(drop).map_err(Clone::clone)
-    }
-
     /// Every program: those the store remembers and those pinned.
     pub fn list(&self) -> Result<Vec<ProgramView>, ProgramError> {
         let tier = self.tier()?;
@@ -202,7 +197,7 @@ impl Programs {
                 given
             }
             (Some(given), None) => given.parse()?,
-            (None, Some(r)) if r.hook != UNKNOWN => r.hook.parse()?,
+            (None, Some(r)) => r.hook.parse()?,
             (None, _) => return Err(ProgramError::NoHook(name.to_string())),
         };
         let placed = tier.load(name, object, program, &hook)?;
