@@ -351,17 +351,17 @@ fn read_int(bytes: &[u8], size: usize, signed: bool, big_endian: bool) -> Option
     if bytes.len() != size || size > 16 || size == 0 {
         return None;
     }
-    let mut b = bytes.to_vec();
+    // Little-endian into 16 bytes on the stack (this runs for every field
+    // of every event), then sign-extended.
+    let mut b = [0u8; 16];
+    b[..size].copy_from_slice(bytes);
     if big_endian {
-        b.reverse();
+        b[..size].reverse();
     }
-    let fill = if signed && b[size - 1] & 0x80 != 0 {
-        0xff
-    } else {
-        0
-    };
-    b.resize(16, fill);
-    Some(i128::from_le_bytes(b.try_into().ok()?))
+    if signed && b[size - 1] & 0x80 != 0 {
+        b[size..].fill(0xff);
+    }
+    Some(i128::from_le_bytes(b))
 }
 
 #[cfg(test)]

@@ -207,10 +207,7 @@ pub(super) async fn events(
     let stream = futures_util::StreamExt::take_until(events, connection.draining()).map(
         |item| -> Result<SseEvent, Infallible> {
             Ok(match item {
-                Ok(event) => SseEvent::default()
-                    .event("event")
-                    .json_data(&event)
-                    .unwrap_or_default(),
+                Ok(event) => SseEvent::default().event("event").data(&*event),
                 Err(BroadcastStreamRecvError::Lagged(n)) => {
                     SseEvent::default().event("lagged").data(n.to_string())
                 }

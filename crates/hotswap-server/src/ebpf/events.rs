@@ -11,13 +11,15 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 use hotswap_ebpf::Events;
-use serde_json::Value;
 use tokio::io::unix::AsyncFd;
 use tokio::io::Interest;
 use tokio::sync::{broadcast, Notify};
 
 /// Events a slow subscriber may fall behind by before it is told it lagged.
 const BACKLOG: usize = 4096;
+/// Events decoded per wake-up before the reader yields: a program that
+/// writes faster than they are decoded must not hold a runtime thread.
+const BURST: usize = 1024;
 
 /// The running readers, by program and ring buffer.
 #[derive(Default)]
@@ -27,8 +29,12 @@ pub(super) struct Readers {
 
 type Key = (String, String);
 
+/// One event as JSON text: encoded once by the reader, shared by every
+/// subscriber (a broadcast clones its value for each).
+pub(crate) type EventJson = Arc<str>;
+
 struct Reader {
-    events: broadcast::Sender<Value>,
+    events: broadcast::Sender<EventJson>,
     stop: Arc<Notify>,
 }
 
@@ -40,7 +46,7 @@ impl Readers {
         program: &str,
         map: &str,
         open: impl FnOnce() -> std::io::Result<Events>,
-    ) -> std::io::Result<broadcast::Receiver<Value>> {
+    ) -> std::io::Result<broadcast::Receiver<EventJson>> {
         let key = (program.to_string(), map.to_string());
         let mut running = self.running.lock().unwrap_or_else(|e| e.into_inner());
         if let Some(r) = running.get(&key) {
@@ -48,7 +54,7 @@ impl Readers {
         }
         let mut ring = open()?;
         // What waited before anyone watched is not news.
-        ring.by_ref().for_each(drop);
+        ring.skip_waiting();
         // SAFETY: `Events` owns its ring buffer's fd for as long as it lives
         // and always hands out that same fd; the AsyncFd owns the `Events`.
         let ring = unsafe { AsyncFd::register_with_interest(ring, Interest::READABLE) }?;
@@ -79,7 +85,7 @@ impl Readers {
 
 async fn read(
     mut ring: AsyncFd<Events>,
-    events: broadcast::Sender<Value>,
+    events: broadcast::Sender<EventJson>,
     stop: Arc<Notify>,
     running: Arc<Mutex<HashMap<Key, Reader>>>,
     key: Key,
@@ -89,11 +95,20 @@ async fn read(
             _ = stop.notified() => return,
             ready = ring.readable_mut() => {
                 let Ok(mut ready) = ready else { break };
-                for event in ready.get_inner_mut().by_ref() {
-                    // No subscriber for this one: checked below.
-                    let _ = events.send(event);
+                let mut sent = 0;
+                for event in ready.get_inner_mut().by_ref().take(BURST) {
+                    // A send with no subscriber left fails: checked below.
+                    let _ = events.send(event.to_string().into());
+                    sent += 1;
                 }
-                ready.clear_ready();
+                if sent < BURST {
+                    // Drained: wait for the kernel's next wake-up.
+                    ready.clear_ready();
+                } else {
+                    // More waiting: still readable, but let others run first.
+                    drop(ready);
+                    tokio::task::yield_now().await;
+                }
             }
         }
         // The last subscriber left: stop, unless one arrives meanwhile

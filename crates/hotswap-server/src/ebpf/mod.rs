@@ -249,7 +249,7 @@ impl Programs {
         &self,
         name: &str,
         map: Option<&str>,
-    ) -> Result<tokio::sync::broadcast::Receiver<serde_json::Value>, ProgramError> {
+    ) -> Result<tokio::sync::broadcast::Receiver<events::EventJson>, ProgramError> {
         let tier = self.tier()?;
         // Opened once, to resolve which ring and to check it is one.
         let ring = tier.events(name, map)?;
