@@ -24,13 +24,13 @@ use crate::http::ConnectionHandle;
 /// `GET /v1/ebpf`: every program, or why this server has no eBPF tier.
 pub(super) async fn list(State(admin): State<Admin>) -> Response {
     let programs = admin.programs.clone();
-    blocking(move || programs.list().map(|p| json!({ "programs": p }))).await
+    blocking(move || programs.list().map(|p| Json(json!({ "programs": p })))).await
 }
 
 /// `GET /v1/ebpf/{name}`.
 pub(super) async fn show(State(admin): State<Admin>, Path(name): Path<String>) -> Response {
     let programs = admin.programs.clone();
-    blocking(move || programs.show(&name).map(|p| json!(p))).await
+    blocking(move || programs.show(&name).map(Json)).await
 }
 
 #[derive(Deserialize)]
@@ -80,34 +80,33 @@ pub(super) async fn place(
         }
     };
     let programs = admin.programs.clone();
-    let placed = tokio::task::spawn_blocking(move || {
-        programs.place(
+    blocking(move || {
+        let p = programs.place(
             &name,
             &body,
             q.attach.as_deref(),
             q.program.as_deref(),
             expect,
-        )
+        )?;
+        let status = if p.attached {
+            StatusCode::CREATED
+        } else {
+            StatusCode::OK
+        };
+        Ok((status, Json(p)))
     })
-    .await;
-    match placed {
-        Ok(Ok(p)) => {
-            let status = if p.attached {
-                StatusCode::CREATED
-            } else {
-                StatusCode::OK
-            };
-            (status, Json(p)).into_response()
-        }
-        Ok(Err(e)) => program_problem(e),
-        Err(e) => internal(e),
-    }
+    .await
 }
 
 /// `DELETE /v1/ebpf/{name}`: detaches it and removes its pins.
 pub(super) async fn unload(State(admin): State<Admin>, Path(name): Path<String>) -> Response {
     let programs = admin.programs.clone();
-    blocking(move || programs.unload(&name).map(|()| json!({ "unloaded": name }))).await
+    blocking(move || {
+        programs
+            .unload(&name)
+            .map(|()| Json(json!({ "unloaded": name })))
+    })
+    .await
 }
 
 #[derive(Deserialize)]
@@ -126,7 +125,9 @@ pub(super) async fn dump(
     blocking(move || {
         let map = programs.map(&name, &map)?;
         let (entries, truncated) = map.dump(limit)?;
-        Ok(json!({ "map": map.summary(), "entries": entries, "truncated": truncated }))
+        Ok(Json(
+            json!({ "map": map.summary(), "entries": entries, "truncated": truncated }),
+        ))
     })
     .await
 }
@@ -142,16 +143,18 @@ pub(super) async fn get_entry(
     Path((name, map)): Path<(String, String)>,
     AdminQuery(q): AdminQuery<KeyQuery>,
 ) -> Response {
-    let found = on_map(&admin, &name, &map, |m| m.get(&q.key));
-    match found {
-        Ok(Some(entry)) => Json(entry).into_response(),
-        Ok(None) => problem(
-            StatusCode::NOT_FOUND,
-            "no-entry",
-            format!("map `{map}` has no entry for key {}", q.key),
-        ),
-        Err(e) => program_problem(e),
-    }
+    let programs = admin.programs.clone();
+    blocking(move || {
+        Ok(match programs.map(&name, &map)?.get(&q.key)? {
+            Some(entry) => Json(entry).into_response(),
+            None => problem(
+                StatusCode::NOT_FOUND,
+                "no-entry",
+                format!("map `{map}` has no entry for key {}", q.key),
+            ),
+        })
+    })
+    .await
 }
 
 #[derive(Deserialize)]
@@ -171,9 +174,14 @@ pub(super) async fn set_entry(
         Ok(Json(b)) => b,
         Err(e) => return bad_body(r#"{"key": "10.0.0.7", "value": 1}"#, e),
     };
-    answer(on_map(&admin, &name, &map, |m| {
-        m.set(&text(&body.key), &text(&body.value))
-    }))
+    let programs = admin.programs.clone();
+    blocking(move || {
+        let entry = programs
+            .map(&name, &map)?
+            .set(&text(&body.key), &text(&body.value))?;
+        Ok(Json(entry))
+    })
+    .await
 }
 
 /// `DELETE /v1/ebpf/{name}/maps/{map}/entry?key=K`.
@@ -182,7 +190,12 @@ pub(super) async fn delete_entry(
     Path((name, map)): Path<(String, String)>,
     AdminQuery(q): AdminQuery<KeyQuery>,
 ) -> Response {
-    answer(on_map(&admin, &name, &map, |m| m.delete(&q.key)).map(|d| json!({ "deleted": d })))
+    let programs = admin.programs.clone();
+    blocking(move || {
+        let deleted = programs.map(&name, &map)?.delete(&q.key)?;
+        Ok(Json(json!({ "deleted": deleted })))
+    })
+    .await
 }
 
 #[derive(Deserialize)]
@@ -217,24 +230,6 @@ pub(super) async fn events(
     sse(stream)
 }
 
-/// `op` on program `name`'s map `map`.
-fn on_map<T>(
-    admin: &Admin,
-    name: &str,
-    map: &str,
-    op: impl FnOnce(&hotswap_ebpf::PinnedMap) -> Result<T, EbpfError>,
-) -> Result<T, ProgramError> {
-    Ok(op(&admin.programs.map(name, map)?)?)
-}
-
-/// `200` with the JSON, or the error.
-fn answer<T: serde::Serialize>(result: Result<T, ProgramError>) -> Response {
-    match result {
-        Ok(v) => Json(v).into_response(),
-        Err(e) => program_problem(e),
-    }
-}
-
 /// A JSON key or value as the text the map's shape parses: strings as
 /// they are, numbers, arrays and objects as JSON.
 fn text(v: &Value) -> String {
@@ -244,11 +239,14 @@ fn text(v: &Value) -> String {
     }
 }
 
-/// Runs `op` on a blocking thread (it may walk a map or the pins) and
-/// answers its JSON, or its error.
-async fn blocking(op: impl FnOnce() -> Result<Value, ProgramError> + Send + 'static) -> Response {
+/// Runs `op` on a blocking thread (each does `bpf(2)` calls, may walk a
+/// map, the pins or a program's BTF) and answers what it made, or its
+/// error.
+async fn blocking<T: IntoResponse + Send + 'static>(
+    op: impl FnOnce() -> Result<T, ProgramError> + Send + 'static,
+) -> Response {
     match tokio::task::spawn_blocking(op).await {
-        Ok(Ok(v)) => Json(v).into_response(),
+        Ok(Ok(answer)) => answer.into_response(),
         Ok(Err(e)) => program_problem(e),
         Err(e) => internal(e),
     }

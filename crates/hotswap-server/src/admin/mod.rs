@@ -382,8 +382,16 @@ fn bad_body(example: &str, e: JsonRejection) -> Response {
 
 /// The Prometheus text exposition.
 async fn prometheus(State(admin): State<Admin>) -> Response {
-    admin.metrics.observe(admin.gateway.tiers());
-    let text = admin.metrics.encode();
+    // Blocking work: the eBPF collector reads every program's maps.
+    let text = match tokio::task::spawn_blocking(move || {
+        admin.metrics.observe(admin.gateway.tiers());
+        admin.metrics.encode()
+    })
+    .await
+    {
+        Ok(text) => text,
+        Err(e) => return internal(e),
+    };
     (
         [(
             header::CONTENT_TYPE,
