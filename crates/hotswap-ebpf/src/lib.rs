@@ -200,9 +200,10 @@ impl EbpfTier {
             .filter_map(|e| e.file_name().into_string().ok())
             .collect();
         names.sort();
+        let mut btfs = Default::default();
         names
             .iter()
-            .map(|m| PinnedMap::open(m, &ns.map(m)))
+            .map(|m| PinnedMap::open(m, &ns.map(m), &mut btfs))
             .collect()
     }
 
@@ -215,7 +216,7 @@ impl EbpfTier {
                 reason: "not a map name".into(),
             });
         }
-        PinnedMap::open(map, &ns.map(map))
+        PinnedMap::open(map, &ns.map(map), &mut Default::default())
     }
 
     /// Program `name`'s events: from ring buffer `map`, or from its only
@@ -225,7 +226,7 @@ impl EbpfTier {
             .maps(name)?
             .into_iter()
             .filter(PinnedMap::is_ring_buffer)
-            .map(|m| m.summary().name)
+            .map(|m| m.name().to_string())
             .collect();
         let chosen = match map {
             Some(m) => m.to_string(),

@@ -2,8 +2,10 @@
 //! and value shapes come from the map's BTF (as the kernel holds it), so
 //! `hotswap ebpf map set fw blocklist 10.0.0.7 1` writes the right bytes.
 
+use std::collections::HashMap;
 use std::os::fd::{AsFd, OwnedFd};
 use std::path::Path;
+use std::rc::Rc;
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -59,8 +61,14 @@ pub struct Entry {
 
 impl PinnedMap {
     /// Opens the map pinned at `path`, and reads its key and value types
-    /// from its BTF (a map without BTF gets untyped shapes by size).
-    pub(crate) fn open(name: &str, path: &Path) -> Result<PinnedMap, EbpfError> {
+    /// from its BTF (a map without BTF gets untyped shapes by size). The
+    /// maps of one program share their BTF: `btfs` keeps each one parsed
+    /// once, by id, across the maps opened with it.
+    pub(crate) fn open(
+        name: &str,
+        path: &Path,
+        btfs: &mut HashMap<u32, Rc<Btf>>,
+    ) -> Result<PinnedMap, EbpfError> {
         let err = |reason: String| EbpfError::Map {
             map: name.to_string(),
             reason,
@@ -73,11 +81,16 @@ impl PinnedMap {
             sys::map_info(fd.as_fd()).map_err(|e| err(format!("cannot read its info: {e}")))?;
         let btf = match info.btf_id {
             0 => None,
-            id => Some(
-                sys::btf_by_id(id)
-                    .map_err(|e| err(format!("cannot read its BTF: {e}")))
-                    .and_then(|raw| Btf::parse(&raw).map_err(|e| err(format!("its BTF: {e}"))))?,
-            ),
+            id => match btfs.get(&id) {
+                Some(btf) => Some(btf.clone()),
+                None => {
+                    let raw =
+                        sys::btf_by_id(id).map_err(|e| err(format!("cannot read its BTF: {e}")))?;
+                    let btf = Rc::new(Btf::parse(&raw).map_err(|e| err(format!("its BTF: {e}")))?);
+                    btfs.insert(id, btf.clone());
+                    Some(btf)
+                }
+            },
         };
         // A shape that disagrees with the size the kernel enforces is not
         // trusted: the bytes would be wrong.
@@ -104,6 +117,11 @@ impl PinnedMap {
             cpus,
             fd,
         })
+    }
+
+    /// Its name.
+    pub fn name(&self) -> &str {
+        &self.name
     }
 
     /// What it is.

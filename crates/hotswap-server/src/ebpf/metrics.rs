@@ -62,11 +62,10 @@ impl prometheus_client::collector::Collector for MapCollector {
                         serde_json::Value::String(s) => s,
                         other => other.to_string(),
                     };
-                    let map = map.summary().name;
                     values.push((
                         MapLabels {
                             program: program.clone(),
-                            map,
+                            map: map.name().to_string(),
                             key,
                         },
                         v,
