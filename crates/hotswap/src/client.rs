@@ -275,8 +275,8 @@ fn event_line(e: &Event) -> String {
 
 /// The server's answers, in the types the server built them from.
 #[derive(Deserialize)]
-struct RevisionAnswer {
-    revision: RevisionInfo,
+pub(crate) struct RevisionAnswer {
+    pub(crate) revision: RevisionInfo,
 }
 
 #[derive(Deserialize)]
@@ -336,6 +336,20 @@ fn status_table(slots: &[SlotView]) -> String {
 pub(crate) struct Answer {
     pub(crate) status: u16,
     pub(crate) body: String,
+}
+
+impl Answer {
+    /// A refusal in one line: the status and the server's `error` (or
+    /// its body, when that is not the API's JSON).
+    pub(crate) fn refusal(&self) -> String {
+        refusal(self.status, &self.body)
+    }
+
+    /// The refusal's `kind` (`verifier-rejected`, ...), when it has one.
+    pub(crate) fn error_kind(&self) -> Option<String> {
+        let body: Value = serde_json::from_str(&self.body).ok()?;
+        body["kind"].as_str().map(str::to_string)
+    }
 }
 
 fn agent() -> ureq::Agent {
@@ -437,12 +451,16 @@ pub(crate) fn finish<T: DeserializeOwned>(
 }
 
 fn refused(status: u16, body: &str) -> anyhow::Result<ExitCode> {
+    eprintln!("error: {}", refusal(status, body));
+    Ok(ExitCode::FAILURE)
+}
+
+fn refusal(status: u16, body: &str) -> String {
     let message = serde_json::from_str::<Value>(body)
         .ok()
         .and_then(|v| v["error"].as_str().map(str::to_string))
         .unwrap_or_else(|| body.trim().to_string());
-    eprintln!("error: the server refused ({status}): {message}");
-    Ok(ExitCode::FAILURE)
+    format!("the server refused ({status}): {message}")
 }
 
 /// Percent-encodes a query value.

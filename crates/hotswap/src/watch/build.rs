@@ -179,10 +179,7 @@ impl Source {
     /// own message.
     pub fn build(&self, scratch: &Scratch) -> anyhow::Result<Vec<u8>> {
         match self {
-            Source::Wasm(p) => {
-                std::fs::read(p).with_context(|| format!("cannot read {}", p.display()))
-            }
-            Source::Wat(p) => crate::input::read_module(p),
+            Source::Wat(p) | Source::Wasm(p) => crate::input::read_module(p),
             Source::C(p) => build_c(p, scratch),
             Source::Bpf(p) => build_bpf(p, scratch),
             Source::Cargo(dir) => build_cargo(dir),

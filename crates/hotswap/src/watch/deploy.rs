@@ -11,7 +11,7 @@ use hotswap_wasm::WasmTier;
 
 use super::build::{Scratch, Source};
 use super::cycle::Cycle;
-use crate::client::{encode, request, Conn};
+use crate::client::{encode, request, Conn, RevisionAnswer};
 
 /// How many builds each source keeps.
 const KEPT_BUILDS: usize = 16;
@@ -173,15 +173,13 @@ impl Watched {
             Ok(a) => a,
             Err(e) => return c.fail("deploy", format!("{e:#}")),
         };
-        let body: serde_json::Value = serde_json::from_str(&answer.body).unwrap_or_default();
         if answer.status != 201 {
-            let why = body["error"].as_str().unwrap_or(&answer.body);
-            return c.fail(
-                "deploy",
-                format!("the server refused it ({}): {why}", answer.status),
-            );
+            return c.fail("deploy", answer.refusal());
         }
-        c.generation = body["revision"]["generation"].as_u64();
+        match serde_json::from_str::<RevisionAnswer>(&answer.body) {
+            Ok(a) => c.generation = Some(a.revision.generation),
+            Err(e) => return c.fail("deploy", format!("an answer this watch cannot read: {e}")),
+        }
         true
     }
 
@@ -203,19 +201,14 @@ impl Watched {
             Err(e) => return c.fail("deploy", format!("{e:#}")),
         };
         if !matches!(answer.status, 200 | 201) {
-            let body: serde_json::Value = serde_json::from_str(&answer.body).unwrap_or_default();
-            let why = body["error"].as_str().unwrap_or(&answer.body);
-            let stage = match body["kind"].as_str() {
+            let stage = match answer.error_kind().as_deref() {
                 Some(
                     "invalid-object" | "no-program" | "wrong-program-type" | "verifier-rejected"
                     | "incompatible-map",
                 ) => "validate",
                 _ => "deploy",
             };
-            return c.fail(
-                stage,
-                format!("the server refused it ({}): {why}", answer.status),
-            );
+            return c.fail(stage, answer.refusal());
         }
         let placed: PlacedView = match serde_json::from_str(&answer.body) {
             Ok(p) => p,
