@@ -44,6 +44,15 @@ pub(crate) struct DrainTiming {
     pub deadline: Duration,
 }
 
+impl From<&crate::ServerConfig> for DrainTiming {
+    fn from(config: &crate::ServerConfig) -> DrainTiming {
+        DrainTiming {
+            idle_grace: Duration::from_millis(config.upgrade.drain_idle_ms),
+            deadline: Duration::from_millis(config.upgrade.drain_timeout_ms),
+        }
+    }
+}
+
 /// The open connections of one process, across all its listeners.
 pub(crate) struct Connections {
     /// Connections that a drain waits for.

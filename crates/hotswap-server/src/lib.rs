@@ -136,9 +136,7 @@ impl Server {
         config.check()?;
         upgrader.configure(|o| process::apply_upgrade_options(o, &config));
         let listen = |name: &'static str, addr: SocketAddr| {
-            let l = upgrader.listen(name, addr)?;
-            l.set_nonblocking(true)
-                .and_then(|()| TcpListener::from_std(l))
+            process::to_tokio(upgrader.listen(name, addr)?)
                 .map_err(|source| ServerError::Bind { addr, source })
         };
         let data = listen("data", config.listen)?;
@@ -261,18 +259,15 @@ impl Server {
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> Result<Exit, ServerError> {
         process::Running {
-            config: self.config,
             source: self.source,
             upgrader: self.upgrader,
             gateway: self.gateway,
             programs: self.programs,
             metrics: self.metrics,
-            data: Some(self.data),
-            admin: Some(self.admin),
             commands: self.commands,
             controller: self.controller,
         }
-        .run(shutdown)
+        .run(self.config, self.data, self.admin, shutdown)
         .await
     }
 }

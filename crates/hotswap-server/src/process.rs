@@ -63,24 +63,23 @@ impl Accepting {
     }
 }
 
-/// Everything a running server owns.
+/// What a running server keeps for its whole life. The config and the
+/// listeners are not here: they change with reloads, so they live in
+/// [`Live`], and only the accept loops hold the listeners (so that one a
+/// reload replaced really closes).
 pub(crate) struct Running {
-    pub config: ServerConfig,
     pub source: Option<ConfigSource>,
     pub upgrader: Arc<Upgrader>,
     pub gateway: Arc<Gateway>,
     pub programs: Arc<Programs>,
     pub metrics: Arc<Metrics>,
-    /// Taken by `run`: only the accept loops hold listeners, so that one
-    /// replaced by a reload really closes.
-    pub data: Option<TcpListener>,
-    pub admin: Option<TcpListener>,
     pub commands: mpsc::Receiver<Command>,
     pub controller: Controller,
 }
 
 /// The mutable part of the loop.
 struct Live {
+    /// The config in force: the one at start, then each reload's.
     config: ServerConfig,
     data: Accepting,
     admin: Accepting,
@@ -92,11 +91,14 @@ struct Live {
 impl Running {
     pub(crate) async fn run(
         mut self,
+        config: ServerConfig,
+        data: TcpListener,
+        admin: TcpListener,
         shutdown: impl std::future::Future<Output = ()> + Send + 'static,
     ) -> Result<Exit, ServerError> {
         let connections = Connections::new(self.upgrader.generation());
         let (stop_tasks, stop_rx) = watch::channel(false);
-        let canary = Arc::new(ArcSwap::from_pointee(self.config.canary.clone()));
+        let canary = Arc::new(ArcSwap::from_pointee(config.canary.clone()));
         tokio::spawn(crate::metrics::count_events(
             self.metrics.clone(),
             self.gateway.events().clone(),
@@ -106,33 +108,25 @@ impl Running {
             canary.clone(),
             stop_rx,
         ));
-        let data_router = Arc::new(ArcSwap::from_pointee(self.data_router(&self.config)));
-        let admin_router = Arc::new(ArcSwap::from_pointee(self.admin_router(&self.config)?));
+        let data_router = Arc::new(ArcSwap::from_pointee(self.data_router(&config)));
+        let admin_router = Arc::new(ArcSwap::from_pointee(self.admin_router(&config)?));
         let mut live = Live {
-            data: Accepting::start(
-                Arc::new(self.data.take().expect("run once")),
-                &data_router,
-                &connections,
-            ),
-            admin: Accepting::start(
-                Arc::new(self.admin.take().expect("run once")),
-                &admin_router,
-                &connections,
-            ),
-            config: self.config.clone(),
+            data: Accepting::start(Arc::new(data), &data_router, &connections),
+            admin: Accepting::start(Arc::new(admin), &admin_router, &connections),
+            config,
             data_router,
             admin_router,
             canary,
         };
 
         tokio::pin!(shutdown);
-        let exit = loop {
+        loop {
             let command = tokio::select! {
-                _ = &mut shutdown => break Exit::Stopped,
+                _ = &mut shutdown => break,
                 c = self.commands.recv() => c,
             };
             match command {
-                None => break Exit::Stopped,
+                None => break,
                 Some(Command::Reload(reply)) => {
                     let result = self.reload(&mut live, &connections).await;
                     let _ = reply.send(result.map_err(|e| e.to_string()));
@@ -157,22 +151,15 @@ impl Running {
                     }
                 }
             }
-        };
+        }
         // Stopping for good.
         self.upgrader.stopping();
         live.data.pause().await;
         live.admin.pause().await;
-        connections.drain(self.drain_timing(&live.config)).await;
+        connections.drain(DrainTiming::from(&live.config)).await;
         let _ = stop_tasks.send(true);
         self.gateway.flush()?;
-        Ok(exit)
-    }
-
-    fn drain_timing(&self, config: &ServerConfig) -> DrainTiming {
-        DrainTiming {
-            idle_grace: Duration::from_millis(config.upgrade.drain_idle_ms),
-            deadline: Duration::from_millis(config.upgrade.drain_timeout_ms),
-        }
+        Ok(Exit::Stopped)
     }
 
     fn data_router(&self, config: &ServerConfig) -> Router {
@@ -206,20 +193,19 @@ impl Running {
         live: &mut Live,
         connections: &Arc<Connections>,
     ) -> Result<UpgradeReport, String> {
-        let started = Instant::now();
         let upgrader = self.upgrader.clone();
         let pending = tokio::task::spawn_blocking(move || upgrader.upgrade())
             .await
             .map_err(|e| format!("the upgrade task failed: {e}"))?
             .map_err(|e| format!("{e}; this process serves on"))?;
-        let ready_ms = ms(started.elapsed());
+        let ready_ms = ms(pending.ready_after());
 
         // Stop accepting: from now on connections wait in the shared
         // backlog for the new process.
         live.data.pause().await;
         live.admin.pause().await;
         let drain_started = Instant::now();
-        connections.start_draining(self.drain_timing(&live.config));
+        connections.start_draining(DrainTiming::from(&live.config));
         tracing::info!(
             pid = pending.pid(),
             ready_ms,
@@ -250,7 +236,7 @@ impl Running {
                 generation: done.generation,
                 ready_ms,
                 drain_ms,
-                handover_ms: ms(started.elapsed()),
+                handover_ms: ms(done.took_over_after),
             }),
             Err(why) => {
                 // Serve on, exactly as before.
@@ -304,8 +290,7 @@ impl Running {
                 .upgrader
                 .open(name, addr)
                 .map_err(|e| ConfigError::Invalid(e.to_string()))?;
-            l.set_nonblocking(true)
-                .and_then(|()| TcpListener::from_std(l))
+            to_tokio(l)
                 .map(|l| Some(Arc::new(l)))
                 .map_err(|e| ConfigError::Invalid(format!("cannot listen on {addr}: {e}")))
         };
@@ -398,7 +383,7 @@ impl Running {
         router: &Arc<ArcSwap<Router>>,
         connections: &Arc<Connections>,
     ) {
-        let registered = listener_std(&listener).and_then(|s| self.upgrader.register(name, &s));
+        let registered = self.upgrader.register(name, &*listener);
         if let Err(e) = registered {
             // Better no listener under this name than the old one, whose
             // socket would stay open with nobody accepting.
@@ -418,11 +403,10 @@ pub(crate) fn apply_upgrade_options(o: &mut hotswap_upgrade::Options, config: &S
     o.handover_timeout = Duration::from_millis(u.handover_timeout_ms);
 }
 
-/// A duplicate of a tokio listener's socket, as std, for registering.
-fn listener_std(listener: &TcpListener) -> std::io::Result<std::net::TcpListener> {
-    use std::os::fd::AsFd;
-    let fd = listener.as_fd().try_clone_to_owned()?;
-    Ok(std::net::TcpListener::from(fd))
+/// A listener from `hotswap-upgrade` (blocking, std) for tokio.
+pub(crate) fn to_tokio(listener: std::net::TcpListener) -> std::io::Result<TcpListener> {
+    listener.set_nonblocking(true)?;
+    TcpListener::from_std(listener)
 }
 
 fn ms(d: Duration) -> f64 {

@@ -65,7 +65,7 @@ mod wire;
 use std::collections::BTreeMap;
 use std::ffi::OsString;
 use std::net::{SocketAddr, TcpListener};
-use std::os::fd::OwnedFd;
+use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::net::UnixStream;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -186,13 +186,9 @@ impl Upgrader {
     /// `set_nonblocking(true)` before handing it to an async runtime; do not
     /// make an inherited one blocking while the parent still accepts on it.
     pub fn listen(&self, name: &str, addr: SocketAddr) -> Result<TcpListener, UpgradeError> {
-        inherit::check_name(name)?;
-        let listen_err = |source| UpgradeError::Listen { addr, source };
-        let listener = match self.claim(name, addr) {
-            Some(l) => l,
-            None => bind(addr, lock(&self.options).backlog).map_err(listen_err)?,
-        };
-        self.register(name, &listener).map_err(listen_err)?;
+        let listener = self.open(name, addr)?;
+        self.register(name, &listener)
+            .map_err(|source| UpgradeError::Listen { addr, source })?;
         Ok(listener)
     }
 
@@ -208,11 +204,12 @@ impl Upgrader {
         }
     }
 
-    /// The next process inherits `listener` as `name` (replacing what it
-    /// would have inherited under that name).
-    pub fn register(&self, name: &str, listener: &TcpListener) -> std::io::Result<()> {
-        let copy = listener.try_clone()?;
-        lock(&self.listeners).insert(name.to_string(), OwnedFd::from(copy));
+    /// The next process inherits `listener` (any listening socket: std's,
+    /// tokio's) as `name`, replacing what it would have inherited under
+    /// that name.
+    pub fn register(&self, name: &str, listener: &impl AsFd) -> std::io::Result<()> {
+        let copy = listener.as_fd().try_clone_to_owned()?;
+        lock(&self.listeners).insert(name.to_string(), copy);
         Ok(())
     }
 
