@@ -66,15 +66,11 @@ pub fn main(args: Args) -> anyhow::Result<ExitCode> {
 
     let bar = super::progress(u64::from(args.upgrades));
     bar.set_message("upgrading under load");
-    let admin = ureq::Agent::config_builder()
-        .http_status_as_error(false)
-        .build()
-        .new_agent();
-    let url = format!("http://{}/v1/upgrade", server.admin);
+    let admin = crate::client::Conn::to(server.admin.to_string(), true);
     let (mut handover, mut ready, mut took_over) = (super::hist(), super::hist(), super::hist());
     let mut outcome = Ok(());
     for _ in 0..args.upgrades {
-        match upgrade_once(&admin, &url, &pid_file) {
+        match upgrade_once(&admin, &pid_file) {
             Ok((report, gone)) => {
                 handover.saturating_record(gone.as_nanos() as u64);
                 ready.saturating_record((report.ready_ms * 1e6) as u64);
@@ -170,20 +166,18 @@ fn start(dir: &std::path::Path, pid_file: &std::path::Path) -> anyhow::Result<St
 /// One upgrade: asks for it, then waits until the old process is gone.
 /// Returns the server's report and the time from asking to gone.
 fn upgrade_once(
-    admin: &ureq::Agent,
-    url: &str,
+    admin: &crate::client::Conn,
     pid_file: &std::path::Path,
 ) -> anyhow::Result<(UpgradeReport, Duration)> {
     let old = read_pid(pid_file)?;
     // Opened before asking, so the pid cannot be reused under us.
     let old_fd = pidfd_open(old, PidfdFlags::empty()).context("cannot watch the old process")?;
     let asked = Instant::now();
-    let mut answer = admin.post(url).send(b"" as &[u8])?;
-    let body = answer.body_mut().read_to_string()?;
-    if answer.status() != 200 {
-        bail!("the upgrade failed: {body}");
+    let answer = crate::client::request(admin, "POST", "/v1/upgrade", Some(b""))?;
+    if answer.status != 200 {
+        bail!("the upgrade failed: {}", answer.refusal());
     }
-    let report: UpgradeReport = serde_json::from_str(&body)?;
+    let report: UpgradeReport = serde_json::from_str(&answer.body)?;
     if !exits_within(&old_fd, 30) {
         bail!("the old process {old:?} was still running 30 s after the upgrade");
     }
