@@ -15,7 +15,8 @@ pub(crate) const TICK: Duration = Duration::from_millis(200);
 
 /// Samples of each canary's cumulative counts, enough to cover the window.
 pub(crate) struct Budget {
-    config: CanaryConfig,
+    /// The settings in force, shared with the reloadable config.
+    config: Arc<CanaryConfig>,
     trails: HashMap<String, Trail>,
 }
 
@@ -34,7 +35,7 @@ struct Sample {
 }
 
 impl Budget {
-    pub fn new(config: CanaryConfig) -> Budget {
+    pub fn new(config: Arc<CanaryConfig>) -> Budget {
         Budget {
             config,
             trails: HashMap::new(),
@@ -105,14 +106,14 @@ pub(crate) async fn watch(
     config: Arc<arc_swap::ArcSwap<CanaryConfig>>,
     mut stop: tokio::sync::watch::Receiver<bool>,
 ) {
-    let mut budget = Budget::new(CanaryConfig::clone(&config.load()));
+    let mut budget = Budget::new(config.load_full());
     let mut tick = tokio::time::interval(TICK);
     loop {
         tokio::select! {
             _ = tick.tick() => {}
             _ = stop.wait_for(|s| *s) => return,
         }
-        budget.config = CanaryConfig::clone(&config.load());
+        budget.config = config.load_full();
         for (slot, reason) in budget.judge(&gateway, Instant::now()) {
             let g = gateway.clone();
             let result =
