@@ -46,6 +46,9 @@ mod serving;
 mod slot;
 mod tier;
 
+#[cfg(feature = "testing")]
+pub mod testing;
+
 pub use artifact::{Artifact, Kind};
 pub use digest::{Digest, ParseDigestError};
 pub use error::{error_chain, CallError, DeployError};
