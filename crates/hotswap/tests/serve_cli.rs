@@ -2,64 +2,17 @@
 //! SIGKILL in the middle of deploys.
 
 use std::io::{BufRead, BufReader};
-use std::net::SocketAddr;
 use std::path::Path;
-use std::process::{Child, Output, Stdio};
+use std::process::{Output, Stdio};
 use std::sync::mpsc::channel;
 
 mod process;
 
-use process::hotswap;
+use process::{hotswap, Serve};
 
-struct Serve {
-    child: Child,
-    data: SocketAddr,
-    admin: SocketAddr,
-}
-
-impl Drop for Serve {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// Starts `hotswap serve` on free ports, with the store in `dir`.
+/// Starts `hotswap serve` on free ports, with the store under `dir`.
 fn serve(dir: &Path) -> Serve {
-    let dir = dir.to_str().unwrap();
-    serve_with(&[
-        "--listen",
-        "127.0.0.1:0",
-        "--admin",
-        "127.0.0.1:0",
-        "--data-dir",
-        dir,
-    ])
-}
-
-/// Starts `hotswap serve ARGS` and reads where it listens from its first line.
-fn serve_with(args: &[&str]) -> Serve {
-    let mut child = hotswap()
-        .arg("serve")
-        .args(args)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    let (data, admin) = process::addresses(&line);
-    Serve { child, data, admin }
-}
-
-fn cli(server: &Serve, args: &[&str]) -> Output {
-    hotswap()
-        .args(args)
-        .env("HOTSWAP_ADMIN", server.admin.to_string())
-        .output()
-        .unwrap()
+    Serve::start(dir, &[])
 }
 
 /// Fails the test, showing the command's stderr, unless it succeeded.
@@ -72,15 +25,8 @@ fn assert_ok(out: &Output) {
 }
 
 fn call(server: &Serve, slot: &str, input: &str) -> (u16, String) {
-    let agent: ureq::Agent = ureq::Agent::config_builder()
-        .http_status_as_error(false)
-        .build()
-        .into();
-    let mut r = agent
-        .post(&format!("http://{}/{slot}", server.data))
-        .send(input.as_bytes())
-        .unwrap();
-    (r.status().as_u16(), r.body_mut().read_to_string().unwrap())
+    let answer = server.call(slot, input);
+    (answer.status, answer.body)
 }
 
 fn write(dir: &Path, name: &str, bytes: &[u8]) -> String {
@@ -97,7 +43,7 @@ fn the_cli_deploys_shows_rolls_back_and_lists_events() {
     assert_eq!(call(&server, "greet", "cli"), (200, "hello, cli!".into()));
 
     let v2 = write(files.path(), "v2.wasm", hotswap_examples::GREET_V2);
-    let out = cli(&server, &["deploy", "greet", &v2, "--json"]);
+    let out = server.cli(&["deploy", "greet", &v2, "--json"]);
     assert_ok(&out);
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(v["revision"]["version"], "2.0.0");
@@ -106,7 +52,7 @@ fn the_cli_deploys_shows_rolls_back_and_lists_events() {
         (200, "HELLO, CLI!! (v2)".into())
     );
 
-    let out = cli(&server, &["status", "--json"]);
+    let out = server.cli(&["status", "--json"]);
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     let slot = &v["slots"][0];
     assert_eq!(slot["name"], "greet");
@@ -114,36 +60,36 @@ fn the_cli_deploys_shows_rolls_back_and_lists_events() {
     assert_eq!(slot["active"]["state"], "active");
     assert_eq!(slot["previous"]["version"], "1.0.0");
 
-    let out = cli(&server, &["rollback", "greet", "--reason", "v2 shouts"]);
+    let out = server.cli(&["rollback", "greet", "--reason", "v2 shouts"]);
     assert_ok(&out);
     assert!(String::from_utf8_lossy(&out.stdout).contains("rolled back to 1.0.0"));
-    let out = cli(&server, &["events"]);
+    let out = server.cli(&["events"]);
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(text.contains("rolled-back 2.0.0: v2 shouts"), "{text}");
 
     // A canary, its weight, and its promotion.
-    let out = cli(&server, &["deploy", "greet", &v2, "--canary", "30"]);
+    let out = server.cli(&["deploy", "greet", &v2, "--canary", "30"]);
     assert_ok(&out);
     assert!(String::from_utf8_lossy(&out.stdout).contains("as a canary taking 30% of calls"));
-    let out = cli(&server, &["canary", "greet", "--weight", "60"]);
+    let out = server.cli(&["canary", "greet", "--weight", "60"]);
     assert!(String::from_utf8_lossy(&out.stdout).contains("now takes 60% of calls"));
-    let out = cli(&server, &["status", "--json"]);
+    let out = server.cli(&["status", "--json"]);
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(v["slots"][0]["canary"]["weight"], 60);
     assert_eq!(v["slots"][0]["active"]["weight"], 40);
-    let out = cli(&server, &["status"]);
+    let out = server.cli(&["status"]);
     assert!(String::from_utf8_lossy(&out.stdout).contains("2.0.0 at 60%"));
-    let out = cli(&server, &["promote", "greet"]);
+    let out = server.cli(&["promote", "greet"]);
     assert_ok(&out);
     assert_eq!(
         call(&server, "greet", "cli"),
         (200, "HELLO, CLI!! (v2)".into())
     );
-    let out = cli(&server, &["canary", "greet", "--weight", "101"]);
+    let out = server.cli(&["canary", "greet", "--weight", "101"]);
     assert_eq!(out.status.code(), Some(2), "out of range is a usage error");
 
     let junk = write(files.path(), "junk.wasm", b"junk");
-    let out = cli(&server, &["deploy", "greet", &junk]);
+    let out = server.cli(&["deploy", "greet", &junk]);
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("refused (422)"));
     let out = hotswap()
@@ -221,9 +167,7 @@ fn kill_9_at_any_phase_of_a_deploy_leaves_old_or_new_never_broken() {
         reached
             .recv_timeout(std::time::Duration::from_secs(30))
             .unwrap_or_else(|_| panic!("round {round}: the deploy never reached {phase}"));
-        let mut server = server;
-        server.child.kill().unwrap(); // SIGKILL, mid-deploy
-        server.child.wait().unwrap();
+        server.kill(); // SIGKILL, mid-deploy
         let _ = deploy.wait();
         drop(server);
 
@@ -252,11 +196,9 @@ fn kill_9_at_any_phase_of_a_deploy_leaves_old_or_new_never_broken() {
         "last.wasm",
         &hotswap_examples::variant(base, 99),
     );
-    let out = cli(&server, &["deploy", "greet", &last]);
+    let out = server.cli(&["deploy", "greet", &last]);
     assert_ok(&out);
-    let mut server = server;
-    server.child.kill().unwrap();
-    server.child.wait().unwrap();
+    server.kill();
     drop(server);
     let server = serve(data.path());
     assert_eq!(call(&server, "greet", "x"), (200, expected.to_string()));
@@ -300,11 +242,11 @@ fn keygen_sign_and_a_signed_deploy_through_the_cli() {
         ),
     )
     .unwrap();
-    let server = serve_with(&["--config", config.to_str().unwrap()]);
-    let out = cli(&server, &["deploy", "greet", &module]);
+    let server = Serve::start_with_config(data.path(), &config);
+    let out = server.cli(&["deploy", "greet", &module]);
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("requires signed modules"));
-    let out = cli(&server, &["deploy", "greet", &module, "--signature", &sig]);
+    let out = server.cli(&["deploy", "greet", &module, "--signature", &sig]);
     assert_ok(&out);
     assert_eq!(call(&server, "greet", "k"), (200, "HELLO, K!! (v2)".into()));
 }

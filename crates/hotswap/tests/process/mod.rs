@@ -103,6 +103,13 @@ impl Serve {
             .unwrap()
     }
 
+    /// SIGKILL: no drain, no flush. Returns once the process is gone.
+    pub fn kill(&self) {
+        let raw = self.pid();
+        let _ = kill_process(Pid::from_raw(raw as i32).unwrap(), Signal::KILL);
+        assert!(exits_within(raw, 10), "pid {raw} outlived SIGKILL");
+    }
+
     /// Waits (up to a minute) for a stderr line containing `text`, and returns it.
     pub fn wait_for_line(&self, text: &str) -> String {
         loop {
