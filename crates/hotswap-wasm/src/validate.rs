@@ -72,15 +72,13 @@ pub enum Rejection {
     /// No manifest section.
     #[error("no `{MANIFEST_SECTION}` custom section: build with `hotswap_guest::plugin!` (Rust) or `HOTSWAP_MANIFEST` (C)")]
     MissingManifest,
-    /// The manifest is there but wrong.
+    /// More than one manifest section.
     #[error("bad manifest in `{MANIFEST_SECTION}`: {0}")]
     BadManifest(String),
-    /// Built for an ABI version this host does not run.
-    #[error("{}", ManifestError::UnsupportedAbi { found: *found })]
-    UnsupportedAbi {
-        /// The plugin's ABI version.
-        found: u32,
-    },
+    /// The manifest breaks its rules, or names an ABI version this host
+    /// does not run (the same rules, and words, in every tier).
+    #[error("bad manifest in `{MANIFEST_SECTION}`: {0}")]
+    Manifest(#[from] ManifestError),
 }
 
 /// What validation learned about a module.
@@ -292,7 +290,7 @@ pub fn validate(engine: &Engine, bytes: &[u8], allow_wasi: bool) -> Result<Modul
 
     let manifest = match manifests.as_slice() {
         [] => return Err(Rejection::MissingManifest),
-        [one] => parse_manifest(one)?,
+        [one] => Manifest::parse(one)?,
         _ => {
             return Err(Rejection::BadManifest(format!(
                 "found {} `{MANIFEST_SECTION}` sections; there must be exactly one",
@@ -372,13 +370,6 @@ fn check_import(
             "plugins may import only from `{HOST_MODULE}` (and `{WASI_MODULE}` when the host allows WASI)"
         ))),
     }
-}
-
-fn parse_manifest(data: &[u8]) -> Result<Manifest, Rejection> {
-    Manifest::parse(data).map_err(|e| match e {
-        ManifestError::Malformed(m) => Rejection::BadManifest(m),
-        ManifestError::UnsupportedAbi { found } => Rejection::UnsupportedAbi { found },
-    })
 }
 
 fn kind_name(kind: ExternalKind) -> &'static str {

@@ -6,7 +6,7 @@ mod common;
 use std::sync::Arc;
 
 use common::*;
-use hotswap_core::{CallError, DeployError, Phase};
+use hotswap_core::{CallError, DeployError, ManifestError, Phase};
 use hotswap_wasm::{PrepareError, Rejection};
 
 /// A slot serving greet v1, which every test checks is still serving after
@@ -144,7 +144,7 @@ fn bad_manifests() {
     assert_eq!(rejected(&no_manifest), Rejection::MissingManifest);
     assert!(matches!(
         rejected(&wat_module_with("", None, "not json")),
-        Rejection::BadManifest(_)
+        Rejection::Manifest(ManifestError::Malformed(_))
     ));
     assert!(matches!(
         rejected(&wat_module_with(
@@ -152,7 +152,7 @@ fn bad_manifests() {
             None,
             r#"{"name":"a b","version":"1","abi":1}"#
         )),
-        Rejection::BadManifest(_)
+        Rejection::Manifest(ManifestError::Malformed(_))
     ));
     assert_eq!(
         rejected(&wat_module_with(
@@ -160,7 +160,7 @@ fn bad_manifests() {
             None,
             r#"{"name":"t","version":"1","abi":2}"#
         )),
-        Rejection::UnsupportedAbi { found: 2 }
+        Rejection::Manifest(ManifestError::UnsupportedAbi { found: 2 })
     );
 }
 
