@@ -11,7 +11,7 @@ use crate::{Store, StoreError};
 /// `program name → EbpfRecord as JSON`.
 pub(crate) const EBPF: RecordTable = RecordTable {
     def: TableDefinition::new("ebpf"),
-    prefix: "ebpf/",
+    what: "eBPF program",
 };
 
 /// One eBPF program as hotswap placed it. The program itself lives in the

@@ -41,11 +41,13 @@ pub enum StoreError {
         /// What is wrong with it.
         reason: String,
     },
-    /// A slot record in the database cannot be read.
-    #[error("the record of slot `{slot}` is unreadable: {reason}")]
+    /// A record in the database (a slot's, an eBPF program's) cannot be read.
+    #[error("the record of {what} `{name}` is unreadable: {reason}")]
     BadRecord {
-        /// The slot.
-        slot: String,
+        /// What the record is of (`slot`, `eBPF program`).
+        what: &'static str,
+        /// Its name.
+        name: String,
         /// Why.
         reason: String,
     },

@@ -65,7 +65,7 @@ use table::RecordTable;
 /// `slot name → SlotRecord as JSON`.
 const SLOTS: RecordTable = RecordTable {
     def: TableDefinition::new("slots"),
-    prefix: "",
+    what: "slot",
 };
 
 /// How long a key-value write may stay in memory only.

@@ -7,18 +7,19 @@ use serde::{de::DeserializeOwned, Serialize};
 use crate::error::db;
 use crate::{Store, StoreError};
 
-/// One table of records: its definition, and how its records are named in
-/// errors (`slot` for slots, `ebpf/<name>` for programs).
+/// One table of records: its definition, and what its records are of
+/// (`slot`, `eBPF program`), for errors.
 #[derive(Clone, Copy)]
 pub(crate) struct RecordTable {
     pub def: TableDefinition<'static, &'static str, &'static [u8]>,
-    pub prefix: &'static str,
+    pub what: &'static str,
 }
 
 impl RecordTable {
     fn parse<T: DeserializeOwned>(&self, name: &str, json: &[u8]) -> Result<T, StoreError> {
         serde_json::from_slice(json).map_err(|e| StoreError::BadRecord {
-            slot: format!("{}{name}", self.prefix),
+            what: self.what,
+            name: name.to_string(),
             reason: e.to_string(),
         })
     }
