@@ -142,7 +142,7 @@ pub(super) struct Distributions {
     pub call_ns: Vec<f64>,
 }
 
-const INPUT: [u8; 64] = [b'x'; 64];
+use super::{batch_calls, timed_calls, INPUT};
 
 /// One tier under test: loads through the `Tier` API, calls through a slot.
 struct Bench<T: Tier> {
@@ -282,9 +282,13 @@ fn context(name: &str) -> SlotContext {
 
 /// Reads, hashes, validates and prepares the file at `path`: one load.
 fn load<T: Tier>(tier: &T, path: &Path, ctx: &SlotContext) -> anyhow::Result<T::Code> {
-    let artifact = Artifact::new(std::fs::read(path)?);
-    let manifest = tier.validate(&artifact).map_err(|e| anyhow::anyhow!(e))?;
-    tier.prepare(&artifact, &manifest, ctx)
+    prepare(tier, &Artifact::new(std::fs::read(path)?), ctx)
+}
+
+/// Validates and prepares `artifact`, as a slot's deploy does.
+fn prepare<T: Tier>(tier: &T, artifact: &Artifact, ctx: &SlotContext) -> anyhow::Result<T::Code> {
+    let manifest = tier.validate(artifact).map_err(|e| anyhow::anyhow!(e))?;
+    tier.prepare(artifact, &manifest, ctx)
         .map_err(|e| anyhow::anyhow!(e))
 }
 
@@ -363,25 +367,18 @@ fn cached_loads<T: Tier>(bench: &Bench<T>, n: u32) -> anyhow::Result<f64> {
 /// and memory counting shared memory whole.
 fn resident<T: Tier>(bench: &Bench<T>, n: u32) -> anyhow::Result<(f64, f64)> {
     let ctx = context("bench");
-    let prepare = |i: u32| -> anyhow::Result<T::Code> {
+    let new_revision = |i: u32| {
         let artifact = Artifact::new(hotswap_examples::variant(bench.v1, 2_000_000 + i));
-        let manifest = bench
-            .tier
-            .validate(&artifact)
-            .map_err(|e| anyhow::anyhow!(e))?;
-        bench
-            .tier
-            .prepare(&artifact, &manifest, &ctx)
-            .map_err(|e| anyhow::anyhow!(e))
+        prepare(&*bench.tier, &artifact, &ctx)
     };
     let mut out = Vec::new();
     let mut held = Vec::with_capacity(n as usize);
     // One first, so one-time costs (the engine's first instance, the
     // loader's first link map) are not charged to the others.
-    held.push(prepare(0)?);
+    held.push(new_revision(0)?);
     let (before, memory_before) = (rss_kib(), memory_kib());
     for i in 1..=n {
-        let code = prepare(i)?;
+        let code = new_revision(i)?;
         out.clear();
         code.call(&INPUT, &mut out)
             .map_err(|e| anyhow::anyhow!(e))?;
@@ -420,41 +417,22 @@ fn calls<A: Tier, B: Tier>(
     b: &Bench<B>,
     n: u32,
 ) -> anyhow::Result<(Hist, Hist, f64, f64)> {
-    fn block<T: Tier>(slot: &Slot<T>, n: u32, h: &mut Hist) -> anyhow::Result<()> {
-        let mut out = Vec::with_capacity(128);
-        for _ in 0..n {
-            out.clear();
-            let t = Instant::now();
-            slot.call_into(&INPUT, &mut out)?;
-            h.saturating_record(t.elapsed().as_nanos() as u64);
-        }
-        Ok(())
-    }
     let (sa, sb) = (a.slot("calls"), b.slot("calls"));
     sa.deploy(Artifact::new(a.v1.to_vec()), None)?;
     sb.deploy(Artifact::new(b.v1.to_vec()), None)?;
     let (mut warm, mut ha, mut hb) = (hist(), hist(), hist());
-    block(&sa, 10_000, &mut warm)?;
-    block(&sb, 10_000, &mut warm)?;
+    timed_calls(&sa, 10_000, &mut warm)?;
+    timed_calls(&sb, 10_000, &mut warm)?;
     const BLOCK: u32 = 1000;
     let blocks = n.div_ceil(BLOCK);
     for _ in 0..blocks {
-        block(&sa, BLOCK, &mut ha)?;
-        block(&sb, BLOCK, &mut hb)?;
-    }
-    fn batch<T: Tier>(slot: &Slot<T>, n: u32) -> anyhow::Result<Duration> {
-        let mut out = Vec::with_capacity(128);
-        let t = Instant::now();
-        for _ in 0..n {
-            out.clear();
-            slot.call_into(&INPUT, &mut out)?;
-        }
-        Ok(t.elapsed())
+        timed_calls(&sa, BLOCK, &mut ha)?;
+        timed_calls(&sb, BLOCK, &mut hb)?;
     }
     let (mut ta, mut tb) = (Duration::ZERO, Duration::ZERO);
     for _ in 0..blocks {
-        ta += batch(&sa, BLOCK)?;
-        tb += batch(&sb, BLOCK)?;
+        ta += batch_calls(&sa, BLOCK)?;
+        tb += batch_calls(&sb, BLOCK)?;
     }
     let mean = |t: Duration| t.as_nanos() as f64 / f64::from(blocks * BLOCK);
     Ok((ha, hb, mean(ta), mean(tb)))

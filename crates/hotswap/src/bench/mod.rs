@@ -80,3 +80,38 @@ pub(crate) fn progress(steps: u64) -> indicatif::ProgressBar {
     bar.enable_steady_tick(std::time::Duration::from_millis(200));
     bar
 }
+
+/// The input of every timed call: 64 bytes, as a small request body.
+pub(crate) const INPUT: [u8; 64] = [b'x'; 64];
+
+/// `n` calls of `slot`, each timed on its own into `h` (so each carries
+/// the clock's cost: read p50/p99 from these, the mean from
+/// [`batch_calls`]).
+pub(crate) fn timed_calls<T: hotswap_core::Tier>(
+    slot: &hotswap_core::Slot<T>,
+    n: u32,
+    h: &mut hdrhistogram::Histogram<u64>,
+) -> anyhow::Result<()> {
+    let mut out = Vec::with_capacity(128);
+    for _ in 0..n {
+        out.clear();
+        let t = std::time::Instant::now();
+        slot.call_into(&INPUT, &mut out)?;
+        h.saturating_record(t.elapsed().as_nanos() as u64);
+    }
+    Ok(())
+}
+
+/// `n` calls of `slot`, timed as a whole: no clock inside the loop.
+pub(crate) fn batch_calls<T: hotswap_core::Tier>(
+    slot: &hotswap_core::Slot<T>,
+    n: u32,
+) -> anyhow::Result<std::time::Duration> {
+    let mut out = Vec::with_capacity(128);
+    let t = std::time::Instant::now();
+    for _ in 0..n {
+        out.clear();
+        slot.call_into(&INPUT, &mut out)?;
+    }
+    Ok(t.elapsed())
+}

@@ -65,7 +65,7 @@ struct Report {
     swaps: u32,
 }
 
-const INPUT: [u8; 64] = [b'x'; 64];
+use super::INPUT;
 
 pub fn main(args: Args) -> anyhow::Result<ExitCode> {
     let threads = args
@@ -218,24 +218,11 @@ const ECHO_WAT: &str = r#"(module
 /// Times `calls` single calls one by one (p50/p99), after a warm-up, and
 /// returns the batch mean as well, which carries no clock overhead.
 fn time_calls(slot: &Slot<WasmTier>, calls: u32) -> anyhow::Result<(Histogram<u64>, f64)> {
-    let mut out = Vec::with_capacity(128);
-    for _ in 0..10_000 {
-        out.clear();
-        slot.call_into(&INPUT, &mut out)?;
-    }
+    super::batch_calls(slot, 10_000)?; // warm-up
     let mut h = super::hist();
-    for _ in 0..calls {
-        out.clear();
-        let t = Instant::now();
-        slot.call_into(&INPUT, &mut out)?;
-        h.saturating_record(t.elapsed().as_nanos() as u64);
-    }
-    let batch = Instant::now();
-    for _ in 0..calls {
-        out.clear();
-        slot.call_into(&INPUT, &mut out)?;
-    }
-    Ok((h, batch.elapsed().as_nanos() as f64 / calls as f64))
+    super::timed_calls(slot, calls, &mut h)?;
+    let batch = super::batch_calls(slot, calls)?;
+    Ok((h, batch.as_nanos() as f64 / calls as f64))
 }
 
 struct Load {
