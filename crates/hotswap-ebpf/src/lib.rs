@@ -54,7 +54,7 @@ pub use events::Events;
 pub use hook::{BadHook, Hook};
 pub use maps::{Entry, MapSummary, PinnedMap, DUMP_LIMIT};
 pub use program::Placed;
-pub use value::{Field, Shape};
+pub use value::{as_text, Field, Shape};
 
 use pins::Namespace;
 

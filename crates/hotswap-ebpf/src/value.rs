@@ -16,6 +16,15 @@ use std::net::Ipv4Addr;
 
 use serde_json::{json, Value};
 
+/// A key or value read from a map (JSON) as text a [`Shape`] parses back:
+/// a string as it is, anything else (a number, a struct) as JSON.
+pub fn as_text(value: &Value) -> String {
+    match value {
+        Value::String(s) => s.clone(),
+        other => other.to_string(),
+    }
+}
+
 /// What a map key or value is, as far as typing it in goes.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Shape {

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::{bail, Context};
-use hotswap_ebpf::{Entry, MapSummary};
+use hotswap_ebpf::{as_text, Entry, MapSummary};
 use hotswap_server::{PlacedView, ProgramView};
 use serde::Deserialize;
 use serde_json::Value;
@@ -346,17 +346,10 @@ fn entry_path(name: &str, map: &str, key: Option<&str>) -> String {
     path
 }
 
-fn scalar(v: &Value) -> String {
-    match v {
-        Value::String(s) => s.clone(),
-        other => other.to_string(),
-    }
-}
-
 fn entry_line(e: &Entry) -> String {
-    let mut line = format!("{} = {}", scalar(&e.key), scalar(&e.value));
+    let mut line = format!("{} = {}", as_text(&e.key), as_text(&e.value));
     if let Some(per_cpu) = &e.per_cpu {
-        let cpus: Vec<String> = per_cpu.iter().map(scalar).collect();
+        let cpus: Vec<String> = per_cpu.iter().map(as_text).collect();
         line.push_str(&format!("  (per CPU: {})", cpus.join(" ")));
     }
     line
@@ -387,9 +380,9 @@ fn event_text(v: &Value) -> String {
     match v {
         Value::Object(fields) => fields
             .iter()
-            .map(|(k, v)| format!("{k}={}", scalar(v)))
+            .map(|(k, v)| format!("{k}={}", as_text(v)))
             .collect::<Vec<_>>()
             .join(" "),
-        other => scalar(other),
+        other => as_text(other),
     }
 }

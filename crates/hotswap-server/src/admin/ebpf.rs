@@ -10,7 +10,7 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::sse::Event as SseEvent;
 use axum::response::{IntoResponse, Response};
 use axum::{Extension, Json};
-use hotswap_ebpf::{EbpfError, DUMP_LIMIT};
+use hotswap_ebpf::{as_text, EbpfError, DUMP_LIMIT};
 use serde::Deserialize;
 use serde_json::{json, Value};
 use tokio_stream::wrappers::errors::BroadcastStreamRecvError;
@@ -178,7 +178,7 @@ pub(super) async fn set_entry(
     blocking(move || {
         let entry = programs
             .map(&name, &map)?
-            .set(&text(&body.key), &text(&body.value))?;
+            .set(&as_text(&body.key), &as_text(&body.value))?;
         Ok(Json(entry))
     })
     .await
@@ -228,15 +228,6 @@ pub(super) async fn events(
         },
     );
     sse(stream)
-}
-
-/// A JSON key or value as the text the map's shape parses: strings as
-/// they are, numbers, arrays and objects as JSON.
-fn text(v: &Value) -> String {
-    match v {
-        Value::String(s) => s.clone(),
-        other => other.to_string(),
-    }
 }
 
 /// Runs `op` on a blocking thread (each does `bpf(2)` calls, may walk a

@@ -58,15 +58,11 @@ impl prometheus_client::collector::Collector for MapCollector {
                     let Some(v) = entry.value.as_f64() else {
                         continue;
                     };
-                    let key = match entry.key {
-                        serde_json::Value::String(s) => s,
-                        other => other.to_string(),
-                    };
                     values.push((
                         MapLabels {
                             program: program.clone(),
                             map: map.name().to_string(),
-                            key,
+                            key: hotswap_ebpf::as_text(&entry.key),
                         },
                         v,
                     ));
