@@ -116,12 +116,8 @@ pub fn deploy(args: Deploy) -> anyhow::Result<ExitCode> {
     if let Some(w) = args.canary {
         query.push(format!("canary={w}"));
     }
-    if let Some(file) = &args.signature {
-        let sig = std::fs::read_to_string(file)
-            .with_context(|| format!("cannot read the signature {}", file.display()))?;
-        query.push(format!("signature={}", sig.trim()));
-    }
-    let mut path = format!("/v1/slots/{}/revisions", args.slot);
+    query.extend(signature_field(args.signature.as_deref())?);
+    let mut path = format!("/v1/slots/{}/revisions", encode(&args.slot));
     if !query.is_empty() {
         path.push_str(&format!("?{}", query.join("&")));
     }
@@ -461,6 +457,15 @@ fn refusal(status: u16, body: &str) -> String {
         .and_then(|v| v["error"].as_str().map(str::to_string))
         .unwrap_or_else(|| body.trim().to_string());
     format!("the server refused ({status}): {message}")
+}
+
+/// The query field `signature=HEX` from a signature file (`hotswap sign`),
+/// when one is given.
+pub(crate) fn signature_field(file: Option<&std::path::Path>) -> anyhow::Result<Option<String>> {
+    let Some(file) = file else { return Ok(None) };
+    let sig = std::fs::read_to_string(file)
+        .with_context(|| format!("cannot read the signature {}", file.display()))?;
+    Ok(Some(format!("signature={}", sig.trim())))
 }
 
 /// Percent-encodes a query value.

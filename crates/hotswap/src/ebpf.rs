@@ -10,7 +10,7 @@ use hotswap_server::{PlacedView, ProgramView};
 use serde::Deserialize;
 use serde_json::Value;
 
-use crate::client::{encode, finish, follow, request, Conn};
+use crate::client::{encode, finish, follow, request, signature_field, Conn};
 
 #[derive(clap::Subcommand)]
 pub enum Command {
@@ -236,11 +236,7 @@ fn place(
     if let Some(p) = &object.program {
         query.push(format!("program={}", encode(p)));
     }
-    if let Some(file) = &object.signature {
-        let sig = std::fs::read_to_string(file)
-            .with_context(|| format!("cannot read the signature {}", file.display()))?;
-        query.push(format!("signature={}", sig.trim()));
-    }
+    query.extend(signature_field(object.signature.as_deref())?);
     let path = format!("/v1/ebpf/{}/revisions?{}", encode(name), query.join("&"));
     let answer = request(conn, "POST", &path, Some(&bytes))?;
     finish(conn, answer, |p: &PlacedView| {
