@@ -55,7 +55,7 @@ pub use error::{error_chain, CallError, DeployError};
 pub use event::{Event, EventBus, Phase, Transition};
 pub use host::{now_ns, plugin_log};
 pub use kv::{KvError, KvLimits, KvStore, MemoryKv};
-pub use manifest::{Manifest, ManifestError, SUPPORTED_ABI};
+pub use manifest::{Manifest, ManifestError, MANIFEST_SECTION, SUPPORTED_ABI};
 pub use revision::{RevisionInfo, RevisionState};
 pub use slot::{CanaryStats, Served, Slot, SlotOptions, SlotStatus};
 pub use tier::{Code, SlotContext, Tier, TierError};

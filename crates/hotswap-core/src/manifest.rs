@@ -19,11 +19,22 @@ pub struct Manifest {
 /// these, so a plugin is valid for all of them or for none.
 pub const SUPPORTED_ABI: &[u32] = &[1];
 
-/// Why a manifest's bytes are not a valid manifest.
+/// The section that holds a plugin's manifest, in every tier (a WASM
+/// custom section, an ELF section of a native library).
+pub const MANIFEST_SECTION: &str = "hotswap.manifest";
+
+/// Why a plugin has no valid manifest. The same rules, and words, in every
+/// tier.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ManifestError {
+    /// No manifest section.
+    #[error("no `{MANIFEST_SECTION}` section: build with `hotswap_guest::plugin!` (Rust) or `HOTSWAP_MANIFEST` (C)")]
+    Missing,
+    /// More than one manifest section.
+    #[error("found {0} `{MANIFEST_SECTION}` sections; there must be exactly one")]
+    Several(usize),
     /// Not JSON of the right shape, or a field breaks its rule.
-    #[error("{0}")]
+    #[error("bad manifest in `{MANIFEST_SECTION}`: {0}")]
     Malformed(String),
     /// Built for an ABI version this host does not run.
     #[error(
@@ -37,6 +48,29 @@ pub enum ManifestError {
 }
 
 impl Manifest {
+    /// Reads the manifest from the payloads of a plugin's
+    /// `hotswap.manifest` sections, of which there must be exactly one.
+    ///
+    /// ```
+    /// use hotswap_core::{Manifest, ManifestError};
+    ///
+    /// let one: &[u8] = br#"{"name":"greet","version":"1.0.0","abi":1}"#;
+    /// assert_eq!(Manifest::from_sections([one])?.name, "greet");
+    /// assert_eq!(Manifest::from_sections([]), Err(ManifestError::Missing));
+    /// assert_eq!(Manifest::from_sections([one, one]), Err(ManifestError::Several(2)));
+    /// # Ok::<(), ManifestError>(())
+    /// ```
+    pub fn from_sections<'a>(
+        sections: impl IntoIterator<Item = &'a [u8]>,
+    ) -> Result<Manifest, ManifestError> {
+        let sections: Vec<&[u8]> = sections.into_iter().collect();
+        match sections.as_slice() {
+            [] => Err(ManifestError::Missing),
+            [one] => Manifest::parse(one),
+            more => Err(ManifestError::Several(more.len())),
+        }
+    }
+
     /// Reads a manifest from the payload of its `hotswap.manifest` section:
     /// UTF-8 JSON `{"name", "version", "abi"}` by the rules of docs/abi.md.
     ///

@@ -4,7 +4,7 @@ use hotswap_core::{Manifest, ManifestError};
 use object::{Architecture, BinaryFormat, Object, ObjectKind, ObjectSection, ObjectSymbol};
 
 /// The section that holds a plugin's manifest, as in a WASM module.
-pub const MANIFEST_SECTION: &str = "hotswap.manifest";
+pub use hotswap_core::MANIFEST_SECTION;
 
 /// Exports a native plugin must have.
 pub const REQUIRED_EXPORTS: &[&str] = &["hs_bind", "hs_call"];
@@ -33,15 +33,12 @@ pub enum Rejection {
     /// An ABI name is exported, but not as a function.
     #[error("`{0}` is exported but is not a function")]
     NotAFunction(&'static str),
-    /// No manifest section.
-    #[error("no `{MANIFEST_SECTION}` section: build with `hotswap_guest::plugin!`")]
-    MissingManifest,
-    /// More than one manifest section, or one that cannot be read.
-    #[error("bad manifest in `{MANIFEST_SECTION}`: {0}")]
+    /// A manifest section the ELF reader cannot read.
+    #[error("cannot read the `{MANIFEST_SECTION}` section: {0}")]
     BadManifest(String),
-    /// The manifest breaks its rules, or names an ABI version this host
-    /// does not run.
-    #[error("bad manifest in `{MANIFEST_SECTION}`: {0}")]
+    /// No manifest section, several, one that breaks its rules, or one
+    /// that names an ABI version this host does not run.
+    #[error(transparent)]
     Manifest(#[from] ManifestError),
 }
 
@@ -117,21 +114,11 @@ pub fn validate(bytes: &[u8]) -> Result<LibraryInfo, Rejection> {
         .sections()
         .filter(|s| s.name() == Ok(MANIFEST_SECTION))
         .collect();
-    let manifest = match manifests.as_slice() {
-        [] => return Err(Rejection::MissingManifest),
-        [one] => {
-            let data = one
-                .data()
-                .map_err(|e| Rejection::BadManifest(format!("cannot read the section: {e}")))?;
-            Manifest::parse(data)?
-        }
-        more => {
-            return Err(Rejection::BadManifest(format!(
-                "found {} `{MANIFEST_SECTION}` sections; there must be exactly one",
-                more.len()
-            )))
-        }
-    };
+    let manifests = manifests
+        .iter()
+        .map(|s| s.data().map_err(|e| Rejection::BadManifest(e.to_string())))
+        .collect::<Result<Vec<_>, _>>()?;
+    let manifest = Manifest::from_sections(manifests)?;
     Ok(LibraryInfo {
         manifest,
         has_init: exported("hs_init")?,

@@ -72,7 +72,10 @@ fn other_abi_version() {
 fn no_manifest() {
     let source = ECHO.replace("MANIFEST(", "// MANIFEST(");
     let err = rejected(build_c("nomanifest", &source));
-    assert_eq!(rejection(&err), &Rejection::MissingManifest);
+    assert_eq!(
+        rejection(&err),
+        &Rejection::Manifest(ManifestError::Missing)
+    );
 }
 
 #[test]

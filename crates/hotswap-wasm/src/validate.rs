@@ -11,7 +11,7 @@ use wasmtime::Engine;
 pub use hotswap_core::SUPPORTED_ABI;
 
 /// The custom section that holds a plugin's manifest.
-pub const MANIFEST_SECTION: &str = "hotswap.manifest";
+pub use hotswap_core::MANIFEST_SECTION;
 
 /// The module of the host's own imports.
 pub const HOST_MODULE: &str = "hotswap";
@@ -69,15 +69,9 @@ pub enum Rejection {
     /// Not exactly one 32-bit, unshared memory.
     #[error("wrong memory: {0}")]
     Memory(String),
-    /// No manifest section.
-    #[error("no `{MANIFEST_SECTION}` custom section: build with `hotswap_guest::plugin!` (Rust) or `HOTSWAP_MANIFEST` (C)")]
-    MissingManifest,
-    /// More than one manifest section.
-    #[error("bad manifest in `{MANIFEST_SECTION}`: {0}")]
-    BadManifest(String),
-    /// The manifest breaks its rules, or names an ABI version this host
-    /// does not run (the same rules, and words, in every tier).
-    #[error("bad manifest in `{MANIFEST_SECTION}`: {0}")]
+    /// No manifest section, several, one that breaks its rules, or one
+    /// that names an ABI version this host does not run.
+    #[error(transparent)]
     Manifest(#[from] ManifestError),
 }
 
@@ -288,16 +282,7 @@ pub fn validate(engine: &Engine, bytes: &[u8], allow_wasi: bool) -> Result<Modul
         }
     }
 
-    let manifest = match manifests.as_slice() {
-        [] => return Err(Rejection::MissingManifest),
-        [one] => Manifest::parse(one)?,
-        _ => {
-            return Err(Rejection::BadManifest(format!(
-                "found {} `{MANIFEST_SECTION}` sections; there must be exactly one",
-                manifests.len()
-            )))
-        }
-    };
+    let manifest = Manifest::from_sections(manifests.iter().copied())?;
     Ok(ModuleInfo {
         manifest,
         has_init: present[2],

@@ -141,7 +141,10 @@ fn bad_manifests() {
              (func (export "hs_process") (param i32 i32) (result i64) (i64.const 0)))"#,
     )
     .unwrap();
-    assert_eq!(rejected(&no_manifest), Rejection::MissingManifest);
+    assert_eq!(
+        rejected(&no_manifest),
+        Rejection::Manifest(ManifestError::Missing)
+    );
     assert!(matches!(
         rejected(&wat_module_with("", None, "not json")),
         Rejection::Manifest(ManifestError::Malformed(_))
