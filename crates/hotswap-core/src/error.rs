@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use crate::{Digest, Phase, TierError};
+use crate::{Digest, JournalError, Phase, StateError, TierError};
 
 /// Why a call failed. A failed call never affects other calls, the slot, or
 /// the host.
@@ -13,6 +13,15 @@ pub enum CallError {
     NoRevision {
         /// The slot.
         slot: String,
+    },
+    /// The slot's revisions could not be restored after a restart, so
+    /// nothing serves; `reason` says why.
+    #[error("slot `{slot}` cannot serve: {reason}")]
+    Unavailable {
+        /// The slot.
+        slot: String,
+        /// Why.
+        reason: String,
     },
     /// The plugin ran and reported an error of its own.
     #[error("plugin error: {0}")]
@@ -83,32 +92,19 @@ pub enum DeployError {
         /// How long the deploy waited for it.
         waited: Duration,
     },
-    /// A canary is on trial; the slot's primary cannot change until it is
-    /// promoted or rolled back.
-    #[error("slot `{slot}` has a canary on trial; promote it or roll it back first")]
-    CanaryInProgress {
-        /// The slot.
-        slot: String,
-    },
-    /// A canary was asked for, but nothing is active to share calls with.
-    #[error(
-        "slot `{slot}` has no active revision for a canary to share calls with; deploy one first"
-    )]
-    NoActive {
-        /// The slot.
-        slot: String,
-    },
-    /// Promotion or a weight change was asked for, but there is no canary.
-    #[error("slot `{slot}` has no canary")]
-    NoCanary {
-        /// The slot.
-        slot: String,
-    },
-    /// A rollback was asked for but the slot has no previous revision.
-    #[error("slot `{slot}` has no previous revision to roll back to")]
-    NoPrevious {
-        /// The slot.
-        slot: String,
+    /// The slot's books refuse the change (a stale digest, no canary, no
+    /// previous revision...).
+    #[error(transparent)]
+    Refused(#[from] StateError),
+    /// The change could not be recorded durably; nothing changed.
+    #[error(transparent)]
+    Journal(#[from] JournalError),
+    /// The books name a revision whose artifact this process does not have
+    /// (it could not be read back after a restart).
+    #[error("the artifact of sha256:{digest} is not available (see the slot's fault)")]
+    ArtifactUnavailable {
+        /// The revision.
+        digest: Digest,
     },
 }
 
@@ -119,11 +115,10 @@ impl DeployError {
             DeployError::DigestMismatch { .. } => Phase::Stage,
             DeployError::Invalid(_) => Phase::Validate,
             DeployError::Prepare(_) => Phase::Prepare,
+            DeployError::ArtifactUnavailable { .. } => Phase::Prepare,
             DeployError::StillDraining { .. }
-            | DeployError::NoPrevious { .. }
-            | DeployError::CanaryInProgress { .. }
-            | DeployError::NoActive { .. }
-            | DeployError::NoCanary { .. } => Phase::Activate,
+            | DeployError::Refused(_)
+            | DeployError::Journal(_) => Phase::Activate,
         }
     }
 

@@ -8,7 +8,8 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use serde::{Deserialize, Serialize};
 use tokio::sync::broadcast;
 
-use crate::Digest;
+use crate::state::{Note, Revision};
+use crate::{Digest, Journal, JournalError, SlotState};
 
 /// The phases of the swap protocol, in order. See DESIGN.md.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -26,6 +27,8 @@ pub enum Phase {
     Drain,
     /// Shut down and freed.
     Retire,
+    /// Brought back after a restart or an upgrade, as it was.
+    Restore,
 }
 
 /// What happened to a revision.
@@ -48,6 +51,9 @@ pub enum Transition {
     Failed,
     /// Taken out of service by a rollback.
     RolledBack,
+    /// Brought back after a restart or an upgrade, as it was (the reason
+    /// says what could not be, if anything).
+    Restored,
 }
 
 impl Transition {
@@ -62,6 +68,7 @@ impl Transition {
             Transition::Retired => "retired",
             Transition::Failed => "failed",
             Transition::RolledBack => "rolled-back",
+            Transition::Restored => "restored",
         }
     }
 }
@@ -75,7 +82,8 @@ impl std::fmt::Display for Transition {
 /// One protocol transition of one revision of one slot.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Event {
-    /// Position in this process's event stream, starting at 1.
+    /// Position in the event log, starting at 1; it carries on across
+    /// restarts and upgrades when the bus has a journal.
     pub seq: u64,
     /// When it happened, in milliseconds since the Unix epoch.
     pub at_ms: u64,
@@ -105,13 +113,24 @@ pub(crate) struct Subject {
     pub generation: Option<u64>,
 }
 
+impl Subject {
+    pub fn of(revision: &Revision) -> Subject {
+        Subject {
+            digest: Some(revision.digest),
+            version: Some(revision.manifest.version.clone()),
+            generation: Some(revision.generation),
+        }
+    }
+}
+
 const RECENT: usize = 1024;
 
-/// Fans events out to subscribers and keeps the most recent ones.
+/// Fans events out to subscribers, keeps the most recent ones, and hands
+/// every one to the [`Journal`], if there is one.
 ///
-/// Publishing never blocks: a subscriber that falls behind misses events and
-/// is told how many (tokio's broadcast semantics), rather than slowing down a
-/// swap.
+/// Publishing never blocks on a subscriber: one that falls behind misses
+/// events and is told how many (tokio's broadcast semantics), rather than
+/// slowing down a swap.
 #[derive(Clone)]
 pub struct EventBus {
     inner: Arc<BusInner>,
@@ -121,25 +140,41 @@ struct BusInner {
     tx: broadcast::Sender<Event>,
     recent: Mutex<VecDeque<Event>>,
     seq: AtomicU64,
+    journal: Option<Arc<dyn Journal>>,
 }
 
 impl Default for EventBus {
     fn default() -> Self {
-        let (tx, _) = broadcast::channel(RECENT);
-        EventBus {
-            inner: Arc::new(BusInner {
-                tx,
-                recent: Mutex::new(VecDeque::with_capacity(RECENT)),
-                seq: AtomicU64::new(0),
-            }),
-        }
+        EventBus::build(None, Vec::new())
     }
 }
 
 impl EventBus {
-    /// A new bus with no subscribers.
+    /// A new bus with no subscribers and no journal.
     pub fn new() -> EventBus {
         EventBus::default()
+    }
+
+    /// A bus that records into `journal`, continuing `history` (the events
+    /// the journal kept, oldest first): numbering goes on after the last.
+    pub fn with_journal(journal: Arc<dyn Journal>, history: Vec<Event>) -> EventBus {
+        EventBus::build(Some(journal), history)
+    }
+
+    fn build(journal: Option<Arc<dyn Journal>>, history: Vec<Event>) -> EventBus {
+        let (tx, _) = broadcast::channel(RECENT);
+        let last = history.last().map_or(0, |e| e.seq);
+        let skip = history.len().saturating_sub(RECENT);
+        let mut recent = VecDeque::with_capacity(RECENT);
+        recent.extend(history.into_iter().skip(skip));
+        EventBus {
+            inner: Arc::new(BusInner {
+                tx,
+                recent: Mutex::new(recent),
+                seq: AtomicU64::new(last),
+                journal,
+            }),
+        }
     }
 
     /// A receiver of every event published from now on.
@@ -162,12 +197,68 @@ impl EventBus {
         duration: Option<Duration>,
         reason: Option<String>,
     ) {
+        let mut recent = self.lock();
+        // Numbered under the lock so `recent` and the stream agree on order.
+        let event = self.stamp(slot, transition, phase, subject, duration, reason);
+        self.send(&mut recent, std::slice::from_ref(&event));
+        drop(recent);
+        if let Some(journal) = &self.inner.journal {
+            journal.append(std::slice::from_ref(&event));
+        }
+        log(&event);
+    }
+
+    /// Numbers `notes` as events, has the journal commit them with `state`
+    /// and, only if it did, runs `publish` (the atomic store that makes the
+    /// state serve) and sends the events. Nothing is sent, numbered or run
+    /// when the commit fails.
+    pub(crate) fn commit<R>(
+        &self,
+        slot: &str,
+        state: &SlotState,
+        notes: Vec<(Note, Option<Duration>)>,
+        publish: impl FnOnce() -> R,
+    ) -> Result<R, JournalError> {
+        let mut recent = self.lock();
+        let first = self.inner.seq.load(Ordering::Relaxed);
+        let events: Vec<Event> = notes
+            .into_iter()
+            .map(|(n, took)| {
+                let subject = Subject::of(&n.revision);
+                self.stamp(slot, n.transition, n.phase, &subject, took, n.reason)
+            })
+            .collect();
+        if let Some(journal) = &self.inner.journal {
+            if let Err(e) = journal.commit(slot, state, &events) {
+                self.inner.seq.store(first, Ordering::Relaxed);
+                return Err(e);
+            }
+        }
+        let published = publish();
+        self.send(&mut recent, &events);
+        drop(recent);
+        events.iter().for_each(log);
+        Ok(published)
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, VecDeque<Event>> {
+        self.inner.recent.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The next event; call with the lock held.
+    fn stamp(
+        &self,
+        slot: &str,
+        transition: Transition,
+        phase: Phase,
+        subject: &Subject,
+        duration: Option<Duration>,
+        reason: Option<String>,
+    ) -> Event {
         let at_ms = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map_or(0, |d| d.as_millis() as u64);
-        let mut recent = self.inner.recent.lock().unwrap_or_else(|e| e.into_inner());
-        // Numbered under the lock so `recent` and the stream agree on order.
-        let event = Event {
+        Event {
             seq: self.inner.seq.fetch_add(1, Ordering::Relaxed) + 1,
             at_ms,
             slot: slot.to_string(),
@@ -178,28 +269,36 @@ impl EventBus {
             generation: subject.generation,
             duration_us: duration.map(|d| d.as_micros() as u64),
             reason,
-        };
-        if recent.len() == RECENT {
-            recent.pop_front();
         }
-        recent.push_back(event.clone());
-        // Sent under the lock so subscribers see the same order as `recent`;
-        // a broadcast send never blocks. An error only means nobody listens.
-        let _ = self.inner.tx.send(event.clone());
-        drop(recent);
-        // Logged outside the lock: a slow log writer must not hold up others.
-        tracing::info!(
-            slot,
-            transition = ?event.transition,
-            phase = ?event.phase,
-            digest = ?event.digest,
-            version = event.version.as_deref(),
-            generation = event.generation,
-            duration_us = event.duration_us,
-            reason = event.reason.as_deref(),
-            "revision event"
-        );
     }
+
+    /// Keeps and broadcasts `events`; call with the lock held, so
+    /// subscribers see the order `recent` has. A broadcast send never
+    /// blocks, and an error only means nobody listens.
+    fn send(&self, recent: &mut VecDeque<Event>, events: &[Event]) {
+        for event in events {
+            if recent.len() == RECENT {
+                recent.pop_front();
+            }
+            recent.push_back(event.clone());
+            let _ = self.inner.tx.send(event.clone());
+        }
+    }
+}
+
+/// Logged outside the lock: a slow log writer must not hold up others.
+fn log(event: &Event) {
+    tracing::info!(
+        slot = event.slot,
+        transition = ?event.transition,
+        phase = ?event.phase,
+        digest = ?event.digest,
+        version = event.version.as_deref(),
+        generation = event.generation,
+        duration_us = event.duration_us,
+        reason = event.reason.as_deref(),
+        "revision event"
+    );
 }
 
 #[cfg(test)]
@@ -221,10 +320,18 @@ mod tests {
             T::Retired,
             T::Failed,
             T::RolledBack,
+            T::Restored,
         ] {
             assert_eq!(serde_json::to_value(t).unwrap(), t.as_str());
         }
-        for s in [S::Active, S::Canary, S::Draining, S::Retired, S::RolledBack] {
+        for s in [
+            S::Active,
+            S::Canary,
+            S::Draining,
+            S::Retired,
+            S::RolledBack,
+            S::Failed,
+        ] {
             assert_eq!(serde_json::to_value(s).unwrap(), s.as_str());
         }
     }

@@ -38,12 +38,14 @@ mod digest;
 mod error;
 mod event;
 mod host;
+mod journal;
 mod kv;
 mod manifest;
 mod reaper;
 mod revision;
 mod serving;
 mod slot;
+mod state;
 mod tier;
 
 #[cfg(feature = "testing")]
@@ -54,8 +56,12 @@ pub use digest::{Digest, ParseDigestError};
 pub use error::{error_chain, CallError, DeployError};
 pub use event::{Event, EventBus, Phase, Transition};
 pub use host::{now_ns, plugin_log};
+pub use journal::{Journal, JournalError};
 pub use kv::{KvError, KvLimits, KvStore, MemoryKv};
 pub use manifest::{Manifest, ManifestError, MANIFEST_SECTION, SUPPORTED_ABI};
 pub use revision::{RevisionInfo, RevisionState};
 pub use slot::{CanaryStats, Served, Slot, SlotOptions, SlotStatus};
+pub use state::{
+    CanaryState, Candidate, Next, Note, Previous, Revision, Role, SlotState, StateError,
+};
 pub use tier::{Code, SlotContext, Tier, TierError};

@@ -7,7 +7,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::event::{EventBus, Subject};
 use crate::reaper::{self, Latch};
-use crate::{Artifact, Code, Digest, Kind, Manifest, Phase, Transition};
+use crate::state::Revision;
+use crate::{Code, Digest, Kind, Phase, Transition};
 
 /// Where a revision is in its life, as operators see it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -24,6 +25,9 @@ pub enum RevisionState {
     /// Taken out of service by a rollback, and drained. (While it drains,
     /// it is reported as [`RevisionState::Draining`].)
     RolledBack,
+    /// In the slot's books, but its code could not be brought back after a
+    /// restart (the slot's `fault` says why); it serves no calls.
+    Failed,
 }
 
 impl RevisionState {
@@ -35,6 +39,7 @@ impl RevisionState {
             RevisionState::Draining => "draining",
             RevisionState::Retired => "retired",
             RevisionState::RolledBack => "rolled-back",
+            RevisionState::Failed => "failed",
         }
     }
 }
@@ -68,59 +73,19 @@ pub struct RevisionInfo {
     pub weight: Option<u8>,
 }
 
-/// What a record is to its slot, for reporting.
-#[derive(Clone, Copy)]
-pub(crate) enum Role {
-    Active { weight: u8 },
-    Canary { weight: u8 },
-    Previous,
-}
-
-/// The slot's bookkeeping for a revision that is or was active.
-#[derive(Clone)]
-pub(crate) struct Record {
-    pub artifact: Artifact,
-    pub manifest: Manifest,
-    pub generation: u64,
-    pub rolled_back: bool,
-    /// Opened once the revision is shut down and freed.
-    pub retired: Arc<Latch>,
-}
-
-impl Record {
-    pub fn info(&self, role: Role) -> RevisionInfo {
-        let (state, weight) = match role {
-            Role::Active { weight } => (RevisionState::Active, Some(weight)),
-            Role::Canary { weight } => (RevisionState::Canary, Some(weight)),
-            Role::Previous => (self.past_state(), None),
-        };
+impl Revision {
+    /// The revision as operators see it, in `state`, taking `weight`
+    /// percent of calls if it serves.
+    pub(crate) fn info(&self, state: RevisionState, weight: Option<u8>) -> RevisionInfo {
         RevisionInfo {
-            digest: self.artifact.digest(),
+            digest: self.digest,
             name: self.manifest.name.clone(),
             version: self.manifest.version.clone(),
             abi: self.manifest.abi,
-            kind: self.artifact.kind(),
+            kind: self.kind,
             generation: self.generation,
             state,
             weight,
-        }
-    }
-
-    fn past_state(&self) -> RevisionState {
-        if !self.retired.is_open() {
-            RevisionState::Draining
-        } else if self.rolled_back {
-            RevisionState::RolledBack
-        } else {
-            RevisionState::Retired
-        }
-    }
-
-    pub fn subject(&self) -> Subject {
-        Subject {
-            digest: Some(self.artifact.digest()),
-            version: Some(self.manifest.version.clone()),
-            generation: Some(self.generation),
         }
     }
 }
@@ -132,11 +97,15 @@ impl Record {
 /// whoever drops it, a caller included, only pays for a channel send.
 pub(crate) struct Live<C: Code> {
     pub generation: u64,
+    pub digest: Digest,
     code: Option<C>,
     retire: Option<Retire>,
 }
 
 struct Retire {
+    /// Set when the slot itself goes away (a process stopping): the code
+    /// is freed, but that is no event in the revision's life.
+    quiet: std::sync::atomic::AtomicBool,
     events: EventBus,
     slot: Arc<str>,
     subject: Subject,
@@ -145,15 +114,23 @@ struct Retire {
 }
 
 impl<C: Code> Live<C> {
-    pub fn new(code: C, record: &Record, slot: Arc<str>, events: EventBus) -> Live<C> {
+    pub fn new(
+        code: C,
+        revision: &Revision,
+        latch: Arc<Latch>,
+        slot: Arc<str>,
+        events: EventBus,
+    ) -> Live<C> {
         Live {
-            generation: record.generation,
+            generation: revision.generation,
+            digest: revision.digest,
             code: Some(code),
             retire: Some(Retire {
+                quiet: std::sync::atomic::AtomicBool::new(false),
                 events,
                 slot,
-                subject: record.subject(),
-                latch: record.retired.clone(),
+                subject: Subject::of(revision),
+                latch,
                 drain_started: OnceLock::new(),
             }),
         }
@@ -163,6 +140,16 @@ impl<C: Code> Live<C> {
     pub fn code(&self) -> &C {
         // Only `drop` takes it.
         self.code.as_ref().expect("live revision without code")
+    }
+
+    /// Frees the code without a `retired` event: the slot is going away,
+    /// not replacing this revision, and a restart restores it.
+    pub fn silence(&self) {
+        if let Some(retire) = &self.retire {
+            retire
+                .quiet
+                .store(true, std::sync::atomic::Ordering::Relaxed);
+        }
     }
 
     /// Marks the start of draining, for the duration on the `retired` event.
@@ -200,14 +187,16 @@ impl<C: Code> Live<C> {
                 tracing::error!(slot = &*retire.slot, "a revision's shutdown panicked");
             }
             let drained = retire.drain_started.get().map(|t| t.elapsed());
-            retire.events.publish(
-                &retire.slot,
-                Transition::Retired,
-                Phase::Retire,
-                &retire.subject,
-                drained,
-                None,
-            );
+            if !retire.quiet.load(std::sync::atomic::Ordering::Relaxed) {
+                retire.events.publish(
+                    &retire.slot,
+                    Transition::Retired,
+                    Phase::Retire,
+                    &retire.subject,
+                    drained,
+                    None,
+                );
+            }
             retire.latch.open();
         }))
     }

@@ -5,20 +5,31 @@ use std::cell::Cell;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::Arc;
 
+use crate::reaper::Latch;
 use crate::revision::Live;
-use crate::Code;
+use crate::{Code, SlotState};
 
-/// Published as one value behind the slot's `ArcSwap`, so a call routes on a
-/// consistent pair: never a new canary weight with an old primary.
+/// Published as one value behind the slot's `ArcSwap`: the slot's books
+/// and the code that serves them, so a call routes on a consistent pair
+/// (never a new canary weight with an old primary), and status, derived
+/// from the same value, never disagrees with what serves.
 pub(crate) struct Serving<C: Code> {
+    /// The books. Everything else here follows from them.
+    pub state: SlotState,
+    /// The code of the active revision, or of the previous one while the
+    /// active one could not be restored.
     pub primary: Option<Arc<Live<C>>>,
+    /// The code of the canary, if it runs.
     pub canary: Option<Canary<C>>,
+    /// Why the slot does not serve as its books say, after a restore.
+    pub fault: Option<Arc<str>>,
+    /// The retirement latches of the revisions in the books that ran in
+    /// this process, by generation: opened once the code is freed.
+    pub latches: Vec<(u64, Arc<Latch>)>,
 }
 
 pub(crate) struct Canary<C: Code> {
     pub live: Arc<Live<C>>,
-    /// Percent of calls, 0–100.
-    pub weight: u8,
     pub outcomes: Arc<Outcomes>,
 }
 
@@ -32,9 +43,23 @@ pub(crate) struct Outcomes {
 impl<C: Code> Serving<C> {
     pub fn empty() -> Serving<C> {
         Serving {
+            state: SlotState::default(),
             primary: None,
             canary: None,
+            fault: None,
+            latches: Vec::new(),
         }
+    }
+
+    /// The canary's share of calls, from the books.
+    #[inline]
+    fn canary_weight(&self) -> u8 {
+        self.state.canary.as_ref().map_or(0, |c| c.weight)
+    }
+
+    /// The latch of generation `g`, if its code ran in this process.
+    pub fn latch(&self, g: u64) -> Option<&Arc<Latch>> {
+        self.latches.iter().find(|(x, _)| *x == g).map(|(_, l)| l)
     }
 
     /// The revision a call with `key` goes to, and the canary's counters if
@@ -43,7 +68,8 @@ impl<C: Code> Serving<C> {
     #[inline]
     pub fn route(&self, key: Option<u64>) -> Option<(&Arc<Live<C>>, Option<&Outcomes>)> {
         if let Some(c) = &self.canary {
-            if c.weight > 0 && bucket(key) < c.weight {
+            let weight = self.canary_weight();
+            if weight > 0 && bucket(key) < weight {
                 return Some((&c.live, Some(&c.outcomes)));
             }
         }

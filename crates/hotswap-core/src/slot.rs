@@ -1,6 +1,7 @@
 //! `Slot`: a named place that serves one active revision and runs the swap
 //! protocol to replace it.
 
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
@@ -10,11 +11,12 @@ use serde::{Deserialize, Serialize};
 use crate::error::error_chain;
 use crate::event::{EventBus, Subject};
 use crate::reaper::Latch;
-use crate::revision::{Live, Record, Role};
+use crate::revision::Live;
 use crate::serving::{Canary, Outcomes, Serving};
+use crate::state::{Candidate, Next, Revision, StateError};
 use crate::{
-    Artifact, CallError, Code, DeployError, Digest, KvStore, Phase, RevisionInfo, SlotContext,
-    Tier, Transition,
+    Artifact, CallError, Code, DeployError, Digest, KvStore, Phase, RevisionInfo, RevisionState,
+    SlotContext, SlotState, Tier, Transition,
 };
 
 /// How a slot behaves; the defaults suit a server.
@@ -46,6 +48,10 @@ pub struct SlotStatus {
     pub previous: Option<RevisionInfo>,
     /// A canary taking a share of the calls, if one is on trial.
     pub canary: Option<RevisionInfo>,
+    /// Why the slot does not serve as its books say: a revision that could
+    /// not be restored after a restart. Cleared by the next change.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fault: Option<String>,
 }
 
 /// Which revision served a call.
@@ -53,6 +59,8 @@ pub struct SlotStatus {
 pub struct Served {
     /// Its activation number.
     pub generation: u64,
+    /// Its artifact's digest.
+    pub digest: Digest,
     /// Whether it was the canary.
     pub canary: bool,
 }
@@ -108,7 +116,8 @@ pub struct CanaryStats {
 /// assert_eq!(slot.call(b"x").unwrap(), b"v1:x");
 /// slot.deploy(Artifact::new(b"v2:".to_vec()), None).unwrap();
 /// assert_eq!(slot.call(b"x").unwrap(), b"v2:x");
-/// slot.rollback("v2 misbehaves").unwrap();
+/// let v2 = slot.active().unwrap().digest;
+/// slot.rollback(&v2, "v2 misbehaves").unwrap();
 /// assert_eq!(slot.call(b"x").unwrap(), b"v1:x");
 /// ```
 pub struct Slot<T: Tier> {
@@ -116,30 +125,14 @@ pub struct Slot<T: Tier> {
     tier: Arc<T>,
     events: EventBus,
     options: SlotOptions,
+    /// The books and the code that serves them, as one value.
     serving: ArcSwap<Serving<T::Code>>,
-    /// Held for a whole deploy, rollback or promotion, so they run one at a time.
+    /// Held for a whole change (deploy, rollback, promotion...), so they
+    /// run one at a time and each sees the state the last one left.
     swapping: Mutex<()>,
-    /// Held only for short reads and writes, so status never waits on a compile.
-    records: Mutex<Records>,
-}
-
-#[derive(Default)]
-struct Records {
-    last_generation: u64,
-    active: Option<Record>,
-    previous: Option<Record>,
-    canary: Option<(Record, u8)>,
-}
-
-/// What a change does to the revisions that serve.
-enum Change<C> {
-    /// New code becomes the primary; the old primary drains.
-    Replace {
-        code: C,
-        rollback_reason: Option<String>,
-    },
-    /// New code starts as a canary taking `weight` percent of calls.
-    StartCanary { code: C, weight: u8 },
+    /// The bytes of the revisions the books name, to prepare one again on
+    /// rollback. A cache of bytes, not a fact: the books say which.
+    artifacts: Mutex<HashMap<Digest, Artifact>>,
 }
 
 impl<T: Tier> Slot<T> {
@@ -166,8 +159,29 @@ impl<T: Tier> Slot<T> {
             options,
             serving: ArcSwap::from_pointee(Serving::empty()),
             swapping: Mutex::new(()),
-            records: Mutex::new(Records::default()),
+            artifacts: Mutex::new(HashMap::new()),
         }
+    }
+
+    /// A slot brought back as `state` says it was (after a restart or an
+    /// upgrade): the same revisions, generations, canary and weight, with
+    /// nothing re-enacted. Each serving revision is prepared from its
+    /// artifact, which `artifact` fetches by digest. What cannot be brought
+    /// back leaves the slot visibly at fault ([`SlotStatus::fault`]); the
+    /// previous revision serves in place of an active one that cannot, if
+    /// it can. One `restored` event says how it went.
+    pub fn restore(
+        name: &str,
+        tier: Arc<T>,
+        kv: Arc<dyn KvStore>,
+        events: EventBus,
+        options: SlotOptions,
+        state: SlotState,
+        artifact: impl Fn(&Digest) -> Result<Artifact, String>,
+    ) -> Slot<T> {
+        let slot = Slot::with_options(name, tier, kv, events, options);
+        slot.bring_back(state, artifact);
+        slot
     }
 
     /// The slot's name.
@@ -183,6 +197,11 @@ impl<T: Tier> Slot<T> {
     /// The event bus this slot publishes to.
     pub fn events(&self) -> &EventBus {
         &self.events
+    }
+
+    /// The slot's books, as they would be restored.
+    pub fn state(&self) -> SlotState {
+        self.serving.load().state.clone()
     }
 
     /// Calls the slot and returns the reply.
@@ -215,8 +234,14 @@ impl<T: Tier> Slot<T> {
     ) -> Result<Served, CallError> {
         let serving = self.serving.load();
         let Some((live, canary)) = serving.route(key) else {
-            return Err(CallError::NoRevision {
-                slot: self.name().to_string(),
+            return Err(match &serving.fault {
+                Some(reason) => CallError::Unavailable {
+                    slot: self.name().to_string(),
+                    reason: reason.to_string(),
+                },
+                None => CallError::NoRevision {
+                    slot: self.name().to_string(),
+                },
             });
         };
         let result = live.code().call(input, output);
@@ -225,6 +250,7 @@ impl<T: Tier> Slot<T> {
         }
         result.map(|()| Served {
             generation: live.generation,
+            digest: live.digest,
             canary: canary.is_some(),
         })
     }
@@ -241,21 +267,8 @@ impl<T: Tier> Slot<T> {
         artifact: Artifact,
         expected_digest: Option<Digest>,
     ) -> Result<RevisionInfo, DeployError> {
-        let _swapping = lock(&self.swapping);
-        let (artifact, manifest, subject, code) =
-            self.stage_to_prepare(artifact, expected_digest)?;
-        if lock(&self.records).canary.is_some() {
-            code.shutdown();
-            let err = DeployError::CanaryInProgress {
-                slot: self.name().to_string(),
-            };
-            return Err(self.failed(&subject, err));
-        }
-        let change = Change::Replace {
-            code,
-            rollback_reason: None,
-        };
-        self.activate(artifact, manifest, change, &subject)
+        let info = self.enter(artifact, expected_digest, |s, c| s.deploy(c))?;
+        Ok(info.active.expect("a deploy leaves an active revision"))
     }
 
     /// Runs the protocol for `artifact` as a **canary**: it takes `weight`
@@ -267,191 +280,119 @@ impl<T: Tier> Slot<T> {
         expected_digest: Option<Digest>,
         weight: u8,
     ) -> Result<RevisionInfo, DeployError> {
+        let info = self.enter(artifact, expected_digest, |s, c| s.start_canary(c, weight))?;
+        Ok(info.canary.expect("a canary deploy leaves a canary"))
+    }
+
+    /// Changes the share of calls (clamped to 100) of the canary `expect`.
+    pub fn set_canary_weight(
+        &self,
+        expect: &Digest,
+        weight: u8,
+    ) -> Result<RevisionInfo, DeployError> {
         let _swapping = lock(&self.swapping);
-        let (artifact, manifest, subject, code) =
-            self.stage_to_prepare(artifact, expected_digest)?;
-        let refusal = {
-            let records = lock(&self.records);
-            if records.canary.is_some() {
-                Some(DeployError::CanaryInProgress {
-                    slot: self.name().to_string(),
-                })
-            } else if records.active.is_none() {
-                Some(DeployError::NoActive {
-                    slot: self.name().to_string(),
-                })
-            } else {
-                None
+        let next = self.serving.load().state.set_weight(expect, weight)?;
+        let status = self.apply(next, None, Instant::now())?;
+        Ok(status.canary.expect("a weight change keeps the canary"))
+    }
+
+    /// Makes the canary `expect` the active revision; the active one drains
+    /// and becomes the previous. Refused, with [`StateError::Stale`], when
+    /// `expect` is no longer the canary.
+    pub fn promote(&self, expect: &Digest) -> Result<RevisionInfo, DeployError> {
+        let _swapping = lock(&self.swapping);
+        let next = self.serving.load().state.promote(expect)?;
+        let status = self.apply(next, None, Instant::now())?;
+        Ok(status
+            .active
+            .expect("a promotion leaves an active revision"))
+    }
+
+    /// Takes the canary `expect` out of service (the active revision takes
+    /// every call again). Unlike [`Slot::rollback`], never touches the
+    /// active revision: an automatic judge of canaries (the error budget)
+    /// aborts, so a canary promoted meanwhile stays promoted. Returns the
+    /// active revision.
+    pub fn abort(&self, expect: &Digest, reason: &str) -> Result<RevisionInfo, DeployError> {
+        let _swapping = lock(&self.swapping);
+        let next = self.serving.load().state.abort(expect, reason)?;
+        let status = self.apply(next, None, Instant::now())?;
+        Ok(status.active.expect("an abort keeps the active revision"))
+    }
+
+    /// Rolls back the revision `expect`: with a canary on trial (then
+    /// `expect` names it), takes the canary out of service; otherwise
+    /// (`expect` names the active revision) activates the previous revision
+    /// again, and the active one becomes the previous (so a second rollback
+    /// rolls forward). Refused, with [`StateError::Stale`], when `expect`
+    /// is no longer there: a rollback never hits a revision its caller did
+    /// not mean. The previous revision is prepared again from its artifact
+    /// (and the tier's compile cache). Returns the active revision.
+    pub fn rollback(&self, expect: &Digest, reason: &str) -> Result<RevisionInfo, DeployError> {
+        let _swapping = lock(&self.swapping);
+        let current = self.state();
+        let next = current.rollback(expect, reason)?;
+        let fresh = match current.canary {
+            Some(_) => None,
+            None => {
+                let target = next.state.active.clone().expect("a rollback activates one");
+                let subject = Subject::of(&target);
+                let artifact = self.artifact_of(&target.digest);
+                let artifact = artifact.map_err(|e| self.failed(&subject, e))?;
+                Some(self.prepare(&artifact, &target.manifest, &subject)?)
             }
         };
-        if let Some(err) = refusal {
-            code.shutdown();
-            return Err(self.failed(&subject, err));
-        }
-        let change = Change::StartCanary {
-            code,
-            weight: weight.min(100),
-        };
-        self.activate(artifact, manifest, change, &subject)
+        let status = self.apply(next, fresh, Instant::now())?;
+        Ok(status.active.expect("a rollback leaves an active revision"))
     }
 
-    /// Changes the canary's share of calls (clamped to 100).
-    pub fn set_canary_weight(&self, weight: u8) -> Result<RevisionInfo, DeployError> {
-        let _swapping = lock(&self.swapping);
-        let weight = weight.min(100);
-        let current = self.serving.load_full();
-        let Some(canary) = &current.canary else {
-            return Err(DeployError::NoCanary {
-                slot: self.name().to_string(),
-            });
-        };
-        let next = Serving {
-            primary: current.primary.clone(),
-            canary: Some(Canary {
-                live: canary.live.clone(),
-                weight,
-                outcomes: canary.outcomes.clone(),
-            }),
-        };
-        self.serving.store(Arc::new(next));
-        let mut records = lock(&self.records);
-        let Some((record, w)) = &mut records.canary else {
-            unreachable!("a serving canary always has a record");
-        };
-        *w = weight;
-        Ok(record.info(Role::Canary { weight }))
-    }
-
-    /// Makes the canary the active revision; the active one drains and
-    /// becomes the previous.
-    pub fn promote(&self) -> Result<RevisionInfo, DeployError> {
-        let _swapping = lock(&self.swapping);
-        let Some(promoted) = self.serving.load().canary.as_ref().map(|c| c.live.clone()) else {
-            return Err(DeployError::NoCanary {
-                slot: self.name().to_string(),
-            });
-        };
-        let next = Serving {
-            primary: Some(promoted),
-            canary: None,
-        };
-        let mut records = lock(&self.records);
-        let (record, _) = records
-            .canary
-            .take()
-            .expect("a serving canary always has a record");
-        let info = record.info(Role::Active { weight: 100 });
-        let subject = record.subject();
-        let old = records.active.replace(record);
-        records.previous = old.clone();
-        drop(records);
-        self.publish_serving(next, |took| {
-            self.announce_activation(
-                &subject,
-                took,
-                Some("promoted from canary".into()),
-                old.as_ref().map(Record::subject),
-                None,
-            )
-        });
-        Ok(info)
-    }
-
-    /// Rolls back: with a canary on trial, takes the canary out of service;
-    /// otherwise makes the previous revision active again, and the active one
-    /// the previous (so a second rollback rolls forward). The previous
-    /// revision's artifact is re-prepared from the tier's compile cache.
-    pub fn rollback(&self, reason: &str) -> Result<RevisionInfo, DeployError> {
-        let _swapping = lock(&self.swapping);
-        let (has_canary, primary) = {
-            let current = self.serving.load();
-            (current.canary.is_some(), current.primary.clone())
-        };
-        if has_canary {
-            let next = Serving {
-                primary,
-                canary: None,
-            };
-            let mut records = lock(&self.records);
-            let (mut canary, _) = records
-                .canary
-                .take()
-                .expect("a serving canary always has a record");
-            canary.rolled_back = true;
-            let active = records
-                .active
-                .as_ref()
-                .map(|r| r.info(Role::Active { weight: 100 }));
-            drop(records);
-            self.publish_serving(next, |_| {
-                self.publish(
-                    Transition::RolledBack,
-                    Phase::Drain,
-                    &canary.subject(),
-                    None,
-                    Some(reason.to_string()),
-                );
-            });
-            return active.ok_or_else(|| DeployError::NoActive {
-                slot: self.name().to_string(),
-            });
-        }
-        drop(primary);
-        let previous = lock(&self.records).previous.clone();
-        let Some(previous) = previous else {
-            return Err(DeployError::NoPrevious {
-                slot: self.name().to_string(),
-            });
-        };
-        let subject = Subject {
-            digest: Some(previous.artifact.digest()),
-            version: Some(previous.manifest.version.clone()),
-            generation: None,
-        };
-        let code = self.prepare(&previous.artifact, &previous.manifest, &subject)?;
-        let change = Change::Replace {
-            code,
-            rollback_reason: Some(reason.to_string()),
-        };
-        self.activate(previous.artifact, previous.manifest, change, &subject)
-    }
-
-    /// The active, canary and previous revisions.
+    /// The active, canary and previous revisions, derived from the books.
     pub fn status(&self) -> SlotStatus {
-        let records = lock(&self.records);
-        let canary_weight = records.canary.as_ref().map_or(0, |(_, w)| *w);
+        let serving = self.serving.load();
+        let state = &serving.state;
+        let canary_weight = match (&serving.canary, &state.canary) {
+            (Some(_), Some(c)) => c.weight,
+            _ => 0,
+        };
+        let primary = serving.primary.as_ref().map(|l| l.generation);
+        let serves = |r: &Revision| primary == Some(r.generation);
+        let main = Some(100 - canary_weight);
         SlotStatus {
             name: self.name().to_string(),
-            active: records.active.as_ref().map(|r| {
-                r.info(Role::Active {
-                    weight: 100 - canary_weight,
-                })
+            active: state.active.as_ref().map(|r| match serves(r) {
+                true => r.info(RevisionState::Active, main),
+                false => r.info(RevisionState::Failed, None),
             }),
-            previous: records.previous.as_ref().map(|r| r.info(Role::Previous)),
-            canary: records
-                .canary
-                .as_ref()
-                .map(|(r, w)| r.info(Role::Canary { weight: *w })),
+            previous: state.previous.as_ref().map(|p| {
+                let r = &p.revision;
+                if serves(r) {
+                    r.info(RevisionState::Active, main)
+                } else if serving.latch(r.generation).is_some_and(|l| !l.is_open()) {
+                    r.info(RevisionState::Draining, None)
+                } else if p.rolled_back {
+                    r.info(RevisionState::RolledBack, None)
+                } else {
+                    r.info(RevisionState::Retired, None)
+                }
+            }),
+            canary: state.canary.as_ref().map(|c| match &serving.canary {
+                Some(_) => c.revision.info(RevisionState::Canary, Some(c.weight)),
+                None => c.revision.info(RevisionState::Failed, None),
+            }),
+            fault: serving.fault.as_deref().map(str::to_string),
         }
     }
 
     /// The canary's calls and errors so far, if one is on trial.
     pub fn canary_stats(&self) -> Option<CanaryStats> {
         let serving = self.serving.load();
-        let canary = serving.canary.as_ref()?;
-        let records = lock(&self.records);
-        let (record, _) = records.canary.as_ref()?;
+        let (canary, books) = (serving.canary.as_ref()?, serving.state.canary.as_ref()?);
+        let count = |c: &std::sync::atomic::AtomicU64| c.load(std::sync::atomic::Ordering::Relaxed);
         Some(CanaryStats {
-            digest: record.artifact.digest(),
-            weight: canary.weight,
-            calls: canary
-                .outcomes
-                .calls
-                .load(std::sync::atomic::Ordering::Relaxed),
-            errors: canary
-                .outcomes
-                .errors
-                .load(std::sync::atomic::Ordering::Relaxed),
+            digest: books.revision.digest,
+            weight: books.weight,
+            calls: count(&canary.outcomes.calls),
+            errors: count(&canary.outcomes.errors),
         })
     }
 
@@ -459,8 +400,12 @@ impl<T: Tier> Slot<T> {
     /// in-flight calls and been freed, for at most `timeout`. True when it
     /// has (or there is none).
     pub fn wait_drained(&self, timeout: Duration) -> bool {
-        let previous = lock(&self.records).previous.clone();
-        previous.is_none_or(|p| p.retired.wait(timeout))
+        let latch = {
+            let serving = self.serving.load();
+            let previous = serving.state.previous.as_ref();
+            previous.and_then(|p| serving.latch(p.revision.generation).cloned())
+        };
+        latch.is_none_or(|l| l.wait(timeout))
     }
 
     /// The active revision, if any.
@@ -468,12 +413,38 @@ impl<T: Tier> Slot<T> {
         self.status().active
     }
 
-    /// Stage, validate and prepare: everything before the slot changes.
-    fn stage_to_prepare(
+    /// A change that brings new code: stage, validate, decide (a pure
+    /// transition of the books, refused before anything is compiled),
+    /// prepare, then apply.
+    fn enter(
         &self,
         artifact: Artifact,
         expected_digest: Option<Digest>,
-    ) -> Result<(Artifact, crate::Manifest, Subject, T::Code), DeployError> {
+        transition: impl FnOnce(&SlotState, Candidate) -> Result<Next, StateError>,
+    ) -> Result<SlotStatus, DeployError> {
+        let _swapping = lock(&self.swapping);
+        let (manifest, mut subject) = self.stage_and_validate(&artifact, expected_digest)?;
+        let candidate = Candidate {
+            digest: artifact.digest(),
+            manifest: manifest.clone(),
+            kind: artifact.kind(),
+        };
+        let next = match transition(&self.serving.load().state, candidate) {
+            Ok(next) => next,
+            Err(e) => return Err(self.failed(&subject, e.into())),
+        };
+        subject.generation = Some(next.state.last_generation);
+        let code = self.prepare(&artifact, &manifest, &subject)?;
+        lock(&self.artifacts).insert(artifact.digest(), artifact);
+        self.apply(next, Some(code), Instant::now())
+    }
+
+    /// Stage and validate: everything before the books are consulted.
+    fn stage_and_validate(
+        &self,
+        artifact: &Artifact,
+        expected_digest: Option<Digest>,
+    ) -> Result<(crate::Manifest, Subject), DeployError> {
         let mut subject = Subject {
             digest: Some(artifact.digest()),
             ..Subject::default()
@@ -489,7 +460,7 @@ impl<T: Tier> Slot<T> {
             }
         }
         let started = Instant::now();
-        let manifest = match self.tier.validate(&artifact) {
+        let manifest = match self.tier.validate(artifact) {
             Ok(m) => m,
             Err(e) => return Err(self.failed(&subject, DeployError::Invalid(e))),
         };
@@ -502,8 +473,7 @@ impl<T: Tier> Slot<T> {
             Some(took),
             None,
         );
-        let code = self.prepare(&artifact, &manifest, &subject)?;
-        Ok((artifact, manifest, subject, code))
+        Ok((manifest, subject))
     }
 
     fn prepare(
@@ -529,121 +499,232 @@ impl<T: Tier> Slot<T> {
         }
     }
 
-    /// Publishes prepared code, as the primary or as a canary.
-    fn activate(
+    /// The stored bytes of a revision the books name.
+    fn artifact_of(&self, digest: &Digest) -> Result<Artifact, DeployError> {
+        lock(&self.artifacts)
+            .get(digest)
+            .cloned()
+            .ok_or(DeployError::ArtifactUnavailable { digest: *digest })
+    }
+
+    /// Makes `next` serve: derives the serving value from it (the code that
+    /// already runs, plus `fresh` for the revision new to it), waits for the
+    /// revision before the active one to drain if a third would go live,
+    /// commits the books and their events through the bus, publishes with
+    /// one atomic store, and retires what no longer serves. On any error
+    /// nothing changed and `fresh` is shut down.
+    fn apply(
         &self,
-        artifact: Artifact,
-        manifest: crate::Manifest,
-        change: Change<T::Code>,
-        subject: &Subject,
-    ) -> Result<RevisionInfo, DeployError> {
+        next: Next,
+        fresh: Option<T::Code>,
+        started: Instant,
+    ) -> Result<SlotStatus, DeployError> {
+        let current = self.serving.load_full();
+        let subject = next.notes.first().map(|n| Subject::of(&n.revision));
+        let subject = subject.unwrap_or_default();
         // At most two live revisions: the one before the active must be gone
-        // before the active one may start draining, or a canary may join it.
-        let draining = lock(&self.records).previous.clone();
-        if let Some(prev) = draining {
-            let started = Instant::now();
-            if !prev.retired.wait(self.options.drain_timeout) {
-                let (Change::Replace { code, .. } | Change::StartCanary { code, .. }) = change;
-                code.shutdown();
-                let err = DeployError::StillDraining {
-                    digest: prev.artifact.digest(),
-                    waited: started.elapsed(),
-                };
-                return Err(self.failed(subject, err));
+        // before new code joins.
+        if fresh.is_some() {
+            let previous = current.state.previous.as_ref().map(|p| &p.revision);
+            // (Unless it still serves: a stand-in for an active revision
+            // that could not be restored is replaced, not waited for.)
+            let serves = |g: u64| current.lives().any(|l| l.generation == g);
+            let draining = previous.filter(|p| !serves(p.generation));
+            if let Some((prev, latch)) =
+                draining.and_then(|p| current.latch(p.generation).map(|l| (p, l)))
+            {
+                let waiting = Instant::now();
+                if !latch.wait(self.options.drain_timeout) {
+                    fresh.into_iter().for_each(|c| c.shutdown());
+                    let err = DeployError::StillDraining {
+                        digest: prev.digest,
+                        waited: waiting.elapsed(),
+                    };
+                    return Err(self.failed(&subject, err));
+                }
             }
         }
-
-        let mut records = lock(&self.records);
-        let record = Record {
-            artifact,
-            manifest,
-            generation: records.last_generation + 1,
-            rolled_back: false,
-            retired: Arc::new(Latch::default()),
+        let mut fresh = fresh;
+        let took = started.elapsed();
+        let notes = next
+            .notes
+            .iter()
+            .map(|n| {
+                let took = (n.transition == Transition::Activated).then_some(took);
+                (n.clone(), took)
+            })
+            .collect();
+        let committed = self.events.commit(self.name(), &next.state, notes, || {
+            let serving = Arc::new(self.derive(&current, &next.state, fresh.take()));
+            (self.serving.swap(serving.clone()), serving)
+        });
+        let (old, new) = match committed {
+            Ok(swapped) => swapped,
+            Err(e) => {
+                fresh.into_iter().for_each(|c| c.shutdown());
+                return Err(self.failed(&subject, e.into()));
+            }
         };
-        records.last_generation = record.generation;
-        let subject = record.subject();
-        // Only what the new `Serving` keeps; holding the old one would make
-        // its revisions look busy and send them to the cleanup thread.
-        let primary = self.serving.load().primary.clone();
-        match change {
-            Change::Replace {
+        drop(current);
+        lock(&self.artifacts).retain(|d, _| next.state.digests().any(|x| x == *d));
+        let status = self.status();
+        self.retire_gone(old, &new);
+        Ok(status)
+    }
+
+    /// The serving value for `state`: each revision it serves keeps the
+    /// code it runs in `current`, and the one new to it gets `fresh`.
+    fn derive(
+        &self,
+        current: &Serving<T::Code>,
+        state: &SlotState,
+        mut fresh: Option<T::Code>,
+    ) -> Serving<T::Code> {
+        let mut latches: Vec<_> = current
+            .latches
+            .iter()
+            .filter(|(g, _)| state_holds(state, *g))
+            .cloned()
+            .collect();
+        let mut live_for = |r: &Revision| -> Option<Arc<Live<T::Code>>> {
+            let running = current.lives().find(|l| l.generation == r.generation);
+            if let Some(live) = running {
+                return Some(live.clone());
+            }
+            let code = fresh.take()?;
+            let latch = Arc::new(Latch::default());
+            latches.push((r.generation, latch.clone()));
+            let slot = self.ctx.slot.clone();
+            Some(Arc::new(Live::new(
                 code,
-                rollback_reason,
-            } => {
-                let live = Arc::new(Live::new(
-                    code,
-                    &record,
-                    self.ctx.slot.clone(),
-                    self.events.clone(),
-                ));
-                let info = record.info(Role::Active { weight: 100 });
-                let mut old = records.active.replace(record);
-                if let Some(old) = &mut old {
-                    old.rolled_back = rollback_reason.is_some();
-                }
-                records.previous = old.clone();
-                drop(records);
-                drop(primary);
-                let next = Serving {
-                    primary: Some(live),
-                    canary: None,
-                };
-                self.publish_serving(next, |took| {
-                    self.announce_activation(
-                        &subject,
-                        took,
-                        None,
-                        old.as_ref().map(Record::subject),
-                        rollback_reason,
-                    )
-                });
-                Ok(info)
-            }
-            Change::StartCanary { code, weight } => {
-                let live = Arc::new(Live::new(
-                    code,
-                    &record,
-                    self.ctx.slot.clone(),
-                    self.events.clone(),
-                ));
-                let info = record.info(Role::Canary { weight });
-                records.canary = Some((record, weight));
-                drop(records);
-                let next = Serving {
-                    primary,
-                    canary: Some(Canary {
-                        live,
-                        weight,
-                        outcomes: Arc::new(Outcomes::default()),
-                    }),
-                };
-                self.publish_serving(next, |took| {
-                    let reason = Some(format!("canary, {weight}% of calls"));
-                    self.publish(
-                        Transition::Activated,
-                        Phase::Activate,
-                        &subject,
-                        Some(took),
-                        reason,
-                    );
-                });
-                Ok(info)
-            }
+                r,
+                latch,
+                slot,
+                self.events.clone(),
+            )))
+        };
+        let primary = state.active.as_ref().and_then(&mut live_for);
+        let canary = state.canary.as_ref().and_then(|c| {
+            let live = live_for(&c.revision)?;
+            let outcomes = match &current.canary {
+                Some(old) if Arc::ptr_eq(&old.live, &live) => old.outcomes.clone(),
+                _ => Arc::new(Outcomes::default()),
+            };
+            Some(Canary { live, outcomes })
+        });
+        // A fault stays until what the books name serves again.
+        let whole = state.active.as_ref().map(|r| r.generation)
+            == primary.as_ref().map(|l| l.generation)
+            && state.canary.is_some() == canary.is_some();
+        Serving {
+            state: state.clone(),
+            primary,
+            canary,
+            fault: if whole { None } else { current.fault.clone() },
+            latches,
         }
     }
 
-    /// Publishes `next` with one atomic store, runs `announce` with how long
-    /// the store took (to publish the change's events, so that they come
-    /// before any `retired`), then retires every revision the old value held
-    /// that `next` does not: here if no call holds it (never on a caller's
-    /// thread), otherwise when its last call returns.
-    fn publish_serving(&self, next: Serving<T::Code>, announce: impl FnOnce(Duration)) {
-        let next = Arc::new(next);
+    /// After a restart: prepares what `state` serves and publishes it, with
+    /// no transition and one `restored` event.
+    fn bring_back(&self, state: SlotState, fetch: impl Fn(&Digest) -> Result<Artifact, String>) {
         let started = Instant::now();
-        let old = self.serving.swap(next.clone());
-        announce(started.elapsed());
-        let gone: Vec<_> = old.lives().filter(|l| !next.holds(l)).cloned().collect();
+        let mut faults = Vec::new();
+        let mut artifacts = HashMap::new();
+        let mut missing = HashMap::new();
+        for digest in state.digests() {
+            match fetch(&digest) {
+                Ok(a) if a.digest() == digest => {
+                    artifacts.insert(digest, a);
+                }
+                Ok(a) => {
+                    let why = format!("its stored bytes hash to sha256:{}", a.digest());
+                    missing.insert(digest, why);
+                }
+                Err(why) => {
+                    missing.insert(digest, why);
+                }
+            }
+        }
+        let mut latches = Vec::new();
+        let mut bring = |r: &Revision, role: &str| -> Option<Arc<Live<T::Code>>> {
+            let prepared = match artifacts.get(&r.digest) {
+                Some(a) => self
+                    .tier
+                    .prepare(a, &r.manifest, &self.ctx)
+                    .map_err(|e| error_chain(&*e)),
+                None => Err(missing.get(&r.digest).cloned().unwrap_or_default()),
+            };
+            match prepared {
+                Ok(code) => {
+                    let latch = Arc::new(Latch::default());
+                    latches.push((r.generation, latch.clone()));
+                    let slot = self.ctx.slot.clone();
+                    Some(Arc::new(Live::new(
+                        code,
+                        r,
+                        latch,
+                        slot,
+                        self.events.clone(),
+                    )))
+                }
+                Err(why) => {
+                    faults.push(format!(
+                        "the {role} revision {} (generation {}, sha256:{}) cannot be restored: {why}",
+                        r.manifest.version, r.generation, r.digest
+                    ));
+                    None
+                }
+            }
+        };
+        let mut primary = state.active.as_ref().and_then(|r| bring(r, "active"));
+        let mut stand_in = false;
+        if primary.is_none() && state.active.is_some() {
+            if let Some(p) = &state.previous {
+                primary = bring(&p.revision, "previous");
+                stand_in = primary.is_some();
+            }
+        }
+        let canary = state.canary.as_ref().and_then(|c| {
+            let live = bring(&c.revision, "canary")?;
+            Some(Canary {
+                live,
+                outcomes: Arc::new(Outcomes::default()),
+            })
+        });
+        if stand_in {
+            faults.push("the previous revision serves in its place".into());
+        }
+        let fault = (!faults.is_empty()).then(|| Arc::from(faults.join("; ")));
+        let subject = state.active.as_ref().map(Subject::of).unwrap_or_default();
+        let reason = match &fault {
+            Some(f) => Some(format!("restored with a fault: {f}")),
+            None => Some(format!("restored at generation {}", state.last_generation)),
+        };
+        if let Some(f) = &fault {
+            tracing::error!(
+                slot = self.name(),
+                fault = &**f,
+                "a slot could not be restored whole"
+            );
+        }
+        *lock(&self.artifacts) = artifacts;
+        self.serving.store(Arc::new(Serving {
+            state,
+            primary,
+            canary,
+            fault,
+            latches,
+        }));
+        let took = Some(started.elapsed());
+        self.publish(Transition::Restored, Phase::Restore, &subject, took, reason);
+    }
+
+    /// Retires every revision `old` held that `new` does not: here if no
+    /// call holds it (never on a caller's thread), otherwise when its last
+    /// call returns.
+    fn retire_gone(&self, old: Arc<Serving<T::Code>>, new: &Serving<T::Code>) {
+        let gone: Vec<_> = old.lives().filter(|l| !new.holds(l)).cloned().collect();
         for live in &gone {
             live.start_draining();
         }
@@ -662,33 +743,6 @@ impl<T: Tier> Slot<T> {
         err
     }
 
-    /// The events of an activation: the new revision `activated` (with
-    /// `why`), then the one it replaced `draining`, or `rolled-back` with
-    /// the rollback's reason.
-    fn announce_activation(
-        &self,
-        subject: &Subject,
-        took: Duration,
-        why: Option<String>,
-        replaced: Option<Subject>,
-        rollback_reason: Option<String>,
-    ) {
-        self.publish(
-            Transition::Activated,
-            Phase::Activate,
-            subject,
-            Some(took),
-            why,
-        );
-        if let Some(old) = replaced {
-            let transition = match rollback_reason {
-                Some(_) => Transition::RolledBack,
-                None => Transition::Draining,
-            };
-            self.publish(transition, Phase::Drain, &old, None, rollback_reason);
-        }
-    }
-
     fn publish(
         &self,
         transition: Transition,
@@ -702,12 +756,26 @@ impl<T: Tier> Slot<T> {
     }
 }
 
+/// Whether generation `g` is still in the books (so its latch matters).
+fn state_holds(state: &SlotState, g: u64) -> bool {
+    let active = state.active.iter();
+    let previous = state.previous.iter().map(|p| &p.revision);
+    let canary = state.canary.iter().map(|c| &c.revision);
+    active
+        .chain(previous)
+        .chain(canary)
+        .any(|r| r.generation == g)
+}
+
 impl<T: Tier> Drop for Slot<T> {
     /// Retires what it serves: here and now if no call holds it (so that
     /// what a revision holds, such as the slot's store, is released when the
-    /// slot is), otherwise when its last call returns.
+    /// slot is), otherwise when its last call returns. Quietly: the books
+    /// still name these revisions, and a restart restores them.
     fn drop(&mut self) {
-        self.publish_serving(Serving::empty(), |_| {});
+        let old = self.serving.swap(Arc::new(Serving::empty()));
+        old.lives().for_each(|l| l.silence());
+        self.retire_gone(old, &Serving::empty());
     }
 }
 

@@ -122,6 +122,11 @@ fn art(s: &str) -> Artifact {
     Artifact::new(s.as_bytes().to_vec())
 }
 
+/// The digest of `art(s)`: how a caller names the revision it means.
+fn d(s: &str) -> Digest {
+    art(s).digest()
+}
+
 const WAIT: Duration = Duration::from_secs(10);
 
 #[test]
@@ -201,7 +206,7 @@ fn every_transition_is_an_event() {
     assert!(slot.deploy(art("bad"), None).is_err());
     assert!(slot.deploy(art("unready"), None).is_err());
     assert!(slot.deploy(art("v3"), Some(Digest::of(b"other"))).is_err());
-    slot.rollback("operator said so").unwrap();
+    slot.rollback(&d("v2"), "operator said so").unwrap();
     assert!(slot.wait_drained(WAIT));
 
     let mut seen = Vec::new();
@@ -378,13 +383,13 @@ fn a_canary_takes_its_weight_of_calls_and_keys_stick() {
     assert_eq!(stats.errors, 0);
     assert!(stats.calls >= to_canary as u64);
 
-    slot.set_canary_weight(100).unwrap();
+    slot.set_canary_weight(&d("v2"), 100).unwrap();
     assert_eq!(
         slot.call(b"").unwrap(),
         b"v2",
         "weight 100 sends every call to the canary"
     );
-    slot.set_canary_weight(0).unwrap();
+    slot.set_canary_weight(&d("v2"), 0).unwrap();
     assert_eq!(slot.call(b"").unwrap(), b"v1", "weight 0 sends none");
 }
 
@@ -398,15 +403,15 @@ fn promote_and_rollback_end_a_canary() {
     slot.deploy_canary(art("v2"), None, 50).unwrap();
     assert!(matches!(
         slot.deploy(art("v3"), None),
-        Err(DeployError::CanaryInProgress { .. })
+        Err(DeployError::Refused(StateError::CanaryInProgress))
     ));
     assert!(matches!(
         slot.deploy_canary(art("v3"), None, 5),
-        Err(DeployError::CanaryInProgress { .. })
+        Err(DeployError::Refused(StateError::CanaryInProgress))
     ));
 
     // Rolling back a canary takes it out; the primary never stopped.
-    let active = slot.rollback("canary looked bad").unwrap();
+    let active = slot.rollback(&d("v2"), "canary looked bad").unwrap();
     assert_eq!(active.version, "v1");
     assert!(slot.status().canary.is_none());
     assert_eq!(slot.call(b"").unwrap(), b"v1");
@@ -414,7 +419,7 @@ fn promote_and_rollback_end_a_canary() {
 
     // Promoting makes the canary the primary; the old one is the previous.
     slot.deploy_canary(art("v4"), None, 10).unwrap();
-    let promoted = slot.promote().unwrap();
+    let promoted = slot.promote(&d("v4")).unwrap();
     assert_eq!(promoted.version, "v4");
     assert!(slot.wait_drained(WAIT));
     let status = slot.status();
@@ -424,10 +429,17 @@ fn promote_and_rollback_end_a_canary() {
     for _ in 0..100 {
         assert_eq!(slot.call(b"").unwrap(), b"v4");
     }
-    assert!(matches!(slot.promote(), Err(DeployError::NoCanary { .. })));
     assert!(matches!(
-        slot.set_canary_weight(5),
-        Err(DeployError::NoCanary { .. })
+        slot.promote(&d("v4")),
+        Err(DeployError::Refused(StateError::Stale { .. }))
+    ));
+    assert!(matches!(
+        slot.promote(&d("v9")),
+        Err(DeployError::Refused(StateError::NoCanary))
+    ));
+    assert!(matches!(
+        slot.set_canary_weight(&d("v9"), 5),
+        Err(DeployError::Refused(StateError::NoCanary))
     ));
 }
 
@@ -437,7 +449,7 @@ fn a_canary_needs_an_active_revision_and_counts_its_errors() {
     let slot = &h.slot;
     assert!(matches!(
         slot.deploy_canary(art("v1"), None, 10),
-        Err(DeployError::NoActive { .. })
+        Err(DeployError::Refused(StateError::NoActive))
     ));
     slot.deploy(art("v1"), None).unwrap();
     slot.deploy_canary(art("failing"), None, 100).unwrap();
@@ -454,7 +466,7 @@ fn promotion_announces_before_it_retires() {
     let mut events = h.slot.events().subscribe();
     h.slot.deploy(art("v1"), None).unwrap();
     h.slot.deploy_canary(art("v2"), None, 10).unwrap();
-    h.slot.promote().unwrap();
+    h.slot.promote(&d("v2")).unwrap();
     let mut order = Vec::new();
     while let Ok(e) = events.try_recv() {
         order.push((e.transition, e.version.unwrap_or_default()));
@@ -470,4 +482,210 @@ fn promotion_announces_before_it_retires() {
         ],
         "{order:?}"
     );
+}
+
+/// A journal that keeps what it is given, as the store does, and can be
+/// told to refuse.
+#[derive(Default)]
+struct Books {
+    commits: Mutex<Vec<(String, SlotState, Vec<Event>)>>,
+    appended: Mutex<Vec<Event>>,
+    refuse: std::sync::atomic::AtomicBool,
+}
+
+impl Journal for Books {
+    fn commit(&self, slot: &str, state: &SlotState, events: &[Event]) -> Result<(), JournalError> {
+        if self.refuse.load(std::sync::atomic::Ordering::SeqCst) {
+            return Err(JournalError("the disk is full".into()));
+        }
+        let entry = (slot.to_string(), state.clone(), events.to_vec());
+        self.commits.lock().unwrap().push(entry);
+        Ok(())
+    }
+
+    fn append(&self, events: &[Event]) {
+        self.appended.lock().unwrap().extend_from_slice(events);
+    }
+}
+
+impl Books {
+    /// Every event it holds, in order.
+    fn history(&self) -> Vec<Event> {
+        let mut all = self.appended.lock().unwrap().clone();
+        for (_, _, events) in self.commits.lock().unwrap().iter() {
+            all.extend_from_slice(events);
+        }
+        all.sort_by_key(|e| e.seq);
+        all
+    }
+}
+
+/// A toy tier nobody listens to.
+fn toy() -> Arc<Toy> {
+    let (_, gate) = channel();
+    Arc::new(Toy {
+        gate: Mutex::new(Some(gate)),
+        entered: channel().0,
+        retired: channel().0,
+    })
+}
+
+fn restored(state: SlotState, have: &[&str], bus: EventBus) -> Slot<Toy> {
+    let artifacts: Vec<Artifact> = have.iter().map(|n| art(n)).collect();
+    Slot::restore(
+        "toy",
+        toy(),
+        Arc::new(MemoryKv::default()),
+        bus,
+        SlotOptions::default(),
+        state,
+        |digest| {
+            let found = artifacts.iter().find(|a| a.digest() == *digest);
+            found.cloned().ok_or_else(|| "not on disk".to_string())
+        },
+    )
+}
+
+#[test]
+fn a_slot_restores_as_it_was_with_one_event() {
+    let books = Arc::new(Books::default());
+    let slot = Slot::new(
+        "toy",
+        toy(),
+        Arc::new(MemoryKv::default()),
+        EventBus::with_journal(books.clone(), Vec::new()),
+    );
+    slot.deploy(art("v1"), None).unwrap();
+    slot.deploy(art("v2"), None).unwrap();
+    slot.rollback(&d("v2"), "v2 is slow").unwrap();
+    assert!(slot.wait_drained(WAIT));
+    slot.deploy_canary(art("v3"), None, 30).unwrap();
+    let (before, state) = (slot.status(), slot.state());
+    // The journal holds exactly what the slot shows.
+    let last = books.commits.lock().unwrap().last().unwrap().1.clone();
+    assert_eq!(last, state);
+    assert_eq!(state.last_generation, 4);
+    drop(slot);
+
+    let history = books.history();
+    let again = Arc::new(Books::default());
+    let bus = EventBus::with_journal(again.clone(), history.clone());
+    let slot = restored(state.clone(), &["v1", "v2", "v3"], bus);
+    assert_eq!(
+        slot.status(),
+        before,
+        "the same revisions, generations, canary"
+    );
+    assert_eq!(slot.state(), state);
+    assert!(slot.status().fault.is_none());
+
+    // Nothing re-enacted: the old history, then one `restored` event.
+    let recent = slot.events().recent();
+    assert_eq!(&recent[..history.len()], &history[..]);
+    let new: Vec<_> = recent[history.len()..].to_vec();
+    assert_eq!(new.len(), 1, "{new:?}");
+    assert_eq!(new[0].transition, Transition::Restored);
+    assert_eq!(new[0].seq, history.last().unwrap().seq + 1);
+    assert_eq!(new[0].generation, Some(3));
+    assert!(again.commits.lock().unwrap().is_empty());
+    assert_eq!(again.appended.lock().unwrap().as_slice(), &new[..]);
+
+    // It serves as before: the canary at its weight, the rest on v1.
+    let mut out = Vec::new();
+    let to_canary = (0..1000u64)
+        .filter(|k| {
+            out.clear();
+            slot.call_routed(b"", &mut out, Some(*k)).unwrap().canary
+        })
+        .count();
+    assert!((200..400).contains(&to_canary), "{to_canary} of 1000");
+    // And the next change numbers on from the books.
+    let promoted = slot.promote(&d("v3")).unwrap();
+    assert_eq!(promoted.generation, 4);
+    assert_eq!(slot.deploy(art("v5"), None).unwrap().generation, 5);
+}
+
+#[test]
+fn a_revision_that_cannot_be_restored_leaves_the_slot_visibly_at_fault() {
+    let books = Arc::new(Books::default());
+    let slot = Slot::new(
+        "toy",
+        toy(),
+        Arc::new(MemoryKv::default()),
+        EventBus::with_journal(books.clone(), Vec::new()),
+    );
+    slot.deploy(art("v1"), None).unwrap();
+    slot.deploy(art("v2"), None).unwrap();
+    let state = slot.state();
+    drop(slot);
+
+    // v2's artifact is gone: v1 serves in its place, and everyone can see.
+    let slot = restored(state.clone(), &["v1"], EventBus::new());
+    let status = slot.status();
+    assert_eq!(status.active.unwrap().state, RevisionState::Failed);
+    assert_eq!(status.previous.unwrap().state, RevisionState::Active);
+    let fault = status.fault.unwrap();
+    assert!(
+        fault.contains("v2") && fault.contains("not on disk"),
+        "{fault}"
+    );
+    assert_eq!(slot.call(b"").unwrap(), b"v1");
+    let event = slot.events().recent().pop().unwrap();
+    assert_eq!(event.transition, Transition::Restored);
+    assert!(event.reason.unwrap().contains("not on disk"));
+    // Its books are untouched: the fault is not a transition.
+    assert_eq!(slot.state(), state);
+    // Rolling the broken revision back is the operator's way out: v1
+    // activates properly, as a new generation, and the fault is over.
+    let back = slot.rollback(&d("v2"), "v2 is damaged").unwrap();
+    assert_eq!((back.version.as_str(), back.generation), ("v1", 3));
+    assert!(slot.status().fault.is_none());
+    assert_eq!(slot.call(b"").unwrap(), b"v1");
+    // Rolling forward again to the missing bytes says why it cannot.
+    assert!(matches!(
+        slot.rollback(&d("v1"), "x"),
+        Err(DeployError::ArtifactUnavailable { .. })
+    ));
+    slot.deploy(art("v3"), None).unwrap();
+    assert!(slot.status().fault.is_none());
+
+    // Nothing can serve: calls fail with the reason, not as "no revision".
+    let slot = restored(state, &[], EventBus::new());
+    match slot.call(b"") {
+        Err(CallError::Unavailable { reason, .. }) => assert!(reason.contains("v2"), "{reason}"),
+        other => panic!("expected unavailable, got {other:?}"),
+    }
+}
+
+#[test]
+fn a_change_the_journal_cannot_record_changes_nothing() {
+    let books = Arc::new(Books::default());
+    let (retired_tx, retired) = channel();
+    let tier = Arc::new(Toy {
+        gate: Mutex::new(None),
+        entered: channel().0,
+        retired: retired_tx,
+    });
+    let bus = EventBus::with_journal(books.clone(), Vec::new());
+    let slot = Slot::new("toy", tier, Arc::new(MemoryKv::default()), bus);
+    slot.deploy(art("v1"), None).unwrap();
+    let (before, state) = (slot.status(), slot.state());
+    books
+        .refuse
+        .store(true, std::sync::atomic::Ordering::SeqCst);
+    let err = slot.deploy(art("v2"), None).unwrap_err();
+    assert!(matches!(err, DeployError::Journal(_)), "{err}");
+    assert_eq!(slot.status(), before);
+    assert_eq!(slot.state(), state);
+    assert_eq!(slot.call(b"").unwrap(), b"v1");
+    // The prepared v2 was shut down, not leaked.
+    assert_eq!(retired.recv_timeout(WAIT).unwrap().0, "v2");
+    let last = slot.events().recent().pop().unwrap();
+    assert_eq!(last.transition, Transition::Failed);
+    assert!(last.reason.unwrap().contains("the disk is full"));
+    // Once the journal works again, so do changes, numbered without a gap.
+    books
+        .refuse
+        .store(false, std::sync::atomic::Ordering::SeqCst);
+    assert_eq!(slot.deploy(art("v2"), None).unwrap().generation, 2);
 }

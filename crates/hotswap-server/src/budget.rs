@@ -43,8 +43,8 @@ impl Budget {
     }
 
     /// Takes a sample of every canary and returns the slots whose canary
-    /// broke the budget, with the reason.
-    pub fn judge(&mut self, gateway: &Gateway, now: Instant) -> Vec<(String, String)> {
+    /// broke the budget, with the canary's digest and the reason.
+    pub fn judge(&mut self, gateway: &Gateway, now: Instant) -> Vec<(String, Digest, String)> {
         let window = Duration::from_secs(self.config.window_secs);
         let canaries = gateway.canaries();
         self.trails
@@ -85,6 +85,7 @@ impl Budget {
             {
                 breached.push((
                     slot,
+                    stats.digest,
                     format!(
                         "error budget exceeded: {errors} of {calls} calls failed ({:.0}%) in the last {}s; the budget is {:.0}%",
                         100.0 * errors as f64 / calls as f64,
@@ -114,10 +115,14 @@ pub(crate) async fn watch(
             _ = stop.wait_for(|s| *s) => return,
         }
         budget.config = config.load_full();
-        for (slot, reason) in budget.judge(&gateway, Instant::now()) {
+        for (slot, digest, reason) in budget.judge(&gateway, Instant::now()) {
             let g = gateway.clone();
+            // Aborts the canary that was judged, by digest: if it was
+            // promoted (or replaced) meanwhile, this is refused as stale and
+            // the promoted revision stays active.
             let result =
-                tokio::task::spawn_blocking(move || g.rollback(&slot, &reason).map(|_| slot)).await;
+                tokio::task::spawn_blocking(move || g.abort(&slot, digest, &reason).map(|_| slot))
+                    .await;
             match result {
                 Ok(Ok(slot)) => tracing::warn!(slot, "canary rolled back: over its error budget"),
                 Ok(Err(e)) => {

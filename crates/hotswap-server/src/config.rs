@@ -17,6 +17,7 @@ use serde::{Deserialize, Serialize};
 /// # admin_token = "..."          # required when `admin` is not loopback
 /// max_module_bytes = 33554432
 /// deploy_example = true          # deploy the example plugin to slot `greet` on first start
+/// event_retention = 10000        # events the persisted event log keeps
 /// trusted_keys = []              # ed25519 public keys (hex) whose signatures are accepted
 /// require_signature = false      # refuse unsigned modules
 ///
@@ -72,6 +73,9 @@ pub struct ServerConfig {
     /// Deploy the example `greet` plugin to slot `greet` when the store is
     /// empty, so a first start has something to answer.
     pub deploy_example: bool,
+    /// How many events the persisted event log keeps (the newest; older
+    /// ones are dropped as new ones come).
+    pub event_retention: usize,
     /// Limits every plugin runs under.
     pub limits: Limits,
     /// HTTP paths mapped to slots. Without routes, `POST /{slot}` calls the
@@ -227,6 +231,7 @@ impl Default for ServerConfig {
             admin_token: None,
             max_module_bytes: 32 << 20,
             deploy_example: true,
+            event_retention: hotswap_store::DEFAULT_EVENT_RETENTION,
             limits: Limits::default(),
             routes: Vec::new(),
             canary: CanaryConfig::default(),

@@ -114,9 +114,7 @@ fn invoke(
     let took = started.elapsed();
     match result {
         Ok((output, served)) => {
-            plane
-                .metrics
-                .call(slot, Some(served.generation), "ok", took);
+            plane.metrics.call(slot, Some(&served), "ok", took);
             Ok((output, served))
         }
         Err(failure) => {
@@ -131,6 +129,10 @@ fn invoke(
 fn with_served(mut response: Response, served: Served) -> Response {
     let h = response.headers_mut();
     h.insert("x-hotswap-generation", HeaderValue::from(served.generation));
+    h.insert(
+        "x-hotswap-digest",
+        HeaderValue::from_str(&served.digest.to_string()).expect("hex is a valid header"),
+    );
     if served.canary {
         h.insert("x-hotswap-canary", HeaderValue::from_static("true"));
     }
@@ -189,6 +191,13 @@ fn classify(failure: &CallFailure) -> (StatusCode, &'static str, &'static str) {
                 "no-revision",
                 "slot has no revision",
             ),
+            // The reason is the operator's own doing (a damaged store),
+            // not the plugin's internals: say it.
+            CallError::Unavailable { .. } => (
+                StatusCode::SERVICE_UNAVAILABLE,
+                "unavailable",
+                "slot cannot serve: its revisions could not be restored",
+            ),
             CallError::Deadline(_) => (StatusCode::GATEWAY_TIMEOUT, "deadline", "plugin timed out"),
             CallError::Overloaded { .. } => (
                 StatusCode::SERVICE_UNAVAILABLE,
@@ -221,7 +230,13 @@ fn failed(slot: &str, failure: &CallFailure) -> Response {
     if let CallFailure::Call(e) = failure {
         tracing::warn!(slot, kind, error = %e, "call failed");
     }
-    let mut response = (status, format!("{message}\n")).into_response();
+    let body = match failure {
+        // The one failure whose full reason is for the caller: the slot's
+        // fault (which revision could not be restored, and why).
+        CallFailure::Call(e @ CallError::Unavailable { .. }) => format!("{e}\n"),
+        _ => format!("{message}\n"),
+    };
+    let mut response = (status, body).into_response();
     response
         .headers_mut()
         .insert("x-hotswap-error", HeaderValue::from_static(kind));

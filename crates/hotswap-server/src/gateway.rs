@@ -1,18 +1,20 @@
-//! `Gateway`: the named slots a server runs, kept in step with the store so
-//! that a restart comes back serving exactly what was deployed.
+//! `Gateway`: the named slots a server runs, journaled in the store so that
+//! a restart comes back exactly as it was.
 
 use std::collections::BTreeMap;
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::{Arc, RwLock};
 
 use hotswap_core::{
-    error_chain, Artifact, CallError, CanaryStats, DeployError, Digest, EventBus, RevisionInfo,
-    Served, Slot, SlotStatus, Tier,
+    error_chain, Artifact, CallError, CanaryStats, Candidate, DeployError, Digest, EventBus,
+    Journal, RevisionInfo, Served, Slot, SlotOptions, SlotState, SlotStatus, StateError, Tier,
 };
-use hotswap_store::{check_slot_name, CanaryRecord, SlotRecord, Store, StoreError};
+use hotswap_store::{check_slot_name, Store, StoreError};
 use hotswap_wasm::{WasmConfig, WasmTier};
 
 use crate::tiers::Tiers;
-use serde::{Deserialize, Serialize};
+
+/// How many events of the log a server keeps in memory for `GET /v1/events`.
+const RECENT_EVENTS: usize = 1024;
 
 /// Why an admin operation failed. Every failure leaves the slot serving what
 /// it served before.
@@ -35,94 +37,109 @@ pub enum GatewayError {
     Tier(String),
 }
 
-/// One slot and the lock that keeps its deploys and its record in step.
-struct Entry {
-    slot: Slot<Tiers>,
-    /// Held across deploy (or rollback) and the record's save, so records
-    /// are saved in the order the swaps happened.
-    changing: Mutex<()>,
-}
-
 /// The slots of one server, over its tiers (WASM and native) and one store.
 pub struct Gateway {
     tiers: Arc<Tiers>,
     store: Store,
     events: EventBus,
-    slots: RwLock<BTreeMap<String, Arc<Entry>>>,
+    slots: RwLock<BTreeMap<String, Arc<Slot<Tiers>>>>,
 }
 
-/// What `GET /v1/slots` lists for each slot.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct SlotView {
-    /// The slot's name.
-    pub name: String,
-    /// The revision serving calls.
-    pub active: Option<RevisionInfo>,
-    /// The revision before it.
-    pub previous: Option<RevisionInfo>,
-    /// A canary on trial.
-    pub canary: Option<RevisionInfo>,
-}
-
-impl From<SlotStatus> for SlotView {
-    fn from(s: SlotStatus) -> SlotView {
-        SlotView {
-            name: s.name,
-            active: s.active,
-            previous: s.previous,
-            canary: s.canary,
-        }
-    }
-}
+/// What `GET /v1/slots` lists for each slot: its status, derived from its
+/// state.
+pub type SlotView = SlotStatus;
 
 impl Gateway {
-    /// Opens the store and brings back every slot it records: the previous
-    /// revision first, then the active one, so a rollback still works after
-    /// a restart. Compiled code comes from the store's compile cache.
-    /// Native libraries are loaded only when `native` is true.
-    pub fn open(store: Store, wasm: WasmConfig, native: bool) -> Result<Gateway, GatewayError> {
+    /// Opens the store and brings back every slot it records, as it was
+    /// (see [`Slot::restore`]): the same revisions and generations, the
+    /// canary at its weight, the event log continued; compiled code comes
+    /// from the store's compile cache. The log keeps the newest
+    /// `event_retention` events. Native libraries are loaded only when
+    /// `native` is true.
+    pub fn open(
+        store: Store,
+        wasm: WasmConfig,
+        native: bool,
+        event_retention: usize,
+    ) -> Result<Gateway, GatewayError> {
         let wasm = WasmConfig {
             cache_dir: Some(store.compile_cache_dir()),
             ..wasm
         };
         let wasm = Arc::new(WasmTier::new(wasm).map_err(|e| GatewayError::Tier(e.to_string()))?);
+        let journal = store.journal(event_retention);
+        let history = store.events(RECENT_EVENTS)?;
         let gateway = Gateway {
             tiers: Arc::new(Tiers::new(wasm, native)),
+            events: EventBus::with_journal(journal.clone(), history),
             store,
-            events: EventBus::new(),
             slots: RwLock::default(),
         };
-        for (name, record) in gateway.store.slots()? {
-            let entry = gateway.entry_or_create(&name)?;
-            // Previous, then active, then the canary: the order they were
-            // made in, so the slot ends as it was, rollback included.
-            let steps = record
-                .previous
-                .iter()
-                .chain(record.active.iter())
-                .map(|d| (*d, None))
-                .chain(record.canary.iter().map(|c| (c.digest, Some(c.weight))));
+        gateway.convert_legacy(&*journal)?;
+        let mut slots = BTreeMap::new();
+        for (name, state) in gateway.store.slot_states()? {
+            let slot = Slot::restore(
+                &name,
+                gateway.tiers.clone(),
+                gateway.store.kv(&name)?,
+                gateway.events.clone(),
+                SlotOptions::default(),
+                state,
+                |digest| gateway.store.artifact(digest).map_err(|e| e.to_string()),
+            );
+            slots.insert(name, Arc::new(slot));
+        }
+        *gateway.slots.write().unwrap_or_else(|e| e.into_inner()) = slots;
+        Ok(gateway)
+    }
+
+    /// Turns slot records of releases before slot states into states, once:
+    /// the previous revision, then the active one, then the canary, through
+    /// the same transitions a deploy makes. A revision whose artifact is
+    /// unusable is left out, and the log says so.
+    fn convert_legacy(&self, journal: &dyn Journal) -> Result<(), GatewayError> {
+        for (name, record) in self.store.legacy_slots()? {
+            let mut state = SlotState::default();
+            let steps = record.previous.iter().chain(record.active.iter());
+            let steps = steps.map(|d| (*d, None));
+            let steps = steps.chain(record.canary.iter().map(|c| (c.digest, Some(c.weight))));
             for (digest, canary) in steps {
-                let restored = gateway
+                let candidate = self
                     .store
                     .artifact(&digest)
                     .map_err(GatewayError::from)
                     .and_then(|a| {
-                        match canary {
-                            Some(w) => entry.slot.deploy_canary(a, Some(digest), w),
-                            None => entry.slot.deploy(a, Some(digest)),
-                        }
-                        .map_err(GatewayError::from)
+                        let manifest = self
+                            .tiers
+                            .validate(&a)
+                            .map_err(|e| GatewayError::Tier(e.to_string()))?;
+                        Ok(Candidate {
+                            digest,
+                            manifest,
+                            kind: a.kind(),
+                        })
                     });
-                if let Err(e) = restored {
-                    // The record only names stored artifacts, so this is
-                    // disk corruption or a module this host now rejects:
-                    // say so, and serve what can be served.
-                    tracing::error!(slot = %name, digest = %digest, error = %e, "cannot restore a revision");
+                let next = candidate.and_then(|c| {
+                    let next = match canary {
+                        Some(w) => state.start_canary(c, w),
+                        None => state.deploy(c),
+                    };
+                    next.map_err(|e| GatewayError::Deploy(e.into()))
+                });
+                match next {
+                    Ok(next) => state = next.state,
+                    Err(e) => {
+                        tracing::error!(slot = %name, digest = %digest, error = %e, "cannot convert a revision of an old slot record")
+                    }
                 }
             }
+            journal
+                .commit(&name, &state, &[])
+                .map_err(|e| GatewayError::Deploy(e.into()))?;
+            self.store.remove_legacy_slot(&name)?;
+            tracing::info!(slot = %name, "converted an old slot record to a slot state");
         }
-        Ok(gateway)
+        Ok(())
     }
 
     /// The event bus every slot publishes to.
@@ -145,9 +162,10 @@ impl Gateway {
         self.list().is_empty()
     }
 
-    /// Deploys `bytes` to `slot` (creating it): the protocol runs, and only
-    /// once the new revision is active is the slot's record saved. A crash
-    /// before that leaves the old record, pointing at the old revision.
+    /// Deploys `bytes` to `slot` (creating it): the artifact is stored, the
+    /// protocol runs, and the slot's new state commits with its events just
+    /// before it serves. A crash before that leaves the old state, pointing
+    /// at the old revision.
     pub fn deploy(
         &self,
         slot: &str,
@@ -165,41 +183,73 @@ impl Gateway {
         if storable {
             self.store.put_artifact(&artifact)?;
         }
-        let entry = self.entry_or_create(slot)?;
-        let _changing = entry.changing.lock().unwrap_or_else(|e| e.into_inner());
+        let slot = self.slot_or_create(slot)?;
         let info = match canary {
-            Some(weight) => entry.slot.deploy_canary(artifact, expected, weight)?,
-            None => entry.slot.deploy(artifact, expected)?,
+            Some(weight) => slot.deploy_canary(artifact, expected, weight)?,
+            None => slot.deploy(artifact, expected)?,
         };
-        self.save(&entry)?;
         Ok(info)
     }
 
-    /// Rolls `slot` back to its previous revision and records it.
-    pub fn rollback(&self, slot: &str, reason: &str) -> Result<RevisionInfo, GatewayError> {
-        let entry = self.entry(slot)?;
-        let _changing = entry.changing.lock().unwrap_or_else(|e| e.into_inner());
-        let info = entry.slot.rollback(reason)?;
-        self.save(&entry)?;
-        Ok(info)
+    /// Rolls `slot` back: its canary if it has one, otherwise its active
+    /// revision, to the previous one. `expect` names the revision the
+    /// caller means to roll back; without it, whatever is there now.
+    pub fn rollback(
+        &self,
+        slot: &str,
+        expect: Option<Digest>,
+        reason: &str,
+    ) -> Result<RevisionInfo, GatewayError> {
+        let slot = self.slot(slot)?;
+        let expect = expect.or_else(|| {
+            let state = slot.state();
+            let canary = state.canary.map(|c| c.revision.digest);
+            canary.or(state.active.map(|a| a.digest))
+        });
+        let expect = expect.ok_or_else(|| DeployError::from(StateError::NoPrevious))?;
+        Ok(slot.rollback(&expect, reason)?)
     }
 
-    /// Sets the canary's share of calls and records it.
-    pub fn set_canary_weight(&self, slot: &str, weight: u8) -> Result<RevisionInfo, GatewayError> {
-        let entry = self.entry(slot)?;
-        let _changing = entry.changing.lock().unwrap_or_else(|e| e.into_inner());
-        let info = entry.slot.set_canary_weight(weight)?;
-        self.save(&entry)?;
-        Ok(info)
+    /// Takes the canary `expect` of `slot` out of service; never touches
+    /// the active revision (for judges of canaries: the error budget).
+    pub fn abort(
+        &self,
+        slot: &str,
+        expect: Digest,
+        reason: &str,
+    ) -> Result<RevisionInfo, GatewayError> {
+        Ok(self.slot(slot)?.abort(&expect, reason)?)
     }
 
-    /// Makes the canary the active revision and records it.
-    pub fn promote(&self, slot: &str) -> Result<RevisionInfo, GatewayError> {
-        let entry = self.entry(slot)?;
-        let _changing = entry.changing.lock().unwrap_or_else(|e| e.into_inner());
-        let info = entry.slot.promote()?;
-        self.save(&entry)?;
-        Ok(info)
+    /// Sets the share of calls of the canary `expect` (without it, of the
+    /// canary there is now).
+    pub fn set_canary_weight(
+        &self,
+        slot: &str,
+        expect: Option<Digest>,
+        weight: u8,
+    ) -> Result<RevisionInfo, GatewayError> {
+        let slot = self.slot(slot)?;
+        let expect = Self::canary_or(&slot, expect)?;
+        Ok(slot.set_canary_weight(&expect, weight)?)
+    }
+
+    /// Makes the canary `expect` (without it, the canary there is now) the
+    /// active revision.
+    pub fn promote(
+        &self,
+        slot: &str,
+        expect: Option<Digest>,
+    ) -> Result<RevisionInfo, GatewayError> {
+        let slot = self.slot(slot)?;
+        let expect = Self::canary_or(&slot, expect)?;
+        Ok(slot.promote(&expect)?)
+    }
+
+    fn canary_or(slot: &Slot<Tiers>, expect: Option<Digest>) -> Result<Digest, GatewayError> {
+        let now = || slot.state().canary.map(|c| c.revision.digest);
+        let expect = expect.or_else(now);
+        Ok(expect.ok_or_else(|| DeployError::from(StateError::NoCanary))?)
     }
 
     /// Every slot's canary record so far, for the error budget.
@@ -207,7 +257,7 @@ impl Gateway {
         let slots = self.slots.read().unwrap_or_else(|e| e.into_inner());
         slots
             .iter()
-            .filter_map(|(name, e)| e.slot.canary_stats().map(|s| (name.clone(), s)))
+            .filter_map(|(name, slot)| slot.canary_stats().map(|s| (name.clone(), s)))
             .collect()
     }
 
@@ -219,10 +269,9 @@ impl Gateway {
         input: &[u8],
         key: Option<u64>,
     ) -> Result<(Vec<u8>, Served), CallFailure> {
-        let entry = self.entry(slot).map_err(|_| CallFailure::UnknownSlot)?;
+        let slot = self.slot(slot).map_err(|_| CallFailure::UnknownSlot)?;
         let mut out = Vec::new();
-        let served = entry
-            .slot
+        let served = slot
             .call_routed(input, &mut out, key)
             .map_err(CallFailure::Call)?;
         Ok((out, served))
@@ -234,19 +283,18 @@ impl Gateway {
         let slots = self.slots.read().unwrap_or_else(|e| e.into_inner());
         slots
             .values()
-            .map(|e| e.slot.status())
+            .map(|slot| slot.status())
             .filter(|s| s.active.is_some())
-            .map(SlotView::from)
             .collect()
     }
 
     /// One slot.
     pub fn show(&self, slot: &str) -> Result<SlotView, GatewayError> {
-        let status = self.entry(slot)?.slot.status();
+        let status = self.slot(slot)?.status();
         if status.active.is_none() {
             return Err(GatewayError::UnknownSlot(slot.to_string()));
         }
-        Ok(status.into())
+        Ok(status)
     }
 
     /// Makes every key-value write durable (for a clean shutdown).
@@ -273,20 +321,7 @@ impl Gateway {
             .set_limits(wasm.deadline, wasm.memory_cap, wasm.instance_cap)
     }
 
-    fn save(&self, entry: &Entry) -> Result<(), GatewayError> {
-        let status = entry.slot.status();
-        let record = SlotRecord {
-            active: status.active.map(|r| r.digest),
-            previous: status.previous.map(|r| r.digest),
-            canary: status.canary.map(|c| CanaryRecord {
-                digest: c.digest,
-                weight: c.weight.unwrap_or(0),
-            }),
-        };
-        Ok(self.store.save_slot(entry.slot.name(), &record)?)
-    }
-
-    fn entry(&self, slot: &str) -> Result<Arc<Entry>, GatewayError> {
+    fn slot(&self, slot: &str) -> Result<Arc<Slot<Tiers>>, GatewayError> {
         let slots = self.slots.read().unwrap_or_else(|e| e.into_inner());
         slots
             .get(slot)
@@ -294,19 +329,16 @@ impl Gateway {
             .ok_or_else(|| GatewayError::UnknownSlot(slot.to_string()))
     }
 
-    fn entry_or_create(&self, slot: &str) -> Result<Arc<Entry>, GatewayError> {
-        if let Ok(e) = self.entry(slot) {
-            return Ok(e);
+    fn slot_or_create(&self, name: &str) -> Result<Arc<Slot<Tiers>>, GatewayError> {
+        if let Ok(slot) = self.slot(name) {
+            return Ok(slot);
         }
-        let kv = self.store.kv(slot)?;
+        let kv = self.store.kv(name)?;
         let mut slots = self.slots.write().unwrap_or_else(|e| e.into_inner());
-        let entry = slots.entry(slot.to_string()).or_insert_with(|| {
-            Arc::new(Entry {
-                slot: Slot::new(slot, self.tiers.clone(), kv, self.events.clone()),
-                changing: Mutex::new(()),
-            })
+        let slot = slots.entry(name.to_string()).or_insert_with(|| {
+            Arc::new(Slot::new(name, self.tiers.clone(), kv, self.events.clone()))
         });
-        Ok(entry.clone())
+        Ok(slot.clone())
     }
 }
 

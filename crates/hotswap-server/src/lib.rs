@@ -142,11 +142,12 @@ impl Server {
         let data = listen("data", config.listen)?;
         let admin = listen("admin", config.admin)?;
 
-        let (store_dir, wasm, native, example) = (
+        let (store_dir, wasm, native, example, retention) = (
             config.data_dir.clone(),
             config.wasm(),
             config.native.enabled,
             config.deploy_example,
+            config.event_retention,
         );
         let up = upgrader.clone();
         // Waiting for the parent, and opening the store (which may compile),
@@ -160,7 +161,7 @@ impl Server {
                 }
                 Err(e) => return Err(e.into()),
             };
-            let gateway = Gateway::open(Store::open(&store_dir)?, wasm, native)?;
+            let gateway = Gateway::open(Store::open(&store_dir)?, wasm, native, retention)?;
             if example && gateway.is_empty() {
                 let info = gateway.deploy(EXAMPLE_SLOT, hotswap_examples::GREET_V1.to_vec(), None, None)?;
                 tracing::info!(slot = EXAMPLE_SLOT, version = %info.version, "deployed the example plugin");

@@ -6,7 +6,7 @@ use std::borrow::Cow;
 use std::sync::Arc;
 use std::time::Duration;
 
-use hotswap_core::{EventBus, Transition};
+use hotswap_core::{EventBus, Served, Transition};
 use prometheus_client::encoding::text::encode;
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
@@ -20,6 +20,9 @@ struct CallLabels {
     slot: String,
     /// The generation that served the call ("none" if none did).
     revision: String,
+    /// The digest of the revision that served it ("none" if none did), so
+    /// counters of different code never merge, even across data dirs.
+    digest: String,
     /// `ok`, or the error's kind (`deadline`, `trap`, ...). Owned only
     /// when carried over from the process before an upgrade.
     outcome: Cow<'static, str>,
@@ -29,6 +32,7 @@ struct CallLabels {
 struct RevisionLabels {
     slot: String,
     revision: String,
+    digest: String,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -131,21 +135,26 @@ impl Metrics {
         self.registry.register_collector(collector);
     }
 
-    /// Records one data-plane call.
-    pub fn call(&self, slot: &str, generation: Option<u64>, outcome: &'static str, took: Duration) {
-        let revision = generation.map_or_else(|| "none".to_string(), |g| g.to_string());
+    /// Records one data-plane call, and the revision that served it.
+    pub fn call(&self, slot: &str, served: Option<&Served>, outcome: &'static str, took: Duration) {
+        let (revision, digest) = match served {
+            Some(s) => (s.generation.to_string(), s.digest.to_string()),
+            None => ("none".to_string(), "none".to_string()),
+        };
         self.calls
             .get_or_create(&CallLabels {
                 slot: slot.to_string(),
                 revision: revision.clone(),
+                digest: digest.clone(),
                 outcome: Cow::Borrowed(outcome),
             })
             .inc();
-        if generation.is_some() {
+        if served.is_some() {
             self.call_seconds
                 .get_or_create(&RevisionLabels {
                     slot: slot.to_string(),
                     revision,
+                    digest,
                 })
                 .observe(took.as_secs_f64());
         }
@@ -217,6 +226,9 @@ impl Metrics {
                     .get_or_create(&CallLabels {
                         slot: label("slot")?,
                         revision: label("revision")?,
+                        // Counters of a version before digests carry on
+                        // under "unknown" rather than being dropped.
+                        digest: label("digest").unwrap_or_else(|| "unknown".into()),
                         outcome: Cow::Owned(label("outcome")?),
                     })
                     .inc_by(value);
@@ -336,11 +348,22 @@ mod tests {
         lines
     }
 
+    fn served(generation: u64) -> Served {
+        Served {
+            generation,
+            digest: hotswap_core::Digest::of(b"v2"),
+            canary: false,
+        }
+    }
+
+    const V2: &str = "fb04dcb6970e4c3d1873de51fd5a50d7bb46b3383113602665c350ec40b5f990";
+
     #[test]
     fn counters_carry_over_to_a_new_process() {
+        assert_eq!(hotswap_core::Digest::of(b"v2").to_string(), V2);
         let old = Metrics::new();
         for _ in 0..3 {
-            old.call("greet", Some(2), "ok", Duration::from_micros(5));
+            old.call("greet", Some(&served(2)), "ok", Duration::from_micros(5));
         }
         old.call("greet", None, "deadline", Duration::from_millis(1));
         old.swap("greet", "activated");
@@ -352,7 +375,7 @@ mod tests {
             .inc();
 
         let new = Metrics::new();
-        new.call("greet", Some(2), "ok", Duration::from_micros(5)); // served meanwhile
+        new.call("greet", Some(&served(2)), "ok", Duration::from_micros(5)); // served meanwhile
         let restored = new.restore(&old.snapshot());
         assert_eq!(
             restored,
@@ -363,13 +386,13 @@ mod tests {
         );
         let lines = counters(&new);
         assert!(
-            lines.contains(
-                &r#"hotswap_calls_total{slot="greet",revision="2",outcome="ok"} 4"#.to_string()
-            ),
+            lines.contains(&format!(
+                r#"hotswap_calls_total{{slot="greet",revision="2",digest="{V2}",outcome="ok"}} 4"#
+            )),
             "{lines:?}"
         );
         assert!(lines.contains(
-            &r#"hotswap_calls_total{slot="greet",revision="none",outcome="deadline"} 1"#
+            &r#"hotswap_calls_total{slot="greet",revision="none",digest="none",outcome="deadline"} 1"#
                 .to_string()
         ));
         assert!(lines.contains(&r#"hotswap_rollbacks_total{slot="greet"} 1"#.to_string()));
@@ -389,7 +412,12 @@ mod tests {
         );
         assert_eq!(
             counters(&m),
-            vec![r#"hotswap_calls_total{slot="a",revision="1",outcome="new-kind"} 1"#.to_string()]
+            // A snapshot from before digests were labels carries on under
+            // `unknown`.
+            vec![
+                r#"hotswap_calls_total{slot="a",revision="1",digest="unknown",outcome="new-kind"} 1"#
+                    .to_string()
+            ]
         );
         assert_eq!(
             parse_labels(r#"a="x\"y",b="2""#).unwrap(),

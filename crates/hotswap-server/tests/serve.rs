@@ -386,17 +386,20 @@ fn metrics_count_calls_swaps_and_rollbacks() {
         }
         std::thread::sleep(std::time::Duration::from_millis(20));
     }
+    // Counted by revision digest too, so counters of different code never
+    // merge, whatever their generation.
+    let v1 = hotswap_core::Digest::of(hotswap_examples::GREET_V1);
     for line in [
-        r#"hotswap_calls_total{slot="greet",revision="1",outcome="ok"} 5"#,
-        r#"hotswap_calls_total{slot="nope",revision="none",outcome="unknown-slot"} 1"#,
-        r#"hotswap_swaps_total{slot="greet",result="failed"} 1"#,
-        r#"hotswap_swaps_total{slot="greet",result="rolled-back"} 1"#,
-        r#"hotswap_rollbacks_total{slot="greet"} 1"#,
-        r#"hotswap_call_duration_seconds_count{slot="greet",revision="1"} 5"#,
-        "hotswap_deploy_duration_seconds_count 1",
-        "hotswap_live_revisions 1",
+        format!(r#"hotswap_calls_total{{slot="greet",revision="1",digest="{v1}",outcome="ok"}} 5"#),
+        r#"hotswap_calls_total{slot="nope",revision="none",digest="none",outcome="unknown-slot"} 1"#.into(),
+        r#"hotswap_swaps_total{slot="greet",result="failed"} 1"#.into(),
+        r#"hotswap_swaps_total{slot="greet",result="rolled-back"} 1"#.into(),
+        r#"hotswap_rollbacks_total{slot="greet"} 1"#.into(),
+        format!(r#"hotswap_call_duration_seconds_count{{slot="greet",revision="1",digest="{v1}"}} 5"#),
+        "hotswap_deploy_duration_seconds_count 1".into(),
+        "hotswap_live_revisions 1".into(),
     ] {
-        assert!(text.contains(line), "missing `{line}` in:\n{text}");
+        assert!(text.contains(&line), "missing `{line}` in:\n{text}");
     }
 }
 

@@ -9,6 +9,7 @@ use hotswap_core::{Artifact, Digest};
 use crate::StoreError;
 
 /// A directory of artifacts named `<sha256>.wasm`.
+#[derive(Clone)]
 pub(crate) struct Artifacts {
     dir: PathBuf,
 }
@@ -52,6 +53,12 @@ impl Artifacts {
         tmp.persist(&path)
             .map_err(|e| io("cannot store", e.error))?;
         sync_dir(&self.dir)
+    }
+
+    /// Whether an artifact of that digest is on disk (unverified: a
+    /// cheap check for records that must only name stored code).
+    pub fn has(&self, digest: &Digest) -> bool {
+        self.path(digest).is_file()
     }
 
     /// The artifact, if stored and intact.

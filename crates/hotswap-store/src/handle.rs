@@ -15,7 +15,7 @@ use std::sync::{RwLock, RwLockReadGuard};
 use redb::Database;
 
 use crate::error::{db, StoreError};
-use crate::{kv, SLOTS};
+use crate::{journal, kv, SLOTS};
 
 /// The database, or nothing while another process holds it.
 pub(crate) struct DbHandle {
@@ -90,6 +90,8 @@ fn create(path: &Path) -> Result<Database, StoreError> {
     };
     let txn = database.begin_write().map_err(db)?;
     txn.open_table(SLOTS.def).map_err(db)?;
+    txn.open_table(journal::STATES.def).map_err(db)?;
+    txn.open_table(journal::EVENTS).map_err(db)?;
     txn.open_table(kv::KV).map_err(db)?;
     txn.open_table(kv::KV_COUNTS).map_err(db)?;
     txn.open_table(crate::ebpf::EBPF.def).map_err(db)?;

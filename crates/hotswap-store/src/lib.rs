@@ -5,32 +5,39 @@
 //!   written atomically (temporary file, fsync, rename, directory fsync) and
 //!   checked against their digest on every read, so a corrupt file is
 //!   reported, never served.
-//! - **Slot records** ([`SlotRecord`]): which revision each slot serves,
-//!   its previous one, its canary. Committed durably in an embedded redb
-//!   database, and only ever pointing at artifacts already on disk.
+//! - **Slot states** ([`hotswap_core::SlotState`]): what each slot serves,
+//!   its previous revision, its canary and weight, its generation counter;
+//!   and the **event log**. The store is the slots' [`hotswap_core::Journal`]
+//!   ([`Store::journal`]): a state and the events of the change that made
+//!   it commit in one durable redb transaction, and a state only ever names
+//!   artifacts already on disk. The log keeps a bounded number of events.
 //! - **Key-value data** of plugins ([`SlotKv`], a [`hotswap_core::KvStore`]),
 //!   in the same database.
 //!
-//! A deploy stores its artifact first and commits the slot's record last.
-//! A crash anywhere in between leaves the old record, pointing at the old,
+//! A deploy stores its artifact first and commits the slot's state last.
+//! A crash anywhere in between leaves the old state, pointing at the old,
 //! intact artifact: after a restart a slot serves the old revision or the
-//! new one, never a broken one.
+//! new one, never a broken one, and it is restored as it was, never
+//! rebuilt by replaying its history.
 //!
 //! ```
-//! use hotswap_core::{Artifact, KvStore};
-//! use hotswap_store::{SlotRecord, Store};
+//! use hotswap_core::{Artifact, Candidate, Journal, KvStore, Manifest, SlotState};
+//! use hotswap_store::Store;
 //!
 //! let dir = tempfile::tempdir()?;
 //! let store = Store::open(dir.path())?;
 //! let code = Artifact::new(b"\0asm...".to_vec());
 //! store.put_artifact(&code)?;
-//! store.save_slot("greet", &SlotRecord { active: Some(code.digest()), ..Default::default() })?;
+//! let manifest = Manifest { name: "greet".into(), version: "1".into(), abi: 1 };
+//! let candidate = Candidate { digest: code.digest(), manifest, kind: code.kind() };
+//! let state = SlotState::default().deploy(candidate)?.state;
+//! store.journal(1000).commit("greet", &state, &[])?;
 //! store.kv("greet")?.put(b"count", b"1")?;
 //! drop(store);
 //!
 //! let store = Store::open(dir.path())?; // as after a restart
-//! let record = store.slot("greet")?.unwrap();
-//! assert_eq!(store.artifact(&record.active.unwrap())?.bytes(), code.bytes());
+//! assert_eq!(store.slot_state("greet")?, Some(state));
+//! assert_eq!(store.artifact(&code.digest())?.bytes(), code.bytes());
 //! assert_eq!(store.kv("greet")?.get(b"count")?, Some(b"1".to_vec()));
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
@@ -39,6 +46,7 @@ mod artifacts;
 mod ebpf;
 mod error;
 mod handle;
+mod journal;
 mod kv;
 mod records;
 mod table;
@@ -55,6 +63,7 @@ use handle::DbHandle;
 
 pub use ebpf::EbpfRecord;
 pub use error::{check_slot_name, StoreError};
+pub use journal::{StoreJournal, DEFAULT_EVENT_RETENTION};
 pub use kv::SlotKv;
 pub use records::{CanaryRecord, SlotRecord};
 
@@ -62,7 +71,8 @@ use artifacts::Artifacts;
 use error::db;
 use table::RecordTable;
 
-/// `slot name → SlotRecord as JSON`.
+/// `slot name → SlotRecord as JSON`: slots as releases before slot states
+/// kept them, read once to convert ([`Store::legacy_slots`]).
 const SLOTS: RecordTable = RecordTable {
     def: TableDefinition::new("slots"),
     what: "slot",
@@ -122,32 +132,14 @@ impl Store {
         self.artifacts.get(digest)
     }
 
-    /// The record of one slot, if it has one.
-    pub fn slot(&self, name: &str) -> Result<Option<SlotRecord>, StoreError> {
-        self.record(SLOTS, name)
-    }
-
-    /// Every slot's record, by name.
-    pub fn slots(&self) -> Result<Vec<(String, SlotRecord)>, StoreError> {
+    /// Slot records in the format of releases before slot states, to
+    /// convert once. Empty on every data directory made since.
+    pub fn legacy_slots(&self) -> Result<Vec<(String, SlotRecord)>, StoreError> {
         self.records(SLOTS)
     }
 
-    /// Saves a slot's record durably. Every artifact it names must already
-    /// be stored: a record never points at code that is not on disk.
-    pub fn save_slot(&self, name: &str, record: &SlotRecord) -> Result<(), StoreError> {
-        check_slot_name(name)?;
-        for digest in record.digests() {
-            self.artifacts.get(&digest)?;
-        }
-        // Durable: once a deploy is acknowledged, it is on disk.
-        self.save_record(SLOTS, name, record)?;
-        // `dirty` stays as it is: a key-value write may have committed just
-        // after this, and a spare flush costs less than a lost one.
-        Ok(())
-    }
-
-    /// Forgets a slot's record (its key-value data stays until deleted).
-    pub fn remove_slot(&self, name: &str) -> Result<bool, StoreError> {
+    /// Forgets a legacy slot record, once converted.
+    pub fn remove_legacy_slot(&self, name: &str) -> Result<bool, StoreError> {
         self.remove_record(SLOTS, name)
     }
 

@@ -1,11 +1,11 @@
-//! `SlotRecord`: what a slot serves, as it must come back after a restart.
+//! `SlotRecord`: what a slot served, in the format of releases before slot
+//! states (digests only, no generations); read once to convert.
 
 use hotswap_core::Digest;
 use serde::{Deserialize, Serialize};
 
-/// The persistent state of one slot: which revisions it serves. Stored as
-/// JSON, so a record stays readable by people and by later versions (fields
-/// added later default).
+/// A slot as releases before [`hotswap_core::SlotState`] stored it: which
+/// revisions it served, by digest.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SlotRecord {
     /// The revision serving calls.

@@ -4,13 +4,42 @@
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 
-use hotswap_core::{Artifact, KvError, KvStore};
-use hotswap_store::{SlotRecord, Store, StoreError};
+use hotswap_core::{
+    Artifact, Candidate, Event, Journal, KvError, KvStore, Manifest, Phase, SlotState, Transition,
+};
+use hotswap_store::{Store, StoreError};
 
 fn code(n: u64) -> Artifact {
     let mut bytes = b"\0asm\x01\0\0\0".to_vec();
     bytes.extend_from_slice(&n.to_le_bytes());
     Artifact::new(bytes)
+}
+
+fn candidate(a: &Artifact) -> Candidate {
+    Candidate {
+        digest: a.digest(),
+        manifest: Manifest {
+            name: "t".into(),
+            version: a.digest().to_string(),
+            abi: 1,
+        },
+        kind: a.kind(),
+    }
+}
+
+fn event(seq: u64) -> Event {
+    Event {
+        seq,
+        at_ms: 0,
+        slot: "greet".into(),
+        transition: Transition::Activated,
+        phase: Phase::Activate,
+        digest: None,
+        version: None,
+        generation: Some(seq),
+        duration_us: None,
+        reason: None,
+    }
 }
 
 #[test]
@@ -22,12 +51,13 @@ fn records_artifacts_and_kv_survive_reopening() {
         store.put_artifact(&a).unwrap();
         store.put_artifact(&b).unwrap();
         store.put_artifact(&b).unwrap(); // idempotent
-        let record = SlotRecord {
-            active: Some(b.digest()),
-            previous: Some(a.digest()),
-            canary: None,
-        };
-        store.save_slot("greet", &record).unwrap();
+        let state = SlotState::default().deploy(candidate(&a)).unwrap().state;
+        let state = state.deploy(candidate(&b)).unwrap().state;
+        let journal = store.journal(100);
+        journal
+            .commit("greet", &state, &[event(1), event(2)])
+            .unwrap();
+        journal.append(&[event(3)]);
         let kv = store.kv("greet").unwrap();
         kv.put(b"k1", b"v1").unwrap();
         kv.put(b"k2", b"v2").unwrap();
@@ -35,10 +65,16 @@ fn records_artifacts_and_kv_survive_reopening() {
         store.kv("other").unwrap().put(b"k1", b"theirs").unwrap();
     }
     let store = Store::open(dir.path()).unwrap();
-    let slots = store.slots().unwrap();
+    let slots = store.slot_states().unwrap();
     assert_eq!(slots.len(), 1);
     assert_eq!(slots[0].0, "greet");
-    assert_eq!(slots[0].1.active, Some(b.digest()));
+    let state = &slots[0].1;
+    assert_eq!(state.active.as_ref().unwrap().digest, b.digest());
+    assert_eq!(state.previous.as_ref().unwrap().revision.generation, 1);
+    assert_eq!(state.last_generation, 2);
+    // The appended event was flushed at the clean close, with the others.
+    let seqs: Vec<_> = store.events(10).unwrap().iter().map(|e| e.seq).collect();
+    assert_eq!(seqs, [1, 2, 3]);
     assert_eq!(store.artifact(&a.digest()).unwrap().bytes(), a.bytes());
     let kv = store.kv("greet").unwrap();
     assert_eq!(kv.get(b"k1").unwrap().as_deref(), Some(&b"v1"[..]));
@@ -48,8 +84,20 @@ fn records_artifacts_and_kv_survive_reopening() {
         Some(&b"theirs"[..]),
         "slots do not share keys"
     );
-    assert!(store.remove_slot("greet").unwrap());
-    assert_eq!(store.slot("greet").unwrap(), None);
+}
+
+#[test]
+fn the_event_log_keeps_only_its_retention() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    let journal = store.journal(5);
+    for seq in 1..=12 {
+        journal.append(&[event(seq)]);
+    }
+    let seqs: Vec<_> = store.events(100).unwrap().iter().map(|e| e.seq).collect();
+    assert_eq!(seqs, [8, 9, 10, 11, 12]);
+    let newest: Vec<_> = store.events(2).unwrap().iter().map(|e| e.seq).collect();
+    assert_eq!(newest, [11, 12]);
 }
 
 #[test]
@@ -75,7 +123,7 @@ fn a_released_store_passes_to_another_opener_and_can_be_taken_back() {
     old.release().unwrap();
     let err = kv.get(b"n").unwrap_err().to_string();
     assert!(err.contains("handed to the next process"), "{err}");
-    assert!(matches!(old.slots(), Err(StoreError::Released)));
+    assert!(matches!(old.slot_states(), Err(StoreError::Released)));
     old.flush().unwrap(); // nothing to flush: not an error
 
     let new = Store::open(dir.path()).unwrap();
@@ -92,36 +140,34 @@ fn a_released_store_passes_to_another_opener_and_can_be_taken_back() {
 }
 
 #[test]
-fn a_record_never_points_at_missing_code() {
+fn a_state_never_points_at_missing_code() {
     let dir = tempfile::tempdir().unwrap();
     let store = Store::open(dir.path()).unwrap();
+    let journal = store.journal(100);
     let good = code(1);
     store.put_artifact(&good).unwrap();
-    let before = SlotRecord {
-        active: Some(good.digest()),
-        ..SlotRecord::default()
-    };
-    store.save_slot("s", &before).unwrap();
+    let before = SlotState::default().deploy(candidate(&good)).unwrap().state;
+    journal.commit("s", &before, &[event(1)]).unwrap();
     let missing = code(2);
-    let err = store
-        .save_slot(
-            "s",
-            &SlotRecord {
-                active: Some(missing.digest()),
-                ..SlotRecord::default()
-            },
-        )
-        .unwrap_err();
-    assert!(matches!(err, StoreError::NotFound(d) if d == missing.digest()));
-    assert_eq!(
-        store.slot("s").unwrap(),
-        Some(before),
-        "the record is unchanged"
+    let after = before.deploy(candidate(&missing)).unwrap().state;
+    let err = journal.commit("s", &after, &[event(2)]).unwrap_err();
+    assert!(
+        err.to_string().contains(&missing.digest().to_string()),
+        "{err}"
     );
-    assert!(matches!(
-        store.save_slot("no/slashes", &SlotRecord::default()),
-        Err(StoreError::BadSlotName(_))
-    ));
+    assert_eq!(
+        store.slot_state("s").unwrap(),
+        Some(before),
+        "the state is unchanged"
+    );
+    let seqs: Vec<_> = store.events(10).unwrap().iter().map(|e| e.seq).collect();
+    assert_eq!(
+        seqs,
+        [1],
+        "and so is the log: nothing of the refused change"
+    );
+    let err = journal.commit("no/slashes", &SlotState::default(), &[]);
+    assert!(err.unwrap_err().to_string().contains("no/slashes"));
 }
 
 #[test]
@@ -188,26 +234,15 @@ fn crash_child() {
         return;
     };
     let store = Store::open(std::path::Path::new(&dir)).unwrap();
+    let journal = store.journal(1000);
     let kv = store.kv("s").unwrap();
-    let start = store
-        .slot("s")
-        .unwrap()
-        .and_then(|r| r.active)
-        .map_or(0, |_| kv_n(&*kv) + 1);
+    let mut state = store.slot_state("s").unwrap().unwrap_or_default();
+    let start = state.active.as_ref().map_or(0, |_| kv_n(&*kv) + 1);
     for n in start.. {
         let artifact = code(n);
         store.put_artifact(&artifact).unwrap();
-        let previous = store.slot("s").unwrap().and_then(|r| r.active);
-        store
-            .save_slot(
-                "s",
-                &SlotRecord {
-                    active: Some(artifact.digest()),
-                    previous,
-                    canary: None,
-                },
-            )
-            .unwrap();
+        state = state.deploy(candidate(&artifact)).unwrap().state;
+        journal.commit("s", &state, &[]).unwrap();
         println!("saved {n}");
         kv.put(b"n", &n.to_le_bytes()).unwrap();
         println!("kv {n}");
@@ -261,8 +296,11 @@ fn kill_9_at_any_moment_leaves_a_consistent_store() {
         child.wait().unwrap();
 
         let store = Store::open(dir.path()).unwrap();
-        let record = store.slot("s").unwrap().expect("a record was committed");
-        let active = record.active.unwrap();
+        let record = store
+            .slot_state("s")
+            .unwrap()
+            .expect("a state was committed");
+        let active = record.active.unwrap().digest;
         let served = store
             .artifact(&active)
             .expect("the active artifact is intact");
@@ -274,7 +312,7 @@ fn kill_9_at_any_moment_leaves_a_consistent_store() {
         );
         if let Some(prev) = record.previous {
             store
-                .artifact(&prev)
+                .artifact(&prev.revision.digest)
                 .expect("the previous artifact is intact");
         }
         // Every record commit is durable, and makes earlier kv writes durable.

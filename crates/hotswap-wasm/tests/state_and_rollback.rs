@@ -4,7 +4,7 @@
 mod common;
 
 use common::*;
-use hotswap_core::{DeployError, RevisionState};
+use hotswap_core::{DeployError, RevisionState, StateError};
 use hotswap_wasm::WasmConfig;
 
 #[test]
@@ -23,7 +23,7 @@ fn kv_state_survives_swaps_and_rollback_restores_the_previous_revision() {
     slot.deploy(other.clone(), None).unwrap();
     assert_eq!(slot.call(b"x").unwrap(), b"hello, x!");
 
-    let back = slot.rollback("testing rollback").unwrap();
+    let back = slot.rollback(&other.digest(), "testing rollback").unwrap();
     assert_eq!(back.digest, counter.digest());
     assert_eq!(back.generation, 3);
     assert_eq!(
@@ -50,14 +50,15 @@ fn kv_state_survives_swaps_and_rollback_restores_the_previous_revision() {
 fn rollback_without_a_previous_revision_is_an_error() {
     let tier = tier(WasmConfig::default());
     let slot = slot(&tier, "lonely");
+    let greet = art(hotswap_examples::GREET_V1);
     assert!(matches!(
-        slot.rollback("why"),
-        Err(DeployError::NoPrevious { .. })
+        slot.rollback(&greet.digest(), "why"),
+        Err(DeployError::Refused(StateError::Stale { found: None, .. }))
     ));
-    slot.deploy(art(hotswap_examples::GREET_V1), None).unwrap();
+    slot.deploy(greet.clone(), None).unwrap();
     assert!(matches!(
-        slot.rollback("why"),
-        Err(DeployError::NoPrevious { .. })
+        slot.rollback(&greet.digest(), "why"),
+        Err(DeployError::Refused(StateError::NoPrevious))
     ));
     assert_eq!(slot.call(b"x").unwrap(), b"hello, x!");
 }

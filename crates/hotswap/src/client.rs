@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::{anyhow, Context};
-use hotswap_core::{Event, Kind, RevisionInfo};
+use hotswap_core::{Event, Kind, RevisionInfo, RevisionState};
 use hotswap_server::SlotView;
 use serde::de::DeserializeOwned;
 use serde::Deserialize;
@@ -67,6 +67,10 @@ pub struct CanaryWeight {
     /// The canary's new share of calls.
     #[arg(long, value_name = "PERCENT", value_parser = clap::value_parser!(u8).range(0..=100))]
     weight: u8,
+    /// Act only if the canary is still this revision (its sha256, as
+    /// `status --json` shows it); refused if the slot changed meanwhile.
+    #[arg(long, value_name = "HEX")]
+    expect: Option<String>,
     #[command(flatten)]
     conn: Conn,
 }
@@ -75,6 +79,10 @@ pub struct CanaryWeight {
 pub struct Promote {
     /// The slot whose canary becomes the active revision.
     slot: String,
+    /// Act only if the canary is still this revision (its sha256, as
+    /// `status --json` shows it); refused if the slot changed meanwhile.
+    #[arg(long, value_name = "HEX")]
+    expect: Option<String>,
     #[command(flatten)]
     conn: Conn,
 }
@@ -94,6 +102,11 @@ pub struct Rollback {
     /// Why, for the event log.
     #[arg(long)]
     reason: Option<String>,
+    /// Act only if the revision to roll back (the canary, if there is one,
+    /// else the active revision) is still this one (its sha256, as
+    /// `status --json` shows it); refused if the slot changed meanwhile.
+    #[arg(long, value_name = "HEX")]
+    expect: Option<String>,
     #[command(flatten)]
     conn: Conn,
 }
@@ -147,7 +160,7 @@ pub fn status(args: Status) -> anyhow::Result<ExitCode> {
 }
 
 pub fn canary(args: CanaryWeight) -> anyhow::Result<ExitCode> {
-    let body = serde_json::json!({ "weight": args.weight }).to_string();
+    let body = serde_json::json!({ "weight": args.weight, "expect": args.expect }).to_string();
     let path = format!("/v1/slots/{}/canary", args.slot);
     let answer = request(&args.conn, "POST", &path, Some(body.as_bytes()))?;
     finish(&args.conn, answer, |a: &RevisionAnswer| {
@@ -161,7 +174,10 @@ pub fn canary(args: CanaryWeight) -> anyhow::Result<ExitCode> {
 }
 
 pub fn promote(args: Promote) -> anyhow::Result<ExitCode> {
-    let path = format!("/v1/slots/{}/promote", args.slot);
+    let mut path = format!("/v1/slots/{}/promote", args.slot);
+    if let Some(expect) = &args.expect {
+        path.push_str(&format!("?expect={}", encode(expect)));
+    }
     let answer = request(&args.conn, "POST", &path, Some(b""))?;
     finish(&args.conn, answer, |a: &RevisionAnswer| {
         format!(
@@ -172,9 +188,16 @@ pub fn promote(args: Promote) -> anyhow::Result<ExitCode> {
 }
 
 pub fn rollback(args: Rollback) -> anyhow::Result<ExitCode> {
-    let mut path = format!("/v1/slots/{}/rollback", args.slot);
+    let mut query = Vec::new();
     if let Some(reason) = &args.reason {
-        path.push_str(&format!("?reason={}", encode(reason)));
+        query.push(format!("reason={}", encode(reason)));
+    }
+    if let Some(expect) = &args.expect {
+        query.push(format!("expect={}", encode(expect)));
+    }
+    let mut path = format!("/v1/slots/{}/rollback", args.slot);
+    if !query.is_empty() {
+        path.push_str(&format!("?{}", query.join("&")));
     }
     let answer = request(&args.conn, "POST", &path, Some(b""))?;
     finish(&args.conn, answer, |a: &RevisionAnswer| {
@@ -314,6 +337,10 @@ fn status_table(slots: &[SlotView]) -> String {
             ),
             None => ("-", "-".to_string(), "-".to_string(), "-".to_string()),
         };
+        let generation = match &s.active {
+            Some(a) if a.state == RevisionState::Failed => format!("{generation} FAILED"),
+            _ => generation,
+        };
         let previous = s.previous.as_ref().map_or("-".to_string(), |p| {
             format!("{} ({}, {})", p.version, p.digest.short(), p.state)
         });
@@ -324,6 +351,9 @@ fn status_table(slots: &[SlotView]) -> String {
             "\n{:<16} {version:<10} {kind:<6} {digest:<12} {generation:<6} {previous:<32} {canary}",
             s.name
         ));
+        if let Some(fault) = &s.fault {
+            out.push_str(&format!("\n  fault: {fault}"));
+        }
     }
     out
 }

@@ -18,7 +18,7 @@ use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Extension, Json, Router};
-use hotswap_core::{DeployError, Digest, RevisionInfo};
+use hotswap_core::{DeployError, Digest, RevisionInfo, StateError};
 use serde::de::DeserializeOwned;
 use serde::Deserialize;
 use serde_json::json;
@@ -302,6 +302,22 @@ async fn change(
 #[derive(Deserialize)]
 struct RollbackQuery {
     reason: Option<String>,
+    /// The digest of the revision the caller means (compare-and-swap).
+    expect: Option<String>,
+}
+
+/// `?expect=sha256`: the revision the caller means to act on. A change
+/// whose revision is no longer there is refused with `409 stale`.
+#[derive(Deserialize)]
+struct ExpectQuery {
+    expect: Option<String>,
+}
+
+fn expected(expect: Option<&str>) -> Result<Option<Digest>, String> {
+    expect
+        .map(|e| e.strip_prefix("sha256:").unwrap_or(e).parse::<Digest>())
+        .transpose()
+        .map_err(|e| format!("expect: {e}"))
 }
 
 async fn rollback(
@@ -309,16 +325,25 @@ async fn rollback(
     Path(slot): Path<String>,
     AdminQuery(q): AdminQuery<RollbackQuery>,
 ) -> Response {
+    let expect = match expected(q.expect.as_deref()) {
+        Ok(e) => e,
+        Err(e) => return problem(StatusCode::BAD_REQUEST, "bad-request", e),
+    };
     let reason = q
         .reason
         .unwrap_or_else(|| "requested through the admin API".into());
     let gateway = admin.gateway.clone();
-    change(StatusCode::OK, move || gateway.rollback(&slot, &reason)).await
+    change(StatusCode::OK, move || {
+        gateway.rollback(&slot, expect, &reason)
+    })
+    .await
 }
 
 #[derive(Deserialize)]
 struct WeightBody {
     weight: u8,
+    /// The digest of the canary the caller means.
+    expect: Option<String>,
 }
 
 /// `{"weight": N}`: the canary's new share of calls.
@@ -327,8 +352,8 @@ async fn canary_weight(
     Path(slot): Path<String>,
     body: Result<Json<WeightBody>, JsonRejection>,
 ) -> Response {
-    let weight = match body {
-        Ok(Json(b)) if b.weight <= 100 => b.weight,
+    let (weight, expect) = match body {
+        Ok(Json(b)) if b.weight <= 100 => (b.weight, b.expect),
         Ok(_) => {
             return problem(
                 StatusCode::BAD_REQUEST,
@@ -338,16 +363,28 @@ async fn canary_weight(
         }
         Err(e) => return bad_body(r#"{"weight": 20}"#, e),
     };
+    let expect = match expected(expect.as_deref()) {
+        Ok(e) => e,
+        Err(e) => return problem(StatusCode::BAD_REQUEST, "bad-request", e),
+    };
     let gateway = admin.gateway.clone();
     change(StatusCode::OK, move || {
-        gateway.set_canary_weight(&slot, weight)
+        gateway.set_canary_weight(&slot, expect, weight)
     })
     .await
 }
 
-async fn promote(State(admin): State<Admin>, Path(slot): Path<String>) -> Response {
+async fn promote(
+    State(admin): State<Admin>,
+    Path(slot): Path<String>,
+    AdminQuery(q): AdminQuery<ExpectQuery>,
+) -> Response {
+    let expect = match expected(q.expect.as_deref()) {
+        Ok(e) => e,
+        Err(e) => return problem(StatusCode::BAD_REQUEST, "bad-request", e),
+    };
     let gateway = admin.gateway.clone();
-    change(StatusCode::OK, move || gateway.promote(&slot)).await
+    change(StatusCode::OK, move || gateway.promote(&slot, expect)).await
 }
 
 /// A query string, refused as every admin API error is (`{"error",
@@ -476,10 +513,18 @@ fn gateway_problem(e: GatewayError) -> Response {
             DeployError::Invalid(_) => (StatusCode::UNPROCESSABLE_ENTITY, "invalid-module"),
             DeployError::Prepare(_) => (StatusCode::UNPROCESSABLE_ENTITY, "prepare-failed"),
             DeployError::StillDraining { .. } => (StatusCode::CONFLICT, "still-draining"),
-            DeployError::NoPrevious { .. } => (StatusCode::CONFLICT, "no-previous"),
-            DeployError::CanaryInProgress { .. } => (StatusCode::CONFLICT, "canary-in-progress"),
-            DeployError::NoActive { .. } => (StatusCode::CONFLICT, "no-active"),
-            DeployError::NoCanary { .. } => (StatusCode::CONFLICT, "no-canary"),
+            DeployError::Refused(refusal) => (
+                StatusCode::CONFLICT,
+                match refusal {
+                    StateError::Stale { .. } => "stale",
+                    StateError::NoPrevious => "no-previous",
+                    StateError::CanaryInProgress => "canary-in-progress",
+                    StateError::NoActive => "no-active",
+                    StateError::NoCanary => "no-canary",
+                },
+            ),
+            DeployError::ArtifactUnavailable { .. } => (StatusCode::CONFLICT, "unavailable"),
+            DeployError::Journal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "store-failed"),
         },
         GatewayError::Store(_) | GatewayError::Tier(_) => {
             (StatusCode::INTERNAL_SERVER_ERROR, "internal")
