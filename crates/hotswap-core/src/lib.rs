@@ -26,6 +26,13 @@
 //!   one revision; [`Slot::promote`] makes it active, [`Slot::rollback`]
 //!   takes it out. Its calls and errors are counted for an error budget.
 //! - **Rollback** re-activates the previous revision from its artifact.
+//! - **One slot state.** What a slot serves is one [`SlotState`]; every
+//!   change is a pure transition of it ([`SlotState::deploy`],
+//!   [`SlotState::promote`], ...) that names the revision it expects, so a
+//!   stale change is refused rather than applied to the wrong revision.
+//!   With a [`Journal`], each new state commits with its events before it
+//!   serves, and [`Slot::restore`] brings a slot back as it was after a
+//!   restart: restored, never replayed.
 //! - **Events.** Every transition is published on an [`EventBus`] with the
 //!   slot, digest, version, duration and reason.
 //! - **State outlives code.** A slot's [`KvStore`] is handed to every revision

@@ -99,6 +99,18 @@ impl Budget {
     }
 }
 
+/// Takes out the canary `digest` that broke its budget. By digest: if it
+/// was promoted (or replaced) since it was judged, this is refused as stale
+/// and whatever serves now stays.
+fn take_out(
+    gateway: &Gateway,
+    slot: &str,
+    digest: Digest,
+    reason: &str,
+) -> Result<hotswap_core::RevisionInfo, crate::GatewayError> {
+    gateway.abort(slot, digest, reason)
+}
+
 /// Judges canaries every [`TICK`] and rolls back the ones over budget,
 /// until `stop` is set. The settings are read at every tick, so a config
 /// reload applies from the next one.
@@ -117,19 +129,56 @@ pub(crate) async fn watch(
         budget.config = config.load_full();
         for (slot, digest, reason) in budget.judge(&gateway, Instant::now()) {
             let g = gateway.clone();
-            // Aborts the canary that was judged, by digest: if it was
-            // promoted (or replaced) meanwhile, this is refused as stale and
-            // the promoted revision stays active.
-            let result =
-                tokio::task::spawn_blocking(move || g.abort(&slot, digest, &reason).map(|_| slot))
-                    .await;
+            let result = tokio::task::spawn_blocking(move || {
+                take_out(&g, &slot, digest, &reason).map(|_| slot)
+            })
+            .await;
             match result {
                 Ok(Ok(slot)) => tracing::warn!(slot, "canary rolled back: over its error budget"),
+                Ok(Err(crate::GatewayError::Deploy(hotswap_core::DeployError::Refused(e)))) => {
+                    tracing::info!(reason = %e, "a canary over budget changed before it was rolled back; left as it is")
+                }
                 Ok(Err(e)) => {
                     tracing::error!(error = %e, "could not roll back a canary over budget")
                 }
                 Err(e) => tracing::error!(error = %e, "the rollback task failed"),
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::take_out;
+    use crate::{Gateway, GatewayError};
+    use hotswap_core::{DeployError, StateError};
+
+    /// The race, forced: the budget judges canary v2, an operator promotes
+    /// it, then the budget acts on its judgement. The promoted revision
+    /// stays active.
+    #[test]
+    fn a_breach_judged_before_a_promote_leaves_the_promoted_revision_active() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = hotswap_store::Store::open(dir.path()).unwrap();
+        let gateway = Gateway::open(store, Default::default(), false, 100).unwrap();
+        let v1 = hotswap_examples::GREET_V1.to_vec();
+        gateway.deploy("greet", v1, None, None).unwrap();
+        let v2 = hotswap_examples::GREET_V2.to_vec();
+        gateway.deploy("greet", v2, None, Some(50)).unwrap();
+        let (_, judged) = gateway.canaries().pop().unwrap();
+
+        let promoted = gateway.promote("greet", None).unwrap();
+        assert_eq!(promoted.digest, judged.digest);
+        let err = take_out(&gateway, "greet", judged.digest, "over budget").unwrap_err();
+        assert!(
+            matches!(
+                err,
+                GatewayError::Deploy(DeployError::Refused(StateError::Stale { .. }))
+            ),
+            "{err}"
+        );
+        let status = gateway.show("greet").unwrap();
+        assert_eq!(status.active.unwrap().digest, judged.digest);
+        assert!(status.canary.is_none());
     }
 }

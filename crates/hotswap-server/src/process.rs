@@ -337,6 +337,11 @@ impl Running {
                 "deploy_example matters only when a server starts with an empty store; nothing changed now".into(),
             );
         }
+        if next.event_retention != old.event_retention {
+            report.notes.push(
+                "event_retention applies from the next start or upgrade; the log keeps its old bound until then".into(),
+            );
+        }
         if next.limits != old.limits {
             report.notes.push(
                 "limits apply to revisions deployed from now on; running revisions keep theirs until replaced".into(),
