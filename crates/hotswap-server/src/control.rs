@@ -11,7 +11,10 @@ use tokio::sync::{mpsc, oneshot};
 /// What a server can be asked to do while it runs.
 pub(crate) enum Command {
     Upgrade(oneshot::Sender<Result<UpgradeReport, String>>),
-    Reload(oneshot::Sender<Result<ReloadReport, String>>),
+    Reload {
+        dry_run: bool,
+        reply: oneshot::Sender<Result<ReloadReport, String>>,
+    },
 }
 
 /// Asks the running server to upgrade or reload. Cheap to clone.
@@ -52,14 +55,9 @@ pub struct UpgradeReport {
     pub handover_ms: f64,
 }
 
-/// A config reload that was applied.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
-pub struct ReloadReport {
-    /// The settings that changed, e.g. `routes`, `listen`.
-    pub changed: Vec<String>,
-    /// What the operator should know about how they apply.
-    pub notes: Vec<String>,
-}
+/// A config reload that was applied (or, for a dry run, would be): its
+/// plan.
+pub type ReloadReport = crate::ReloadPlan;
 
 /// Why a command could not be carried out.
 #[derive(Debug, thiserror::Error)]
@@ -106,9 +104,24 @@ impl Controller {
             return Err(ControlError::Busy);
         }
         hotswap_upgrade::systemd::reloading();
-        let result = self.ask(Command::Reload).await;
+        let result = self
+            .ask(|reply| Command::Reload {
+                dry_run: false,
+                reply,
+            })
+            .await;
         hotswap_upgrade::systemd::reloaded();
         result
+    }
+
+    /// Re-reads the config and says what a reload would change, or why it
+    /// would be refused; changes nothing.
+    pub async fn plan_reload(&self) -> Result<ReloadReport, ControlError> {
+        self.ask(|reply| Command::Reload {
+            dry_run: true,
+            reply,
+        })
+        .await
     }
 
     async fn ask<T>(

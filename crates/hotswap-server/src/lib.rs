@@ -35,6 +35,7 @@ mod envelope;
 mod gateway;
 mod http;
 mod metrics;
+mod plan;
 mod process;
 pub mod signing;
 mod tiers;
@@ -55,6 +56,7 @@ pub use ebpf::{Expect, PlacedView, ProgramError, ProgramView, Programs};
 pub use gateway::{CallFailure, Gateway, GatewayError, SlotView};
 pub use http::PROCESS_HEADER;
 pub use metrics::{Metrics, Restored};
+pub use plan::{plan, PlanError, ReloadPlan, Setting};
 pub use tiers::{AnyCode, NativeDisabled, Tiers};
 
 /// The slot the example plugin is deployed to on a first start.

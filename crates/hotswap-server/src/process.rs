@@ -17,6 +17,7 @@ use crate::ebpf::Programs;
 use crate::gateway::Gateway;
 use crate::http::{self, Connections, DrainTiming};
 use crate::metrics::Metrics;
+use crate::plan::{plan, PlanError, Setting};
 use crate::{admin, data, ConfigSource, Exit, ServerError};
 
 /// One listener and the task accepting on it, if any.
@@ -127,8 +128,8 @@ impl Running {
             };
             match command {
                 None => break,
-                Some(Command::Reload(reply)) => {
-                    let result = self.reload(&mut live, &connections).await;
+                Some(Command::Reload { dry_run, reply }) => {
+                    let result = self.reload(&mut live, &connections, dry_run).await;
                     let _ = reply.send(result.map_err(|e| e.to_string()));
                 }
                 Some(Command::Upgrade(reply)) => {
@@ -256,32 +257,23 @@ impl Running {
         }
     }
 
-    /// Re-reads the config and applies what changed, or changes nothing.
+    /// Re-reads the config and plans the reload ([`crate::plan`]); unless
+    /// `dry_run`, applies the plan. Either all of it applies or nothing.
     async fn reload(
         &mut self,
         live: &mut Live,
         connections: &Arc<Connections>,
-    ) -> Result<ReloadReport, ConfigError> {
+        dry_run: bool,
+    ) -> Result<ReloadReport, PlanError> {
         let Some(source) = &self.source else {
-            return Err(ConfigError::Invalid(
+            return Err(PlanError::Invalid(ConfigError::Invalid(
                 "this server was started without a config file to reload".into(),
-            ));
+            )));
         };
         let next = source()?;
-        next.check()?;
-        let old = &live.config;
-        let mut report = ReloadReport::default();
-        if next.data_dir != old.data_dir {
-            return Err(ConfigError::Invalid(format!(
-                "data_dir cannot change in place ({} → {}): stop the server, move the store, start it again",
-                old.data_dir.display(),
-                next.data_dir.display()
-            )));
-        }
-        if next.ebpf != old.ebpf {
-            return Err(ConfigError::Invalid(
-                "[ebpf] cannot change in place (its programs are pinned under pin_root): restart the server, or upgrade it".into(),
-            ));
+        let report = plan(&live.config, &next)?;
+        if dry_run {
+            return Ok(report);
         }
         let wasm = next.wasm();
         // New listeners first, so a bad address changes nothing.
@@ -294,12 +286,12 @@ impl Running {
                 .map(|l| Some(Arc::new(l)))
                 .map_err(|e| ConfigError::Invalid(format!("cannot listen on {addr}: {e}")))
         };
-        let new_data = if next.listen != old.listen {
+        let new_data = if report.changes(Setting::Listen) {
             open("data", next.listen)?
         } else {
             None
         };
-        let new_admin = if next.admin != old.admin {
+        let new_admin = if report.changes(Setting::Admin) {
             open("admin", next.admin)?
         } else {
             None
@@ -310,43 +302,6 @@ impl Running {
             .map_err(|e| ConfigError::Invalid(format!("limits: {e}")))?;
 
         // Committed: nothing below can fail.
-        let mut changed = |what: &str, yes: bool| {
-            if yes {
-                report.changed.push(what.to_string());
-            }
-        };
-        changed("listen", new_data.is_some());
-        changed("admin", new_admin.is_some());
-        changed("routes", next.routes != old.routes);
-        changed("canary", next.canary != old.canary);
-        changed("limits", next.limits != old.limits);
-        changed("trusted_keys", next.trusted_keys != old.trusted_keys);
-        changed(
-            "require_signature",
-            next.require_signature != old.require_signature,
-        );
-        changed("admin_token", next.admin_token != old.admin_token);
-        changed(
-            "max_module_bytes",
-            next.max_module_bytes != old.max_module_bytes,
-        );
-        changed("upgrade", next.upgrade != old.upgrade);
-        changed("native", next.native != old.native);
-        if next.deploy_example != old.deploy_example {
-            report.notes.push(
-                "deploy_example matters only when a server starts with an empty store; nothing changed now".into(),
-            );
-        }
-        if next.event_retention != old.event_retention {
-            report.notes.push(
-                "event_retention applies from the next start or upgrade; the log keeps its old bound until then".into(),
-            );
-        }
-        if next.limits != old.limits {
-            report.notes.push(
-                "limits apply to revisions deployed from now on; running revisions keep theirs until replaced".into(),
-            );
-        }
         self.gateway.tiers().set_native_enabled(next.native.enabled);
         live.data_router.store(Arc::new(self.data_router(&next)));
         live.admin_router.store(Arc::new(admin_router));

@@ -15,6 +15,10 @@ pub struct Upgrade {
 
 #[derive(clap::Args)]
 pub struct Reload {
+    /// Only show what a reload would change (or why it would be refused);
+    /// change nothing.
+    #[arg(long)]
+    dry_run: bool,
     #[command(flatten)]
     conn: Conn,
 }
@@ -30,12 +34,15 @@ pub fn upgrade(args: Upgrade) -> anyhow::Result<ExitCode> {
 }
 
 pub fn reload(args: Reload) -> anyhow::Result<ExitCode> {
-    let answer = request(&args.conn, "POST", "/v1/reload", Some(b""))?;
+    let path = match args.dry_run {
+        true => "/v1/reload?dry_run=true",
+        false => "/v1/reload",
+    };
+    let answer = request(&args.conn, "POST", path, Some(b""))?;
     finish(&args.conn, answer, |r: &ReloadReport| {
-        let mut text = if r.changed.is_empty() {
-            "reloaded: nothing changed".to_string()
-        } else {
-            format!("reloaded: {} changed", r.changed.join(", "))
+        let mut text = match args.dry_run {
+            true => format!("a reload would change: {}", r.changed_names()),
+            false => format!("reloaded: {} changed", r.changed_names()),
         };
         for note in &r.notes {
             text.push_str(&format!("\nnote: {note}"));

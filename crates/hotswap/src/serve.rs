@@ -111,8 +111,7 @@ async fn signals(
         tokio::select! {
             Some(()) = hangup.recv() => {
                 match controller.reload().await {
-                    Ok(r) if r.changed.is_empty() => eprintln!("hotswap serve: config reloaded: nothing changed"),
-                    Ok(r) => eprintln!("hotswap serve: config reloaded: {} changed", r.changed.join(", ")),
+                    Ok(r) => eprintln!("hotswap serve: config reloaded: {} changed", r.changed_names()),
                     Err(e) => eprintln!("hotswap serve: config reload rejected, the old config stays: {e}"),
                 }
             }

@@ -292,6 +292,20 @@ fn sighup_applies_a_valid_config_in_place_and_rejects_a_broken_one() {
     let a = post(&agent(true), &hi, "x").unwrap();
     assert_eq!((a.status, a.body.as_str()), (200, "hello, x!"));
 
+    // A dry run shows the plan and applies nothing: the real reload after
+    // it still has the change to make.
+    let both = "[[routes]]\npath = \"/hello\"\nslot = \"greet\"\n\n[[routes]]\npath = \"/hi\"\nslot = \"greet\"\n";
+    std::fs::write(&config, format!("{both}\n[canary]\nmin_calls = 60\n")).unwrap();
+    let out = serve.cli_ok(&["reload", "--dry-run", "--json"]);
+    let plan: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(plan["changed"], serde_json::json!(["canary"]), "{plan}");
+    let out = serve.cli_ok(&["reload", "--dry-run"]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("a reload would change: canary"), "{text}");
+    hup();
+    let line = serve.wait_for_line("config reload");
+    assert!(line.contains("config reloaded: canary changed"), "{line}");
+
     // Broken: not TOML, then TOML that does not validate. Nothing changes.
     for broken in [
         "[[routes]\npath = ",

@@ -5,7 +5,7 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::{Extension, Json};
 
-use super::{problem, Admin};
+use super::{problem, Admin, AdminQuery};
 use crate::control::ControlError;
 use crate::http::ConnectionHandle;
 
@@ -28,10 +28,23 @@ pub(super) async fn upgrade(
     }
 }
 
+#[derive(serde::Deserialize)]
+pub(super) struct ReloadQuery {
+    #[serde(default)]
+    dry_run: bool,
+}
+
 /// `POST /v1/reload`: re-reads the config file and applies it, or changes
-/// nothing and says why.
-pub(super) async fn reload(State(admin): State<Admin>) -> Response {
-    match admin.controller.reload().await {
+/// nothing and says why. With `?dry_run=true`, only says what it would do.
+pub(super) async fn reload(
+    State(admin): State<Admin>,
+    AdminQuery(q): AdminQuery<ReloadQuery>,
+) -> Response {
+    let answer = match q.dry_run {
+        true => admin.controller.plan_reload().await,
+        false => admin.controller.reload().await,
+    };
+    match answer {
         Ok(report) => Json(report).into_response(),
         Err(e) => control_problem(e, "reload-rejected"),
     }

@@ -1,0 +1,214 @@
+//! `ReloadPlan`: what a config reload changes, computed from the old and
+//! the new config alone, before anything is touched. `hotswap reload
+//! --dry-run` shows it; a reload applies it.
+
+use std::path::PathBuf;
+
+use serde::{Deserialize, Serialize};
+
+use crate::config::{ConfigError, ServerConfig};
+
+/// A setting a reload can change in place.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Setting {
+    /// The data plane's address: a new listener opens before the old closes.
+    Listen,
+    /// The admin API's address, the same way.
+    Admin,
+    /// HTTP paths mapped to slots.
+    Routes,
+    /// How canaries are routed and judged.
+    Canary,
+    /// Limits for revisions deployed from now on.
+    Limits,
+    /// Accepted signing keys.
+    TrustedKeys,
+    /// Whether modules must be signed.
+    RequireSignature,
+    /// The admin API's bearer token.
+    AdminToken,
+    /// The largest upload.
+    MaxModuleBytes,
+    /// How upgrades run.
+    Upgrade,
+    /// Native plugins on or off, and their signature rule.
+    Native,
+    /// Matters only on a first start.
+    DeployExample,
+    /// The event log's bound, from the next start.
+    EventRetention,
+}
+
+impl std::fmt::Display for Setting {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let json = serde_json::to_value(self).expect("a setting serialises");
+        f.write_str(json.as_str().expect("a setting is a string"))
+    }
+}
+
+/// What a reload does: the settings it changes, and what the operator
+/// should know about how they apply.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReloadPlan {
+    /// The settings that change, in the order they are applied.
+    pub changed: Vec<Setting>,
+    /// How some of them apply.
+    pub notes: Vec<String>,
+}
+
+impl ReloadPlan {
+    /// The changed settings' names, `listen, routes`, or `nothing`.
+    pub fn changed_names(&self) -> String {
+        if self.changed.is_empty() {
+            return "nothing".into();
+        }
+        let names: Vec<String> = self.changed.iter().map(Setting::to_string).collect();
+        names.join(", ")
+    }
+
+    /// Whether `setting` changes.
+    pub fn changes(&self, setting: Setting) -> bool {
+        self.changed.contains(&setting)
+    }
+}
+
+/// Why a new config cannot be applied in place. Nothing changes.
+#[derive(Debug, thiserror::Error)]
+pub enum PlanError {
+    /// The new config is not valid.
+    #[error(transparent)]
+    Invalid(#[from] ConfigError),
+    /// The store cannot move while the server runs.
+    #[error("data_dir cannot change in place ({} → {}): stop the server, move the store, start it again", .from.display(), .to.display())]
+    DataDir {
+        /// The store in use.
+        from: PathBuf,
+        /// The one asked for.
+        to: PathBuf,
+    },
+    /// The eBPF tier's pins cannot move while programs run from them.
+    #[error("[ebpf] cannot change in place (its programs are pinned under pin_root): restart the server, or upgrade it")]
+    Ebpf,
+}
+
+/// The plan that takes a server from `old` to `new`, or why there is none.
+/// Pure: it opens nothing and changes nothing (a new listen address is
+/// opened when the plan is applied, and may still fail then).
+///
+/// ```
+/// use hotswap_server::{plan, ServerConfig, Setting};
+///
+/// let old = ServerConfig::default();
+/// let new = ServerConfig { max_module_bytes: 1 << 20, ..old.clone() };
+/// assert_eq!(plan(&old, &new)?.changed, [Setting::MaxModuleBytes]);
+///
+/// let moved = ServerConfig { data_dir: "/elsewhere".into(), ..old.clone() };
+/// assert!(plan(&old, &moved).is_err());
+/// # Ok::<(), hotswap_server::PlanError>(())
+/// ```
+pub fn plan(old: &ServerConfig, new: &ServerConfig) -> Result<ReloadPlan, PlanError> {
+    new.check()?;
+    if new.data_dir != old.data_dir {
+        return Err(PlanError::DataDir {
+            from: old.data_dir.clone(),
+            to: new.data_dir.clone(),
+        });
+    }
+    if new.ebpf != old.ebpf {
+        return Err(PlanError::Ebpf);
+    }
+    let mut plan = ReloadPlan::default();
+    let mut change = |setting: Setting, differs: bool, note: Option<&str>| {
+        if differs {
+            plan.changed.push(setting);
+            plan.notes.extend(note.map(str::to_string));
+        }
+    };
+    use Setting as S;
+    change(S::Listen, new.listen != old.listen, None);
+    change(S::Admin, new.admin != old.admin, None);
+    change(S::Routes, new.routes != old.routes, None);
+    change(S::Canary, new.canary != old.canary, None);
+    change(
+        S::Limits,
+        new.limits != old.limits,
+        Some("limits apply to revisions deployed from now on; running revisions keep theirs until replaced"),
+    );
+    change(S::TrustedKeys, new.trusted_keys != old.trusted_keys, None);
+    change(
+        S::RequireSignature,
+        new.require_signature != old.require_signature,
+        None,
+    );
+    change(S::AdminToken, new.admin_token != old.admin_token, None);
+    change(
+        S::MaxModuleBytes,
+        new.max_module_bytes != old.max_module_bytes,
+        None,
+    );
+    change(S::Upgrade, new.upgrade != old.upgrade, None);
+    change(S::Native, new.native != old.native, None);
+    change(
+        S::DeployExample,
+        new.deploy_example != old.deploy_example,
+        Some("deploy_example matters only when a server starts with an empty store; nothing changes now"),
+    );
+    change(
+        S::EventRetention,
+        new.event_retention != old.event_retention,
+        Some("event_retention applies from the next start or upgrade"),
+    );
+    Ok(plan)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_setting_that_differs_is_in_the_plan_once_with_its_note() {
+        let old = ServerConfig::default();
+        assert_eq!(plan(&old, &old).unwrap(), ReloadPlan::default());
+        let new = ServerConfig {
+            listen: "127.0.0.1:9999".parse().unwrap(),
+            deploy_example: !old.deploy_example,
+            event_retention: 5,
+            ..old.clone()
+        };
+        let p = plan(&old, &new).unwrap();
+        assert_eq!(
+            p.changed,
+            [
+                Setting::Listen,
+                Setting::DeployExample,
+                Setting::EventRetention
+            ]
+        );
+        assert_eq!(p.notes.len(), 2);
+        assert_eq!(
+            serde_json::to_value(&p.changed).unwrap(),
+            serde_json::json!(["listen", "deploy_example", "event_retention"])
+        );
+    }
+
+    #[test]
+    fn what_cannot_change_in_place_is_refused_with_why() {
+        let old = ServerConfig::default();
+        let ebpf = ServerConfig {
+            ebpf: crate::EbpfConfig {
+                enabled: !old.ebpf.enabled,
+                ..old.ebpf.clone()
+            },
+            ..old.clone()
+        };
+        assert!(matches!(plan(&old, &ebpf), Err(PlanError::Ebpf)));
+        let bad = ServerConfig {
+            require_signature: true,
+            trusted_keys: Vec::new(),
+            ..old.clone()
+        };
+        let err = plan(&old, &bad);
+        assert!(matches!(err, Err(PlanError::Invalid(_))), "{err:?}");
+    }
+}
