@@ -6,10 +6,12 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-const RUST_PLUGINS: &[&str] = &["greet-v1", "greet-v2", "counter", "auth"];
+const RUST_PLUGINS: &[&str] = &[
+    "greet-v1", "greet-v2", "counter", "auth", "tally-v1", "tally-v2",
+];
 /// Built natively too. (`auth` is left out: it would build serde_json a
 /// second time for the host, and the tier comparison needs no more.)
-const NATIVE_PLUGINS: &[&str] = &["greet-v1", "greet-v2", "counter"];
+const NATIVE_PLUGINS: &[&str] = &["greet-v1", "greet-v2", "counter", "tally-v1", "tally-v2"];
 const WASM_TARGET: &str = "wasm32-unknown-unknown";
 
 fn main() {

@@ -17,7 +17,12 @@ impl Digest {
         Digest(Sha256::digest(bytes).into())
     }
 
-    /// The raw 32 bytes.
+    /// A digest from its 32 bytes, as [`Digest::as_bytes`] gave them.
+    pub fn from_bytes(bytes: [u8; 32]) -> Digest {
+        Digest(bytes)
+    }
+
+    /// The 32 bytes of the hash.
     pub fn as_bytes(&self) -> &[u8; 32] {
         &self.0
     }

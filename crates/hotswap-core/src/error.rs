@@ -99,6 +99,10 @@ pub enum DeployError {
     /// The change could not be recorded durably; nothing changed.
     #[error(transparent)]
     Journal(#[from] JournalError),
+    /// The slot's state could not be converted to the new revision's
+    /// schema; the active revision serves on with its state.
+    #[error("state migration failed: {0}")]
+    Migrate(#[from] crate::MigrateError),
     /// The books name a revision whose artifact this process does not have
     /// (it could not be read back after a restart).
     #[error("the artifact of sha256:{digest} is not available (see the slot's fault)")]
@@ -116,6 +120,7 @@ impl DeployError {
             DeployError::Invalid(_) => Phase::Validate,
             DeployError::Prepare(_) => Phase::Prepare,
             DeployError::ArtifactUnavailable { .. } => Phase::Prepare,
+            DeployError::Migrate(_) => Phase::Migrate,
             DeployError::StillDraining { .. }
             | DeployError::Refused(_)
             | DeployError::Journal(_) => Phase::Activate,

@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::broadcast;
 
 use crate::state::{Note, Revision};
-use crate::{Digest, Journal, JournalError, SlotState};
+use crate::{Digest, Journal, JournalError, KvChange, SlotState};
 
 /// The phases of the swap protocol, in order. See DESIGN.md.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -23,6 +23,8 @@ pub enum Phase {
     Prepare,
     /// Published: new calls go to it.
     Activate,
+    /// The slot's state converted to the schema it reads, while calls wait.
+    Migrate,
     /// Replaced: finishing the calls it already has.
     Drain,
     /// Shut down and freed.
@@ -54,6 +56,9 @@ pub enum Transition {
     /// Brought back after a restart or an upgrade, as it was (the reason
     /// says what could not be, if anything).
     Restored,
+    /// The slot's state was converted to its schema (or, on a rollback,
+    /// returned to the snapshot of the schema it reads).
+    Migrated,
 }
 
 impl Transition {
@@ -69,6 +74,7 @@ impl Transition {
             Transition::Failed => "failed",
             Transition::RolledBack => "rolled-back",
             Transition::Restored => "restored",
+            Transition::Migrated => "migrated",
         }
     }
 }
@@ -217,6 +223,7 @@ impl EventBus {
         slot: &str,
         state: &SlotState,
         notes: Vec<(Note, Option<Duration>)>,
+        kv: KvChange<'_>,
         publish: impl FnOnce() -> R,
     ) -> Result<R, JournalError> {
         let mut recent = self.lock();
@@ -228,11 +235,16 @@ impl EventBus {
                 self.stamp(slot, n.transition, n.phase, &subject, took, n.reason)
             })
             .collect();
-        if let Some(journal) = &self.inner.journal {
-            if let Err(e) = journal.commit(slot, state, &events) {
-                self.inner.seq.store(first, Ordering::Relaxed);
-                return Err(e);
-            }
+        let recorded = match (&self.inner.journal, kv) {
+            (Some(journal), kv) => journal.commit(slot, state, &events, kv),
+            (None, KvChange::Keep) => Ok(()),
+            (None, _) => Err(JournalError(
+                "converting a slot's state commits it with the slot's books, and this slot keeps no books (open it over a store)".into(),
+            )),
+        };
+        if let Err(e) = recorded {
+            self.inner.seq.store(first, Ordering::Relaxed);
+            return Err(e);
         }
         let published = publish();
         self.send(&mut recent, &events);

@@ -1,6 +1,7 @@
 //! `KvStore`: the key-value state that belongs to a slot and outlives its code.
 
-use std::collections::HashMap;
+use std::collections::BTreeMap;
+use std::ops::Bound;
 use std::sync::RwLock;
 
 /// Why a key-value operation failed.
@@ -39,6 +40,10 @@ pub trait KvStore: Send + Sync + 'static {
     fn put(&self, key: &[u8], value: &[u8]) -> Result<(), KvError>;
     /// Removes `key`; true if it was there.
     fn delete(&self, key: &[u8]) -> Result<bool, KvError>;
+    /// The smallest key that is `>= from`, in byte order, if any. Walking
+    /// the keys is `next_key(b"")`, then `next_key(key + [0])` after each
+    /// key: a cursor that needs no state on either side of the ABI.
+    fn next_key(&self, from: &[u8]) -> Result<Option<Vec<u8>>, KvError>;
     /// The limits it enforces, so a host can refuse an oversize key or
     /// value before copying it out of a plugin's memory.
     fn limits(&self) -> KvLimits {
@@ -97,7 +102,7 @@ impl KvLimits {
 /// An in-memory [`KvStore`]: state survives swaps, not restarts.
 #[derive(Debug, Default)]
 pub struct MemoryKv {
-    map: RwLock<HashMap<Vec<u8>, Vec<u8>>>,
+    map: RwLock<BTreeMap<Vec<u8>, Vec<u8>>>,
     limits: KvLimits,
 }
 
@@ -151,6 +156,36 @@ impl KvStore for MemoryKv {
         let mut map = self.map.write().unwrap_or_else(|e| e.into_inner());
         Ok(map.remove(key).is_some())
     }
+
+    fn next_key(&self, from: &[u8]) -> Result<Option<Vec<u8>>, KvError> {
+        let map = self.map.read().unwrap_or_else(|e| e.into_inner());
+        let mut after = map.range::<[u8], _>((Bound::Included(from), Bound::Unbounded));
+        Ok(after.next().map(|(k, _)| k.clone()))
+    }
+}
+
+/// Every key of `kv`, in byte order, through [`KvStore::next_key`].
+pub fn keys(kv: &dyn KvStore) -> impl Iterator<Item = Result<Vec<u8>, KvError>> + '_ {
+    let mut from = Some(Vec::new());
+    std::iter::from_fn(move || {
+        let next = match kv.next_key(from.as_deref()?) {
+            Ok(next) => next,
+            Err(e) => {
+                from = None;
+                return Some(Err(e));
+            }
+        };
+        from = next.as_ref().map(|k| successor(k));
+        next.map(Ok)
+    })
+}
+
+/// The smallest key after `key`: `key` followed by a zero byte.
+pub fn successor(key: &[u8]) -> Vec<u8> {
+    let mut next = Vec::with_capacity(key.len() + 1);
+    next.extend_from_slice(key);
+    next.push(0);
+    next
 }
 
 #[cfg(test)]
@@ -165,6 +200,19 @@ mod tests {
         assert_eq!(kv.get(b"a").unwrap().as_deref(), Some(&b"1"[..]));
         assert!(kv.delete(b"a").unwrap());
         assert!(!kv.delete(b"a").unwrap());
+    }
+
+    #[test]
+    fn walks_keys_in_byte_order() {
+        let kv = MemoryKv::default();
+        for k in [&b"b"[..], b"", b"a", b"a\0", b"ab"] {
+            kv.put(k, b"v").unwrap();
+        }
+        let all: Vec<Vec<u8>> = keys(&kv).map(Result::unwrap).collect();
+        let want: Vec<&[u8]> = vec![b"", b"a", b"a\0", b"ab", b"b"];
+        assert_eq!(all, want);
+        assert_eq!(kv.next_key(b"a\x01").unwrap().as_deref(), Some(&b"ab"[..]));
+        assert_eq!(kv.next_key(b"c").unwrap(), None);
     }
 
     #[test]

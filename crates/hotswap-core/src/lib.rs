@@ -48,6 +48,7 @@ mod host;
 mod journal;
 mod kv;
 mod manifest;
+mod migrate;
 mod reaper;
 mod revision;
 mod serving;
@@ -64,11 +65,13 @@ pub use error::{error_chain, CallError, DeployError};
 pub use event::{Event, EventBus, Phase, Transition};
 pub use host::{now_ns, plugin_log};
 pub use journal::{Journal, JournalError};
-pub use kv::{KvError, KvLimits, KvStore, MemoryKv};
+pub use kv::{keys, successor, KvError, KvLimits, KvStore, MemoryKv};
 pub use manifest::{Manifest, ManifestError, MANIFEST_SECTION, SUPPORTED_ABI};
+pub use migrate::{migrate_returned, KvChange, MigrateError, Migration, Writes};
 pub use revision::{RevisionInfo, RevisionState};
 pub use slot::{CanaryStats, Served, Slot, SlotOptions, SlotStatus};
 pub use state::{
-    CanaryState, Candidate, Next, Note, Previous, Revision, Role, SlotState, StateError,
+    CanaryState, Candidate, Next, Note, Previous, Revision, Role, SchemaShift, SlotState,
+    StateError,
 };
 pub use tier::{Code, SlotContext, Tier, TierError};

@@ -13,6 +13,15 @@ pub struct Manifest {
     pub version: String,
     /// The ABI version the plugin was built for.
     pub abi: u32,
+    /// The shape of the slot state this revision reads and writes. A
+    /// revision with a higher schema than the active one converts the state
+    /// when it is activated (`hs_migrate`, docs/abi.md); 0 when not declared.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub state_schema: u32,
+}
+
+fn is_zero(n: &u32) -> bool {
+    *n == 0
 }
 
 /// The ABI versions this host runs (docs/abi.md). Every tier accepts exactly
@@ -72,13 +81,16 @@ impl Manifest {
     }
 
     /// Reads a manifest from the payload of its `hotswap.manifest` section:
-    /// UTF-8 JSON `{"name", "version", "abi"}` by the rules of docs/abi.md.
+    /// UTF-8 JSON `{"name", "version", "abi"}` (and optionally
+    /// `"state_schema"`) by the rules of docs/abi.md.
     ///
     /// ```
     /// use hotswap_core::{Manifest, ManifestError};
     ///
     /// let m = Manifest::parse(br#"{"name":"greet","version":"1.0.0","abi":1}"#)?;
-    /// assert_eq!((m.name.as_str(), m.abi), ("greet", 1));
+    /// assert_eq!((m.name.as_str(), m.abi, m.state_schema), ("greet", 1, 0));
+    /// let m = Manifest::parse(br#"{"name":"greet","version":"2","abi":1,"state_schema":2}"#)?;
+    /// assert_eq!(m.state_schema, 2);
     /// assert!(matches!(
     ///     Manifest::parse(br#"{"name":"greet","version":"1.0.0","abi":2}"#),
     ///     Err(ManifestError::UnsupportedAbi { found: 2 })

@@ -26,6 +26,18 @@ pub(crate) struct Serving<C: Code> {
     /// The retirement latches of the revisions in the books that ran in
     /// this process, by generation: opened once the code is freed.
     pub latches: Vec<(u64, Arc<Latch>)>,
+    /// Set while the slot is paused for a migration: a call that finds it
+    /// waits until it opens, then looks again.
+    pub pause: Option<Arc<Latch>>,
+    /// Opened when the last call holding this value lets go of it, so a
+    /// migration knows that no call still runs on what it served.
+    pub released: Arc<Latch>,
+}
+
+impl<C: Code> Drop for Serving<C> {
+    fn drop(&mut self) {
+        self.released.open();
+    }
 }
 
 pub(crate) struct Canary<C: Code> {
@@ -48,6 +60,33 @@ impl<C: Code> Serving<C> {
             canary: None,
             fault: None,
             latches: Vec::new(),
+            pause: None,
+            released: Arc::default(),
+        }
+    }
+
+    /// The same code and books, with new calls held at `gate`.
+    pub fn paused(&self, gate: Arc<Latch>) -> Serving<C> {
+        self.with_pause(Some(gate))
+    }
+
+    /// The same code and books, admitting calls again.
+    pub fn resumed(&self) -> Serving<C> {
+        self.with_pause(None)
+    }
+
+    fn with_pause(&self, pause: Option<Arc<Latch>>) -> Serving<C> {
+        Serving {
+            state: self.state.clone(),
+            primary: self.primary.clone(),
+            canary: self.canary.as_ref().map(|c| Canary {
+                live: c.live.clone(),
+                outcomes: c.outcomes.clone(),
+            }),
+            fault: self.fault.clone(),
+            latches: self.latches.clone(),
+            pause,
+            released: Arc::default(),
         }
     }
 

@@ -13,10 +13,10 @@ use crate::event::{EventBus, Subject};
 use crate::reaper::Latch;
 use crate::revision::Live;
 use crate::serving::{Canary, Outcomes, Serving};
-use crate::state::{Candidate, Next, Revision, StateError};
+use crate::state::{Candidate, Next, Note, Revision, SchemaShift, StateError};
 use crate::{
-    Artifact, CallError, Code, DeployError, Digest, KvStore, Phase, RevisionInfo, RevisionState,
-    SlotContext, SlotState, Tier, Transition,
+    Artifact, CallError, Code, DeployError, Digest, KvChange, KvStore, MigrateError, Migration,
+    Phase, RevisionInfo, RevisionState, SlotContext, SlotState, Tier, Transition,
 };
 
 /// How a slot behaves; the defaults suit a server.
@@ -27,12 +27,17 @@ pub struct SlotOptions {
     /// revisions, so a deploy that would make a third fails with
     /// [`DeployError::StillDraining`] after this long.
     pub drain_timeout: Duration,
+    /// How long calls may wait while the slot's state is converted to a
+    /// new schema (drain, `hs_migrate`): a migration that would pause them
+    /// longer is aborted, and they run on the active revision.
+    pub pause_limit: Duration,
 }
 
 impl Default for SlotOptions {
     fn default() -> Self {
         SlotOptions {
             drain_timeout: Duration::from_secs(30),
+            pause_limit: Duration::from_millis(250),
         }
     }
 }
@@ -97,7 +102,7 @@ pub struct CanaryStats {
 /// impl Tier for Prefix {
 ///     type Code = PrefixCode;
 ///     fn validate(&self, a: &Artifact) -> Result<Manifest, TierError> {
-///         Ok(Manifest { name: "prefix".into(), version: String::from_utf8(a.bytes().to_vec())?, abi: 1 })
+///         Ok(Manifest { name: "prefix".into(), version: String::from_utf8(a.bytes().to_vec())?, abi: 1, state_schema: 0 })
 ///     }
 ///     fn prepare(&self, a: &Artifact, _: &Manifest, _: &SlotContext) -> Result<PrefixCode, TierError> {
 ///         Ok(PrefixCode(a.bytes().to_vec()))
@@ -232,7 +237,11 @@ impl<T: Tier> Slot<T> {
         output: &mut Vec<u8>,
         key: Option<u64>,
     ) -> Result<Served, CallError> {
-        let serving = self.serving.load();
+        let mut serving = self.serving.load();
+        if serving.pause.is_some() {
+            drop(serving);
+            serving = self.wait_for_resume()?;
+        }
         let Some((live, canary)) = serving.route(key) else {
             return Err(match &serving.fault {
                 Some(reason) => CallError::Unavailable {
@@ -253,6 +262,30 @@ impl<T: Tier> Slot<T> {
             digest: live.digest,
             canary: canary.is_some(),
         })
+    }
+
+    /// A call that found the slot paused for a migration waits for it to
+    /// resume, at most the pause limit: a migration never pauses longer.
+    #[cold]
+    fn wait_for_resume(&self) -> Result<arc_swap::Guard<Arc<Serving<T::Code>>>, CallError> {
+        let until = Instant::now() + self.options.pause_limit;
+        loop {
+            let serving = self.serving.load();
+            let Some(gate) = serving.pause.clone() else {
+                return Ok(serving);
+            };
+            drop(serving);
+            let left = until.saturating_duration_since(Instant::now());
+            if !gate.wait(left) {
+                return Err(CallError::Unavailable {
+                    slot: self.name().to_string(),
+                    reason: format!(
+                        "paused for a state migration for longer than {:?}",
+                        self.options.pause_limit
+                    ),
+                });
+            }
+        }
     }
 
     /// Runs the whole protocol for `artifact`: stage (checking
@@ -544,20 +577,19 @@ impl<T: Tier> Slot<T> {
                 }
             }
         }
+        let shift = current.state.schema_shift(&next.state);
+        if shift != SchemaShift::Keep {
+            drop(current);
+            return self.apply_shifted(next, fresh, started, shift, subject);
+        }
         let mut fresh = fresh;
-        let took = started.elapsed();
-        let notes = next
-            .notes
-            .iter()
-            .map(|n| {
-                let took = (n.transition == Transition::Activated).then_some(took);
-                (n.clone(), took)
-            })
-            .collect();
-        let committed = self.events.commit(self.name(), &next.state, notes, || {
-            let serving = Arc::new(self.derive(&current, &next.state, fresh.take()));
-            (self.serving.swap(serving.clone()), serving)
-        });
+        let notes = timed(&next.notes, started.elapsed());
+        let committed = self
+            .events
+            .commit(self.name(), &next.state, notes, KvChange::Keep, || {
+                let serving = Arc::new(self.derive(&current, &next.state, fresh.take()));
+                (self.serving.swap(serving.clone()), serving)
+            });
         let (old, new) = match committed {
             Ok(swapped) => swapped,
             Err(e) => {
@@ -566,6 +598,117 @@ impl<T: Tier> Slot<T> {
             }
         };
         drop(current);
+        lock(&self.artifacts).retain(|d, _| next.state.digests().any(|x| x == *d));
+        let status = self.status();
+        self.retire_gone(old, &new);
+        Ok(status)
+    }
+
+    /// Like [`Slot::apply`], for a change that moves the slot's state to
+    /// another schema: new calls wait at a gate, the calls in flight
+    /// finish, the new revision's `hs_migrate` converts the state into a
+    /// [`Migration`] (or, going down, the snapshot is chosen), and the
+    /// books, the converted state and a snapshot of the old one commit in
+    /// one transaction before the gate opens on the new revision. Any
+    /// failure, or the pause limit passing, opens the gate on the old
+    /// revision with its state, and nothing is written.
+    fn apply_shifted(
+        &self,
+        next: Next,
+        fresh: Option<T::Code>,
+        started: Instant,
+        shift: SchemaShift,
+        subject: Subject,
+    ) -> Result<SlotStatus, DeployError> {
+        let code = fresh.expect("a change of schema activates new code");
+        let abort = |code: T::Code, err: DeployError| {
+            code.shutdown();
+            Err(self.failed(&subject, err))
+        };
+        if let SchemaShift::Migrate { from, to } = shift {
+            if !code.can_migrate() {
+                return abort(code, MigrateError::NotExported { from, to }.into());
+            }
+        }
+        let limit = self.options.pause_limit;
+        let gate = Gate(Arc::new(Latch::default()));
+        let paused_at = Instant::now();
+        let old = self.serving.load_full();
+        let paused = Arc::new(old.paused(gate.0.clone()));
+        self.serving.store(paused.clone());
+        let released = old.released.clone();
+        drop(old);
+        let resume = |code: T::Code, err: MigrateError| {
+            self.serving.store(Arc::new(paused.resumed()));
+            abort(code, err.into())
+        };
+        if !released.wait(limit) {
+            let during = "the calls in flight";
+            return resume(code, MigrateError::PauseOverrun { limit, during });
+        }
+        let old_active = paused.state.active.as_ref().map(|r| r.digest);
+        let old_active = old_active.expect("a change of schema replaces an active revision");
+        let new_active = next.state.active.as_ref().expect("and activates one");
+        let (writes, what) = match shift {
+            SchemaShift::Migrate { from, to } => {
+                let migration = Arc::new(Migration::new(self.ctx.kv.clone()));
+                let left = limit.saturating_sub(paused_at.elapsed());
+                if let Err(error) = code.migrate(from, migration.clone(), left) {
+                    return resume(code, MigrateError::Failed { from, error });
+                }
+                if paused_at.elapsed() > limit {
+                    let during = "hs_migrate";
+                    return resume(code, MigrateError::PauseOverrun { limit, during });
+                }
+                let writes = migration.writes();
+                let deleted = writes.iter().filter(|(_, v)| v.is_none()).count();
+                let what = format!(
+                    "state converted from schema {from} to {to} by hs_migrate: {} keys written, {deleted} deleted",
+                    writes.len() - deleted
+                );
+                (writes, what)
+            }
+            SchemaShift::Restore { from, to } => (
+                Vec::new(),
+                format!("state returned from schema {from} to the snapshot of schema {to} taken when it was migrated"),
+            ),
+            SchemaShift::Keep => unreachable!("apply_shifted is only called for a shift"),
+        };
+        let kv = match shift {
+            SchemaShift::Restore { .. } => KvChange::Restore {
+                snapshot_of: new_active.digest,
+            },
+            _ => KvChange::Migrate {
+                snapshot_of: old_active,
+                writes: &writes,
+            },
+        };
+        let mut notes = timed(&next.notes, started.elapsed());
+        let migrated = Note {
+            transition: Transition::Migrated,
+            phase: Phase::Migrate,
+            revision: new_active.clone(),
+            reason: Some(format!(
+                "{what}; calls paused {:.1} ms",
+                paused_at.elapsed().as_secs_f64() * 1e3
+            )),
+        };
+        notes.insert(1.min(notes.len()), (migrated, Some(paused_at.elapsed())));
+        let mut fresh = Some(code);
+        let committed = self.events.commit(self.name(), &next.state, notes, kv, || {
+            let serving = Arc::new(self.derive(&paused, &next.state, fresh.take()));
+            (self.serving.swap(serving.clone()), serving)
+        });
+        let (old, new) = match committed {
+            Ok(swapped) => swapped,
+            Err(e) => {
+                self.serving.store(Arc::new(paused.resumed()));
+                let code = fresh.take().expect("not published");
+                return abort(code, e.into());
+            }
+        };
+        drop(paused);
+        drop(gate);
         lock(&self.artifacts).retain(|d, _| next.state.digests().any(|x| x == *d));
         let status = self.status();
         self.retire_gone(old, &new);
@@ -622,6 +765,8 @@ impl<T: Tier> Slot<T> {
             canary,
             fault: if whole { None } else { current.fault.clone() },
             latches,
+            pause: None,
+            released: Arc::default(),
         }
     }
 
@@ -715,6 +860,8 @@ impl<T: Tier> Slot<T> {
             canary,
             fault,
             latches,
+            pause: None,
+            released: Arc::default(),
         }));
         let took = Some(started.elapsed());
         self.publish(Transition::Restored, Phase::Restore, &subject, took, reason);
@@ -753,6 +900,22 @@ impl<T: Tier> Slot<T> {
     ) {
         self.events
             .publish(self.name(), transition, phase, subject, took, reason);
+    }
+}
+
+/// A transition's notes, the activation timed.
+fn timed(notes: &[Note], took: Duration) -> Vec<(Note, Option<Duration>)> {
+    let took_if = |n: &Note| (n.transition == Transition::Activated).then_some(took);
+    notes.iter().map(|n| (n.clone(), took_if(n))).collect()
+}
+
+/// The gate of a paused slot: opens when dropped, so no path out of a
+/// migration leaves calls waiting.
+struct Gate(Arc<Latch>);
+
+impl Drop for Gate {
+    fn drop(&mut self) {
+        self.0.open();
     }
 }
 

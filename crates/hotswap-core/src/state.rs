@@ -69,7 +69,7 @@ pub struct CanaryState {
 ///
 /// let candidate = |v: &str| Candidate {
 ///     digest: Digest::of(v.as_bytes()),
-///     manifest: Manifest { name: "greet".into(), version: v.into(), abi: 1 },
+///     manifest: Manifest { name: "greet".into(), version: v.into(), abi: 1, state_schema: 0 },
 ///     kind: Kind::Wasm,
 /// };
 /// let v1 = SlotState::default().deploy(candidate("1")).unwrap().state;
@@ -166,6 +166,48 @@ pub enum StateError {
     /// A rollback was asked for but there is no previous revision.
     #[error("no previous revision to roll back to")]
     NoPrevious,
+    /// A deploy of a revision that reads an older shape of state than the
+    /// slot holds. Only a rollback can go back, because only a rollback has
+    /// a snapshot of the older state to return to.
+    #[error("the slot's state is in schema {active}, and this revision reads schema {candidate}; roll back instead (which restores the state as it was before the migration), or deploy a revision with state_schema >= {active}")]
+    SchemaDowngrade {
+        /// The active revision's schema.
+        active: u32,
+        /// The new revision's.
+        candidate: u32,
+    },
+    /// A canary that reads another shape of state than the active revision:
+    /// both would serve from one state, and one of them would misread it.
+    #[error("a canary must read the same state schema as the active revision ({active}), and this one reads schema {candidate}; deploy it without a canary, which migrates the state")]
+    CanaryAcrossSchemas {
+        /// The active revision's schema.
+        active: u32,
+        /// The canary's.
+        candidate: u32,
+    },
+}
+
+/// How a change moves the slot's state between schemas; the slot runs
+/// the migration or the restore it calls for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SchemaShift {
+    /// Same schema (or no state to convert): the state is kept as it is.
+    Keep,
+    /// Up: the new active revision converts the state with `hs_migrate`.
+    Migrate {
+        /// The schema the state is in.
+        from: u32,
+        /// The schema the new revision reads.
+        to: u32,
+    },
+    /// Down, by a rollback: the state returns to the snapshot taken when
+    /// the migration away from the new active revision ran.
+    Restore {
+        /// The schema the state is in.
+        from: u32,
+        /// The schema of the revision rolled back to.
+        to: u32,
+    },
 }
 
 fn stale_message(role: &Role, expected: &Digest, found: &Option<Digest>) -> String {
@@ -190,12 +232,37 @@ impl SlotState {
     }
 
     /// `candidate` becomes active; the active revision becomes the previous
-    /// and drains. Refused while a canary is on trial.
+    /// and drains. Refused while a canary is on trial, and for a revision
+    /// that reads an older state schema than the active one.
     pub fn deploy(&self, candidate: Candidate) -> Result<Next, StateError> {
         if self.canary.is_some() {
             return Err(StateError::CanaryInProgress);
         }
+        if let Some(active) = &self.active {
+            let (active, candidate) = (
+                active.manifest.state_schema,
+                candidate.manifest.state_schema,
+            );
+            if candidate < active {
+                return Err(StateError::SchemaDowngrade { active, candidate });
+            }
+        }
         Ok(self.replace(candidate, None, None))
+    }
+
+    /// How going from this state to `next` moves the slot's state between
+    /// schemas. A first activation converts nothing: there is no older
+    /// revision whose state it could read.
+    pub fn schema_shift(&self, next: &SlotState) -> SchemaShift {
+        let (Some(old), Some(new)) = (&self.active, &next.active) else {
+            return SchemaShift::Keep;
+        };
+        let (from, to) = (old.manifest.state_schema, new.manifest.state_schema);
+        match from.cmp(&to) {
+            std::cmp::Ordering::Equal => SchemaShift::Keep,
+            std::cmp::Ordering::Less => SchemaShift::Migrate { from, to },
+            std::cmp::Ordering::Greater => SchemaShift::Restore { from, to },
+        }
     }
 
     /// `candidate` starts as a canary taking `weight` percent of calls
@@ -204,8 +271,18 @@ impl SlotState {
         if self.canary.is_some() {
             return Err(StateError::CanaryInProgress);
         }
-        if self.active.is_none() {
+        let Some(active) = &self.active else {
             return Err(StateError::NoActive);
+        };
+        let (active, schema) = (
+            active.manifest.state_schema,
+            candidate.manifest.state_schema,
+        );
+        if schema != active {
+            return Err(StateError::CanaryAcrossSchemas {
+                active,
+                candidate: schema,
+            });
         }
         let weight = weight.min(100);
         let revision = self.next_revision(candidate);
@@ -398,6 +475,7 @@ mod tests {
                 name: "t".into(),
                 version: v.into(),
                 abi: 1,
+                state_schema: 0,
             },
             kind: Kind::Wasm,
         }
@@ -405,6 +483,50 @@ mod tests {
 
     fn d(v: &str) -> Digest {
         Digest::of(v.as_bytes())
+    }
+
+    fn schema(v: &str, state_schema: u32) -> Candidate {
+        let mut c = candidate(v);
+        c.manifest.state_schema = state_schema;
+        c
+    }
+
+    #[test]
+    fn schemas_only_go_down_by_rollback_and_canaries_never_cross() {
+        let v1 = SlotState::default().deploy(schema("1", 1)).unwrap().state;
+        // A first activation has nothing to convert.
+        assert_eq!(SlotState::default().schema_shift(&v1), SchemaShift::Keep);
+        let v2 = v1.deploy(schema("2", 2)).unwrap().state;
+        assert_eq!(
+            v1.schema_shift(&v2),
+            SchemaShift::Migrate { from: 1, to: 2 }
+        );
+        assert_eq!(
+            v2.deploy(schema("old", 1)).unwrap_err(),
+            StateError::SchemaDowngrade {
+                active: 2,
+                candidate: 1
+            }
+        );
+        assert_eq!(
+            v2.start_canary(schema("3", 3), 10).unwrap_err(),
+            StateError::CanaryAcrossSchemas {
+                active: 2,
+                candidate: 3
+            }
+        );
+        assert!(v2.start_canary(schema("2b", 2), 10).is_ok());
+        let back = v2.rollback(&d("2"), "bad").unwrap().state;
+        assert_eq!(
+            v2.schema_shift(&back),
+            SchemaShift::Restore { from: 2, to: 1 }
+        );
+        // Rolling forward again migrates again.
+        let forward = back.rollback(&d("1"), "fine after all").unwrap().state;
+        assert_eq!(
+            back.schema_shift(&forward),
+            SchemaShift::Migrate { from: 1, to: 2 }
+        );
     }
 
     fn transitions(next: &Next) -> Vec<(Transition, String)> {

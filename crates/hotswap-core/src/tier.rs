@@ -1,6 +1,7 @@
 //! `Tier` and `Code`: the one small contract every kind of code plugs in through.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use crate::{Artifact, CallError, KvStore, Manifest};
 
@@ -49,6 +50,29 @@ pub trait Code: Send + Sync + 'static {
     ///
     /// Called from many threads at once. An error fails this call only.
     fn call(&self, input: &[u8], output: &mut Vec<u8>) -> Result<(), CallError>;
+
+    /// Whether it can convert the slot's state from an older schema (a
+    /// plugin that exports `hs_migrate`).
+    fn can_migrate(&self) -> bool {
+        false
+    }
+
+    /// Converts the slot's state from `from_schema` to the schema this
+    /// revision declares, within `deadline`. Runs once, on the deploying
+    /// thread, after the revision it replaces has drained and before this
+    /// one serves a call. Its key-value calls go to `state` (a
+    /// [`Migration`](crate::Migration)), never to the slot's store.
+    fn migrate(
+        &self,
+        from_schema: u32,
+        state: Arc<dyn KvStore>,
+        deadline: Duration,
+    ) -> Result<(), CallError> {
+        let _ = (state, deadline);
+        Err(CallError::Host(format!(
+            "this code cannot convert state from schema {from_schema}"
+        )))
+    }
 
     /// Runs once, after the last in-flight call has returned and before the
     /// revision is freed: on the swapping thread, or on the cleanup thread,

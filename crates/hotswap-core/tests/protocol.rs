@@ -20,6 +20,8 @@ struct Toy {
 
 struct ToyCode {
     name: String,
+    /// `ok` (prefixes every value with the name), `fail` or `slow`.
+    migrate: Option<String>,
     hold: Option<Mutex<Receiver<()>>>,
     entered: Sender<()>,
     retired: Sender<(String, String)>,
@@ -34,10 +36,12 @@ impl Tier for Toy {
             return Err("toy artifacts must not start with `bad`".into());
         }
         let name = text.split(':').next().unwrap().to_string();
+        let schema = text.split(':').find_map(|p| p.strip_prefix("schema="));
         Ok(Manifest {
             name: "toy".into(),
             version: name,
             abi: 1,
+            state_schema: schema.map_or(0, |s| s.parse().unwrap()),
         })
     }
 
@@ -46,7 +50,10 @@ impl Tier for Toy {
             return Err("toy refuses to start".into());
         }
         let hold = a.bytes().ends_with(b":hold");
+        let text = std::str::from_utf8(a.bytes())?;
+        let migrate = text.split(':').find_map(|p| p.strip_prefix("migrate="));
         Ok(ToyCode {
+            migrate: migrate.map(str::to_string),
             name: m.version.clone(),
             hold: hold.then(|| Mutex::new(self.gate.lock().unwrap().take().expect("one gate"))),
             entered: self.entered.clone(),
@@ -66,6 +73,35 @@ impl Code for ToyCode {
         }
         out.extend_from_slice(self.name.as_bytes());
         Ok(())
+    }
+
+    fn can_migrate(&self) -> bool {
+        self.migrate.is_some()
+    }
+
+    fn migrate(
+        &self,
+        _from: u32,
+        state: Arc<dyn KvStore>,
+        deadline: Duration,
+    ) -> Result<(), CallError> {
+        match self.migrate.as_deref() {
+            Some("fail") => Err(CallError::Plugin("cannot read this state".into())),
+            // Like native code, which no deadline interrupts: it finishes,
+            // too late.
+            Some("slow") => {
+                std::thread::sleep(deadline + Duration::from_millis(20));
+                Ok(())
+            }
+            _ => {
+                for key in keys(&*state).collect::<Result<Vec<_>, _>>().unwrap() {
+                    let old = state.get(&key).unwrap().unwrap();
+                    let new = [self.name.as_bytes(), b":", &old].concat();
+                    state.put(&key, &new).unwrap();
+                }
+                Ok(())
+            }
+        }
     }
 
     fn shutdown(&self) {
@@ -177,6 +213,7 @@ fn an_in_flight_call_finishes_on_its_revision_and_teardown_waits_for_it() {
 fn a_third_live_revision_is_refused_until_the_oldest_drains() {
     let h = toy_slot(SlotOptions {
         drain_timeout: Duration::from_millis(100),
+        ..SlotOptions::default()
     });
     let (slot, gate) = (&h.slot, &h.gate);
     slot.deploy(art("v1:hold"), None).unwrap();
@@ -308,6 +345,7 @@ fn every_transition_is_an_event() {
 fn a_panicking_shutdown_does_not_wedge_the_slot() {
     let h = toy_slot(SlotOptions {
         drain_timeout: Duration::from_secs(5),
+        ..SlotOptions::default()
     });
     let slot = &h.slot;
     slot.deploy(art("panicky"), None).unwrap();
@@ -489,14 +527,44 @@ fn promotion_announces_before_it_retires() {
 #[derive(Default)]
 struct Books {
     commits: Mutex<Vec<(String, SlotState, Vec<Event>)>>,
+    /// The one slot's state it changes, as the store changes its own.
+    kv: Option<Arc<MemoryKv>>,
+    snapshot: Mutex<Vec<(Vec<u8>, Vec<u8>)>>,
     appended: Mutex<Vec<Event>>,
     refuse: std::sync::atomic::AtomicBool,
 }
 
 impl Journal for Books {
-    fn commit(&self, slot: &str, state: &SlotState, events: &[Event]) -> Result<(), JournalError> {
+    fn commit(
+        &self,
+        slot: &str,
+        state: &SlotState,
+        events: &[Event],
+        change: KvChange<'_>,
+    ) -> Result<(), JournalError> {
         if self.refuse.load(std::sync::atomic::Ordering::SeqCst) {
             return Err(JournalError("the disk is full".into()));
+        }
+        if let (Some(kv), KvChange::Migrate { writes, .. }) = (&self.kv, change) {
+            let all = keys(&**kv).map(Result::unwrap);
+            let before = all
+                .map(|k| (k.clone(), kv.get(&k).unwrap().unwrap()))
+                .collect();
+            *self.snapshot.lock().unwrap() = before;
+            for (k, v) in writes {
+                match v {
+                    Some(v) => kv.put(k, v).unwrap(),
+                    None => drop(kv.delete(k).unwrap()),
+                }
+            }
+        }
+        if let (Some(kv), KvChange::Restore { .. }) = (&self.kv, change) {
+            for k in keys(&**kv).collect::<Vec<_>>() {
+                kv.delete(&k.unwrap()).unwrap();
+            }
+            for (k, v) in self.snapshot.lock().unwrap().drain(..) {
+                kv.put(&k, &v).unwrap();
+            }
         }
         let entry = (slot.to_string(), state.clone(), events.to_vec());
         self.commits.lock().unwrap().push(entry);
@@ -688,4 +756,134 @@ fn a_change_the_journal_cannot_record_changes_nothing() {
         .refuse
         .store(false, std::sync::atomic::Ordering::SeqCst);
     assert_eq!(slot.deploy(art("v2"), None).unwrap().generation, 2);
+}
+
+/// A slot over `kv` whose books apply migrations to it.
+fn migrating_slot(kv: Arc<MemoryKv>, options: SlotOptions) -> (Arc<Slot<Toy>>, Arc<Books>) {
+    let books = Arc::new(Books {
+        kv: Some(kv.clone()),
+        ..Books::default()
+    });
+    let bus = EventBus::with_journal(books.clone(), Vec::new());
+    let slot = Slot::with_options("toy", toy(), kv, bus, options);
+    (Arc::new(slot), books)
+}
+
+fn value(kv: &MemoryKv, key: &str) -> String {
+    String::from_utf8(kv.get(key.as_bytes()).unwrap().unwrap()).unwrap()
+}
+
+#[test]
+fn a_higher_schema_migrates_the_state_once_and_a_rollback_restores_it() {
+    let kv = Arc::new(MemoryKv::default());
+    let (slot, books) = migrating_slot(kv.clone(), SlotOptions::default());
+    slot.deploy(art("v1:schema=1"), None).unwrap();
+    kv.put(b"a", b"1").unwrap();
+    kv.put(b"b", b"2").unwrap();
+    slot.deploy(art("v2:schema=2:migrate=ok"), None).unwrap();
+    assert_eq!(
+        (value(&kv, "a"), value(&kv, "b")),
+        ("v2:1".into(), "v2:2".into())
+    );
+    assert_eq!(slot.call(b"").unwrap(), b"v2");
+    let migrated = books.history();
+    let migrated = migrated
+        .iter()
+        .find(|e| e.transition == Transition::Migrated);
+    let reason = migrated.expect("a migrated event").reason.clone().unwrap();
+    assert!(
+        reason.contains("from schema 1 to 2") && reason.contains("2 keys written"),
+        "{reason}"
+    );
+
+    // Writes after the migration are v2's; a rollback returns to v1's state
+    // as it was, byte for byte.
+    kv.put(b"c", b"v2 only").unwrap();
+    slot.rollback(&d("v2:schema=2:migrate=ok"), "v2 misreads")
+        .unwrap();
+    assert_eq!((value(&kv, "a"), value(&kv, "b")), ("1".into(), "2".into()));
+    assert_eq!(kv.get(b"c").unwrap(), None);
+    assert_eq!(slot.call(b"").unwrap(), b"v1");
+}
+
+#[test]
+fn a_failed_migration_writes_nothing_and_the_old_revision_serves_on() {
+    let kv = Arc::new(MemoryKv::default());
+    let options = SlotOptions {
+        pause_limit: Duration::from_millis(50),
+        ..SlotOptions::default()
+    };
+    let (slot, _books) = migrating_slot(kv.clone(), options);
+    slot.deploy(art("v1:schema=1"), None).unwrap();
+    kv.put(b"a", b"1").unwrap();
+    for (artifact, why) in [
+        ("v2:schema=2:migrate=fail", "cannot read this state"),
+        ("v2:schema=2:migrate=slow", "pause limit"),
+        ("v2:schema=2", "does not export `hs_migrate`"),
+    ] {
+        let err = slot.deploy(art(artifact), None).unwrap_err();
+        assert!(matches!(err, DeployError::Migrate(_)), "{err}");
+        assert!(
+            error_chain(&err).contains(why),
+            "{artifact}: {}",
+            error_chain(&err)
+        );
+        assert_eq!(slot.call(b"").unwrap(), b"v1", "after {artifact}");
+        assert_eq!(value(&kv, "a"), "1");
+        assert_eq!(slot.active().unwrap().version, "v1");
+    }
+}
+
+#[test]
+fn a_migration_without_books_is_refused() {
+    let slot = Slot::new("toy", toy(), Arc::new(MemoryKv::default()), EventBus::new());
+    slot.deploy(art("v1:schema=1"), None).unwrap();
+    let err = slot
+        .deploy(art("v2:schema=2:migrate=ok"), None)
+        .unwrap_err();
+    assert!(matches!(err, DeployError::Journal(_)), "{err}");
+    assert_eq!(slot.call(b"").unwrap(), b"v1");
+}
+
+#[test]
+fn calls_during_a_migration_wait_and_none_fails() {
+    let kv = Arc::new(MemoryKv::default());
+    let (slot, _books) = migrating_slot(kv.clone(), SlotOptions::default());
+    slot.deploy(art("v1:schema=1"), None).unwrap();
+    for i in 0..200u32 {
+        kv.put(&i.to_be_bytes(), b"x").unwrap();
+    }
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let callers: Vec<_> = (0..4)
+        .map(|_| {
+            let (slot, stop) = (slot.clone(), stop.clone());
+            std::thread::spawn(move || {
+                let (mut ok, mut failed) = (0u64, 0u64);
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    match slot.call(b"") {
+                        Ok(_) => ok += 1,
+                        Err(_) => failed += 1,
+                    }
+                }
+                (ok, failed)
+            })
+        })
+        .collect();
+    let mut schema = 1;
+    for round in 0..20 {
+        schema += 1;
+        let name = format!("v{round}:schema={schema}:migrate=ok");
+        slot.deploy(art(&name), None).unwrap();
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let (mut ok, mut failed) = (0, 0);
+    for c in callers {
+        let (o, f) = c.join().unwrap();
+        ok += o;
+        failed += f;
+    }
+    assert_eq!(failed, 0, "{ok} calls succeeded");
+    assert!(ok > 0);
+    // Twenty migrations, each prefixing every value once.
+    assert_eq!(value(&kv, "\0\0\0\0").matches(':').count(), 20);
 }

@@ -23,6 +23,11 @@ pub const GREET_V2: &[u8] = plugin!("greet_v2.wasm");
 pub const COUNTER: &[u8] = plugin!("counter.wasm");
 /// `auth` (Rust, serde_json): bearer-token auth on an envelope route.
 pub const AUTH: &[u8] = plugin!("auth.wasm");
+/// `tally` 1.0.0 (Rust), state schema 1: visits per name, kept as text.
+pub const TALLY_V1: &[u8] = plugin!("tally_v1.wasm");
+/// `tally` 2.0.0 (Rust), state schema 2: kept as integers; `hs_migrate`
+/// converts v1's state.
+pub const TALLY_V2: &[u8] = plugin!("tally_v2.wasm");
 /// `c-upper` (C): `abc` → `C: ABC`.
 pub const C_UPPER: &[u8] = plugin!("c_upper.wasm");
 
@@ -33,6 +38,10 @@ pub const GREET_V1_NATIVE: &[u8] = plugin!("libgreet_v1.so");
 pub const GREET_V2_NATIVE: &[u8] = plugin!("libgreet_v2.so");
 /// `counter`, native.
 pub const COUNTER_NATIVE: &[u8] = plugin!("libcounter.so");
+/// `tally` 1.0.0, native.
+pub const TALLY_V1_NATIVE: &[u8] = plugin!("libtally_v1.so");
+/// `tally` 2.0.0, native.
+pub const TALLY_V2_NATIVE: &[u8] = plugin!("libtally_v2.so");
 
 /// A copy of `module` (WASM or native) with its own digest and the same
 /// behaviour: a revision that has never been compiled or loaded.
@@ -62,6 +71,8 @@ pub const ALL: &[(&str, &[u8])] = &[
     ("greet-v2", GREET_V2),
     ("counter", COUNTER),
     ("auth", AUTH),
+    ("tally-v1", TALLY_V1),
+    ("tally-v2", TALLY_V2),
     ("c-upper", C_UPPER),
 ];
 
@@ -70,4 +81,6 @@ pub const ALL_NATIVE: &[(&str, &[u8])] = &[
     ("greet-v1", GREET_V1_NATIVE),
     ("greet-v2", GREET_V2_NATIVE),
     ("counter", COUNTER_NATIVE),
+    ("tally-v1", TALLY_V1_NATIVE),
+    ("tally-v2", TALLY_V2_NATIVE),
 ];

@@ -16,8 +16,9 @@
  *   void   *hs_alloc(size_t len);                   or HOTSWAP_BUMP_ALLOCATOR
  *   int64_t hs_process(unsigned char *input, size_t len);
  *
- * and optionally hs_init / hs_health (return 0 when ready / healthy) and
- * hs_shutdown. The prototypes are declared here, so a definition with the
+ * and optionally hs_init / hs_health (return 0 when ready / healthy),
+ * hs_shutdown, and hs_migrate (converts the slot's state from the schema it
+ * is given to the one the manifest declares; 0 = done). The prototypes are declared here, so a definition with the
  * wrong type does not compile; the ones it does not define are not exported.
  *
  * hs_process owns `input` and returns hotswap_pack(out, out_len, is_err);
@@ -54,6 +55,7 @@ HOTSWAP_EXPORT("hs_process") int64_t hs_process(unsigned char *input, size_t len
 HOTSWAP_EXPORT("hs_init") int32_t hs_init(void);
 HOTSWAP_EXPORT("hs_health") int32_t hs_health(void);
 HOTSWAP_EXPORT("hs_shutdown") void hs_shutdown(void);
+HOTSWAP_EXPORT("hs_migrate") int32_t hs_migrate(uint32_t from_schema);
 
 /* ---- host functions ---------------------------------------------------- */
 
@@ -97,10 +99,20 @@ int32_t hotswap_kv_put(const void *key, size_t key_len, const void *val, size_t 
 HOTSWAP_IMPORT("kv_delete")
 int32_t hotswap_kv_delete(const void *key, size_t key_len);
 
+/* The smallest key >= from[0..from_len), in byte order: HOTSWAP_KV_ABSENT
+ * past the last key, otherwise its length n, written to `key` only if
+ * n <= key_cap (a 1024-byte buffer always fits). Walk every key by
+ * starting from the empty key and continuing from each key followed by a
+ * zero byte. */
+HOTSWAP_IMPORT("kv_next")
+int64_t hotswap_kv_next(const void *from, size_t from_len, void *key, size_t key_cap);
+
 /* ---- the manifest ------------------------------------------------------- */
 
 /* Emits the `hotswap.manifest` custom section holding
- * {"name":"NAME","version":"VERSION","abi":1}. Use it once, at file scope.
+ * {"name":"NAME","version":"VERSION","abi":1}. Use it once, at file scope;
+ * HOTSWAP_MANIFEST_SCHEMA(name, version, schema) also declares the
+ * state_schema (a decimal literal, such as 2).
  * C has no attribute for custom sections, but LLVM's wasm assembler turns a
  * section named .custom_section.X into custom section X, so this is
  * top-level asm. NAME and VERSION are string literals pasted into an .ascii
@@ -110,6 +122,11 @@ int32_t hotswap_kv_delete(const void *key, size_t key_len);
     __asm__(".section .custom_section.hotswap.manifest,\"\",@\n"            \
             ".ascii \"{\\\"name\\\":\\\"" name "\\\",\\\"version\\\":\\\"" \
             version "\\\",\\\"abi\\\":1}\"\n"                              \
+            ".text\n")
+#define HOTSWAP_MANIFEST_SCHEMA(name, version, schema)                      \
+    __asm__(".section .custom_section.hotswap.manifest,\"\",@\n"            \
+            ".ascii \"{\\\"name\\\":\\\"" name "\\\",\\\"version\\\":\\\"" \
+            version "\\\",\\\"abi\\\":1,\\\"state_schema\\\":" #schema "}\"\n" \
             ".text\n")
 
 /* ---- the return value of hs_process ----------------------------------- */

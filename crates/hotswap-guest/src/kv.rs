@@ -102,6 +102,43 @@ pub fn delete(key: impl AsRef<[u8]>) -> Result<bool, KvError> {
     }
 }
 
+/// The smallest key that is `>= from`, in byte order, or `None` past the
+/// last. [`keys`] walks them all with it.
+pub fn next_key(from: impl AsRef<[u8]>) -> Option<Vec<u8>> {
+    let from = from.as_ref();
+    // Keys are at most 1 KiB, so one buffer of that size always fits.
+    let mut buf = vec![0u8; 1024];
+    // SAFETY: `from` and `buf` are valid for the call; the host writes at
+    // most `buf.len()` bytes.
+    let n = unsafe { crate::sys::kv_next(from.as_ptr(), from.len(), buf.as_mut_ptr(), buf.len()) };
+    let n = usize::try_from(n).ok()?;
+    buf.truncate(n.min(buf.len()));
+    Some(buf)
+}
+
+/// Every key of the slot, in byte order: what `hs_migrate` walks to
+/// convert the state. Keys written while it walks are seen if they sort
+/// after the cursor.
+///
+/// ```
+/// use hotswap_guest::kv;
+///
+/// kv::put("walk/b", "2").unwrap();
+/// kv::put("walk/a", "1").unwrap();
+/// let mine: Vec<Vec<u8>> = kv::keys().filter(|k| k.starts_with(b"walk/")).collect();
+/// assert_eq!(mine, [b"walk/a".to_vec(), b"walk/b".to_vec()]);
+/// ```
+pub fn keys() -> impl Iterator<Item = Vec<u8>> {
+    let mut from = Some(Vec::new());
+    core::iter::from_fn(move || {
+        let key = next_key(from.as_ref()?)?;
+        let mut after = key.clone();
+        after.push(0);
+        from = Some(after);
+        Some(key)
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use crate::kv;

@@ -3,7 +3,8 @@
 /// Turns a crate into a hotswap plugin.
 ///
 /// ```text
-/// plugin!(PROCESS $(, name = "LITERAL")? $(, init = PATH)? $(, shutdown = PATH)? $(, health = PATH)? $(,)?)
+/// plugin!(PROCESS $(, name = "LITERAL")? $(, init = PATH)? $(, shutdown = PATH)? $(, health = PATH)?
+///         $(, state_schema = INTEGER)? $(, migrate = PATH)? $(,)?)
 /// ```
 ///
 /// The first argument is the path of the plugin's function,
@@ -17,6 +18,8 @@
 /// | `init = path` | `fn() -> Result<(), String>` | no `hs_init` export |
 /// | `health = path` | `fn() -> Result<(), String>` | no `hs_health` export |
 /// | `shutdown = path` | `fn()` | no `hs_shutdown` export |
+/// | `state_schema = N` | integer literal | `0` (not written in the manifest) |
+/// | `migrate = path` | `fn(from_schema: u32) -> Result<(), String>` | no `hs_migrate` export |
 ///
 /// The version is always `CARGO_PKG_VERSION`. A name or version that breaks
 /// the manifest rules of `docs/abi.md` is a compile error. Call the macro
@@ -27,8 +30,35 @@
 ///   `{"name":"...","version":"...","abi":1}`;
 /// - on wasm32, `hs_alloc` and `hs_process`; on other targets (a native
 ///   `cdylib`, docs/native.md), `hs_bind` and `hs_call` instead;
-/// - `hs_init` / `hs_health` / `hs_shutdown` for the options given. `hs_init` and `hs_health` return `0` on `Ok`, and
-///   `1` after logging the message at level error on `Err`.
+/// - `hs_init` / `hs_health` / `hs_shutdown` / `hs_migrate` for the options given. `hs_init`,
+///   `hs_health` and `hs_migrate` return `0` on `Ok`, and `1` after logging the message at
+///   level error on `Err`.
+///
+/// `migrate` converts the slot's state, through [`kv`](crate::kv), from the schema
+/// it is given to `state_schema` (docs/abi.md, "State migration"):
+///
+/// ```
+/// use hotswap_guest::kv;
+///
+/// fn process(input: &[u8]) -> Result<Vec<u8>, String> {
+///     Ok(input.to_vec())
+/// }
+/// // Schema 1 kept counts as decimal text; schema 2 keeps them as 8 bytes.
+/// fn migrate(from: u32) -> Result<(), String> {
+///     if from != 1 {
+///         return Err(format!("cannot read schema {from}"));
+///     }
+///     for key in kv::keys() {
+///         let text = kv::get(&key).unwrap_or_default();
+///         let n: u64 = String::from_utf8_lossy(&text).parse().map_err(|e| format!("{e}"))?;
+///         kv::put(&key, n.to_le_bytes()).map_err(|e| e.to_string())?;
+///     }
+///     Ok(())
+/// }
+///
+/// hotswap_guest::plugin!(process, name = "counter", state_schema = 2, migrate = migrate);
+/// # fn main() {}
+/// ```
 ///
 /// ```
 /// fn process(input: &[u8]) -> Result<Vec<u8>, String> {
@@ -52,47 +82,59 @@
 #[macro_export]
 macro_rules! plugin {
     // Internal: all options read. Fill in the default name.
-    (@opts [$process:path] [] [$($init:path)?] [$($shutdown:path)?] [$($health:path)?]) => {
+    (@opts [$process:path] [] $init:tt $shutdown:tt $health:tt $schema:tt $migrate:tt) => {
         $crate::plugin!(@emit [$process] [::core::env!("CARGO_PKG_NAME")]
-            [$($init)?] [$($shutdown)?] [$($health)?]);
+            $init $shutdown $health $schema $migrate);
     };
-    (@opts [$process:path] [$name:literal] [$($init:path)?] [$($shutdown:path)?] [$($health:path)?]) => {
-        $crate::plugin!(@emit [$process] [$name] [$($init)?] [$($shutdown)?] [$($health)?]);
+    (@opts [$process:path] [$name:literal] $init:tt $shutdown:tt $health:tt $schema:tt $migrate:tt) => {
+        $crate::plugin!(@emit [$process] [$name] $init $shutdown $health $schema $migrate);
     };
     // Internal: read one option; its slot must still be empty.
-    (@opts [$p:path] [] [$($i:tt)*] [$($s:tt)*] [$($h:tt)*]
+    (@opts $p:tt [] $i:tt $s:tt $h:tt $v:tt $m:tt
         name = $name:literal $(, $($rest:tt)*)?) => {
-        $crate::plugin!(@opts [$p] [$name] [$($i)*] [$($s)*] [$($h)*] $($($rest)*)?);
+        $crate::plugin!(@opts $p [$name] $i $s $h $v $m $($($rest)*)?);
     };
-    (@opts [$p:path] [$($n:tt)*] [] [$($s:tt)*] [$($h:tt)*]
+    (@opts $p:tt $n:tt [] $s:tt $h:tt $v:tt $m:tt
         init = $init:path $(, $($rest:tt)*)?) => {
-        $crate::plugin!(@opts [$p] [$($n)*] [$init] [$($s)*] [$($h)*] $($($rest)*)?);
+        $crate::plugin!(@opts $p $n [$init] $s $h $v $m $($($rest)*)?);
     };
-    (@opts [$p:path] [$($n:tt)*] [$($i:tt)*] [] [$($h:tt)*]
+    (@opts $p:tt $n:tt $i:tt [] $h:tt $v:tt $m:tt
         shutdown = $shutdown:path $(, $($rest:tt)*)?) => {
-        $crate::plugin!(@opts [$p] [$($n)*] [$($i)*] [$shutdown] [$($h)*] $($($rest)*)?);
+        $crate::plugin!(@opts $p $n $i [$shutdown] $h $v $m $($($rest)*)?);
     };
-    (@opts [$p:path] [$($n:tt)*] [$($i:tt)*] [$($s:tt)*] []
+    (@opts $p:tt $n:tt $i:tt $s:tt [] $v:tt $m:tt
         health = $health:path $(, $($rest:tt)*)?) => {
-        $crate::plugin!(@opts [$p] [$($n)*] [$($i)*] [$($s)*] [$health] $($($rest)*)?);
+        $crate::plugin!(@opts $p $n $i $s [$health] $v $m $($($rest)*)?);
     };
-    (@opts [$p:path] [$($n:tt)*] [$($i:tt)*] [$($s:tt)*] [$($h:tt)*] $($rest:tt)+) => {
+    (@opts $p:tt $n:tt $i:tt $s:tt $h:tt [] $m:tt
+        state_schema = $schema:literal $(, $($rest:tt)*)?) => {
+        $crate::plugin!(@opts $p $n $i $s $h [$schema] $m $($($rest)*)?);
+    };
+    (@opts $p:tt $n:tt $i:tt $s:tt $h:tt $v:tt []
+        migrate = $migrate:path $(, $($rest:tt)*)?) => {
+        $crate::plugin!(@opts $p $n $i $s $h $v [$migrate] $($($rest)*)?);
+    };
+    (@opts $p:tt $n:tt $i:tt $s:tt $h:tt $v:tt $m:tt $($rest:tt)+) => {
         ::core::compile_error!(::core::concat!(
             "hotswap_guest::plugin!: cannot read `",
             ::core::stringify!($($rest)+),
-            "`; expected `name = \"...\"`, `init = path`, `shutdown = path` or `health = path`, ",
-            "each at most once, separated by commas"
+            "`; expected `name = \"...\"`, `init = path`, `shutdown = path`, `health = path`, ",
+            "`state_schema = N` or `migrate = path`, each at most once, separated by commas"
         ));
     };
     // Internal: the expansion.
-    (@emit [$process:path] [$($name:tt)*] [$($init:path)?] [$($shutdown:path)?] [$($health:path)?]) => {
+    (@emit [$process:path] [$($name:tt)*] [$($init:path)?] [$($shutdown:path)?] [$($health:path)?]
+        [$($schema:literal)?] [$($migrate:path)?]) => {
         const _: () = {
             const MANIFEST: &str = ::core::concat!(
                 "{\"name\":\"", $($name)*,
                 "\",\"version\":\"", ::core::env!("CARGO_PKG_VERSION"),
-                "\",\"abi\":1}"
+                "\",\"abi\":1",
+                $(",\"state_schema\":", $schema,)?
+                "}"
             );
             const _: () = $crate::__rt::check_manifest($($name)*, ::core::env!("CARGO_PKG_VERSION"));
+            $(const _: u32 = $schema;)?
 
             #[cfg_attr(
                 any(target_family = "wasm", target_os = "linux", target_os = "android"),
@@ -161,11 +203,18 @@ macro_rules! plugin {
                     $crate::__rt::shutdown($shutdown)
                 }
             )?
+
+            $(
+                #[unsafe(no_mangle)]
+                extern "C" fn hs_migrate(from_schema: u32) -> i32 {
+                    $crate::__rt::migrate($migrate, from_schema)
+                }
+            )?
         };
     };
     // Entry point.
     ($process:path $(, $($opts:tt)*)?) => {
-        $crate::plugin!(@opts [$process] [] [] [] [] $($($opts)*)?);
+        $crate::plugin!(@opts [$process] [] [] [] [] [] [] $($($opts)*)?);
     };
 }
 
@@ -187,11 +236,19 @@ mod tests {
         Ok(())
     }
     fn shutdown() {}
+    fn migrate(from: u32) -> Result<(), String> {
+        match from {
+            1 => Ok(()),
+            _ => Err(format!("cannot read schema {from}")),
+        }
+    }
     crate::plugin!(
         echo,
         shutdown = shutdown,
         name = "test-plugin",
+        migrate = migrate,
         health = health,
+        state_schema = 2,
         init = init,
     );
 
@@ -201,10 +258,13 @@ mod tests {
             fn hs_init() -> i32;
             fn hs_health() -> i32;
             fn hs_shutdown();
+            fn hs_migrate(from_schema: u32) -> i32;
         }
         unsafe {
             assert_eq!(hs_init(), 1);
             assert_eq!(hs_health(), 0);
+            assert_eq!(hs_migrate(1), 0);
+            assert_eq!(hs_migrate(0), 1);
             hs_shutdown();
         }
     }

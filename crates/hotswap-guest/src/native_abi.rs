@@ -26,7 +26,7 @@ pub const CALL_TRAP: i32 = 2;
 /// the host passed to `hs_call`; it is valid only during that call.
 pub type Sink = unsafe extern "C" fn(sink: *mut c_void, ptr: *const u8, len: usize);
 
-/// The host's functions for a native plugin, the same six the `hotswap`
+/// The host's functions for a native plugin, the same seven the `hotswap`
 /// WebAssembly module imports, each with the host's context first.
 ///
 /// The host keeps the table (and `ctx`) alive until the library is
@@ -53,6 +53,8 @@ pub struct HostTable {
     pub kv_put: unsafe extern "C" fn(*mut c_void, *const u8, usize, *const u8, usize) -> i32,
     /// `kv_delete(ctx, key_ptr, key_len)`.
     pub kv_delete: unsafe extern "C" fn(*mut c_void, *const u8, usize) -> i32,
+    /// `kv_next(ctx, from_ptr, from_len, key_ptr, key_cap)`.
+    pub kv_next: unsafe extern "C" fn(*mut c_void, *const u8, usize, *mut u8, usize) -> i64,
 }
 
 // SAFETY: the table is plain function pointers and an opaque context the

@@ -239,6 +239,11 @@ pub fn health(f: fn() -> Result<(), String>) -> i32 {
     report("hs_health", guarded(f))
 }
 
+/// `hs_migrate`: as [`init`], with the schema the state is in.
+pub fn migrate(f: fn(u32) -> Result<(), String>, from_schema: u32) -> i32 {
+    report("hs_migrate", guarded(|| f(from_schema)))
+}
+
 /// `hs_shutdown`: runs `f`; a panic is logged, not unwound into the host.
 pub fn shutdown(f: fn()) {
     if let Err(msg) = guarded(|| {

@@ -4,7 +4,7 @@ use std::ffi::c_void;
 use std::sync::Arc;
 use std::time::Duration;
 
-use hotswap_core::{CallError, Code};
+use hotswap_core::{CallError, Code, KvStore};
 use hotswap_guest::native_abi::{CALL_ERROR, CALL_OK, CALL_TRAP};
 
 use crate::host::Host;
@@ -147,6 +147,36 @@ impl Code for NativeCode {
                     "hs_call returned {other}; expected 0, 1 or 2"
                 )))
             }
+        }
+    }
+
+    fn can_migrate(&self) -> bool {
+        self.exports.migrate.is_some()
+    }
+
+    /// Runs `hs_migrate(from_schema)` with the library's key-value calls
+    /// sent to `state`. Native code cannot be interrupted, so `deadline` is
+    /// not enforced here: the slot aborts a migration that overran its
+    /// pause limit once it returns.
+    fn migrate(
+        &self,
+        from_schema: u32,
+        state: Arc<dyn KvStore>,
+        _deadline: Duration,
+    ) -> Result<(), CallError> {
+        let Some(migrate) = self.exports.migrate else {
+            return Err(CallError::Abi(
+                "the library does not export hs_migrate".into(),
+            ));
+        };
+        self.host().begin_migration(state);
+        // SAFETY: bound and initialised; no call is in flight (the slot is
+        // paused and the revision before drained).
+        let code = unsafe { migrate(from_schema) };
+        let logged = self.host().end_migration();
+        match code {
+            0 => Ok(()),
+            code => Err(hotswap_core::migrate_returned(code, logged)),
         }
     }
 

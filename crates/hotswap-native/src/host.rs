@@ -8,7 +8,7 @@
 
 use std::ffi::c_void;
 use std::ptr::NonNull;
-use std::sync::Arc;
+use std::sync::{Arc, PoisonError, RwLock};
 
 use hotswap_core::{KvStore, SlotContext};
 use hotswap_guest::native_abi::HostTable;
@@ -17,6 +17,22 @@ use hotswap_guest::native_abi::HostTable;
 pub(crate) struct HostContext {
     slot: Arc<str>,
     kv: Arc<dyn KvStore>,
+    /// While `hs_migrate` runs, the migration its key-value calls go to.
+    /// A native library has one table for all its threads, so the switch
+    /// is here; no call runs beside a migration (the slot is paused).
+    migration: RwLock<Option<Arc<dyn KvStore>>>,
+    /// The last error the plugin logged during the migration.
+    last_error: std::sync::Mutex<Option<String>>,
+}
+
+impl HostContext {
+    fn kv(&self) -> Arc<dyn KvStore> {
+        let migration = self
+            .migration
+            .read()
+            .unwrap_or_else(PoisonError::into_inner);
+        migration.clone().unwrap_or_else(|| self.kv.clone())
+    }
 }
 
 /// A library's table and the context it points to, at a fixed address for
@@ -38,6 +54,8 @@ impl Host {
         let ctx = NonNull::from(Box::leak(Box::new(HostContext {
             slot: slot.slot.clone(),
             kv: slot.kv.clone(),
+            migration: RwLock::new(None),
+            last_error: std::sync::Mutex::new(None),
         })));
         let table = NonNull::from(Box::leak(Box::new(HostTable {
             abi: hotswap_guest::ABI_VERSION,
@@ -49,8 +67,34 @@ impl Host {
             kv_get,
             kv_put,
             kv_delete,
+            kv_next,
         })));
         Host { table, ctx }
+    }
+
+    /// Sends the library's key-value calls to `kv` (a migration) until
+    /// [`Host::end_migration`].
+    pub fn begin_migration(&self, kv: Arc<dyn KvStore>) {
+        // SAFETY: the context lives as long as `self`.
+        let ctx = unsafe { self.ctx.as_ref() };
+        *ctx.migration
+            .write()
+            .unwrap_or_else(PoisonError::into_inner) = Some(kv);
+    }
+
+    /// Sends them to the slot's store again, and returns the last error
+    /// the plugin logged meanwhile.
+    pub fn end_migration(&self) -> Option<String> {
+        // SAFETY: as above.
+        let ctx = unsafe { self.ctx.as_ref() };
+        *ctx.migration
+            .write()
+            .unwrap_or_else(PoisonError::into_inner) = None;
+        let mut last = ctx
+            .last_error
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        last.take()
     }
 
     /// The table to hand to `hs_bind`.
@@ -101,6 +145,16 @@ unsafe extern "C" fn log(ctx: *mut c_void, level: i32, ptr: *const u8, len: usiz
     let (ctx, text) = unsafe { (context(ctx), bytes(ptr, len.min(MAX))) };
     let text = String::from_utf8_lossy(text.unwrap_or(b"(null)"));
     hotswap_core::plugin_log(&ctx.slot, level, &text);
+    let migrating = ctx
+        .migration
+        .read()
+        .unwrap_or_else(PoisonError::into_inner)
+        .is_some();
+    if level == 0 && migrating {
+        *ctx.last_error
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner) = Some(text.into_owned());
+    }
 }
 
 unsafe extern "C" fn now_ns(_ctx: *mut c_void) -> i64 {
@@ -134,7 +188,7 @@ unsafe extern "C" fn kv_get(
     let Some(key) = key else {
         return BAD_ARGUMENT as i64;
     };
-    let value = match ctx.kv.get(key) {
+    let value = match ctx.kv().get(key) {
         Ok(Some(v)) => v,
         Ok(None) => return -1,
         Err(e) => return e.abi_code() as i64,
@@ -167,7 +221,7 @@ unsafe extern "C" fn kv_put(
     let (Some(key), Some(value)) = (key, value) else {
         return BAD_ARGUMENT;
     };
-    match ctx.kv.put(key, value) {
+    match ctx.kv().put(key, value) {
         Ok(()) => 0,
         Err(e) => e.abi_code(),
     }
@@ -179,8 +233,35 @@ unsafe extern "C" fn kv_delete(ctx: *mut c_void, key_ptr: *const u8, key_len: us
     let Some(key) = key else {
         return BAD_ARGUMENT;
     };
-    match ctx.kv.delete(key) {
+    match ctx.kv().delete(key) {
         Ok(deleted) => deleted as i32,
         Err(e) => e.abi_code(),
     }
+}
+
+unsafe extern "C" fn kv_next(
+    ctx: *mut c_void,
+    from_ptr: *const u8,
+    from_len: usize,
+    key_ptr: *mut u8,
+    key_cap: usize,
+) -> i64 {
+    // SAFETY: the table's contract and the plugin's promise.
+    let (ctx, from) = unsafe { (context(ctx), bytes(from_ptr, from_len)) };
+    let Some(from) = from else {
+        return BAD_ARGUMENT as i64;
+    };
+    let key = match ctx.kv().next_key(from) {
+        Ok(Some(k)) => k,
+        Ok(None) => return -1,
+        Err(e) => return e.abi_code() as i64,
+    };
+    if key.len() <= key_cap && !key.is_empty() {
+        if key_ptr.is_null() {
+            return BAD_ARGUMENT as i64;
+        }
+        // SAFETY: the plugin's buffer, writable for `key_cap` bytes by its promise.
+        unsafe { std::ptr::copy_nonoverlapping(key.as_ptr(), key_ptr, key.len()) };
+    }
+    key.len() as i64
 }

@@ -33,6 +33,7 @@ pub(crate) struct Exports {
     pub init: Option<unsafe extern "C" fn() -> i32>,
     pub health: Option<unsafe extern "C" fn() -> i32>,
     pub shutdown: Option<unsafe extern "C" fn()>,
+    pub migrate: Option<unsafe extern "C" fn(u32) -> i32>,
 }
 
 /// One loaded copy of a library.
@@ -158,6 +159,7 @@ fn resolve(handle: &DlLibrary, info: &crate::LibraryInfo) -> Result<Exports, Loa
         init: optional(handle, info.has_init, "hs_init")?,
         health: optional(handle, info.has_health, "hs_health")?,
         shutdown: optional(handle, info.has_shutdown, "hs_shutdown")?,
+        migrate: optional(handle, info.has_migrate, "hs_migrate")?,
     })
 }
 

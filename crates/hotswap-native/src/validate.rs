@@ -53,6 +53,8 @@ pub struct LibraryInfo {
     pub has_health: bool,
     /// Whether it exports `hs_shutdown`.
     pub has_shutdown: bool,
+    /// Whether it exports `hs_migrate`.
+    pub has_migrate: bool,
 }
 
 /// Checks `bytes` against the native binding of ABI v1 without loading or
@@ -124,6 +126,7 @@ pub fn validate(bytes: &[u8]) -> Result<LibraryInfo, Rejection> {
         has_init: exported("hs_init")?,
         has_health: exported("hs_health")?,
         has_shutdown: exported("hs_shutdown")?,
+        has_migrate: exported("hs_migrate")?,
     })
 }
 

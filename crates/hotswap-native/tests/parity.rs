@@ -39,7 +39,7 @@ fn every_example_answers_the_same_in_both_tiers() {
     let native = Arc::new(NativeTier::new());
     let wasm_builds: std::collections::HashMap<_, _> =
         hotswap_examples::ALL.iter().copied().collect();
-    assert_eq!(hotswap_examples::ALL_NATIVE.len(), 3);
+    assert_eq!(hotswap_examples::ALL_NATIVE.len(), 5);
     for &(name, native_build) in hotswap_examples::ALL_NATIVE {
         let from_wasm = outputs(wasm.clone(), wasm_builds[name]);
         let from_native = outputs(native.clone(), native_build);

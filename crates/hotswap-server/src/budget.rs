@@ -160,7 +160,7 @@ mod tests {
     fn a_breach_judged_before_a_promote_leaves_the_promoted_revision_active() {
         let dir = tempfile::tempdir().unwrap();
         let store = hotswap_store::Store::open(dir.path()).unwrap();
-        let gateway = Gateway::open(store, Default::default(), false, 100).unwrap();
+        let gateway = Gateway::open(store, Default::default(), false, Default::default()).unwrap();
         let v1 = hotswap_examples::GREET_V1.to_vec();
         gateway.deploy("greet", v1, None, None).unwrap();
         let v2 = hotswap_examples::GREET_V2.to_vec();

@@ -18,6 +18,8 @@ use serde::{Deserialize, Serialize};
 /// max_module_bytes = 33554432
 /// deploy_example = true          # deploy the example plugin to slot `greet` on first start
 /// event_retention = 10000        # events the persisted event log keeps
+/// migration_pause_ms = 250       # longest calls wait while a slot's state migrates
+/// kv_sync = "interval"           # plugin kv writes reach the disk within 100 ms; "always": before they return
 /// trusted_keys = []              # ed25519 public keys (hex) whose signatures are accepted
 /// require_signature = false      # refuse unsigned modules
 ///
@@ -76,6 +78,12 @@ pub struct ServerConfig {
     /// How many events the persisted event log keeps (the newest; older
     /// ones are dropped as new ones come).
     pub event_retention: usize,
+    /// How long calls may wait while a slot's state is converted to a new
+    /// schema (drain and `hs_migrate`), in milliseconds; a migration that
+    /// would take longer is aborted and the old revision serves on.
+    pub migration_pause_ms: u64,
+    /// When a plugin's key-value write reaches the disk.
+    pub kv_sync: hotswap_store::KvSync,
     /// Limits every plugin runs under.
     pub limits: Limits,
     /// HTTP paths mapped to slots. Without routes, `POST /{slot}` calls the
@@ -232,6 +240,8 @@ impl Default for ServerConfig {
             max_module_bytes: 32 << 20,
             deploy_example: true,
             event_retention: hotswap_store::DEFAULT_EVENT_RETENTION,
+            migration_pause_ms: 250,
+            kv_sync: hotswap_store::KvSync::default(),
             limits: Limits::default(),
             routes: Vec::new(),
             canary: CanaryConfig::default(),
@@ -291,8 +301,25 @@ impl ServerConfig {
         })
     }
 
+    /// What the gateway's books and slots are opened with.
+    pub fn gateway_options(&self) -> crate::GatewayOptions {
+        crate::GatewayOptions {
+            event_retention: self.event_retention,
+            slots: hotswap_core::SlotOptions {
+                pause_limit: std::time::Duration::from_millis(self.migration_pause_ms),
+                ..hotswap_core::SlotOptions::default()
+            },
+        }
+    }
+
     /// Checks the settings together.
     pub fn check(&self) -> Result<(), ConfigError> {
+        if !(1..=10_000).contains(&self.migration_pause_ms) {
+            return Err(ConfigError::Invalid(format!(
+                "migration_pause_ms is {}; it must be 1-10000 (calls wait this long during a migration)",
+                self.migration_pause_ms
+            )));
+        }
         if !self.admin.ip().is_loopback() && self.admin_token.as_deref().is_none_or(str::is_empty) {
             return Err(ConfigError::Invalid(format!(
                 "the admin API listens on {}, beyond loopback: set admin_token (or HOTSWAP_TOKEN)",

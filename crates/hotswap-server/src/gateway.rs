@@ -37,11 +37,30 @@ pub enum GatewayError {
     Tier(String),
 }
 
+/// How a gateway keeps its books and runs its slots.
+#[derive(Debug, Clone)]
+pub struct GatewayOptions {
+    /// How many events the persisted log keeps (the newest).
+    pub event_retention: usize,
+    /// Every slot's options (drain timeout, migration pause limit).
+    pub slots: SlotOptions,
+}
+
+impl Default for GatewayOptions {
+    fn default() -> Self {
+        GatewayOptions {
+            event_retention: hotswap_store::DEFAULT_EVENT_RETENTION,
+            slots: SlotOptions::default(),
+        }
+    }
+}
+
 /// The slots of one server, over its tiers (WASM and native) and one store.
 pub struct Gateway {
     tiers: Arc<Tiers>,
     store: Store,
     events: EventBus,
+    options: SlotOptions,
     slots: RwLock<BTreeMap<String, Arc<Slot<Tiers>>>>,
 }
 
@@ -53,26 +72,26 @@ impl Gateway {
     /// Opens the store and brings back every slot it records, as it was
     /// (see [`Slot::restore`]): the same revisions and generations, the
     /// canary at its weight, the event log continued; compiled code comes
-    /// from the store's compile cache. The log keeps the newest
-    /// `event_retention` events. Native libraries are loaded only when
-    /// `native` is true.
+    /// from the store's compile cache. Native libraries are loaded only
+    /// when `native` is true.
     pub fn open(
         store: Store,
         wasm: WasmConfig,
         native: bool,
-        event_retention: usize,
+        options: GatewayOptions,
     ) -> Result<Gateway, GatewayError> {
         let wasm = WasmConfig {
             cache_dir: Some(store.compile_cache_dir()),
             ..wasm
         };
         let wasm = Arc::new(WasmTier::new(wasm).map_err(|e| GatewayError::Tier(e.to_string()))?);
-        let journal = store.journal(event_retention);
+        let journal = store.journal(options.event_retention);
         let history = store.events(RECENT_EVENTS)?;
         let gateway = Gateway {
             tiers: Arc::new(Tiers::new(wasm, native)),
             events: EventBus::with_journal(journal.clone(), history),
             store,
+            options: options.slots,
             slots: RwLock::default(),
         };
         gateway.convert_legacy(&*journal)?;
@@ -83,7 +102,7 @@ impl Gateway {
                 gateway.tiers.clone(),
                 gateway.store.kv(&name)?,
                 gateway.events.clone(),
-                SlotOptions::default(),
+                gateway.options.clone(),
                 state,
                 |digest| gateway.store.artifact(digest).map_err(|e| e.to_string()),
             );
@@ -134,7 +153,7 @@ impl Gateway {
                 }
             }
             journal
-                .commit(&name, &state, &[])
+                .commit(&name, &state, &[], hotswap_core::KvChange::Keep)
                 .map_err(|e| GatewayError::Deploy(e.into()))?;
             self.store.remove_legacy_slot(&name)?;
             tracing::info!(slot = %name, "converted an old slot record to a slot state");
@@ -336,7 +355,14 @@ impl Gateway {
         let kv = self.store.kv(name)?;
         let mut slots = self.slots.write().unwrap_or_else(|e| e.into_inner());
         let slot = slots.entry(name.to_string()).or_insert_with(|| {
-            Arc::new(Slot::new(name, self.tiers.clone(), kv, self.events.clone()))
+            let (tiers, events) = (self.tiers.clone(), self.events.clone());
+            Arc::new(Slot::with_options(
+                name,
+                tiers,
+                kv,
+                events,
+                self.options.clone(),
+            ))
         });
         Ok(slot.clone())
     }

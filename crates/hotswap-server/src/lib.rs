@@ -53,7 +53,7 @@ pub use config::{
 };
 pub use control::{ControlError, Controller, ProcessInfo, ReloadReport, UpgradeReport};
 pub use ebpf::{Expect, PlacedView, ProgramError, ProgramView, Programs};
-pub use gateway::{CallFailure, Gateway, GatewayError, SlotView};
+pub use gateway::{CallFailure, Gateway, GatewayError, GatewayOptions, SlotView};
 pub use http::PROCESS_HEADER;
 pub use metrics::{Metrics, Restored};
 pub use plan::{plan, PlanError, ReloadPlan, Setting};
@@ -144,12 +144,13 @@ impl Server {
         let data = listen("data", config.listen)?;
         let admin = listen("admin", config.admin)?;
 
-        let (store_dir, wasm, native, example, retention) = (
+        let (store_dir, kv_sync, wasm, native, example, options) = (
             config.data_dir.clone(),
+            config.kv_sync,
             config.wasm(),
             config.native.enabled,
             config.deploy_example,
-            config.event_retention,
+            config.gateway_options(),
         );
         let up = upgrader.clone();
         // Waiting for the parent, and opening the store (which may compile),
@@ -163,7 +164,7 @@ impl Server {
                 }
                 Err(e) => return Err(e.into()),
             };
-            let gateway = Gateway::open(Store::open(&store_dir)?, wasm, native, retention)?;
+            let gateway = Gateway::open(Store::open(&store_dir)?.with_kv_sync(kv_sync), wasm, native, options)?;
             if example && gateway.is_empty() {
                 let info = gateway.deploy(EXAMPLE_SLOT, hotswap_examples::GREET_V1.to_vec(), None, None)?;
                 tracing::info!(slot = EXAMPLE_SLOT, version = %info.version, "deployed the example plugin");

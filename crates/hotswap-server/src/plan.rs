@@ -38,6 +38,10 @@ pub enum Setting {
     DeployExample,
     /// The event log's bound, from the next start.
     EventRetention,
+    /// How long calls may wait during a migration, from the next start.
+    MigrationPause,
+    /// When plugin key-value writes reach the disk, from the next start.
+    KvSync,
 }
 
 impl std::fmt::Display for Setting {
@@ -158,6 +162,16 @@ pub fn plan(old: &ServerConfig, new: &ServerConfig) -> Result<ReloadPlan, PlanEr
         S::EventRetention,
         new.event_retention != old.event_retention,
         Some("event_retention applies from the next start or upgrade"),
+    );
+    change(
+        S::MigrationPause,
+        new.migration_pause_ms != old.migration_pause_ms,
+        Some("migration_pause_ms applies from the next start or upgrade"),
+    );
+    change(
+        S::KvSync,
+        new.kv_sync != old.kv_sync,
+        Some("kv_sync applies from the next start or upgrade"),
     );
     Ok(plan)
 }

@@ -4,8 +4,11 @@
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
+use std::time::Duration;
 
-use hotswap_core::{Artifact, CallError, Code, Kind, Manifest, SlotContext, Tier, TierError};
+use hotswap_core::{
+    Artifact, CallError, Code, Kind, KvStore, Manifest, SlotContext, Tier, TierError,
+};
 use hotswap_native::{NativeCode, NativeStats, NativeTier};
 use hotswap_wasm::{WasmCode, WasmTier};
 
@@ -93,6 +96,25 @@ impl Code for AnyCode {
         match self {
             AnyCode::Wasm(c) => c.call(input, output),
             AnyCode::Native(c) => c.call(input, output),
+        }
+    }
+
+    fn can_migrate(&self) -> bool {
+        match self {
+            AnyCode::Wasm(c) => c.can_migrate(),
+            AnyCode::Native(c) => c.can_migrate(),
+        }
+    }
+
+    fn migrate(
+        &self,
+        from_schema: u32,
+        state: Arc<dyn KvStore>,
+        deadline: Duration,
+    ) -> Result<(), CallError> {
+        match self {
+            AnyCode::Wasm(c) => c.migrate(from_schema, state, deadline),
+            AnyCode::Native(c) => c.migrate(from_schema, state, deadline),
         }
     }
 

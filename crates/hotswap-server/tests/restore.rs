@@ -3,12 +3,18 @@
 //! cache), and without re-enacting history.
 
 use hotswap_core::{RevisionState, Transition};
-use hotswap_server::{CallFailure, Gateway};
+use hotswap_server::{CallFailure, Gateway, GatewayOptions};
 use hotswap_store::Store;
 use hotswap_wasm::WasmConfig;
 
 fn open(dir: &std::path::Path) -> Gateway {
-    Gateway::open(Store::open(dir).unwrap(), WasmConfig::default(), true, 100).unwrap()
+    Gateway::open(
+        Store::open(dir).unwrap(),
+        WasmConfig::default(),
+        true,
+        GatewayOptions::default(),
+    )
+    .unwrap()
 }
 
 #[test]

@@ -5,12 +5,13 @@
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
-use hotswap_core::{Event, Journal, JournalError, SlotState};
+use hotswap_core::{Event, Journal, JournalError, KvChange, SlotState};
 use redb::{Durability, ReadableDatabase, ReadableTable, TableDefinition, WriteTransaction};
 
 use crate::artifacts::Artifacts;
 use crate::error::db;
 use crate::handle::DbHandle;
+use crate::snapshot::{self, ChangeError};
 use crate::table::RecordTable;
 use crate::{check_slot_name, Store, StoreError};
 
@@ -97,7 +98,13 @@ impl StoreJournal {
 }
 
 impl Journal for StoreJournal {
-    fn commit(&self, slot: &str, state: &SlotState, events: &[Event]) -> Result<(), JournalError> {
+    fn commit(
+        &self,
+        slot: &str,
+        state: &SlotState,
+        events: &[Event],
+        kv: KvChange<'_>,
+    ) -> Result<(), JournalError> {
         let fail = |e: &dyn std::fmt::Display| JournalError(e.to_string());
         check_slot_name(slot).map_err(|e| fail(&e))?;
         // A state never names code that is not on disk.
@@ -106,17 +113,22 @@ impl Journal for StoreJournal {
         }
         let json = serde_json::to_vec(state).expect("a slot state always serialises");
         let open = self.db.get().map_err(|e| fail(&e))?;
-        let run = || -> Result<(), redb::Error> {
-            let mut txn = open.begin_write()?;
+        let run = || -> Result<(), ChangeError> {
+            let mut txn = open.begin_write().map_err(redb::Error::from)?;
             // Durable: once a change is acknowledged, it is on disk (and so
             // is every key-value write before it).
-            txn.set_durability(Durability::Immediate)?;
+            txn.set_durability(Durability::Immediate)
+                .map_err(redb::Error::from)?;
+            snapshot::apply(&txn, slot, state, kv)?;
             txn.open_table(STATES.def)?.insert(slot, json.as_slice())?;
             self.write(&txn, events)?;
-            txn.commit()?;
+            txn.commit().map_err(redb::Error::from)?;
             Ok(())
         };
-        run().map_err(|e| fail(&db(e)))
+        run().map_err(|e| match e {
+            ChangeError::Db(e) => fail(&db(e)),
+            other => fail(&other),
+        })
     }
 
     fn append(&self, events: &[Event]) {

@@ -8,6 +8,7 @@ use hotswap_core::{KvError, KvLimits, KvStore};
 use redb::{Durability, ReadableDatabase, ReadableTable, TableDefinition};
 
 use crate::handle::DbHandle;
+use crate::KvSync;
 
 /// `(slot, key) → value`.
 pub(crate) const KV: TableDefinition<(&str, &[u8]), &[u8]> = TableDefinition::new("kv");
@@ -16,16 +17,18 @@ pub(crate) const KV_COUNTS: TableDefinition<&str, u64> = TableDefinition::new("k
 
 /// One slot's view of the key-value table.
 ///
-/// Writes commit without waiting for the disk (`Durability::None`); the
-/// store's flusher makes them durable within a fraction of a second, and at
-/// a clean shutdown. A plugin that writes on every call would otherwise pay
-/// an fsync per call. A `kill -9` can lose the last fraction of a second of
-/// writes, never tear one: every commit is atomic.
+/// By default ([`KvSync::Interval`]) writes commit without waiting for the
+/// disk (`Durability::None`); the store's flusher makes them durable within
+/// a fraction of a second, and at a clean shutdown. A plugin that writes on
+/// every call would otherwise pay an fsync per call. A `kill -9` can lose
+/// the last fraction of a second of writes, never tear one: every commit is
+/// atomic. [`KvSync::Always`] makes each write durable before it returns.
 pub struct SlotKv {
     db: Arc<DbHandle>,
     slot: String,
     limits: KvLimits,
     dirty: Arc<AtomicBool>,
+    sync: KvSync,
 }
 
 impl SlotKv {
@@ -34,17 +37,20 @@ impl SlotKv {
         slot: &str,
         limits: KvLimits,
         dirty: Arc<AtomicBool>,
+        sync: KvSync,
     ) -> SlotKv {
         SlotKv {
             db,
             slot: slot.to_string(),
             limits,
             dirty,
+            sync,
         }
     }
 
-    /// Runs `f` in a write transaction that commits without fsync, and marks
-    /// the store dirty so the flusher makes it durable.
+    /// Runs `f` in a write transaction that commits without fsync (and marks
+    /// the store dirty so the flusher makes it durable), or with one under
+    /// [`KvSync::Always`].
     fn write<R>(
         &self,
         f: impl FnOnce(
@@ -54,7 +60,11 @@ impl SlotKv {
     ) -> Result<R, KvError> {
         let open = self.db.get().map_err(|e| KvError::Backend(e.to_string()))?;
         let mut txn = open.begin_write().map_err(backend)?;
-        txn.set_durability(Durability::None).map_err(backend)?;
+        let durability = match self.sync {
+            KvSync::Interval => Durability::None,
+            KvSync::Always => Durability::Immediate,
+        };
+        txn.set_durability(durability).map_err(backend)?;
         let result = {
             let mut kv = txn.open_table(KV).map_err(backend)?;
             let mut counts = txn.open_table(KV_COUNTS).map_err(backend)?;
@@ -82,6 +92,26 @@ impl KvStore for SlotKv {
         let table = txn.open_table(KV).map_err(backend)?;
         let value = table.get((self.slot.as_str(), key)).map_err(backend)?;
         Ok(value.map(|v| v.value().to_vec()))
+    }
+
+    fn next_key(&self, from: &[u8]) -> Result<Option<Vec<u8>>, KvError> {
+        // A cursor past the longest key there can be finds nothing.
+        if from.len() > self.limits.max_key + 1 {
+            return Ok(None);
+        }
+        let open = self.db.get().map_err(|e| KvError::Backend(e.to_string()))?;
+        let txn = open.begin_read().map_err(backend)?;
+        let table = txn.open_table(KV).map_err(backend)?;
+        let slot = self.slot.as_str();
+        let mut rows = table.range((slot, from)..).map_err(backend)?;
+        match rows.next() {
+            Some(row) => {
+                let (key, _) = row.map_err(backend)?;
+                let (owner, key) = key.value();
+                Ok((owner == slot).then(|| key.to_vec()))
+            }
+            None => Ok(None),
+        }
     }
 
     fn put(&self, key: &[u8], value: &[u8]) -> Result<(), KvError> {

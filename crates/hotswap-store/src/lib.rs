@@ -21,17 +21,17 @@
 //! rebuilt by replaying its history.
 //!
 //! ```
-//! use hotswap_core::{Artifact, Candidate, Journal, KvStore, Manifest, SlotState};
+//! use hotswap_core::{Artifact, Candidate, Journal, KvChange, KvStore, Manifest, SlotState};
 //! use hotswap_store::Store;
 //!
 //! let dir = tempfile::tempdir()?;
 //! let store = Store::open(dir.path())?;
 //! let code = Artifact::new(b"\0asm...".to_vec());
 //! store.put_artifact(&code)?;
-//! let manifest = Manifest { name: "greet".into(), version: "1".into(), abi: 1 };
+//! let manifest = Manifest { name: "greet".into(), version: "1".into(), abi: 1, state_schema: 0 };
 //! let candidate = Candidate { digest: code.digest(), manifest, kind: code.kind() };
 //! let state = SlotState::default().deploy(candidate)?.state;
-//! store.journal(1000).commit("greet", &state, &[])?;
+//! store.journal(1000).commit("greet", &state, &[], KvChange::Keep)?;
 //! store.kv("greet")?.put(b"count", b"1")?;
 //! drop(store);
 //!
@@ -49,6 +49,7 @@ mod handle;
 mod journal;
 mod kv;
 mod records;
+mod snapshot;
 mod table;
 
 use std::path::{Path, PathBuf};
@@ -81,6 +82,20 @@ const SLOTS: RecordTable = RecordTable {
 /// How long a key-value write may stay in memory only.
 const FLUSH_EVERY: Duration = Duration::from_millis(100);
 
+/// When a plugin's key-value write reaches the disk.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum KvSync {
+    /// Within 100 ms, by the flusher, and at a clean shutdown: a `kill -9`
+    /// can lose the last fraction of a second of writes (never tear one).
+    /// A plugin that writes on every call does not pay an fsync per call.
+    #[default]
+    Interval,
+    /// Before the write returns to the plugin: an acknowledged write
+    /// survives any crash, at the price of an fsync per write.
+    Always,
+}
+
 /// The store in one directory. One process at a time may open it; a
 /// process upgrade passes it on with [`Store::release`].
 pub struct Store {
@@ -89,6 +104,7 @@ pub struct Store {
     artifacts: Artifacts,
     dirty: Arc<AtomicBool>,
     flusher: Option<Flusher>,
+    kv_sync: KvSync,
 }
 
 impl Store {
@@ -108,7 +124,15 @@ impl Store {
             dir: dir.to_path_buf(),
             db: database,
             dirty,
+            kv_sync: KvSync::default(),
         })
+    }
+
+    /// The same store, with key-value writes made durable as `sync` says
+    /// (for the slots' stores made from now on).
+    pub fn with_kv_sync(mut self, sync: KvSync) -> Store {
+        self.kv_sync = sync;
+        self
     }
 
     /// The directory the store lives in.
@@ -151,6 +175,7 @@ impl Store {
             slot,
             KvLimits::default(),
             self.dirty.clone(),
+            self.kv_sync,
         )))
     }
 

@@ -5,7 +5,8 @@ use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 
 use hotswap_core::{
-    Artifact, Candidate, Event, Journal, KvError, KvStore, Manifest, Phase, SlotState, Transition,
+    Artifact, Candidate, Event, Journal, KvChange, KvError, KvStore, Manifest, Phase, SlotState,
+    Transition,
 };
 use hotswap_store::{Store, StoreError};
 
@@ -22,6 +23,7 @@ fn candidate(a: &Artifact) -> Candidate {
             name: "t".into(),
             version: a.digest().to_string(),
             abi: 1,
+            state_schema: 0,
         },
         kind: a.kind(),
     }
@@ -55,7 +57,7 @@ fn records_artifacts_and_kv_survive_reopening() {
         let state = state.deploy(candidate(&b)).unwrap().state;
         let journal = store.journal(100);
         journal
-            .commit("greet", &state, &[event(1), event(2)])
+            .commit("greet", &state, &[event(1), event(2)], KvChange::Keep)
             .unwrap();
         journal.append(&[event(3)]);
         let kv = store.kv("greet").unwrap();
@@ -147,10 +149,14 @@ fn a_state_never_points_at_missing_code() {
     let good = code(1);
     store.put_artifact(&good).unwrap();
     let before = SlotState::default().deploy(candidate(&good)).unwrap().state;
-    journal.commit("s", &before, &[event(1)]).unwrap();
+    journal
+        .commit("s", &before, &[event(1)], KvChange::Keep)
+        .unwrap();
     let missing = code(2);
     let after = before.deploy(candidate(&missing)).unwrap().state;
-    let err = journal.commit("s", &after, &[event(2)]).unwrap_err();
+    let err = journal
+        .commit("s", &after, &[event(2)], KvChange::Keep)
+        .unwrap_err();
     assert!(
         err.to_string().contains(&missing.digest().to_string()),
         "{err}"
@@ -166,7 +172,7 @@ fn a_state_never_points_at_missing_code() {
         [1],
         "and so is the log: nothing of the refused change"
     );
-    let err = journal.commit("no/slashes", &SlotState::default(), &[]);
+    let err = journal.commit("no/slashes", &SlotState::default(), &[], KvChange::Keep);
     assert!(err.unwrap_err().to_string().contains("no/slashes"));
 }
 
@@ -242,7 +248,7 @@ fn crash_child() {
         let artifact = code(n);
         store.put_artifact(&artifact).unwrap();
         state = state.deploy(candidate(&artifact)).unwrap().state;
-        journal.commit("s", &state, &[]).unwrap();
+        journal.commit("s", &state, &[], KvChange::Keep).unwrap();
         println!("saved {n}");
         kv.put(b"n", &n.to_le_bytes()).unwrap();
         println!("kv {n}");

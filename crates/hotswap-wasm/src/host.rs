@@ -29,6 +29,9 @@ pub(crate) struct HostState {
     pub memory: Option<Memory>,
     pub memory_cap: u64,
     pub fault: Option<Fault>,
+    /// On an instance that runs `hs_migrate`: the last error the plugin
+    /// logged, to say why the migration failed.
+    pub last_error: Option<Option<String>>,
     /// The WASI sandbox, for instances of modules that import WASI.
     #[cfg(feature = "wasi")]
     pub wasi: Option<wasmtime_wasi::p1::WasiP1Ctx>,
@@ -42,6 +45,7 @@ impl HostState {
             memory: None,
             memory_cap,
             fault: None,
+            last_error: None,
             #[cfg(feature = "wasi")]
             wasi: None,
         }
@@ -101,6 +105,9 @@ fn add_host_functions(l: &mut Linker<HostState>) -> wasmtime::Result<()> {
             let bytes = memory(&mut c, "log")?.data(&c)[shown].to_vec();
             let text = String::from_utf8_lossy(&bytes);
             hotswap_core::plugin_log(&c.data().slot, level, &text);
+            if let (0, Some(last)) = (level, &mut c.data_mut().last_error) {
+                *last = Some(text.into_owned());
+            }
             Ok(())
         },
     )?;
@@ -164,6 +171,25 @@ fn add_host_functions(l: &mut Linker<HostState>) -> wasmtime::Result<()> {
                 Ok(deleted) => deleted as i32,
                 Err(e) => e.abi_code(),
             })
+        },
+    )?;
+    l.func_wrap(
+        HOST_MODULE,
+        "kv_next",
+        |mut c: Caller<'_, HostState>, fptr: i32, flen: i32, kptr: i32, kcap: i32| {
+            let from = read(&mut c, "kv_next", fptr, flen)?;
+            let out = range(&mut c, "kv_next", kptr, kcap)?;
+            let key = match c.data().kv.next_key(&from) {
+                Ok(Some(k)) => k,
+                Ok(None) => return Ok(-1i64),
+                Err(e) => return Ok(e.abi_code() as i64),
+            };
+            if key.len() <= out.len() {
+                let mem = memory(&mut c, "kv_next")?;
+                let start = out.start;
+                mem.data_mut(&mut c)[start..start + key.len()].copy_from_slice(&key);
+            }
+            Ok(key.len() as i64)
         },
     )?;
     Ok(())

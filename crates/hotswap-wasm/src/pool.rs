@@ -9,7 +9,7 @@ use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
 use crossbeam_queue::ArrayQueue;
-use hotswap_core::{CallError, Code, SlotContext};
+use hotswap_core::{CallError, Code, KvStore, SlotContext};
 use wasmtime::{Engine, InstancePre, Memory, Store, Trap, TypedFunc};
 
 use crate::host::{Fault, HostState};
@@ -150,6 +150,50 @@ impl Code for WasmCode {
         self.call_here(input, output)
     }
 
+    fn can_migrate(&self) -> bool {
+        self.pool.info.has_migrate
+    }
+
+    /// Runs `hs_migrate(from_schema)` on an instance of its own, whose
+    /// key-value calls go to `state`, under `deadline`; the instance is
+    /// thrown away afterwards, so nothing it kept in memory serves a call.
+    fn migrate(
+        &self,
+        from_schema: u32,
+        state: Arc<dyn KvStore>,
+        deadline: Duration,
+    ) -> Result<(), CallError> {
+        let run = || {
+            let pool = &*self.pool;
+            let mut instance = pool
+                .instantiate_over(state.clone())
+                .map_err(|e| CallError::Instantiate(e.to_string()))?;
+            let migrate: TypedFunc<i32, i32> = instance
+                .get_func("hs_migrate")
+                .map_err(|e| CallError::Abi(format!("{e:#}")))?;
+            instance
+                .store
+                .set_epoch_deadline(crate::config::ticks(deadline));
+            instance.store.data_mut().last_error = Some(None);
+            match migrate.call(&mut instance.store, from_schema as i32) {
+                Ok(0) => Ok(()),
+                Ok(code) => Err(hotswap_core::migrate_returned(
+                    code,
+                    instance.store.data_mut().last_error.take().flatten(),
+                )),
+                Err(e) => Err(match pool.classify(&mut instance, e) {
+                    CallError::Deadline(_) => CallError::Deadline(deadline),
+                    other => other,
+                }),
+            }
+        };
+        #[cfg(feature = "wasi")]
+        if self.pool.info.uses_wasi {
+            return crate::wasi::outside_async(run);
+        }
+        run()
+    }
+
     fn shutdown(&self) {
         let pool = &*self.pool;
         if !pool.info.has_shutdown {
@@ -264,7 +308,12 @@ impl Pool {
     }
 
     fn instantiate(&self) -> Result<Box<Instance>, PrepareError> {
-        let state = HostState::new(self.ctx.slot.clone(), self.ctx.kv.clone(), self.memory_cap);
+        self.instantiate_over(self.ctx.kv.clone())
+    }
+
+    /// An instance whose key-value calls go to `kv`.
+    fn instantiate_over(&self, kv: Arc<dyn KvStore>) -> Result<Box<Instance>, PrepareError> {
+        let state = HostState::new(self.ctx.slot.clone(), kv, self.memory_cap);
         #[cfg(feature = "wasi")]
         let state = HostState {
             wasi: self

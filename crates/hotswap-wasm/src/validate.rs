@@ -86,6 +86,8 @@ pub struct ModuleInfo {
     pub has_health: bool,
     /// Whether it exports `hs_shutdown`.
     pub has_shutdown: bool,
+    /// Whether it exports `hs_migrate`.
+    pub has_migrate: bool,
     /// Whether it imports WASI preview 1.
     pub uses_wasi: bool,
     /// Every import, as `module.name`.
@@ -127,6 +129,7 @@ const EXPORTS: &[(&str, Sig, bool)] = &[
     ("hs_init", Sig(&[], &[I32]), false),
     ("hs_health", Sig(&[], &[I32]), false),
     ("hs_shutdown", Sig(&[], &[]), false),
+    ("hs_migrate", Sig(&[I32], &[I32]), false),
 ];
 
 /// The host's functions (module `hotswap`) and their signatures.
@@ -137,6 +140,7 @@ const HOST_FUNCTIONS: &[(&str, Sig)] = &[
     ("kv_get", Sig(&[I32, I32, I32, I32], &[I64])),
     ("kv_put", Sig(&[I32, I32, I32, I32], &[I32])),
     ("kv_delete", Sig(&[I32, I32], &[I32])),
+    ("kv_next", Sig(&[I32, I32, I32, I32], &[I64])),
 ];
 
 impl Sig {
@@ -288,6 +292,7 @@ pub fn validate(engine: &Engine, bytes: &[u8], allow_wasi: bool) -> Result<Modul
         has_init: present[2],
         has_health: present[3],
         has_shutdown: present[4],
+        has_migrate: present[5],
         uses_wasi,
         imports,
     })

@@ -36,6 +36,9 @@ impl KvStore for GateKv {
     fn delete(&self, key: &[u8]) -> Result<bool, KvError> {
         self.inner.delete(key)
     }
+    fn next_key(&self, from: &[u8]) -> Result<Option<Vec<u8>>, KvError> {
+        self.inner.next_key(from)
+    }
 }
 
 #[test]

@@ -83,6 +83,18 @@ pub unsafe fn kv_delete(key_ptr: *const u8, key_len: usize) -> i32 {
     }
 }
 
+pub unsafe fn kv_next(
+    from_ptr: *const u8,
+    from_len: usize,
+    key_ptr: *mut u8,
+    key_cap: usize,
+) -> i64 {
+    match host() {
+        Some(h) => unsafe { (h.kv_next)(h.ctx, from_ptr, from_len, key_ptr, key_cap) },
+        None => unsafe { standin_kv_next(from_ptr, from_len, key_ptr, key_cap) },
+    }
+}
+
 // The stand-ins.
 
 static KV: Mutex<BTreeMap<Vec<u8>, Vec<u8>>> = Mutex::new(BTreeMap::new());
@@ -156,4 +168,24 @@ unsafe fn standin_kv_delete(key_ptr: *const u8, key_len: usize) -> i32 {
     }
     let mut kv = KV.lock().unwrap_or_else(PoisonError::into_inner);
     kv.remove(bytes(key_ptr, key_len)).is_some() as i32
+}
+
+unsafe fn standin_kv_next(
+    from_ptr: *const u8,
+    from_len: usize,
+    key_ptr: *mut u8,
+    key_cap: usize,
+) -> i64 {
+    let kv = KV.lock().unwrap_or_else(PoisonError::into_inner);
+    let from = bytes(from_ptr, from_len).to_vec();
+    match kv.range(from..).next() {
+        None => -1,
+        Some((key, _)) => {
+            if key.len() <= key_cap && !key.is_empty() {
+                // SAFETY: the caller's buffer has room for `key_cap` bytes.
+                unsafe { std::ptr::copy_nonoverlapping(key.as_ptr(), key_ptr, key.len()) };
+            }
+            key.len() as i64
+        }
+    }
 }

@@ -11,4 +11,5 @@ unsafe extern "C" {
     pub fn kv_get(key_ptr: *const u8, key_len: usize, val_ptr: *mut u8, val_cap: usize) -> i64;
     pub fn kv_put(key_ptr: *const u8, key_len: usize, val_ptr: *const u8, val_len: usize) -> i32;
     pub fn kv_delete(key_ptr: *const u8, key_len: usize) -> i32;
+    pub fn kv_next(from_ptr: *const u8, from_len: usize, key_ptr: *mut u8, key_cap: usize) -> i64;
 }

@@ -521,9 +521,12 @@ fn gateway_problem(e: GatewayError) -> Response {
                     StateError::CanaryInProgress => "canary-in-progress",
                     StateError::NoActive => "no-active",
                     StateError::NoCanary => "no-canary",
+                    StateError::SchemaDowngrade { .. } => "schema-downgrade",
+                    StateError::CanaryAcrossSchemas { .. } => "canary-across-schemas",
                 },
             ),
             DeployError::ArtifactUnavailable { .. } => (StatusCode::CONFLICT, "unavailable"),
+            DeployError::Migrate(_) => (StatusCode::UNPROCESSABLE_ENTITY, "migrate-failed"),
             DeployError::Journal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "store-failed"),
         },
         GatewayError::Store(_) | GatewayError::Tier(_) => {

@@ -3,6 +3,7 @@
 mod compare;
 mod ebpf;
 mod http;
+mod migrate;
 mod plot;
 mod swap;
 mod upgrade;
@@ -17,6 +18,8 @@ pub enum Command {
     Http(http::Args),
     /// Binary upgrades of a running `hotswap serve` under load: handover time and failed requests.
     Upgrade(upgrade::Args),
+    /// State migration of a slot with many keys under load, and restoring many slots on restart.
+    Migrate(migrate::Args),
     /// eBPF program replacement (tracepoint slot writes, XDP link updates) under live events: swap latency, events lost or counted twice. Needs root.
     Ebpf(ebpf::Args),
 }
@@ -27,6 +30,7 @@ pub fn main(cmd: Command) -> anyhow::Result<std::process::ExitCode> {
         Command::Compare(args) => compare::main(args),
         Command::Http(args) => http::main(args),
         Command::Upgrade(args) => upgrade::main(args),
+        Command::Migrate(args) => migrate::main(args),
         Command::Ebpf(args) => ebpf::main(args),
     }
 }
