@@ -28,6 +28,9 @@ pub enum KvError {
     Backend(String),
 }
 
+/// A key and its value.
+pub type Entry = (Vec<u8>, Vec<u8>);
+
 /// A slot's key-value state. It belongs to the slot, not to a revision, so a
 /// swap never touches it: the new revision sees what the old one wrote.
 ///
@@ -44,10 +47,25 @@ pub trait KvStore: Send + Sync + 'static {
     /// the keys is `next_key(b"")`, then `next_key(key + [0])` after each
     /// key: a cursor that needs no state on either side of the ABI.
     fn next_key(&self, from: &[u8]) -> Result<Option<Vec<u8>>, KvError>;
+    /// [`KvStore::next_key`] with its value: one lookup where the store can.
+    fn next_entry(&self, from: &[u8]) -> Result<Option<Entry>, KvError> {
+        let Some(key) = self.next_key(from)? else {
+            return Ok(None);
+        };
+        Ok(self.get(&key)?.map(|value| (key, value)))
+    }
     /// The limits it enforces, so a host can refuse an oversize key or
     /// value before copying it out of a plugin's memory.
     fn limits(&self) -> KvLimits {
         KvLimits::default()
+    }
+
+    /// A view of the state as it is now, for many reads in a row (a
+    /// migration reads every key), which nobody writes: one transaction for
+    /// all the reads, where the store has transactions.
+    /// `None` where reading the store itself is as cheap.
+    fn frozen(&self) -> Option<std::sync::Arc<dyn KvStore>> {
+        None
     }
 }
 

@@ -65,7 +65,7 @@ pub use error::{error_chain, CallError, DeployError};
 pub use event::{Event, EventBus, Phase, Transition};
 pub use host::{now_ns, plugin_log};
 pub use journal::{Journal, JournalError};
-pub use kv::{keys, successor, KvError, KvLimits, KvStore, MemoryKv};
+pub use kv::{keys, successor, Entry, KvError, KvLimits, KvStore, MemoryKv};
 pub use manifest::{Manifest, ManifestError, MANIFEST_SECTION, SUPPORTED_ABI};
 pub use migrate::{migrate_returned, KvChange, MigrateError, Migration, Writes};
 pub use revision::{RevisionInfo, RevisionState};

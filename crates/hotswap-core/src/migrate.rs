@@ -91,14 +91,19 @@ pub fn migrate_returned(code: i32, logged: Option<String>) -> CallError {
 pub struct Migration {
     base: Arc<dyn KvStore>,
     overlay: Mutex<BTreeMap<Vec<u8>, Option<Vec<u8>>>>,
+    /// The entry of the base the last `next_key` found: a migration walks
+    /// a key and then reads it, and this saves the second lookup.
+    found: Mutex<Option<crate::Entry>>,
 }
 
 impl Migration {
-    /// A migration over `base`, which nobody else writes while it runs.
+    /// A migration over `base`, which nobody else writes while it runs
+    /// (so it reads a [frozen](KvStore::frozen) view of it when it can).
     pub fn new(base: Arc<dyn KvStore>) -> Migration {
         Migration {
-            base,
+            base: base.frozen().unwrap_or(base),
             overlay: Mutex::new(BTreeMap::new()),
+            found: Mutex::new(None),
         }
     }
 
@@ -122,9 +127,13 @@ impl KvStore for Migration {
 
     fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, KvError> {
         self.limits().check(key, None)?;
-        match self.lock().get(key) {
-            Some(written) => Ok(written.clone()),
-            None => self.base.get(key),
+        if let Some(written) = self.lock().get(key) {
+            return Ok(written.clone());
+        }
+        let found = self.found.lock().unwrap_or_else(|e| e.into_inner());
+        match &*found {
+            Some((k, v)) if k == key => Ok(Some(v.clone())),
+            _ => self.base.get(key),
         }
     }
 
@@ -146,7 +155,9 @@ impl KvStore for Migration {
         let overlay = self.lock();
         let mut from = from.to_vec();
         loop {
-            let base = self.base.next_key(&from)?;
+            let entry = self.base.next_entry(&from)?;
+            let base = entry.as_ref().map(|(k, _)| k.clone());
+            *self.found.lock().unwrap_or_else(|e| e.into_inner()) = entry;
             let written = overlay
                 .range::<[u8], _>((Bound::Included(&from[..]), Bound::Unbounded))
                 .find(|(_, v)| v.is_some())

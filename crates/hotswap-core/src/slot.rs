@@ -689,7 +689,7 @@ impl<T: Tier> Slot<T> {
             phase: Phase::Migrate,
             revision: new_active.clone(),
             reason: Some(format!(
-                "{what}; calls paused {:.1} ms",
+                "{what}; drained and converted in {:.1} ms while calls waited",
                 paused_at.elapsed().as_secs_f64() * 1e3
             )),
         };

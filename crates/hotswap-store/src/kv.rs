@@ -4,7 +4,7 @@
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
-use hotswap_core::{KvError, KvLimits, KvStore};
+use hotswap_core::{Entry, KvError, KvLimits, KvStore};
 use redb::{Durability, ReadableDatabase, ReadableTable, TableDefinition};
 
 use crate::handle::DbHandle;
@@ -95,23 +95,7 @@ impl KvStore for SlotKv {
     }
 
     fn next_key(&self, from: &[u8]) -> Result<Option<Vec<u8>>, KvError> {
-        // A cursor past the longest key there can be finds nothing.
-        if from.len() > self.limits.max_key + 1 {
-            return Ok(None);
-        }
-        let open = self.db.get().map_err(|e| KvError::Backend(e.to_string()))?;
-        let txn = open.begin_read().map_err(backend)?;
-        let table = txn.open_table(KV).map_err(backend)?;
-        let slot = self.slot.as_str();
-        let mut rows = table.range((slot, from)..).map_err(backend)?;
-        match rows.next() {
-            Some(row) => {
-                let (key, _) = row.map_err(backend)?;
-                let (owner, key) = key.value();
-                Ok((owner == slot).then(|| key.to_vec()))
-            }
-            None => Ok(None),
-        }
+        self.frozen_view()?.next_key(from)
     }
 
     fn put(&self, key: &[u8], value: &[u8]) -> Result<(), KvError> {
@@ -144,5 +128,74 @@ impl KvStore for SlotKv {
             }
             Ok(removed)
         })
+    }
+
+    fn frozen(&self) -> Option<Arc<dyn KvStore>> {
+        match self.frozen_view() {
+            Ok(view) => Some(Arc::new(view)),
+            // Reading through the store will report the same failure.
+            Err(_) => None,
+        }
+    }
+}
+
+impl SlotKv {
+    fn frozen_view(&self) -> Result<FrozenKv, KvError> {
+        let open = self.db.get().map_err(|e| KvError::Backend(e.to_string()))?;
+        let txn = open.begin_read().map_err(backend)?;
+        Ok(FrozenKv {
+            table: txn.open_table(KV).map_err(backend)?,
+            slot: self.slot.clone(),
+            limits: self.limits,
+        })
+    }
+}
+
+/// One slot's data as it was when the view was made: every read in one
+/// read transaction.
+struct FrozenKv {
+    table: redb::ReadOnlyTable<(&'static str, &'static [u8]), &'static [u8]>,
+    slot: String,
+    limits: KvLimits,
+}
+
+impl KvStore for FrozenKv {
+    fn limits(&self) -> KvLimits {
+        self.limits
+    }
+
+    fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, KvError> {
+        self.limits.check(key, None)?;
+        let value = self.table.get((self.slot.as_str(), key)).map_err(backend)?;
+        Ok(value.map(|v| v.value().to_vec()))
+    }
+
+    fn put(&self, _key: &[u8], _value: &[u8]) -> Result<(), KvError> {
+        Err(KvError::Backend("a frozen view cannot be written".into()))
+    }
+
+    fn delete(&self, _key: &[u8]) -> Result<bool, KvError> {
+        Err(KvError::Backend("a frozen view cannot be written".into()))
+    }
+
+    fn next_key(&self, from: &[u8]) -> Result<Option<Vec<u8>>, KvError> {
+        Ok(self.next_entry(from)?.map(|(key, _)| key))
+    }
+
+    fn next_entry(&self, from: &[u8]) -> Result<Option<Entry>, KvError> {
+        // A cursor past the longest key there can be finds nothing.
+        if from.len() > self.limits.max_key + 1 {
+            return Ok(None);
+        }
+        let slot = self.slot.as_str();
+        let mut rows = self.table.range((slot, from)..).map_err(backend)?;
+        match rows.next() {
+            Some(row) => {
+                let (key, value) = row.map_err(backend)?;
+                let (owner, key) = key.value();
+                Ok((owner == slot).then(|| (key.to_vec(), value.value().to_vec())))
+            }
+            None => Ok(None),
+        }
     }
 }

@@ -52,18 +52,22 @@ pub(crate) fn apply(
             snapshot_of,
             writes,
         } => {
-            copy(txn, KV, SNAPSHOTS, slot)?;
+            let mut keys = copy(txn, KV, SNAPSHOTS, slot)?;
             txn.open_table(SNAPSHOT_OF)?
                 .insert(slot, snapshot_of.as_bytes().as_slice())?;
             let mut kv = txn.open_table(KV)?;
             for (key, value) in writes {
-                match value {
-                    Some(v) => kv.insert((slot, key.as_slice()), v.as_slice())?,
-                    None => kv.remove((slot, key.as_slice()))?,
+                let existed = match value {
+                    Some(v) => kv.insert((slot, key.as_slice()), v.as_slice())?.is_some(),
+                    None => {
+                        keys -= kv.remove((slot, key.as_slice()))?.is_some() as u64;
+                        continue;
+                    }
                 };
+                keys += (!existed) as u64;
             }
             drop(kv);
-            let keys = recount(txn, slot)?;
+            txn.open_table(KV_COUNTS)?.insert(slot, keys)?;
             let limit = KvLimits::default().max_keys;
             if keys > limit as u64 {
                 return Err(ChangeError::Full { keys, limit });
@@ -73,8 +77,8 @@ pub(crate) fn apply(
             if taken_for(txn, slot)? != Some(snapshot_of) {
                 return Err(ChangeError::NoSnapshot(snapshot_of));
             }
-            copy(txn, SNAPSHOTS, KV, slot)?;
-            recount(txn, slot)?;
+            let keys = copy(txn, SNAPSHOTS, KV, slot)?;
+            txn.open_table(KV_COUNTS)?.insert(slot, keys)?;
             forget(txn, slot)?;
         }
     }
@@ -85,30 +89,25 @@ pub(crate) fn apply(
     Ok(())
 }
 
-/// Replaces `slot`'s rows in `to` with its rows in `from`, byte for byte.
+/// Replaces `slot`'s rows in `to` with its rows in `from`, byte for byte,
+/// and returns how many there are.
 fn copy(
     txn: &WriteTransaction,
     from: TableDefinition<(&str, &[u8]), &[u8]>,
     to: TableDefinition<(&str, &[u8]), &[u8]>,
     slot: &str,
-) -> Result<(), ChangeError> {
+) -> Result<u64, ChangeError> {
     let end = past(slot);
     let mut target = txn.open_table(to)?;
     target.retain_in(rows(slot, &end), |_, _| false)?;
     let source = txn.open_table(from)?;
+    let mut copied = 0;
     for row in source.range(rows(slot, &end))? {
         let (key, value) = row?;
         target.insert((slot, key.value().1), value.value())?;
+        copied += 1;
     }
-    Ok(())
-}
-
-/// Counts `slot`'s keys again, for the key limit, and returns how many.
-fn recount(txn: &WriteTransaction, slot: &str) -> Result<u64, ChangeError> {
-    let end = past(slot);
-    let keys = txn.open_table(KV)?.range(rows(slot, &end))?.count() as u64;
-    txn.open_table(KV_COUNTS)?.insert(slot, keys)?;
-    Ok(keys)
+    Ok(copied)
 }
 
 fn taken_for(txn: &WriteTransaction, slot: &str) -> Result<Option<Digest>, ChangeError> {

@@ -306,6 +306,40 @@ fn bench_swap_prints_the_documented_json() {
 }
 
 #[test]
+fn bench_migrate_prints_the_documented_json() {
+    let out = hotswap(&[
+        "bench",
+        "migrate",
+        "--json",
+        "--keys",
+        "300",
+        "--migrations",
+        "4",
+        "--slots",
+        "5",
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    for key in [
+        "keys",
+        "migrate_p50_ms",
+        "migrations",
+        "failed",
+        "restored_slots",
+        "restore_ms",
+    ] {
+        assert!(v[key].is_number(), "{key} missing or not a number in {v}");
+    }
+    assert_eq!(
+        (v["keys"].as_u64(), v["migrations"].as_u64()),
+        (Some(300), Some(4))
+    );
+    assert_eq!(v["failed"], 0);
+    assert_eq!(v["restored_slots"], 5);
+    assert!(v["calls"].as_u64().unwrap() > 0, "{v}");
+}
+
+#[test]
 fn run_json_reports_output_or_error() {
     let dir = tempfile::tempdir().unwrap();
     let file = write(dir.path(), "greet.wasm", hotswap_examples::GREET_V1);
