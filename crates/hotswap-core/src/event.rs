@@ -111,15 +111,20 @@ pub struct Event {
     pub reason: Option<String>,
 }
 
-/// What an event is about, filled in by the slot before publishing.
+/// What an event is about: the revision's digest, version and generation,
+/// as far as they are known.
 #[derive(Debug, Clone, Default)]
-pub(crate) struct Subject {
+pub struct Subject {
+    /// The artifact's digest.
     pub digest: Option<Digest>,
+    /// Its declared version (or, for an eBPF program, its name in the object).
     pub version: Option<String>,
+    /// Its activation number (or an eBPF program's revision).
     pub generation: Option<u64>,
 }
 
 impl Subject {
+    /// What an event about `revision` says about it.
     pub fn of(revision: &Revision) -> Subject {
         Subject {
             digest: Some(revision.digest),
@@ -194,7 +199,10 @@ impl EventBus {
         recent.iter().cloned().collect()
     }
 
-    pub(crate) fn publish(
+    /// Publishes an event that changes no slot state (a failure, a
+    /// retirement, or a change of another tier's books, such as an eBPF
+    /// program's): numbered, kept, sent and appended to the journal.
+    pub fn publish(
         &self,
         slot: &str,
         transition: Transition,

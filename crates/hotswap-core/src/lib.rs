@@ -62,7 +62,7 @@ pub mod testing;
 pub use artifact::{Artifact, Kind};
 pub use digest::{Digest, ParseDigestError};
 pub use error::{error_chain, CallError, DeployError};
-pub use event::{Event, EventBus, Phase, Transition};
+pub use event::{Event, EventBus, Phase, Subject, Transition};
 pub use host::{now_ns, plugin_log};
 pub use journal::{Journal, JournalError};
 pub use kv::{keys, successor, Entry, KvError, KvLimits, KvStore, MemoryKv};
@@ -71,7 +71,7 @@ pub use migrate::{migrate_returned, KvChange, MigrateError, Migration, Writes};
 pub use revision::{RevisionInfo, RevisionState};
 pub use slot::{CanaryStats, Served, Slot, SlotOptions, SlotStatus};
 pub use state::{
-    CanaryState, Candidate, Next, Note, Previous, Revision, Role, SchemaShift, SlotState,
-    StateError,
+    CanaryState, Candidate, ErrorBudget, Next, Note, Previous, Revision, Role, SchemaShift,
+    SlotState, StateError,
 };
 pub use tier::{Code, SlotContext, Tier, TierError};

@@ -77,6 +77,8 @@ pub struct CanaryStats {
     pub digest: Digest,
     /// Its share of calls, in percent.
     pub weight: u8,
+    /// The budget it started with, if any.
+    pub budget: Option<crate::ErrorBudget>,
     /// Calls it served since it started.
     pub calls: u64,
     /// Of those, how many failed.
@@ -307,13 +309,17 @@ impl<T: Tier> Slot<T> {
     /// Runs the protocol for `artifact` as a **canary**: it takes `weight`
     /// percent of calls (clamped to 100) beside the active revision, until it
     /// is promoted ([`Slot::promote`]) or rolled back ([`Slot::rollback`]).
+    /// `budget`, kept in the books with it, is what a judge of canaries
+    /// ([`Slot::canary_stats`]) holds it to.
     pub fn deploy_canary(
         &self,
         artifact: Artifact,
         expected_digest: Option<Digest>,
         weight: u8,
+        budget: Option<crate::ErrorBudget>,
     ) -> Result<RevisionInfo, DeployError> {
-        let info = self.enter(artifact, expected_digest, |s, c| s.start_canary(c, weight))?;
+        let start = |s: &SlotState, c| s.start_canary(c, weight, budget);
+        let info = self.enter(artifact, expected_digest, start)?;
         Ok(info.canary.expect("a canary deploy leaves a canary"))
     }
 
@@ -424,6 +430,7 @@ impl<T: Tier> Slot<T> {
         Some(CanaryStats {
             digest: books.revision.digest,
             weight: books.weight,
+            budget: books.budget,
             calls: count(&canary.outcomes.calls),
             errors: count(&canary.outcomes.errors),
         })

@@ -60,6 +60,31 @@ pub struct CanaryState {
     pub revision: Revision,
     /// Its share of calls, 0–100.
     pub weight: u8,
+    /// What it is judged against, fixed when it started (so a change of
+    /// the server's settings does not move the goalposts of a canary on
+    /// trial, and a restart finds them again). `None`: not judged
+    /// automatically, or started before canaries kept their budget.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub budget: Option<ErrorBudget>,
+}
+
+/// An error budget: a canary that fails more than `max_failed_ppm` of its
+/// calls over `window_secs`, once it served `min_calls` there, is taken out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct ErrorBudget {
+    /// The share of calls that may fail, in parts per million (50 000 = 5 %).
+    pub max_failed_ppm: u32,
+    /// The window the share is measured over, in seconds.
+    pub window_secs: u64,
+    /// Calls the canary must serve in the window before it is judged.
+    pub min_calls: u64,
+}
+
+impl ErrorBudget {
+    /// Whether `failed` of `calls` breaks the budget.
+    pub fn broken_by(&self, calls: u64, failed: u64) -> bool {
+        calls >= self.min_calls && failed * 1_000_000 > u64::from(self.max_failed_ppm) * calls
+    }
 }
 
 /// Everything a slot must find again after a restart, as one value.
@@ -266,8 +291,14 @@ impl SlotState {
     }
 
     /// `candidate` starts as a canary taking `weight` percent of calls
-    /// (clamped to 100) beside the active revision.
-    pub fn start_canary(&self, candidate: Candidate, weight: u8) -> Result<Next, StateError> {
+    /// (clamped to 100) beside the active revision, judged against
+    /// `budget` if one is given.
+    pub fn start_canary(
+        &self,
+        candidate: Candidate,
+        weight: u8,
+        budget: Option<ErrorBudget>,
+    ) -> Result<Next, StateError> {
         if self.canary.is_some() {
             return Err(StateError::CanaryInProgress);
         }
@@ -291,6 +322,7 @@ impl SlotState {
         state.canary = Some(CanaryState {
             revision: revision.clone(),
             weight,
+            budget,
         });
         Ok(Next {
             state,
@@ -308,8 +340,8 @@ impl SlotState {
         let canary = self.canary_named(expect)?;
         let mut state = self.clone();
         state.canary = Some(CanaryState {
-            revision: canary.revision.clone(),
             weight: weight.min(100),
+            ..canary.clone()
         });
         Ok(Next {
             state,
@@ -492,6 +524,25 @@ mod tests {
     }
 
     #[test]
+    fn error_budgets_count_in_parts_per_million() {
+        let five_percent = ErrorBudget {
+            max_failed_ppm: 50_000,
+            window_secs: 30,
+            min_calls: 20,
+        };
+        assert!(!five_percent.broken_by(19, 19), "too few calls to judge");
+        assert!(!five_percent.broken_by(100, 5));
+        assert!(five_percent.broken_by(100, 6));
+        let s = SlotState::default().deploy(candidate("1")).unwrap().state;
+        let c = s
+            .start_canary(candidate("2"), 10, Some(five_percent))
+            .unwrap()
+            .state;
+        let weighed = c.set_weight(&d("2"), 50).unwrap().state;
+        assert_eq!(weighed.canary.unwrap().budget, Some(five_percent));
+    }
+
+    #[test]
     fn schemas_only_go_down_by_rollback_and_canaries_never_cross() {
         let v1 = SlotState::default().deploy(schema("1", 1)).unwrap().state;
         // A first activation has nothing to convert.
@@ -509,13 +560,13 @@ mod tests {
             }
         );
         assert_eq!(
-            v2.start_canary(schema("3", 3), 10).unwrap_err(),
+            v2.start_canary(schema("3", 3), 10, None).unwrap_err(),
             StateError::CanaryAcrossSchemas {
                 active: 2,
                 candidate: 3
             }
         );
-        assert!(v2.start_canary(schema("2b", 2), 10).is_ok());
+        assert!(v2.start_canary(schema("2b", 2), 10, None).is_ok());
         let back = v2.rollback(&d("2"), "bad").unwrap().state;
         assert_eq!(
             v2.schema_shift(&back),
@@ -588,7 +639,7 @@ mod tests {
                 found: Some(d("2"))
             }
         );
-        let c = s.start_canary(candidate("3"), 10).unwrap().state;
+        let c = s.start_canary(candidate("3"), 10, None).unwrap().state;
         assert!(matches!(
             c.promote(&d("2")),
             Err(StateError::Stale {
@@ -610,7 +661,7 @@ mod tests {
     #[test]
     fn a_budget_abort_racing_a_promote_is_refused() {
         let s = SlotState::default().deploy(candidate("1")).unwrap().state;
-        let c = s.start_canary(candidate("3"), 10).unwrap().state;
+        let c = s.start_canary(candidate("3"), 10, None).unwrap().state;
         let promoted = c.promote(&d("3")).unwrap().state;
         let err = promoted.abort(&d("3"), "over budget").unwrap_err();
         assert_eq!(
@@ -623,7 +674,10 @@ mod tests {
         );
         assert!(err.to_string().contains("changed since you looked"));
         // A newer canary is not the one judged either.
-        let newer = promoted.start_canary(candidate("4"), 10).unwrap().state;
+        let newer = promoted
+            .start_canary(candidate("4"), 10, None)
+            .unwrap()
+            .state;
         assert!(matches!(
             newer.abort(&d("3"), "over budget"),
             Err(StateError::Stale { found: Some(_), .. })
@@ -633,7 +687,7 @@ mod tests {
     #[test]
     fn canaries_keep_their_generation_when_promoted() {
         let s = SlotState::default().deploy(candidate("1")).unwrap().state;
-        let c = s.start_canary(candidate("2"), 200).unwrap();
+        let c = s.start_canary(candidate("2"), 200, None).unwrap();
         assert_eq!(c.state.canary.as_ref().unwrap().weight, 100);
         assert_eq!(
             c.state.deploy(candidate("x")).unwrap_err(),
@@ -657,7 +711,7 @@ mod tests {
     #[test]
     fn aborting_a_canary_keeps_the_active_revision() {
         let s = SlotState::default().deploy(candidate("1")).unwrap().state;
-        let c = s.start_canary(candidate("2"), 10).unwrap().state;
+        let c = s.start_canary(candidate("2"), 10, None).unwrap().state;
         let a = c.rollback(&d("2"), "bad canary").unwrap();
         assert_eq!(transitions(&a), [(Transition::RolledBack, "2".into())]);
         assert_eq!(a.state.active, s.active);
@@ -678,7 +732,7 @@ mod tests {
     fn refusals_say_what_is_missing() {
         let empty = SlotState::default();
         assert_eq!(
-            empty.start_canary(candidate("1"), 5).unwrap_err(),
+            empty.start_canary(candidate("1"), 5, None).unwrap_err(),
             StateError::NoActive
         );
         assert_eq!(empty.promote(&d("1")).unwrap_err(), StateError::NoCanary);
@@ -693,7 +747,7 @@ mod tests {
     fn the_state_reads_back_as_written() {
         let s = SlotState::default().deploy(candidate("1")).unwrap().state;
         let s = s.deploy(candidate("2")).unwrap().state;
-        let s = s.start_canary(candidate("3"), 25).unwrap().state;
+        let s = s.start_canary(candidate("3"), 25, None).unwrap().state;
         let json = serde_json::to_string(&s).unwrap();
         assert_eq!(serde_json::from_str::<SlotState>(&json).unwrap(), s);
     }

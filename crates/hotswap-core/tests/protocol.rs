@@ -384,7 +384,7 @@ fn a_canary_takes_its_weight_of_calls_and_keys_stick() {
     let h = toy_slot(SlotOptions::default());
     let slot = &h.slot;
     slot.deploy(art("v1"), None).unwrap();
-    let info = slot.deploy_canary(art("v2"), None, 20).unwrap();
+    let info = slot.deploy_canary(art("v2"), None, 20, None).unwrap();
     assert_eq!(info.state, RevisionState::Canary);
     assert_eq!(info.weight, Some(20));
     let status = slot.status();
@@ -438,13 +438,13 @@ fn promote_and_rollback_end_a_canary() {
     slot.deploy(art("v1"), None).unwrap();
 
     // While a canary is on trial, the primary does not change underneath it.
-    slot.deploy_canary(art("v2"), None, 50).unwrap();
+    slot.deploy_canary(art("v2"), None, 50, None).unwrap();
     assert!(matches!(
         slot.deploy(art("v3"), None),
         Err(DeployError::Refused(StateError::CanaryInProgress))
     ));
     assert!(matches!(
-        slot.deploy_canary(art("v3"), None, 5),
+        slot.deploy_canary(art("v3"), None, 5, None),
         Err(DeployError::Refused(StateError::CanaryInProgress))
     ));
 
@@ -456,7 +456,7 @@ fn promote_and_rollback_end_a_canary() {
     assert!(slot.canary_stats().is_none());
 
     // Promoting makes the canary the primary; the old one is the previous.
-    slot.deploy_canary(art("v4"), None, 10).unwrap();
+    slot.deploy_canary(art("v4"), None, 10, None).unwrap();
     let promoted = slot.promote(&d("v4")).unwrap();
     assert_eq!(promoted.version, "v4");
     assert!(slot.wait_drained(WAIT));
@@ -486,11 +486,11 @@ fn a_canary_needs_an_active_revision_and_counts_its_errors() {
     let h = toy_slot(SlotOptions::default());
     let slot = &h.slot;
     assert!(matches!(
-        slot.deploy_canary(art("v1"), None, 10),
+        slot.deploy_canary(art("v1"), None, 10, None),
         Err(DeployError::Refused(StateError::NoActive))
     ));
     slot.deploy(art("v1"), None).unwrap();
-    slot.deploy_canary(art("failing"), None, 100).unwrap();
+    slot.deploy_canary(art("failing"), None, 100, None).unwrap();
     for _ in 0..10 {
         assert!(slot.call(b"").is_err());
     }
@@ -503,7 +503,7 @@ fn promotion_announces_before_it_retires() {
     let h = toy_slot(SlotOptions::default());
     let mut events = h.slot.events().subscribe();
     h.slot.deploy(art("v1"), None).unwrap();
-    h.slot.deploy_canary(art("v2"), None, 10).unwrap();
+    h.slot.deploy_canary(art("v2"), None, 10, None).unwrap();
     h.slot.promote(&d("v2")).unwrap();
     let mut order = Vec::new();
     while let Ok(e) = events.try_recv() {
@@ -627,7 +627,7 @@ fn a_slot_restores_as_it_was_with_one_event() {
     slot.deploy(art("v2"), None).unwrap();
     slot.rollback(&d("v2"), "v2 is slow").unwrap();
     assert!(slot.wait_drained(WAIT));
-    slot.deploy_canary(art("v3"), None, 30).unwrap();
+    slot.deploy_canary(art("v3"), None, 30, None).unwrap();
     let (before, state) = (slot.status(), slot.state());
     // The journal holds exactly what the slot shows.
     let last = books.commits.lock().unwrap().last().unwrap().1.clone();

@@ -131,10 +131,19 @@ fn stage(name: &str, bytes: &[u8]) -> std::io::Result<OwnedFd> {
     };
     let mut file = std::fs::File::from(fd);
     file.write_all(bytes)?;
-    rustix::fs::fcntl_add_seals(
-        &file,
-        SealFlags::SHRINK | SealFlags::GROW | SealFlags::WRITE | SealFlags::SEAL,
-    )?;
+    let seals = SealFlags::SHRINK | SealFlags::GROW | SealFlags::WRITE | SealFlags::SEAL;
+    // F_SEAL_WRITE answers EBUSY while the kernel still holds an extra
+    // reference to one of the pages just written (a per-CPU LRU batch, say);
+    // the kernel waits a moment for those itself, and under load that can
+    // fall short. The condition is transient and nobody else has this fd,
+    // so asking again is the fix; a few times, then the error stands.
+    let mut attempts = 0;
+    loop {
+        match rustix::fs::fcntl_add_seals(&file, seals) {
+            Err(rustix::io::Errno::BUSY) if attempts < 8 => attempts += 1,
+            other => break other?,
+        }
+    }
     Ok(file.into())
 }
 

@@ -45,12 +45,15 @@ impl Budget {
     /// Takes a sample of every canary and returns the slots whose canary
     /// broke the budget, with the canary's digest and the reason.
     pub fn judge(&mut self, gateway: &Gateway, now: Instant) -> Vec<(String, Digest, String)> {
-        let window = Duration::from_secs(self.config.window_secs);
         let canaries = gateway.canaries();
         self.trails
             .retain(|slot, _| canaries.iter().any(|(s, _)| s == slot));
         let mut breached = Vec::new();
         for (slot, stats) in canaries {
+            // Its own budget, kept in its state; the server's for canaries
+            // started before canaries kept one.
+            let budget = stats.budget.unwrap_or_else(|| self.config.budget());
+            let window = Duration::from_secs(budget.window_secs);
             let trail = self.trails.entry(slot.clone()).or_insert_with(|| Trail {
                 digest: stats.digest,
                 samples: VecDeque::new(),
@@ -80,17 +83,15 @@ impl Budget {
                 },
             };
             let (calls, errors) = (latest.calls - base.calls, latest.errors - base.errors);
-            if calls >= self.config.min_calls
-                && errors as f64 > self.config.error_budget * calls as f64
-            {
+            if budget.broken_by(calls, errors) {
                 breached.push((
                     slot,
                     stats.digest,
                     format!(
                         "error budget exceeded: {errors} of {calls} calls failed ({:.0}%) in the last {}s; the budget is {:.0}%",
                         100.0 * errors as f64 / calls as f64,
-                        self.config.window_secs,
-                        100.0 * self.config.error_budget
+                        budget.window_secs,
+                        f64::from(budget.max_failed_ppm) / 1e4
                     ),
                 ));
             }
@@ -149,9 +150,80 @@ pub(crate) async fn watch(
 
 #[cfg(test)]
 mod tests {
-    use super::take_out;
-    use crate::{Gateway, GatewayError};
-    use hotswap_core::{DeployError, StateError};
+    use super::{take_out, Budget};
+    use crate::{CanaryConfig, Gateway, GatewayError};
+    use hotswap_core::{DeployError, ErrorBudget, StateError};
+    use std::sync::Arc;
+    use std::time::Instant;
+
+    /// Every call to it traps.
+    fn trapping() -> Vec<u8> {
+        wat::parse_str(
+            r#"(module (memory (export "memory") 1)
+                 (func (export "hs_alloc") (param i32) (result i32) (i32.const 1024))
+                 (func (export "hs_process") (param i32 i32) (result i64) unreachable)
+                 (@custom "hotswap.manifest" "{\"name\":\"greet\",\"version\":\"broken\",\"abi\":1}"))"#,
+        )
+        .unwrap()
+    }
+
+    /// A canary is judged by the budget it started with, which its state
+    /// keeps across a restart; a canary without one, by the server's.
+    #[test]
+    fn a_canary_keeps_the_budget_it_started_with() {
+        let dir = tempfile::tempdir().unwrap();
+        let open = || {
+            let store = hotswap_store::Store::open(dir.path()).unwrap();
+            Gateway::open(store, Default::default(), false, Default::default()).unwrap()
+        };
+        let lenient = ErrorBudget {
+            max_failed_ppm: 1_000_000,
+            window_secs: 60,
+            min_calls: 1,
+        };
+        let strict = Arc::new(CanaryConfig {
+            error_budget: 0.0,
+            min_calls: 1,
+            ..CanaryConfig::default()
+        });
+        {
+            let gateway = open();
+            gateway
+                .deploy("greet", hotswap_examples::GREET_V1.to_vec(), None, None)
+                .unwrap();
+            gateway
+                .deploy_canary("greet", trapping(), None, 100, lenient)
+                .unwrap();
+        }
+        let gateway = open();
+        let (_, stats) = gateway.canaries().pop().unwrap();
+        assert_eq!(stats.budget, Some(lenient), "restored with the canary");
+        for _ in 0..5 {
+            assert!(gateway.call("greet", b"x", None).is_err());
+        }
+        let mut judge = Budget::new(strict.clone());
+        assert!(
+            judge.judge(&gateway, Instant::now()).is_empty(),
+            "its own budget tolerates this"
+        );
+
+        // The same canary without a budget of its own: the server's judges it.
+        gateway.rollback("greet", None, "again").unwrap();
+        gateway
+            .deploy("greet", trapping(), None, Some(100))
+            .unwrap();
+        for _ in 0..5 {
+            assert!(gateway.call("greet", b"x", None).is_err());
+        }
+        let mut judge = Budget::new(strict);
+        let breached = judge.judge(&gateway, Instant::now());
+        assert_eq!(breached.len(), 1, "{breached:?}");
+        assert!(
+            breached[0].2.contains("5 of 5 calls failed"),
+            "{}",
+            breached[0].2
+        );
+    }
 
     /// The race, forced: the budget judges canary v2, an operator promotes
     /// it, then the budget acts on its judgement. The promoted revision

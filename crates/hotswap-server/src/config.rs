@@ -192,6 +192,18 @@ pub struct CanaryConfig {
     pub min_calls: u64,
 }
 
+impl CanaryConfig {
+    /// The error budget a canary started now is judged against, for the
+    /// canary's state.
+    pub fn budget(&self) -> hotswap_core::ErrorBudget {
+        hotswap_core::ErrorBudget {
+            max_failed_ppm: (self.error_budget.clamp(0.0, 1.0) * 1e6).round() as u32,
+            window_secs: self.window_secs,
+            min_calls: self.min_calls,
+        }
+    }
+}
+
 impl Default for CanaryConfig {
     fn default() -> Self {
         CanaryConfig {

@@ -5,8 +5,9 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, RwLock};
 
 use hotswap_core::{
-    error_chain, Artifact, CallError, CanaryStats, Candidate, DeployError, Digest, EventBus,
-    Journal, RevisionInfo, Served, Slot, SlotOptions, SlotState, SlotStatus, StateError, Tier,
+    error_chain, Artifact, CallError, CanaryStats, Candidate, DeployError, Digest, ErrorBudget,
+    EventBus, Journal, RevisionInfo, Served, Slot, SlotOptions, SlotState, SlotStatus, StateError,
+    Tier,
 };
 use hotswap_store::{check_slot_name, Store, StoreError};
 use hotswap_wasm::{WasmConfig, WasmTier};
@@ -140,7 +141,7 @@ impl Gateway {
                     });
                 let next = candidate.and_then(|c| {
                     let next = match canary {
-                        Some(w) => state.start_canary(c, w),
+                        Some(w) => state.start_canary(c, w, None),
                         None => state.deploy(c),
                     };
                     next.map_err(|e| GatewayError::Deploy(e.into()))
@@ -184,7 +185,9 @@ impl Gateway {
     /// Deploys `bytes` to `slot` (creating it): the artifact is stored, the
     /// protocol runs, and the slot's new state commits with its events just
     /// before it serves. A crash before that leaves the old state, pointing
-    /// at the old revision.
+    /// at the old revision. With `canary`, as a canary taking that percent
+    /// of calls, with no budget of its own: the server's budget at each
+    /// judgement applies (see [`Gateway::deploy_canary`]).
     pub fn deploy(
         &self,
         slot: &str,
@@ -192,22 +195,45 @@ impl Gateway {
         expected: Option<Digest>,
         canary: Option<u8>,
     ) -> Result<RevisionInfo, GatewayError> {
+        let (slot, artifact) = self.stage(slot, bytes, expected)?;
+        let info = match canary {
+            Some(weight) => slot.deploy_canary(artifact, expected, weight, None)?,
+            None => slot.deploy(artifact, expected)?,
+        };
+        Ok(info)
+    }
+
+    /// Deploys `bytes` to `slot` as a canary taking `weight` percent of
+    /// calls, to be judged against `budget`, which its state keeps.
+    pub fn deploy_canary(
+        &self,
+        slot: &str,
+        bytes: Vec<u8>,
+        expected: Option<Digest>,
+        weight: u8,
+        budget: ErrorBudget,
+    ) -> Result<RevisionInfo, GatewayError> {
+        let (slot, artifact) = self.stage(slot, bytes, expected)?;
+        Ok(slot.deploy_canary(artifact, expected, weight, Some(budget))?)
+    }
+
+    /// Stores an artifact that can be served (anything else still goes
+    /// through the slot, which rejects it and publishes the `failed`
+    /// event) and returns the slot, created if need be.
+    fn stage(
+        &self,
+        slot: &str,
+        bytes: Vec<u8>,
+        expected: Option<Digest>,
+    ) -> Result<(Arc<Slot<Tiers>>, Artifact), GatewayError> {
         check_slot_name(slot).map_err(GatewayError::BadName)?;
         let artifact = Artifact::new(bytes);
-        // Only code that can be served reaches the store, and it is stored
-        // before it is activated. Anything else still goes through the slot,
-        // which rejects it and publishes the `failed` event.
         let storable = expected.is_none_or(|d| d == artifact.digest())
             && self.tiers.validate(&artifact).is_ok();
         if storable {
             self.store.put_artifact(&artifact)?;
         }
-        let slot = self.slot_or_create(slot)?;
-        let info = match canary {
-            Some(weight) => slot.deploy_canary(artifact, expected, weight)?,
-            None => slot.deploy(artifact, expected)?,
-        };
-        Ok(info)
+        Ok((self.slot_or_create(slot)?, artifact))
     }
 
     /// Rolls `slot` back: its canary if it has one, otherwise its active
@@ -294,6 +320,16 @@ impl Gateway {
             .call_routed(input, &mut out, key)
             .map_err(CallFailure::Call)?;
         Ok((out, served))
+    }
+
+    /// Keeps the counters' text for the next start (at a clean stop).
+    pub fn save_counters(&self, counters: &str) -> Result<(), GatewayError> {
+        Ok(self.store.save_counters(counters)?)
+    }
+
+    /// The counters the last clean stop kept, if it did.
+    pub fn take_counters(&self) -> Result<Option<String>, GatewayError> {
+        Ok(self.store.take_counters()?)
     }
 
     /// Every slot that serves or has served, by name. (A slot whose first

@@ -180,12 +180,23 @@ impl Server {
         let mut metrics = Metrics::new();
         metrics.register_collector(Box::new(ebpf::MapCollector(programs.clone())));
         let metrics = Arc::new(metrics);
-        if !state.is_empty() {
-            let restored = metrics.restore(&state);
+        // From the previous process of an upgrade, or else from the last
+        // clean stop; either is taken once.
+        let kept = gateway.take_counters().unwrap_or_else(|e| {
+            tracing::warn!(error = %e, "could not read the counters the last stop kept");
+            None
+        });
+        let carried = match state.is_empty() {
+            false => Some((state.clone(), "the previous process")),
+            true => kept.map(|text| (text.into_bytes(), "the last clean stop")),
+        };
+        if let Some((counters, from)) = carried {
+            let restored = metrics.restore(&counters);
             tracing::info!(
                 counters = restored.counters,
                 skipped = restored.skipped,
-                "carried over the previous process's counters"
+                from,
+                "carried over the counters"
             );
         }
         // The store is ours and the slots are up: the previous process may

@@ -133,7 +133,14 @@ pub fn plan(old: &ServerConfig, new: &ServerConfig) -> Result<ReloadPlan, PlanEr
     change(S::Listen, new.listen != old.listen, None);
     change(S::Admin, new.admin != old.admin, None);
     change(S::Routes, new.routes != old.routes, None);
-    change(S::Canary, new.canary != old.canary, None);
+    let budget_changed = new.canary.budget() != old.canary.budget();
+    change(
+        S::Canary,
+        new.canary != old.canary,
+        budget_changed.then_some(
+            "the canary error budget applies to canaries started from now on; one on trial keeps the budget it started with",
+        ),
+    );
     change(
         S::Limits,
         new.limits != old.limits,

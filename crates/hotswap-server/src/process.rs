@@ -159,6 +159,11 @@ impl Running {
         live.admin.pause().await;
         connections.drain(DrainTiming::from(&live.config)).await;
         let _ = stop_tasks.send(true);
+        // The counters carry on at the next start, as across an upgrade.
+        let counters = String::from_utf8_lossy(&self.metrics.snapshot()).into_owned();
+        if let Err(e) = self.gateway.save_counters(&counters) {
+            tracing::warn!(error = %e, "could not keep the counters for the next start");
+        }
         self.gateway.flush()?;
         Ok(Exit::Stopped)
     }
@@ -180,6 +185,7 @@ impl Running {
                 token: config.admin_token.clone(),
                 max_module_bytes: config.max_module_bytes,
                 trust: config.trust()?,
+                canary_budget: config.canary.budget(),
             },
             self.metrics.clone(),
             self.controller.clone(),

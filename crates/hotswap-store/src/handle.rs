@@ -97,6 +97,7 @@ fn create(path: &Path) -> Result<Database, StoreError> {
     txn.open_table(crate::snapshot::SNAPSHOTS).map_err(db)?;
     txn.open_table(crate::snapshot::SNAPSHOT_OF).map_err(db)?;
     txn.open_table(crate::ebpf::EBPF.def).map_err(db)?;
+    txn.open_table(crate::counters::COUNTERS.def).map_err(db)?;
     txn.commit().map_err(db)?;
     Ok(database)
 }

@@ -43,6 +43,7 @@
 //! ```
 
 mod artifacts;
+mod counters;
 mod ebpf;
 mod error;
 mod handle;
@@ -62,7 +63,6 @@ use redb::{Database, Durability, TableDefinition};
 
 use handle::DbHandle;
 
-pub use ebpf::EbpfRecord;
 pub use error::{check_slot_name, StoreError};
 pub use journal::{StoreJournal, DEFAULT_EVENT_RETENTION};
 pub use kv::SlotKv;

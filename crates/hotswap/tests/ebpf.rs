@@ -161,6 +161,29 @@ fn map_state_and_the_program_survive_a_restart_of_the_server() {
         format!("hotswap_ebpf_map_value{{program=\"tracer\",map=\"counts\",key=\"{tid}\"}} 325");
     assert!(metrics.contains(&line), "{line} not in:\n{metrics}");
     assert!(metrics.contains("hotswap_ebpf_missed{program=\"tracer\"} 0"));
+    // Placements count in the same swap metrics as plugin swaps (the first
+    // load, carried over the clean restart, and the replacement)...
+    let swaps = "hotswap_swaps_total{slot=\"ebpf/tracer\",result=\"activated\"} 2";
+    assert!(metrics.contains(swaps), "{swaps} not in:\n{metrics}");
+
+    // ...and are in the same event log: the first load, one `restored`
+    // by the new server (no load re-enacted), the replacement.
+    let events = json(serve.cli_ok(&["events", "--json"]));
+    let tracer: Vec<(String, u64)> = events["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["slot"] == "ebpf/tracer")
+        .map(|e| {
+            (
+                e["transition"].as_str().unwrap().to_string(),
+                e["generation"].as_u64().unwrap(),
+            )
+        })
+        .collect();
+    let want = [("activated", 1), ("restored", 1), ("activated", 2)];
+    let want: Vec<(String, u64)> = want.iter().map(|(t, g)| (t.to_string(), *g)).collect();
+    assert_eq!(tracer, want);
 
     let out = serve.cli_ok(&["ebpf", "unload", "tracer"]);
     assert!(String::from_utf8_lossy(&out.stdout).contains("unloaded `tracer`"));

@@ -196,6 +196,32 @@ fn status_json(serve: &Serve) -> serde_json::Value {
     }
 }
 
+/// The counter series on `/metrics` (calls, swaps, rollbacks), sorted.
+fn counters(serve: &Serve) -> Vec<String> {
+    let url = format!("http://{}/metrics", serve.admin);
+    let text = ureq::get(&url)
+        .call()
+        .unwrap()
+        .body_mut()
+        .read_to_string()
+        .unwrap();
+    let mut lines: Vec<String> = text
+        .lines()
+        .filter(|l| {
+            [
+                "hotswap_calls_total{",
+                "hotswap_swaps_total{",
+                "hotswap_rollbacks_total{",
+            ]
+            .iter()
+            .any(|p| l.starts_with(p))
+        })
+        .map(String::from)
+        .collect();
+    lines.sort();
+    lines
+}
+
 /// `hotswap events --json`: the event log.
 fn events_json(serve: &Serve) -> Vec<serde_json::Value> {
     let out = serve.cli_ok(&["events", "--json"]);
@@ -236,9 +262,17 @@ fn a_restart_and_an_upgrade_restore_slots_and_history_exactly() {
     };
 
     // A restart (SIGTERM, then a new process on the same data dir).
+    let counted = counters(&serve);
+    assert!(
+        counted
+            .iter()
+            .any(|l| l.starts_with("hotswap_calls_total{")),
+        "{counted:?}"
+    );
     drop(serve);
     let serve = Serve::start(dir.path(), &[]);
     assert_eq!(status_json(&serve), before, "a restart restores, exactly");
+    assert_eq!(counters(&serve), counted, "the counters carry on");
     let after = events_json(&serve);
     assert_eq!(after[..history.len()], history[..], "the log is the log");
     expect_restored(&after, history.len());

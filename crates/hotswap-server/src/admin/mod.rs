@@ -18,7 +18,7 @@ use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Extension, Json, Router};
-use hotswap_core::{DeployError, Digest, RevisionInfo, StateError};
+use hotswap_core::{DeployError, Digest, ErrorBudget, RevisionInfo, StateError};
 use serde::de::DeserializeOwned;
 use serde::Deserialize;
 use serde_json::json;
@@ -40,6 +40,8 @@ struct Admin {
     token: Option<Arc<str>>,
     max_module_bytes: usize,
     trust: Arc<Trust>,
+    /// What canaries deployed now are judged against (kept in their state).
+    canary_budget: ErrorBudget,
     metrics: Arc<Metrics>,
     controller: Controller,
 }
@@ -49,6 +51,7 @@ pub(crate) struct Settings {
     pub token: Option<String>,
     pub max_module_bytes: usize,
     pub trust: Trust,
+    pub canary_budget: ErrorBudget,
 }
 
 /// The admin router. With a token, every request must carry it.
@@ -65,6 +68,7 @@ pub(crate) fn router(
         token: settings.token.map(Arc::from),
         max_module_bytes: settings.max_module_bytes,
         trust: Arc::new(settings.trust),
+        canary_budget: settings.canary_budget,
         metrics,
         controller,
     };
@@ -191,8 +195,10 @@ async fn deploy(
         );
     }
     let started = std::time::Instant::now();
-    let answer = change(StatusCode::CREATED, move || {
-        gateway.deploy(&slot, body.to_vec(), expected, canary)
+    let budget = admin.canary_budget;
+    let answer = change(StatusCode::CREATED, move || match canary {
+        Some(weight) => gateway.deploy_canary(&slot, body.to_vec(), expected, weight, budget),
+        None => gateway.deploy(&slot, body.to_vec(), expected, None),
     })
     .await;
     if answer.status() == StatusCode::CREATED {

@@ -6,16 +6,21 @@
 use std::sync::{Arc, Mutex};
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use hotswap_core::Digest;
+use std::time::Duration;
+
+use hotswap_core::{Digest, Phase, Subject, Transition};
 use hotswap_ebpf::{EbpfError, EbpfTier, Hook, MapSummary, PinnedMap};
-use hotswap_store::{EbpfRecord, StoreError};
+use hotswap_store::StoreError;
 use serde::{Deserialize, Serialize};
+
+pub use record::{event_slot, ProgramRecord, ProgramState};
 
 use crate::config::EbpfConfig;
 use crate::gateway::Gateway;
 
 mod events;
 mod metrics;
+mod record;
 
 pub(crate) use metrics::MapCollector;
 
@@ -75,7 +80,7 @@ pub struct ProgramView {
     pub name: String,
     /// `running`, or `missing` when the store remembers it but its pins
     /// are gone (a reboot clears bpffs).
-    pub state: String,
+    pub state: ProgramState,
     /// Where it is attached (`unknown` for pins hotswap has no record of).
     pub hook: String,
     /// Its name in the object.
@@ -119,12 +124,63 @@ impl Programs {
         if let Err(why) = &tier {
             tracing::info!(reason = %why, "eBPF programs are not available");
         }
-        Programs {
+        let programs = Programs {
             tier,
             gateway,
             changes: Mutex::new(()),
             readers: events::Readers::default(),
+        };
+        programs.announce_restored();
+        programs
+    }
+
+    /// After a restart: one `restored` event per program the store
+    /// remembers, saying whether its pins kept it running. Nothing is
+    /// re-enacted: the kernel kept the program, the store its record.
+    fn announce_restored(&self) {
+        let Ok(tier) = self.tier() else { return };
+        let records = match self.gateway.store().ebpf_programs::<ProgramRecord>() {
+            Ok(records) => records,
+            Err(e) => {
+                tracing::error!(error = %e, "cannot read the eBPF program records");
+                return;
+            }
+        };
+        for (name, record) in records {
+            let reason = match tier.is_loaded(&name) {
+                true => format!("running at {}, revision {}", record.hook, record.revision),
+                false => "its pins are gone (a reboot clears bpffs); load it again".to_string(),
+            };
+            self.publish(
+                &name,
+                Transition::Restored,
+                Phase::Restore,
+                &record,
+                None,
+                reason,
+            );
         }
+    }
+
+    /// An event about program `name` on the server's bus, where plugin
+    /// slots publish theirs: the same log, stream and swap metrics.
+    fn publish(
+        &self,
+        name: &str,
+        transition: Transition,
+        phase: Phase,
+        record: &ProgramRecord,
+        took: Option<Duration>,
+        reason: String,
+    ) {
+        let subject = Subject {
+            digest: Some(record.digest),
+            version: Some(record.program.clone()),
+            generation: Some(record.revision),
+        };
+        let slot = event_slot(name);
+        let events = self.gateway.events();
+        events.publish(&slot, transition, phase, &subject, took, Some(reason));
     }
 
     pub(crate) fn tier(&self) -> Result<&EbpfTier, ProgramError> {
@@ -136,10 +192,12 @@ impl Programs {
     /// Every program: those the store remembers and those pinned.
     pub fn list(&self) -> Result<Vec<ProgramView>, ProgramError> {
         let tier = self.tier()?;
-        let mut records = self.gateway.store().ebpf_programs()?;
+        let records = self.gateway.store().ebpf_programs::<ProgramRecord>()?;
+        let mut records: Vec<(String, Option<ProgramRecord>)> =
+            records.into_iter().map(|(n, r)| (n, Some(r))).collect();
         for name in tier.programs()? {
             if !records.iter().any(|(n, _)| *n == name) {
-                records.push((name, unknown_record()));
+                records.push((name, None));
             }
         }
         records.sort_by(|a, b| a.0.cmp(&b.0));
@@ -152,9 +210,9 @@ impl Programs {
     /// One program: remembered by the store, or pinned.
     pub fn show(&self, name: &str) -> Result<ProgramView, ProgramError> {
         let tier = self.tier()?;
-        let record = match self.gateway.store().ebpf_program(name)? {
-            Some(record) => record,
-            None if tier.is_loaded(name) => unknown_record(),
+        let record = match self.gateway.store().ebpf_program::<ProgramRecord>(name)? {
+            Some(record) => Some(record),
+            None if tier.is_loaded(name) => None,
             None => return Err(EbpfError::NotLoaded(name.to_string()).into()),
         };
         Ok(self.view(tier, name.to_string(), record))
@@ -173,7 +231,7 @@ impl Programs {
         let tier = self.tier()?;
         let _one_at_a_time = self.changes.lock().unwrap_or_else(|e| e.into_inner());
         let store = self.gateway.store();
-        let record = store.ebpf_program(name)?;
+        let record = store.ebpf_program::<ProgramRecord>(name)?;
         let loaded = tier.is_loaded(name);
         // A record whose pins are gone (a reboot) is a first load again.
         let running = record.filter(|_| loaded);
@@ -187,31 +245,65 @@ impl Programs {
         let hook: Hook = match (attach, &running) {
             (Some(given), Some(r)) => {
                 let given: Hook = given.parse()?;
-                if given.to_string() != r.hook {
+                if given != r.hook {
                     return Err(ProgramError::OtherHook {
                         name: name.to_string(),
-                        running: r.hook.clone(),
+                        running: r.hook.to_string(),
                         given: given.to_string(),
                     });
                 }
                 given
             }
             (Some(given), None) => given.parse()?,
-            (None, Some(r)) => r.hook.parse()?,
+            (None, Some(r)) => r.hook.clone(),
             (None, _) => return Err(ProgramError::NoHook(name.to_string())),
         };
-        let placed = tier.load(name, object, program, &hook)?;
-        let record = EbpfRecord {
-            hook: hook.to_string(),
-            program: placed.program.clone(),
-            sha256: Digest::of(object).to_string(),
-            revision: running.map_or(1, |r| r.revision + 1),
+        let record = ProgramRecord {
+            hook,
+            program: program.unwrap_or_default().to_string(),
+            digest: Digest::of(object),
+            revision: running.as_ref().map_or(1, |r| r.revision + 1),
             placed_at_ms: now_ms(),
         };
+        let placed = match tier.load(name, object, program, &record.hook) {
+            Ok(placed) => placed,
+            Err(e) => {
+                let reason = hotswap_core::error_chain(&e);
+                self.publish(
+                    name,
+                    Transition::Failed,
+                    Phase::Prepare,
+                    &record,
+                    None,
+                    reason,
+                );
+                return Err(e.into());
+            }
+        };
+        let record = ProgramRecord {
+            program: placed.program.clone(),
+            ..record
+        };
         store.save_ebpf_program(name, &record)?;
+        let how = match (&running, record.hook.dispatched()) {
+            (None, _) => format!("attached at {}", record.hook),
+            (Some(old), true) => format!(
+                "replaced revision {} through the dispatcher's slot",
+                old.revision
+            ),
+            (Some(old), false) => format!("replaced revision {} by a link update", old.revision),
+        };
+        self.publish(
+            name,
+            Transition::Activated,
+            Phase::Activate,
+            &record,
+            Some(placed.swap),
+            how,
+        );
         tracing::info!(program = name, hook = %record.hook, revision = record.revision, swap_us = placed.swap.as_micros() as u64, "placed an eBPF program");
         Ok(PlacedView {
-            program: self.view(tier, name.to_string(), record),
+            program: self.view(tier, name.to_string(), Some(record)),
             attached: placed.attached,
             took_us: placed.took.as_micros() as u64,
             swap_us: placed.swap.as_micros() as u64,
@@ -229,9 +321,22 @@ impl Programs {
             Err(e) => return Err(e.into()),
         };
         self.readers.stop(name);
-        let remembered = self.gateway.store().remove_ebpf_program(name)?;
+        let store = self.gateway.store();
+        let record = store.ebpf_program::<ProgramRecord>(name)?;
+        let remembered = store.remove_ebpf_program(name)?;
         if !pinned && !remembered {
             return Err(EbpfError::NotLoaded(name.to_string()).into());
+        }
+        if let Some(record) = record {
+            let reason = "unloaded: detached, its pins and maps removed".to_string();
+            self.publish(
+                name,
+                Transition::Retired,
+                Phase::Retire,
+                &record,
+                None,
+                reason,
+            );
         }
         tracing::info!(program = name, "unloaded an eBPF program");
         Ok(())
@@ -267,39 +372,38 @@ impl Programs {
             })
     }
 
-    fn view(&self, tier: &EbpfTier, name: String, record: EbpfRecord) -> ProgramView {
-        let running = tier.is_loaded(&name);
+    fn view(&self, tier: &EbpfTier, name: String, record: Option<ProgramRecord>) -> ProgramView {
+        let state = match tier.is_loaded(&name) {
+            true => ProgramState::Running,
+            false => ProgramState::Missing,
+        };
         ProgramView {
-            state: if running { "running" } else { "missing" }.to_string(),
+            state,
             kernel_id: tier.running(&name).ok(),
             missed: tier.missed(&name).unwrap_or(0),
             maps: tier
                 .maps(&name)
                 .map(|maps| maps.iter().map(PinnedMap::summary).collect())
                 .unwrap_or_default(),
-            hook: record.hook,
-            program: record.program,
-            revision: record.revision,
-            sha256: record.sha256,
-            placed_at_ms: record.placed_at_ms,
+            // Pins hotswap has no record of: placed by another process
+            // through the library, or by an older hotswap.
+            hook: record
+                .as_ref()
+                .map_or(UNKNOWN.into(), |r| r.hook.to_string()),
+            program: record
+                .as_ref()
+                .map_or(UNKNOWN.into(), |r| r.program.clone()),
+            revision: record.as_ref().map_or(0, |r| r.revision),
+            sha256: record
+                .as_ref()
+                .map_or(String::new(), |r| r.digest.to_string()),
+            placed_at_ms: record.as_ref().map_or(0, |r| r.placed_at_ms),
             name,
         }
     }
 }
 
 const UNKNOWN: &str = "unknown";
-
-/// For pins hotswap has no record of (placed by another process through
-/// the library, or by an older hotswap).
-fn unknown_record() -> EbpfRecord {
-    EbpfRecord {
-        hook: UNKNOWN.into(),
-        program: UNKNOWN.into(),
-        sha256: String::new(),
-        revision: 0,
-        placed_at_ms: 0,
-    }
-}
 
 fn now_ms() -> u64 {
     SystemTime::now()
