@@ -94,6 +94,7 @@ fn create(path: &Path) -> Result<Database, StoreError> {
     txn.open_table(journal::EVENTS).map_err(db)?;
     txn.open_table(kv::KV).map_err(db)?;
     txn.open_table(kv::KV_COUNTS).map_err(db)?;
+    txn.open_table(kv::KV_BANKS).map_err(db)?;
     txn.open_table(crate::snapshot::SNAPSHOTS).map_err(db)?;
     txn.open_table(crate::snapshot::SNAPSHOT_OF).map_err(db)?;
     txn.open_table(crate::ebpf::EBPF.def).map_err(db)?;

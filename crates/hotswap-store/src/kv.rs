@@ -12,8 +12,31 @@ use crate::KvSync;
 
 /// `(slot, key) → value`.
 pub(crate) const KV: TableDefinition<(&str, &[u8]), &[u8]> = TableDefinition::new("kv");
-/// `slot → number of keys`, kept in the same transactions, for the key limit.
+/// `bank → number of keys`, kept in the same transactions, for the key limit.
 pub(crate) const KV_COUNTS: TableDefinition<&str, u64> = TableDefinition::new("kv_counts");
+/// `slot → bank`: which of a slot's two banks of rows is its state (absent:
+/// bank 0). The other bank holds the snapshot a migration leaves, so that
+/// neither a migration nor a rollback copies the state row by row.
+pub(crate) const KV_BANKS: TableDefinition<&str, u8> = TableDefinition::new("kv_bank");
+
+/// The first element of the keys of `slot`'s rows in `bank` (0 or 1): the
+/// slot's name, or the name and `\x01`. No slot name holds a control
+/// character, so the banks of different slots never mix, and bank 0 is
+/// where the rows of a store without banks already are.
+pub(crate) fn bank_name(slot: &str, bank: u8) -> String {
+    match bank {
+        0 => slot.to_string(),
+        _ => format!("{slot}\x01"),
+    }
+}
+
+/// Which of `slot`'s banks is live, in a transaction that has `banks` open.
+pub(crate) fn live_bank(
+    banks: &impl ReadableTable<&'static str, u8>,
+    slot: &str,
+) -> Result<u8, redb::StorageError> {
+    Ok(banks.get(slot)?.map_or(0, |b| b.value()))
+}
 
 /// One slot's view of the key-value table.
 ///
@@ -26,6 +49,8 @@ pub(crate) const KV_COUNTS: TableDefinition<&str, u64> = TableDefinition::new("k
 pub struct SlotKv {
     db: Arc<DbHandle>,
     slot: String,
+    /// The names of its two banks, made once.
+    banks: [String; 2],
     limits: KvLimits,
     dirty: Arc<AtomicBool>,
     sync: KvSync,
@@ -42,6 +67,7 @@ impl SlotKv {
         SlotKv {
             db,
             slot: slot.to_string(),
+            banks: [bank_name(slot, 0), bank_name(slot, 1)],
             limits,
             dirty,
             sync,
@@ -56,6 +82,7 @@ impl SlotKv {
         f: impl FnOnce(
             &mut redb::Table<(&str, &[u8]), &[u8]>,
             &mut redb::Table<&str, u64>,
+            &str,
         ) -> Result<R, KvError>,
     ) -> Result<R, KvError> {
         let open = self.db.get().map_err(|e| KvError::Backend(e.to_string()))?;
@@ -66,9 +93,10 @@ impl SlotKv {
         };
         txn.set_durability(durability).map_err(backend)?;
         let result = {
+            let bank = self.live(&txn.open_table(KV_BANKS).map_err(backend)?)?;
             let mut kv = txn.open_table(KV).map_err(backend)?;
             let mut counts = txn.open_table(KV_COUNTS).map_err(backend)?;
-            f(&mut kv, &mut counts)?
+            f(&mut kv, &mut counts, bank)?
         };
         txn.commit().map_err(backend)?;
         self.dirty.store(true, Ordering::Release);
@@ -89,8 +117,9 @@ impl KvStore for SlotKv {
         self.limits.check(key, None)?;
         let open = self.db.get().map_err(|e| KvError::Backend(e.to_string()))?;
         let txn = open.begin_read().map_err(backend)?;
+        let bank = self.live(&txn.open_table(KV_BANKS).map_err(backend)?)?;
         let table = txn.open_table(KV).map_err(backend)?;
-        let value = table.get((self.slot.as_str(), key)).map_err(backend)?;
+        let value = table.get((bank, key)).map_err(backend)?;
         Ok(value.map(|v| v.value().to_vec()))
     }
 
@@ -100,8 +129,8 @@ impl KvStore for SlotKv {
 
     fn put(&self, key: &[u8], value: &[u8]) -> Result<(), KvError> {
         self.limits.check(key, Some(value))?;
-        let (slot, max_keys) = (self.slot.as_str(), self.limits.max_keys);
-        self.write(|kv, counts| {
+        let max_keys = self.limits.max_keys;
+        self.write(|kv, counts, slot| {
             let count = counts.get(slot).map_err(backend)?.map_or(0, |c| c.value());
             let is_new = kv.get((slot, key)).map_err(backend)?.is_none();
             if is_new && count >= max_keys as u64 {
@@ -117,8 +146,7 @@ impl KvStore for SlotKv {
 
     fn delete(&self, key: &[u8]) -> Result<bool, KvError> {
         self.limits.check(key, None)?;
-        let slot = self.slot.as_str();
-        self.write(|kv, counts| {
+        self.write(|kv, counts, slot| {
             let removed = kv.remove((slot, key)).map_err(backend)?.is_some();
             if removed {
                 let count = counts.get(slot).map_err(backend)?.map_or(0, |c| c.value());
@@ -140,12 +168,19 @@ impl KvStore for SlotKv {
 }
 
 impl SlotKv {
+    /// The name of the live bank's rows.
+    fn live(&self, banks: &impl ReadableTable<&'static str, u8>) -> Result<&str, KvError> {
+        let bank = live_bank(banks, &self.slot).map_err(backend)?;
+        Ok(&self.banks[usize::from(bank.min(1))])
+    }
+
     fn frozen_view(&self) -> Result<FrozenKv, KvError> {
         let open = self.db.get().map_err(|e| KvError::Backend(e.to_string()))?;
         let txn = open.begin_read().map_err(backend)?;
+        let bank = self.live(&txn.open_table(KV_BANKS).map_err(backend)?)?;
         Ok(FrozenKv {
             table: txn.open_table(KV).map_err(backend)?,
-            slot: self.slot.clone(),
+            slot: bank.to_string(),
             limits: self.limits,
         })
     }

@@ -327,3 +327,91 @@ fn kill_9_at_any_moment_leaves_a_consistent_store() {
         assert!(kv <= n, "round {round}: kv {kv} ahead of record {n}");
     }
 }
+
+fn pairs(kv: &dyn KvStore) -> Vec<(Vec<u8>, Vec<u8>)> {
+    hotswap_core::keys(kv)
+        .map(|k| {
+            let k = k.unwrap();
+            let v = kv.get(&k).unwrap().unwrap();
+            (k, v)
+        })
+        .collect()
+}
+
+/// A migration writes the new state beside the old one and a rollback
+/// brings the old one back byte for byte, for this slot only, and it
+/// stays so when the store is opened again.
+#[test]
+fn migrations_and_rollbacks_swap_whole_states_of_one_slot() {
+    let dir = tempfile::tempdir().unwrap();
+    let (a, b, c) = (code(1), code(2), code(3));
+    let store = Store::open(dir.path()).unwrap();
+    for x in [&a, &b, &c] {
+        store.put_artifact(x).unwrap();
+    }
+    let journal = store.journal(100);
+    let (kv, neighbour) = (store.kv("s").unwrap(), store.kv("s.x").unwrap());
+    for k in ["k1", "k2", "k3"] {
+        kv.put(k.as_bytes(), b"old").unwrap();
+    }
+    neighbour.put(b"k1", b"theirs").unwrap();
+    let v1 = SlotState::default().deploy(candidate(&a)).unwrap().state;
+    journal.commit("s", &v1, &[], KvChange::Keep).unwrap();
+    let old = pairs(&*kv);
+
+    let writes = vec![
+        (b"k1".to_vec(), Some(b"new".to_vec())),
+        (b"k2".to_vec(), None),
+        (b"k4".to_vec(), Some(b"added".to_vec())),
+    ];
+    let v2 = v1.deploy(candidate(&b)).unwrap().state;
+    let migrate = KvChange::Migrate {
+        snapshot_of: a.digest(),
+        writes: &writes,
+    };
+    journal.commit("s", &v2, &[], migrate).unwrap();
+    let new: Vec<(Vec<u8>, Vec<u8>)> = [("k1", "new"), ("k3", "old"), ("k4", "added")]
+        .iter()
+        .map(|(k, v)| (k.as_bytes().to_vec(), v.as_bytes().to_vec()))
+        .collect();
+    assert_eq!(pairs(&*kv), new, "the slot's own view moved with it");
+    assert_eq!(pairs(&*store.kv("s").unwrap()), new);
+    assert_eq!(pairs(&*neighbour), [(b"k1".to_vec(), b"theirs".to_vec())]);
+    // Writes after the migration land in the new state, and count there.
+    kv.put(b"k5", b"later").unwrap();
+    assert!(kv.delete(b"k5").unwrap());
+
+    let back = v2.rollback(&b.digest(), "test").unwrap().state;
+    let restore = KvChange::Restore {
+        snapshot_of: a.digest(),
+    };
+    journal.commit("s", &back, &[], restore).unwrap();
+    assert_eq!(pairs(&*kv), old, "byte for byte");
+    assert_eq!(pairs(&*neighbour), [(b"k1".to_vec(), b"theirs".to_vec())]);
+    // A snapshot serves one rollback.
+    let err = journal.commit("s", &back, &[], restore).unwrap_err();
+    assert!(err.to_string().contains("no snapshot"), "{err}");
+
+    // Migrate again, then move on: the snapshot is dropped once its
+    // revision is not the previous one, and the state stays the new one.
+    let v2 = back.deploy(candidate(&b)).unwrap().state;
+    let migrate = KvChange::Migrate {
+        snapshot_of: a.digest(),
+        writes: &writes,
+    };
+    journal.commit("s", &v2, &[], migrate).unwrap();
+    let v3 = v2.deploy(candidate(&c)).unwrap().state;
+    journal.commit("s", &v3, &[], KvChange::Keep).unwrap();
+    drop((kv, neighbour, journal, store));
+    let store = Store::open(dir.path()).unwrap();
+    assert_eq!(pairs(&*store.kv("s").unwrap()), new);
+    let back = v3.rollback(&c.digest(), "test").unwrap().state;
+    let restore = KvChange::Restore {
+        snapshot_of: a.digest(),
+    };
+    let err = store
+        .journal(100)
+        .commit("s", &back, &[], restore)
+        .unwrap_err();
+    assert!(err.to_string().contains("no snapshot"), "{err}");
+}
