@@ -3,6 +3,8 @@
 use std::fmt;
 use std::str::FromStr;
 
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
 /// Where a program runs. Written on the command line as `xdp:IFACE`,
 /// `tracepoint:CATEGORY:NAME`, `raw_tracepoint:NAME` or
 /// `uprobe:/ABSOLUTE/PATH:SYMBOL`.
@@ -58,6 +60,20 @@ impl fmt::Display for Hook {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("`{0}` is not a hook: use xdp:IFACE, tracepoint:CATEGORY:NAME, raw_tracepoint:NAME or uprobe:/PATH:SYMBOL")]
 pub struct BadHook(String);
+
+/// A hook travels as the text `--attach` takes (`xdp:eth0`, ...).
+impl Serialize for Hook {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+impl<'de> Deserialize<'de> for Hook {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Hook, D::Error> {
+        let text = String::deserialize(d)?;
+        text.parse().map_err(serde::de::Error::custom)
+    }
+}
 
 impl FromStr for Hook {
     type Err = BadHook;

@@ -189,10 +189,10 @@ mod tests {
         {
             let gateway = open();
             gateway
-                .deploy("greet", hotswap_examples::GREET_V1.to_vec(), None, None)
+                .deploy("greet", hotswap_examples::GREET_V1.to_vec(), None)
                 .unwrap();
             gateway
-                .deploy_canary("greet", trapping(), None, 100, lenient)
+                .deploy_canary("greet", trapping(), None, 100, Some(lenient))
                 .unwrap();
         }
         let gateway = open();
@@ -210,7 +210,7 @@ mod tests {
         // The same canary without a budget of its own: the server's judges it.
         gateway.rollback("greet", None, "again").unwrap();
         gateway
-            .deploy("greet", trapping(), None, Some(100))
+            .deploy_canary("greet", trapping(), None, 100, None)
             .unwrap();
         for _ in 0..5 {
             assert!(gateway.call("greet", b"x", None).is_err());
@@ -234,9 +234,9 @@ mod tests {
         let store = hotswap_store::Store::open(dir.path()).unwrap();
         let gateway = Gateway::open(store, Default::default(), false, Default::default()).unwrap();
         let v1 = hotswap_examples::GREET_V1.to_vec();
-        gateway.deploy("greet", v1, None, None).unwrap();
+        gateway.deploy("greet", v1, None).unwrap();
         let v2 = hotswap_examples::GREET_V2.to_vec();
-        gateway.deploy("greet", v2, None, Some(50)).unwrap();
+        gateway.deploy_canary("greet", v2, None, 50, None).unwrap();
         let (_, judged) = gateway.canaries().pop().unwrap();
 
         let promoted = gateway.promote("greet", None).unwrap();

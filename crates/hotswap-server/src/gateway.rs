@@ -185,36 +185,30 @@ impl Gateway {
     /// Deploys `bytes` to `slot` (creating it): the artifact is stored, the
     /// protocol runs, and the slot's new state commits with its events just
     /// before it serves. A crash before that leaves the old state, pointing
-    /// at the old revision. With `canary`, as a canary taking that percent
-    /// of calls, with no budget of its own: the server's budget at each
-    /// judgement applies (see [`Gateway::deploy_canary`]).
+    /// at the old revision.
     pub fn deploy(
         &self,
         slot: &str,
         bytes: Vec<u8>,
         expected: Option<Digest>,
-        canary: Option<u8>,
     ) -> Result<RevisionInfo, GatewayError> {
         let (slot, artifact) = self.stage(slot, bytes, expected)?;
-        let info = match canary {
-            Some(weight) => slot.deploy_canary(artifact, expected, weight, None)?,
-            None => slot.deploy(artifact, expected)?,
-        };
-        Ok(info)
+        Ok(slot.deploy(artifact, expected)?)
     }
 
     /// Deploys `bytes` to `slot` as a canary taking `weight` percent of
-    /// calls, to be judged against `budget`, which its state keeps.
+    /// calls, judged against `budget`, which its state keeps (with `None`,
+    /// against the server's budget of the moment).
     pub fn deploy_canary(
         &self,
         slot: &str,
         bytes: Vec<u8>,
         expected: Option<Digest>,
         weight: u8,
-        budget: ErrorBudget,
+        budget: Option<ErrorBudget>,
     ) -> Result<RevisionInfo, GatewayError> {
         let (slot, artifact) = self.stage(slot, bytes, expected)?;
-        Ok(slot.deploy_canary(artifact, expected, weight, Some(budget))?)
+        Ok(slot.deploy_canary(artifact, expected, weight, budget)?)
     }
 
     /// Stores an artifact that can be served (anything else still goes

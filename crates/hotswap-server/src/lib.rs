@@ -166,7 +166,7 @@ impl Server {
             };
             let gateway = Gateway::open(Store::open(&store_dir)?.with_kv_sync(kv_sync), wasm, native, options)?;
             if example && gateway.is_empty() {
-                let info = gateway.deploy(EXAMPLE_SLOT, hotswap_examples::GREET_V1.to_vec(), None, None)?;
+                let info = gateway.deploy(EXAMPLE_SLOT, hotswap_examples::GREET_V1.to_vec(), None)?;
                 tracing::info!(slot = EXAMPLE_SLOT, version = %info.version, "deployed the example plugin");
             }
             Ok((gateway, state))
@@ -187,7 +187,7 @@ impl Server {
             None
         });
         let carried = match state.is_empty() {
-            false => Some((state.clone(), "the previous process")),
+            false => Some((state, "the previous process")),
             true => kept.map(|text| (text.into_bytes(), "the last clean stop")),
         };
         if let Some((counters, from)) = carried {

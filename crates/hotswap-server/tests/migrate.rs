@@ -40,13 +40,13 @@ fn a_new_schema_migrates_once_and_a_rollback_restores_the_old_state() {
     for (tier, v1, v2) in builds() {
         let dir = tempfile::tempdir().unwrap();
         let gateway = open(dir.path());
-        gateway.deploy("tally", v1.to_vec(), None, None).unwrap();
+        gateway.deploy("tally", v1.to_vec(), None).unwrap();
         for _ in 0..3 {
             call(&gateway, "ann");
         }
         assert_eq!(call(&gateway, "bob"), "bob seen 1 times");
 
-        let v2 = gateway.deploy("tally", v2.to_vec(), None, None).unwrap();
+        let v2 = gateway.deploy("tally", v2.to_vec(), None).unwrap();
         assert_eq!(call(&gateway, "ann"), "ann: visit 4", "{tier}");
         let events = gateway.events().recent();
         let migrated: Vec<_> = events
@@ -89,11 +89,9 @@ fn a_failed_migration_writes_nothing_and_v1_serves_on() {
             store.flush().unwrap();
         }
         let gateway = open(dir.path());
-        let v1 = gateway.deploy("tally", v1.to_vec(), None, None).unwrap();
+        let v1 = gateway.deploy("tally", v1.to_vec(), None).unwrap();
         call(&gateway, "ann");
-        let err = gateway
-            .deploy("tally", v2.to_vec(), None, None)
-            .unwrap_err();
+        let err = gateway.deploy("tally", v2.to_vec(), None).unwrap_err();
         let GatewayError::Deploy(DeployError::Migrate(_)) = &err else {
             panic!("{tier}: {err}");
         };
@@ -118,9 +116,9 @@ fn canaries_and_deploys_never_cross_schemas_backwards() {
     let dir = tempfile::tempdir().unwrap();
     let gateway = open(dir.path());
     let (v1, v2) = (hotswap_examples::TALLY_V1, hotswap_examples::TALLY_V2);
-    gateway.deploy("tally", v1.to_vec(), None, None).unwrap();
+    gateway.deploy("tally", v1.to_vec(), None).unwrap();
     let err = gateway
-        .deploy("tally", v2.to_vec(), None, Some(10))
+        .deploy_canary("tally", v2.to_vec(), None, 10, None)
         .unwrap_err();
     assert!(
         matches!(
@@ -133,10 +131,8 @@ fn canaries_and_deploys_never_cross_schemas_backwards() {
         "{err}"
     );
     assert!(err.to_string().contains("same state schema"), "{err}");
-    gateway.deploy("tally", v2.to_vec(), None, None).unwrap();
-    let err = gateway
-        .deploy("tally", v1.to_vec(), None, None)
-        .unwrap_err();
+    gateway.deploy("tally", v2.to_vec(), None).unwrap();
+    let err = gateway.deploy("tally", v1.to_vec(), None).unwrap_err();
     assert!(err.to_string().contains("roll back instead"), "{err}");
 }
 
@@ -145,8 +141,8 @@ fn calls_under_load_never_fail_while_the_state_moves_between_schemas() {
     for (tier, v1, v2) in builds() {
         let dir = tempfile::tempdir().unwrap();
         let gateway = Arc::new(open(dir.path()));
-        gateway.deploy("tally", v1.to_vec(), None, None).unwrap();
-        let v2 = gateway.deploy("tally", v2.to_vec(), None, None).unwrap();
+        gateway.deploy("tally", v1.to_vec(), None).unwrap();
+        let v2 = gateway.deploy("tally", v2.to_vec(), None).unwrap();
         let stop = Arc::new(AtomicBool::new(false));
         let callers: Vec<_> = (0..3)
             .map(|i| {

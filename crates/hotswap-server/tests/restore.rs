@@ -23,16 +23,16 @@ fn a_restart_restores_slots_as_they_were_without_recompiling() {
     let (before, history) = {
         let gateway = open(dir.path());
         gateway
-            .deploy("greet", hotswap_examples::GREET_V1.to_vec(), None, None)
+            .deploy("greet", hotswap_examples::GREET_V1.to_vec(), None)
             .unwrap();
         let v2 = gateway
-            .deploy("greet", hotswap_examples::GREET_V2.to_vec(), None, None)
+            .deploy("greet", hotswap_examples::GREET_V2.to_vec(), None)
             .unwrap();
         gateway
             .rollback("greet", Some(v2.digest), "v2 is loud")
             .unwrap();
         gateway
-            .deploy("count", hotswap_examples::COUNTER.to_vec(), None, None)
+            .deploy("count", hotswap_examples::COUNTER.to_vec(), None)
             .unwrap();
         assert_eq!(gateway.tiers().wasm().cache_stats().compiles, 3);
         (gateway.list(), gateway.events().recent())
@@ -78,10 +78,10 @@ fn a_damaged_artifact_leaves_its_slot_visibly_failed() {
     let (v1, v2) = {
         let gateway = open(dir.path());
         let v1 = gateway
-            .deploy("greet", hotswap_examples::GREET_V1.to_vec(), None, None)
+            .deploy("greet", hotswap_examples::GREET_V1.to_vec(), None)
             .unwrap();
         let v2 = gateway
-            .deploy("greet", hotswap_examples::GREET_V2.to_vec(), None, None)
+            .deploy("greet", hotswap_examples::GREET_V2.to_vec(), None)
             .unwrap();
         (v1, v2)
     };

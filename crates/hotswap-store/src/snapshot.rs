@@ -61,7 +61,7 @@ pub(crate) fn apply(
             writes,
         } => {
             let live = live_bank(&txn.open_table(KV_BANKS)?, slot)?;
-            let (from, to) = (bank_name(slot, live), bank_name(slot, 1 - live.min(1)));
+            let (from, to) = (bank_name(slot, live), bank_name(slot, other(live)));
             // The other bank may hold an older snapshot; this one replaces it.
             clear(txn, KV, &to)?;
             clear(txn, SNAPSHOTS, slot)?;
@@ -71,7 +71,7 @@ pub(crate) fn apply(
                 return Err(ChangeError::Full { keys, limit });
             }
             txn.open_table(KV_COUNTS)?.insert(to.as_str(), keys)?;
-            txn.open_table(KV_BANKS)?.insert(slot, 1 - live.min(1))?;
+            txn.open_table(KV_BANKS)?.insert(slot, other(live))?;
             txn.open_table(SNAPSHOT_OF)?
                 .insert(slot, snapshot_of.as_bytes().as_slice())?;
         }
@@ -86,8 +86,7 @@ pub(crate) fn apply(
                 let keys = copy(txn, SNAPSHOTS, KV, slot, &here)?;
                 txn.open_table(KV_COUNTS)?.insert(here.as_str(), keys)?;
             } else {
-                let back = 1 - live.min(1);
-                txn.open_table(KV_BANKS)?.insert(slot, back)?;
+                txn.open_table(KV_BANKS)?.insert(slot, other(live))?;
             }
             forget(txn, slot)?;
         }
@@ -97,6 +96,11 @@ pub(crate) fn apply(
         forget(txn, slot)?;
     }
     Ok(())
+}
+
+/// The bank that is not `live`.
+fn other(live: u8) -> u8 {
+    1 - live.min(1)
 }
 
 /// Writes bank `to` as bank `from` with `writes` (in key order) laid over
@@ -186,9 +190,9 @@ fn taken_for(txn: &WriteTransaction, slot: &str) -> Result<Option<Digest>, Chang
 /// kept the way stores did before banks.
 fn forget(txn: &WriteTransaction, slot: &str) -> Result<(), ChangeError> {
     let live = live_bank(&txn.open_table(KV_BANKS)?, slot)?;
-    let other = bank_name(slot, 1 - live.min(1));
-    clear(txn, KV, &other)?;
-    txn.open_table(KV_COUNTS)?.remove(other.as_str())?;
+    let snapshot = bank_name(slot, other(live));
+    clear(txn, KV, &snapshot)?;
+    txn.open_table(KV_COUNTS)?.remove(snapshot.as_str())?;
     clear(txn, SNAPSHOTS, slot)?;
     txn.open_table(SNAPSHOT_OF)?.remove(slot)?;
     Ok(())

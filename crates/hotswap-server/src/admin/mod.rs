@@ -197,8 +197,8 @@ async fn deploy(
     let started = std::time::Instant::now();
     let budget = admin.canary_budget;
     let answer = change(StatusCode::CREATED, move || match canary {
-        Some(weight) => gateway.deploy_canary(&slot, body.to_vec(), expected, weight, budget),
-        None => gateway.deploy(&slot, body.to_vec(), expected, None),
+        Some(weight) => gateway.deploy_canary(&slot, body.to_vec(), expected, weight, Some(budget)),
+        None => gateway.deploy(&slot, body.to_vec(), expected),
     })
     .await;
     if answer.status() == StatusCode::CREATED {

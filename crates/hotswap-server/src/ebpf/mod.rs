@@ -377,6 +377,18 @@ impl Programs {
             true => ProgramState::Running,
             false => ProgramState::Missing,
         };
+        // Pins hotswap has no record of: placed by another process through
+        // the library, or by an older hotswap.
+        let (hook, program, revision, sha256, placed_at_ms) = match record {
+            Some(r) => (
+                r.hook.to_string(),
+                r.program,
+                r.revision,
+                r.digest.to_string(),
+                r.placed_at_ms,
+            ),
+            None => (UNKNOWN.into(), UNKNOWN.into(), 0, String::new(), 0),
+        };
         ProgramView {
             state,
             kernel_id: tier.running(&name).ok(),
@@ -385,19 +397,11 @@ impl Programs {
                 .maps(&name)
                 .map(|maps| maps.iter().map(PinnedMap::summary).collect())
                 .unwrap_or_default(),
-            // Pins hotswap has no record of: placed by another process
-            // through the library, or by an older hotswap.
-            hook: record
-                .as_ref()
-                .map_or(UNKNOWN.into(), |r| r.hook.to_string()),
-            program: record
-                .as_ref()
-                .map_or(UNKNOWN.into(), |r| r.program.clone()),
-            revision: record.as_ref().map_or(0, |r| r.revision),
-            sha256: record
-                .as_ref()
-                .map_or(String::new(), |r| r.digest.to_string()),
-            placed_at_ms: record.as_ref().map_or(0, |r| r.placed_at_ms),
+            hook,
+            program,
+            revision,
+            sha256,
+            placed_at_ms,
             name,
         }
     }

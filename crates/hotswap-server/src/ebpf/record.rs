@@ -11,7 +11,6 @@ use serde::{Deserialize, Serialize};
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ProgramRecord {
     /// Where it is attached.
-    #[serde(with = "as_text")]
     pub hook: Hook,
     /// Its name in the object.
     pub program: String,
@@ -48,21 +47,6 @@ impl std::fmt::Display for ProgramState {
 /// the slots': `ebpf/NAME` (no slot name holds a `/`).
 pub fn event_slot(name: &str) -> String {
     format!("ebpf/{name}")
-}
-
-/// A hook as the text `--attach` takes.
-mod as_text {
-    use hotswap_ebpf::Hook;
-    use serde::{Deserialize, Deserializer, Serializer};
-
-    pub fn serialize<S: Serializer>(hook: &Hook, s: S) -> Result<S::Ok, S::Error> {
-        s.collect_str(hook)
-    }
-
-    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Hook, D::Error> {
-        let text = String::deserialize(d)?;
-        text.parse().map_err(serde::de::Error::custom)
-    }
 }
 
 #[cfg(test)]

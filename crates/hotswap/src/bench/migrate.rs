@@ -71,7 +71,7 @@ pub fn main(args: Args) -> anyhow::Result<ExitCode> {
     let dir = tempfile::tempdir()?;
     let (v1, v2) = (hotswap_examples::TALLY_V1, hotswap_examples::TALLY_V2);
     let gateway = Arc::new(open(dir.path())?);
-    gateway.deploy("tally", v1.to_vec(), None, None)?;
+    gateway.deploy("tally", v1.to_vec(), None)?;
     let bar = progress(u64::from(args.keys));
     bar.set_message("filling the slot");
     for i in 0..args.keys {
@@ -116,7 +116,7 @@ pub fn main(args: Args) -> anyhow::Result<ExitCode> {
         (from, epoch.elapsed().as_nanos() as u64)
     };
     let started = Instant::now();
-    let mut active = gateway.deploy("tally", v2.to_vec(), None, None)?.digest;
+    let mut active = gateway.deploy("tally", v2.to_vec(), None)?.digest;
     ups.push(window(started));
     bar.inc(1);
     for _ in 1..args.migrations {
@@ -251,7 +251,7 @@ fn restore(slots: u32) -> anyhow::Result<(u32, f64)> {
         let gateway = open(dir.path())?;
         for i in 0..slots {
             let name = format!("s{i:03}");
-            gateway.deploy(&name, hotswap_examples::GREET_V1.to_vec(), None, None)?;
+            gateway.deploy(&name, hotswap_examples::GREET_V1.to_vec(), None)?;
         }
         gateway.flush()?;
     }
