@@ -56,8 +56,9 @@ pub enum CallError {
         /// The instance cap.
         cap: usize,
     },
-    /// The host cannot run this call where it was made (for instance, a
-    /// WASI plugin called from a single-threaded async runtime).
+    /// The host cannot run this call where it was made (for instance, code
+    /// that needs a blocking thread, called from a single-threaded async
+    /// runtime).
     #[error("the host cannot run this call here: {0}")]
     Host(String),
     /// A fresh instance failed to start (its `init` failed).

@@ -11,7 +11,8 @@ use tokio::sync::broadcast;
 use crate::state::{Note, Revision};
 use crate::{Digest, Journal, JournalError, KvChange, SlotState};
 
-/// The phases of the swap protocol, in order. See DESIGN.md.
+/// The phases of the swap protocol, in order (the diagram at the top of
+/// this crate's docs).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Phase {

@@ -6,8 +6,10 @@
 //!   └──────────┴─────────┴→ failed          └→ rolled-back
 //! ```
 //!
-//! This crate knows nothing of WebAssembly, shared libraries or BPF. A kind of
-//! code plugs in by implementing [`Tier`] (validate and prepare an
+//! This crate runs no WebAssembly, shared library or BPF code, and reads none:
+//! the one thing it knows of them is the magic number that tells a [`Kind`]
+//! apart, so that a slot's records name the tier that runs each revision. A
+//! kind of code plugs in by implementing [`Tier`] (validate and prepare an
 //! [`Artifact`]) and [`Code`] (serve a call, shut down). The slot does the
 //! rest:
 //!

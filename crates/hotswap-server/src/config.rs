@@ -215,7 +215,8 @@ impl Default for CanaryConfig {
     }
 }
 
-/// Limits every plugin runs under (see docs/abi.md).
+/// Limits WASM plugins run under (docs/abi.md). Native code cannot be
+/// interrupted or fenced, so none of them applies to it (docs/native.md).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Limits {

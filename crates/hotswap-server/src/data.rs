@@ -77,8 +77,9 @@ pub(crate) fn router(
     router.with_state(plane)
 }
 
-/// Runs the call on this worker: calls take microseconds, and a stuck one
-/// ends at its deadline. The routing key (the key header, else the peer's
+/// Runs the call on this worker: calls take microseconds. A stuck WASM call
+/// ends at its deadline; a native call has none and runs to completion
+/// (docs/native.md). The routing key (the key header, else the peer's
 /// address) keeps a client on one revision while a canary is on trial.
 fn call(
     plane: &Plane,

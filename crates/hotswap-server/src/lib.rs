@@ -55,7 +55,7 @@ pub use control::{ControlError, Controller, ProcessInfo, ReloadReport, UpgradeRe
 pub use ebpf::{Expect, PlacedView, ProgramError, ProgramView, Programs};
 pub use gateway::{CallFailure, Gateway, GatewayError, GatewayOptions, SlotView};
 pub use http::PROCESS_HEADER;
-pub use metrics::{Metrics, Restored};
+pub use metrics::{Exposition, Metrics, Restored};
 pub use plan::{plan, PlanError, ReloadPlan, Setting};
 pub use tiers::{AnyCode, NativeDisabled, Tiers};
 

@@ -174,11 +174,14 @@ impl Metrics {
         self.native_pinned.set(native.pinned as i64);
     }
 
-    /// The text exposition.
-    pub fn encode(&self) -> String {
+    /// The text exposition, in `format`.
+    pub fn encode(&self, format: Exposition) -> String {
         let mut out = String::new();
         encode(&mut out, &self.registry).expect("writing to a String cannot fail");
-        out
+        match format {
+            Exposition::OpenMetrics => out,
+            Exposition::Prometheus => classic(&out),
+        }
     }
 
     /// The counters (calls, swaps, rollbacks) as text, for the next process
@@ -263,6 +266,72 @@ impl Metrics {
     }
 }
 
+/// The two text formats `/metrics` speaks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Exposition {
+    /// OpenMetrics 1.0, what Prometheus servers ask for.
+    OpenMetrics,
+    /// The Prometheus text format 0.0.4, which `promtool check metrics`,
+    /// older scrapers and people with curl read.
+    Prometheus,
+}
+
+impl Exposition {
+    /// What a scraper's `Accept` header asks for: OpenMetrics when it
+    /// names it, the classic text format otherwise (as Prometheus's own
+    /// client libraries do).
+    pub fn negotiate(accept: Option<&str>) -> Exposition {
+        match accept {
+            Some(a) if a.contains("application/openmetrics-text") => Exposition::OpenMetrics,
+            _ => Exposition::Prometheus,
+        }
+    }
+
+    /// The `Content-Type` of an answer in this format.
+    pub fn content_type(self) -> &'static str {
+        match self {
+            Exposition::OpenMetrics => "application/openmetrics-text; version=1.0.0; charset=utf-8",
+            Exposition::Prometheus => "text/plain; version=0.0.4; charset=utf-8",
+        }
+    }
+}
+
+/// OpenMetrics text as the Prometheus text format: the two differ, for
+/// what this server exports, only in that a counter's `HELP` and `TYPE`
+/// name its `_total` series, and in the `# EOF` and `# UNIT` lines, which
+/// the older format does not have. (prometheus-client writes OpenMetrics
+/// only.)
+fn classic(openmetrics: &str) -> String {
+    let counters: std::collections::HashSet<&str> = openmetrics
+        .lines()
+        .filter_map(|l| l.strip_prefix("# TYPE ")?.strip_suffix(" counter"))
+        .collect();
+    let mut out = String::with_capacity(openmetrics.len());
+    for line in openmetrics.lines() {
+        if line == "# EOF" || line.starts_with("# UNIT ") {
+            continue;
+        }
+        let descriptor = ["# HELP ", "# TYPE "]
+            .into_iter()
+            .find_map(|p| Some((p, line.strip_prefix(p)?)));
+        match descriptor {
+            Some((prefix, rest)) => {
+                let (name, tail) = rest.split_once(' ').unwrap_or((rest, ""));
+                out.push_str(prefix);
+                out.push_str(name);
+                if counters.contains(name) {
+                    out.push_str("_total");
+                }
+                out.push(' ');
+                out.push_str(tail);
+            }
+            None => out.push_str(line),
+        }
+        out.push('\n');
+    }
+    out
+}
+
 /// What [`Metrics::restore`] did.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub struct Restored {
@@ -338,7 +407,7 @@ mod tests {
     use super::*;
 
     fn counters(m: &Metrics) -> Vec<String> {
-        let text = m.encode();
+        let text = m.encode(Exposition::OpenMetrics);
         let mut lines: Vec<String> = text
             .lines()
             .filter(|l| l.contains("_total{"))
@@ -423,5 +492,19 @@ mod tests {
             parse_labels(r#"a="x\"y",b="2""#).unwrap(),
             vec![("a".into(), "x\"y".into()), ("b".into(), "2".into())]
         );
+    }
+
+    #[test]
+    fn the_classic_format_names_counters_by_their_series() {
+        let m = Metrics::new();
+        m.call("greet", Some(&served(1)), "ok", Duration::from_micros(5));
+        let text = m.encode(Exposition::Prometheus);
+        assert!(text.contains("# HELP hotswap_calls_total Plugin calls"), "{text}");
+        assert!(text.contains("# TYPE hotswap_calls_total counter\n"), "{text}");
+        assert!(text.contains("# TYPE hotswap_live_revisions gauge\n"), "{text}");
+        assert!(!text.contains("# EOF"), "{text}");
+        let open = m.encode(Exposition::OpenMetrics);
+        assert!(open.contains("# TYPE hotswap_calls counter\n"), "{open}");
+        assert!(open.ends_with("# EOF\n"), "{open}");
     }
 }

@@ -401,6 +401,48 @@ fn metrics_count_calls_swaps_and_rollbacks() {
     ] {
         assert!(text.contains(&line), "missing `{line}` in:\n{text}");
     }
+    promtool_accepts(&text);
+
+    // A Prometheus server asks for OpenMetrics, and gets it.
+    let mut r = http
+        .get(format!("{admin}/metrics"))
+        .header("accept", "application/openmetrics-text;version=1.0.0,text/plain;q=0.5")
+        .call()
+        .unwrap();
+    let kind = r.headers()["content-type"].to_str().unwrap().to_string();
+    assert!(kind.starts_with("application/openmetrics-text"), "{kind}");
+    let open = r.body_mut().read_to_string().unwrap();
+    assert!(open.contains("# TYPE hotswap_calls counter\n"), "{open}");
+    assert!(open.ends_with("# EOF\n"), "{open}");
+}
+
+/// `promtool check metrics` (Debian's `prometheus` package) finds nothing
+/// to say about `text`: every family has HELP text, names follow the
+/// conventions. Skipped where promtool is missing, except under CI.
+fn promtool_accepts(text: &str) {
+    use std::io::Write;
+    use std::process::{Command, Stdio};
+    let child = Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn();
+    let mut child = match child {
+        Ok(child) => child,
+        Err(e) => {
+            assert!(
+                std::env::var("CI").as_deref() != Ok("true"),
+                "promtool is needed under CI (scripts/setup installs it): {e}"
+            );
+            eprintln!("skipping promtool check: promtool not found ({e})");
+            return;
+        }
+    };
+    child.stdin.take().unwrap().write_all(text.as_bytes()).unwrap();
+    let out = child.wait_with_output().unwrap();
+    let said = String::from_utf8_lossy(&out.stdout) + String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success() && said.trim().is_empty(), "promtool: {said}\nin:\n{text}");
 }
 
 #[test]

@@ -44,16 +44,18 @@ impl Conn {
 pub struct Deploy {
     /// The slot to deploy to (created if new).
     slot: String,
-    /// The module: `.wasm`, or `.wat` text.
+    /// The plugin: a WebAssembly module (`.wasm`, or `.wat` text) or a
+    /// native shared library (`.so`, when the server enables the native
+    /// tier; docs/native.md).
     file: PathBuf,
-    /// Refuse unless the module's sha256 is this.
+    /// Refuse unless the plugin's sha256 is this.
     #[arg(long, value_name = "HEX")]
     sha256: Option<String>,
     /// Deploy as a canary taking this percent of calls, beside the active
     /// revision, until promoted or rolled back.
     #[arg(long, value_name = "PERCENT", value_parser = clap::value_parser!(u8).range(0..=100))]
     canary: Option<u8>,
-    /// The module's signature file (from `hotswap sign`).
+    /// The plugin's signature file (from `hotswap sign`).
     #[arg(long, value_name = "FILE")]
     signature: Option<PathBuf>,
     #[command(flatten)]

@@ -20,7 +20,7 @@ pub struct Keygen {
 
 #[derive(clap::Args)]
 pub struct Sign {
-    /// The module to sign.
+    /// The plugin to sign: a WebAssembly module or a native shared library.
     file: PathBuf,
     /// The secret key file (from `hotswap keygen`).
     #[arg(

@@ -30,7 +30,7 @@ use crate::control::Controller;
 use crate::ebpf::Programs;
 use crate::gateway::{Gateway, GatewayError};
 use crate::http::ConnectionHandle;
-use crate::metrics::Metrics;
+use crate::metrics::{Exposition, Metrics};
 use crate::signing::{SignatureError, Trust};
 
 #[derive(Clone)]
@@ -423,26 +423,22 @@ fn bad_body(example: &str, e: JsonRejection) -> Response {
     )
 }
 
-/// The Prometheus text exposition.
-async fn prometheus(State(admin): State<Admin>) -> Response {
+/// The metrics, as OpenMetrics when the scraper asks for it and in the
+/// Prometheus text format otherwise.
+async fn prometheus(State(admin): State<Admin>, headers: HeaderMap) -> Response {
+    let accept = headers.get(header::ACCEPT).and_then(|v| v.to_str().ok());
+    let format = Exposition::negotiate(accept);
     // Blocking work: the eBPF collector reads every program's maps.
     let text = match tokio::task::spawn_blocking(move || {
         admin.metrics.observe(admin.gateway.tiers());
-        admin.metrics.encode()
+        admin.metrics.encode(format)
     })
     .await
     {
         Ok(text) => text,
         Err(e) => return internal(e),
     };
-    (
-        [(
-            header::CONTENT_TYPE,
-            "application/openmetrics-text; version=1.0.0; charset=utf-8",
-        )],
-        text,
-    )
-        .into_response()
+    ([(header::CONTENT_TYPE, format.content_type())], text).into_response()
 }
 
 #[derive(Deserialize)]
