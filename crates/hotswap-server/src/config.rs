@@ -24,7 +24,9 @@ use serde::{Deserialize, Serialize};
 /// require_signature = false      # refuse unsigned modules
 ///
 /// [canary]
-/// key_header = "x-hotswap-key"  # keeps a client on one revision (else its IP does)
+/// key_header = "x-hotswap-key"  # keeps a client on one revision
+/// trusted_proxies = ["10.0.0.0/8"]  # read the client's address from these peers' Forwarded
+/// key_by_peer = false            # true: a direct peer's address keeps it on one revision
 /// error_budget = 0.05            # a canary failing more than this share of calls...
 /// window_secs = 30               # ...over this window (once it served min_calls)...
 /// min_calls = 20                 # ...is rolled back automatically
@@ -180,9 +182,20 @@ impl Default for UpgradeConfig {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct CanaryConfig {
-    /// The request header whose value keeps a client on one revision; without
-    /// it, the client's IP address does.
+    /// The request header whose value keeps a client on one revision.
+    /// Without it, the client's address does when it is known (see
+    /// `trusted_proxies` and `key_by_peer`); otherwise each request is
+    /// routed by the canary's weight on its own.
     pub key_header: String,
+    /// Peers (addresses or CIDR networks) that are proxies of this server:
+    /// from them, and only from them, the client's address is read from
+    /// `Forwarded` or `X-Forwarded-For`.
+    pub trusted_proxies: Vec<String>,
+    /// Whether a peer that is not a trusted proxy is itself the client, so
+    /// that its address keeps it on one revision. Off by default: behind a
+    /// load balancer every request would have one key, and go to one
+    /// revision.
+    pub key_by_peer: bool,
     /// The share of a canary's calls that may fail (0.0–1.0) over `window_secs`
     /// before it is rolled back automatically.
     pub error_budget: f64,
@@ -193,6 +206,34 @@ pub struct CanaryConfig {
 }
 
 impl CanaryConfig {
+    /// How requests are keyed for routing, as these settings say.
+    pub(crate) fn key_policy(&self) -> Result<crate::client_key::KeyPolicy, ConfigError> {
+        let header = axum::http::HeaderName::try_from(self.key_header.as_str()).map_err(|_| {
+            ConfigError::Invalid(format!(
+                "canary.key_header `{}` is not a header name",
+                self.key_header
+            ))
+        })?;
+        let trusted = self
+            .trusted_proxies
+            .iter()
+            .map(|p| {
+                let net = p.parse::<ipnet::IpNet>();
+                net.or_else(|_| p.parse::<std::net::IpAddr>().map(ipnet::IpNet::from))
+                    .map_err(|_| {
+                        ConfigError::Invalid(format!(
+                            "canary.trusted_proxies: `{p}` is neither an address nor a network like 10.0.0.0/8"
+                        ))
+                    })
+            })
+            .collect::<Result<_, _>>()?;
+        Ok(crate::client_key::KeyPolicy::new(
+            header,
+            trusted,
+            self.key_by_peer,
+        ))
+    }
+
     /// The error budget a canary started now is judged against, for the
     /// canary's state.
     pub fn budget(&self) -> hotswap_core::ErrorBudget {
@@ -208,6 +249,8 @@ impl Default for CanaryConfig {
     fn default() -> Self {
         CanaryConfig {
             key_header: "x-hotswap-key".into(),
+            trusted_proxies: Vec::new(),
+            key_by_peer: false,
             error_budget: 0.05,
             window_secs: 30,
             min_calls: 20,
@@ -376,12 +419,7 @@ impl ServerConfig {
                 "canary.error_budget must be within 0.0-1.0 and canary.window_secs above 0".into(),
             ));
         }
-        axum::http::HeaderName::try_from(c.key_header.as_str()).map_err(|_| {
-            ConfigError::Invalid(format!(
-                "canary.key_header `{}` is not a header name",
-                c.key_header
-            ))
-        })?;
+        c.key_policy()?;
         Ok(())
     }
 

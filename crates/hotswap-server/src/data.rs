@@ -6,12 +6,13 @@ use axum::body::Bytes;
 use std::net::SocketAddr;
 
 use axum::extract::{ConnectInfo, Path, State};
-use axum::http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, Uri};
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{any, post};
 use axum::Router;
 use hotswap_core::{CallError, Served};
 
+use crate::client_key::KeyPolicy;
 use crate::config::Route;
 use crate::envelope::{RequestEnvelope, ResponseEnvelope};
 use crate::gateway::{CallFailure, Gateway};
@@ -21,7 +22,7 @@ use crate::metrics::Metrics;
 #[derive(Clone)]
 struct Plane {
     gateway: Arc<Gateway>,
-    key_header: HeaderName,
+    keys: KeyPolicy,
     metrics: Arc<Metrics>,
 }
 
@@ -30,12 +31,12 @@ struct Plane {
 pub(crate) fn router(
     gateway: Arc<Gateway>,
     routes: &[Route],
-    key_header: &str,
+    keys: KeyPolicy,
     metrics: Arc<Metrics>,
 ) -> Router {
     let plane = Plane {
         gateway,
-        key_header: HeaderName::try_from(key_header).expect("checked with the config"),
+        keys,
         metrics,
     };
     let mut router = Router::new();
@@ -79,8 +80,8 @@ pub(crate) fn router(
 
 /// Runs the call on this worker: calls take microseconds. A stuck WASM call
 /// ends at its deadline; a native call has none and runs to completion
-/// (docs/native.md). The routing key (the key header, else the peer's
-/// address) keeps a client on one revision while a canary is on trial.
+/// (docs/native.md). The routing key (see `client_key`) keeps a client on
+/// one revision while a canary is on trial.
 fn call(
     plane: &Plane,
     slot: &str,
@@ -103,15 +104,9 @@ fn invoke(
     headers: &HeaderMap,
     input: &[u8],
 ) -> Result<(Vec<u8>, Served), Box<Response>> {
-    let key = match headers.get(&plane.key_header) {
-        Some(v) => stable_hash(v.as_bytes()),
-        None => match peer.ip() {
-            std::net::IpAddr::V4(ip) => stable_hash(&ip.octets()),
-            std::net::IpAddr::V6(ip) => stable_hash(&ip.octets()),
-        },
-    };
+    let key = plane.keys.key(peer.ip(), headers);
     let started = std::time::Instant::now();
-    let result = plane.gateway.call(slot, input, Some(key));
+    let result = plane.gateway.call(slot, input, key);
     let took = started.elapsed();
     match result {
         Ok((output, served)) => {
@@ -169,15 +164,6 @@ fn call_enveloped(
             r
         }
     }
-}
-
-/// The same bytes give the same number in every process of this build, so
-/// a client keeps its revision across requests and restarts.
-fn stable_hash(bytes: &[u8]) -> u64 {
-    use std::hash::{DefaultHasher, Hasher};
-    let mut h = DefaultHasher::new();
-    h.write(bytes);
-    h.finish()
 }
 
 /// What a failed call means over HTTP: its status, its kind (for

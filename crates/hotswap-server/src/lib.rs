@@ -27,6 +27,7 @@
 
 mod admin;
 mod budget;
+mod client_key;
 mod config;
 mod control;
 mod data;

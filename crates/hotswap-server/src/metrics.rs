@@ -499,9 +499,18 @@ mod tests {
         let m = Metrics::new();
         m.call("greet", Some(&served(1)), "ok", Duration::from_micros(5));
         let text = m.encode(Exposition::Prometheus);
-        assert!(text.contains("# HELP hotswap_calls_total Plugin calls"), "{text}");
-        assert!(text.contains("# TYPE hotswap_calls_total counter\n"), "{text}");
-        assert!(text.contains("# TYPE hotswap_live_revisions gauge\n"), "{text}");
+        assert!(
+            text.contains("# HELP hotswap_calls_total Plugin calls"),
+            "{text}"
+        );
+        assert!(
+            text.contains("# TYPE hotswap_calls_total counter\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("# TYPE hotswap_live_revisions gauge\n"),
+            "{text}"
+        );
         assert!(!text.contains("# EOF"), "{text}");
         let open = m.encode(Exposition::OpenMetrics);
         assert!(open.contains("# TYPE hotswap_calls counter\n"), "{open}");

@@ -172,7 +172,10 @@ impl Running {
         data::router(
             self.gateway.clone(),
             &config.routes,
-            &config.canary.key_header,
+            config
+                .canary
+                .key_policy()
+                .expect("checked when the config was read"),
             self.metrics.clone(),
         )
     }

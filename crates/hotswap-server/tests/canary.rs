@@ -21,6 +21,94 @@ fn call_as(http: &ureq::Agent, url: &str, key: &str) -> (u16, String, bool) {
     )
 }
 
+/// Calls `url` `n` times with `headers` and counts the canary's answers.
+fn canary_share(http: &ureq::Agent, url: &str, n: u32, headers: &[(&str, String)]) -> u32 {
+    (0..n)
+        .map(|_| {
+            let mut req = http.post(url);
+            for (name, value) in headers {
+                req = req.header(*name, value);
+            }
+            let r = req.send(&b"c"[..]).unwrap();
+            assert_eq!(r.status().as_u16(), 200);
+            r.headers().get("x-hotswap-canary").is_some() as u32
+        })
+        .sum()
+}
+
+fn deploy_canary(http: &ureq::Agent, admin: &str, weight: u8) {
+    let r = post(
+        http,
+        &format!("{admin}/v1/slots/greet/revisions?canary={weight}"),
+        hotswap_examples::GREET_V2,
+    );
+    assert_eq!(r.status, 201, "{}", r.body);
+}
+
+#[test]
+fn from_one_address_without_a_key_a_canary_still_takes_its_weight() {
+    // Every request comes from 127.0.0.1, as from a load balancer. Keyed by
+    // that address, a 10 % canary would get all of them or none.
+    let dir = tempfile::tempdir().unwrap();
+    let server = start(config(dir.path()));
+    let http = client();
+    deploy_canary(&http, &format!("http://{}", server.admin), 10);
+    let greet = format!("http://{}/greet", server.data);
+    let n = 4000;
+    let to_canary = canary_share(&http, &greet, n, &[]);
+    // 10 % of 4000 is 400, with a standard deviation of 19: ±100 is 5 of them.
+    assert!(
+        (300..=500).contains(&to_canary),
+        "the canary took {to_canary} of {n} requests"
+    );
+}
+
+#[test]
+fn behind_a_trusted_proxy_each_forwarded_client_sticks_to_its_revision() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = start(hotswap_server::ServerConfig {
+        canary: hotswap_server::CanaryConfig {
+            trusted_proxies: vec!["127.0.0.1".into()],
+            ..Default::default()
+        },
+        ..config(dir.path())
+    });
+    let http = client();
+    deploy_canary(&http, &format!("http://{}", server.admin), 30);
+    let greet = format!("http://{}/greet", server.data);
+    let mut sticky_canaries = 0;
+    for i in 0..200u32 {
+        let client = format!("192.0.2.{}, 10.0.{}.{}", i % 250, i / 250, i % 250 + 1);
+        // The proxy is trusted, the hop before it (10.x) is not: the client
+        // is the 10.x address, and each one always lands on one revision.
+        let forwarded = [("x-forwarded-for", client)];
+        let share = canary_share(&http, &greet, 5, &forwarded);
+        assert!(
+            share == 0 || share == 5,
+            "client {i} moved ({share} of 5 on the canary)"
+        );
+        sticky_canaries += (share == 5) as u32;
+    }
+    // 30 % of 200 clients is 60, standard deviation 6.5.
+    assert!(
+        (30..=90).contains(&sticky_canaries),
+        "{sticky_canaries} of 200 clients"
+    );
+
+    // The same header from a peer that is not trusted is ignored: with no
+    // key, requests split by weight instead of sticking.
+    let untrusted = tempfile::tempdir().unwrap();
+    let server = start(config(untrusted.path()));
+    deploy_canary(&http, &format!("http://{}", server.admin), 50);
+    let greet = format!("http://{}/greet", server.data);
+    let forged = [("x-forwarded-for", "192.0.2.1".to_string())];
+    let share = canary_share(&http, &greet, 400, &forged);
+    assert!(
+        (100..=300).contains(&share),
+        "{share} of 400 forged-header requests on the canary"
+    );
+}
+
 #[test]
 fn a_canary_takes_its_weight_sticks_per_key_and_can_be_promoted() {
     let dir = tempfile::tempdir().unwrap();

@@ -406,7 +406,10 @@ fn metrics_count_calls_swaps_and_rollbacks() {
     // A Prometheus server asks for OpenMetrics, and gets it.
     let mut r = http
         .get(format!("{admin}/metrics"))
-        .header("accept", "application/openmetrics-text;version=1.0.0,text/plain;q=0.5")
+        .header(
+            "accept",
+            "application/openmetrics-text;version=1.0.0,text/plain;q=0.5",
+        )
         .call()
         .unwrap();
     let kind = r.headers()["content-type"].to_str().unwrap().to_string();
@@ -439,10 +442,18 @@ fn promtool_accepts(text: &str) {
             return;
         }
     };
-    child.stdin.take().unwrap().write_all(text.as_bytes()).unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(text.as_bytes())
+        .unwrap();
     let out = child.wait_with_output().unwrap();
     let said = String::from_utf8_lossy(&out.stdout) + String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success() && said.trim().is_empty(), "promtool: {said}\nin:\n{text}");
+    assert!(
+        out.status.success() && said.trim().is_empty(),
+        "promtool: {said}\nin:\n{text}"
+    );
 }
 
 #[test]
