@@ -51,6 +51,10 @@ use serde::{Deserialize, Serialize};
 /// memory_cap_mib = 64
 /// instance_cap = 16
 ///
+/// [tls]                          # the data plane over HTTPS (HTTP/2 and HTTP/1.1 by ALPN)
+/// cert = "/etc/hotswap/cert.pem" # certificate chain, PEM; read again at every reload
+/// key = "/etc/hotswap/key.pem"   # its private key, PEM
+///
 /// [[routes]]
 /// path = "/hello"
 /// slot = "greet"
@@ -103,6 +107,9 @@ pub struct ServerConfig {
     pub native: NativeConfig,
     /// The eBPF tier.
     pub ebpf: EbpfConfig,
+    /// The data plane over HTTPS; without it, plain HTTP. Either way
+    /// HTTP/1.1 and HTTP/2 are served on the one listener.
+    pub tls: Option<crate::tls::TlsConfig>,
 }
 
 /// Native plugins: shared libraries that run unsandboxed in the server.
@@ -306,6 +313,7 @@ impl Default for ServerConfig {
             upgrade: UpgradeConfig::default(),
             native: NativeConfig::default(),
             ebpf: EbpfConfig::default(),
+            tls: None,
         }
     }
 }
@@ -342,6 +350,9 @@ pub enum ConfigError {
     /// The settings do not make sense.
     #[error("invalid setting: {0}")]
     Invalid(String),
+    /// The certificate or key of `[tls]` cannot be used.
+    #[error(transparent)]
+    Tls(#[from] crate::tls::TlsError),
 }
 
 impl ServerConfig {

@@ -1,12 +1,19 @@
-//! Serving HTTP/1 connections from our own accept loops, so that the
-//! server can stop accepting and drain on its own terms.
+//! Serving HTTP connections from our own accept loops, so that the server
+//! can stop accepting and drain on its own terms.
+//!
+//! Each listener speaks HTTP/1.1 and HTTP/2 (prior knowledge, or chosen by
+//! ALPN under TLS) on the same port, and TLS when its [`Surface`] has a
+//! rustls config; a reload swaps that config for connections accepted
+//! after it.
 //!
 //! A drain (before an upgrade hands over, or at shutdown) must finish every
 //! request in flight and close keep-alive connections without cutting a
 //! request a client has just sent. So, once draining:
-//! - every response carries `Connection: close`, and the connection closes
-//!   after it: a busy client learns to reconnect (to the new process) from
-//!   its next answer;
+//! - every HTTP/1 response carries `Connection: close`, and the connection
+//!   closes after it: a busy client learns to reconnect (to the new
+//!   process) from its next answer; an HTTP/2 connection gets a GOAWAY at
+//!   once, which lets its open streams finish and tells the client to open
+//!   new ones elsewhere;
 //! - a connection that has sent nothing for `idle_grace` is closed (a
 //!   client that idle rarely sends at that very moment, and then only on a
 //!   connection it must already be ready to find closed);
@@ -21,11 +28,13 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use arc_swap::ArcSwap;
+use arc_swap::{ArcSwap, ArcSwapOption};
 use axum::extract::ConnectInfo;
-use axum::http::{header, HeaderName, HeaderValue, Request};
+use axum::http::{header, HeaderName, HeaderValue, Request, Version};
 use axum::Router;
-use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto;
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpListener;
 use tokio::sync::{watch, Notify};
 use tokio::time::Instant;
@@ -34,6 +43,27 @@ use tower::ServiceExt;
 /// Every response carries this header: the generation of the process that
 /// answered (1 for a process started by hand, +1 per upgrade).
 pub const PROCESS_HEADER: HeaderName = HeaderName::from_static("x-hotswap-process");
+
+/// How long a client may take over its TLS handshake before the connection
+/// is dropped (so that a silent one does not hold a drain).
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// What one listener serves: the current router, and the current TLS
+/// config (none: plain HTTP). A reload replaces either in place.
+#[derive(Clone)]
+pub(crate) struct Surface {
+    pub router: Arc<ArcSwap<Router>>,
+    pub tls: Arc<ArcSwapOption<rustls::ServerConfig>>,
+}
+
+impl Surface {
+    pub(crate) fn new(router: Router, tls: Option<Arc<rustls::ServerConfig>>) -> Surface {
+        Surface {
+            router: Arc::new(ArcSwap::from_pointee(router)),
+            tls: Arc::new(ArcSwapOption::new(tls)),
+        }
+    }
+}
 
 /// How a drain treats connections.
 #[derive(Debug, Clone, Copy)]
@@ -170,10 +200,10 @@ impl ConnectionHandle {
 }
 
 /// Accepts on `listener` until `stop` turns true, serving each connection
-/// with the current `router`.
+/// with what `surface` holds when it is accepted.
 pub(crate) async fn accept(
     listener: Arc<TcpListener>,
-    router: Arc<ArcSwap<Router>>,
+    surface: Surface,
     connections: Arc<Connections>,
     mut stop: watch::Receiver<bool>,
 ) {
@@ -187,7 +217,27 @@ pub(crate) async fn accept(
             Ok((stream, peer)) => {
                 let _ = stream.set_nodelay(true);
                 connections.opened();
-                tokio::spawn(serve(stream, peer, router.clone(), connections.clone()));
+                let (router, tls) = (surface.router.clone(), surface.tls.load_full());
+                let connections = connections.clone();
+                tokio::spawn(async move {
+                    match tls {
+                        None => serve(stream, peer, router, &connections).await,
+                        Some(tls) => {
+                            let handshake = tokio_rustls::TlsAcceptor::from(tls).accept(stream);
+                            match tokio::time::timeout(HANDSHAKE_TIMEOUT, handshake).await {
+                                Ok(Ok(stream)) => serve(stream, peer, router, &connections).await,
+                                Ok(Err(e)) => {
+                                    tracing::debug!(%peer, error = %e, "TLS handshake failed");
+                                    connections.close();
+                                }
+                                Err(_) => {
+                                    tracing::debug!(%peer, "TLS handshake timed out");
+                                    connections.close();
+                                }
+                            }
+                        }
+                    }
+                });
             }
             // Out of descriptors and the like: back off briefly rather than
             // spin; connections wait in the backlog meanwhile.
@@ -199,40 +249,50 @@ pub(crate) async fn accept(
     }
 }
 
-/// One connection, from accept to close.
-async fn serve(
-    stream: tokio::net::TcpStream,
+/// One connection, from its first byte to close.
+async fn serve<I>(
+    stream: I,
     peer: SocketAddr,
     router: Arc<ArcSwap<Router>>,
-    connections: Arc<Connections>,
-) {
+    connections: &Arc<Connections>,
+) where
+    I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
     let handle = ConnectionHandle {
         exempt: Arc::new(AtomicBool::new(false)),
         connections: connections.clone(),
     };
+    // Set by the first HTTP/2 request: such a connection drains by GOAWAY.
+    let h2 = Arc::new(AtomicBool::new(false));
     let draining = connections.draining.subscribe();
     let service = {
-        let handle = handle.clone();
+        let (handle, h2) = (handle.clone(), h2.clone());
         hyper::service::service_fn(move |request: Request<hyper::body::Incoming>| {
             let mut request = request.map(axum::body::Body::new);
             request.extensions_mut().insert(ConnectInfo(peer));
             request.extensions_mut().insert(handle.clone());
             let router = Router::clone(&router.load());
             let connections = handle.connections.clone();
+            let is_h2 = request.version() == Version::HTTP_2;
+            if is_h2 {
+                h2.store(true, Ordering::Relaxed);
+            }
             async move {
                 let mut response = router.oneshot(request).await?;
                 let headers = response.headers_mut();
                 headers.insert(PROCESS_HEADER, connections.generation.clone());
-                if connections.draining.borrow().is_some() {
+                // HTTP/2 has no `Connection` header (GOAWAY does its work).
+                if !is_h2 && connections.draining.borrow().is_some() {
                     headers.insert(header::CONNECTION, HeaderValue::from_static("close"));
                 }
                 Ok::<_, Infallible>(response)
             }
         })
     };
-    let connection = hyper::server::conn::http1::Builder::new()
-        .timer(TokioTimer::new())
-        .serve_connection(TokioIo::new(stream), service);
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    builder.http1().timer(TokioTimer::new());
+    builder.http2().timer(TokioTimer::new());
+    let connection = builder.serve_connection(TokioIo::new(stream), service);
     tokio::pin!(connection);
     let mut draining = draining;
     let drain = tokio::select! {
@@ -244,12 +304,14 @@ async fn serve(
         deadline,
     }) = drain
     {
-        // A busy connection ends after its next response (it says
-        // `Connection: close`); give an idle one the grace period.
-        let ended = tokio::select! {
-            _ = connection.as_mut() => true,
-            _ = tokio::time::sleep_until(close_idle) => false,
-        };
+        // A busy HTTP/1 connection ends after its next response (it says
+        // `Connection: close`); give an idle one the grace period. HTTP/2
+        // gets its GOAWAY now.
+        let ended = !h2.load(Ordering::Relaxed)
+            && tokio::select! {
+                _ = connection.as_mut() => true,
+                _ = tokio::time::sleep_until(close_idle) => false,
+            };
         if !ended {
             // Closes it now if idle, else after the response in progress.
             connection.as_mut().graceful_shutdown();

@@ -40,6 +40,7 @@ mod plan;
 mod process;
 pub mod signing;
 mod tiers;
+mod tls;
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -59,6 +60,7 @@ pub use http::PROCESS_HEADER;
 pub use metrics::{Exposition, Metrics, Restored};
 pub use plan::{plan, PlanError, ReloadPlan, Setting};
 pub use tiers::{AnyCode, NativeDisabled, Tiers};
+pub use tls::{TlsConfig, TlsError};
 
 /// The slot the example plugin is deployed to on a first start.
 pub const EXAMPLE_SLOT: &str = "greet";
@@ -112,6 +114,7 @@ pub struct Server {
     metrics: Arc<Metrics>,
     data: TcpListener,
     admin: TcpListener,
+    tls: Option<Arc<rustls::ServerConfig>>,
     controller: Controller,
     commands: tokio::sync::mpsc::Receiver<control::Command>,
 }
@@ -137,6 +140,14 @@ impl Server {
         upgrader: Arc<Upgrader>,
     ) -> Result<Server, ServerError> {
         config.check()?;
+        // Before anything binds: a missing or bad certificate is an error
+        // at start, not at the first handshake.
+        let tls = config
+            .tls
+            .as_ref()
+            .map(TlsConfig::load)
+            .transpose()
+            .map_err(ConfigError::from)?;
         upgrader.configure(|o| process::apply_upgrade_options(o, &config));
         let listen = |name: &'static str, addr: SocketAddr| {
             process::to_tokio(upgrader.listen(name, addr)?)
@@ -223,6 +234,7 @@ impl Server {
             controller,
             commands,
             config,
+            tls,
         })
     }
 
@@ -283,7 +295,7 @@ impl Server {
             commands: self.commands,
             controller: self.controller,
         }
-        .run(self.config, self.data, self.admin, shutdown)
+        .run(self.config, self.tls, self.data, self.admin, shutdown)
         .await
     }
 }

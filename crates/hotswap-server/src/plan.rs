@@ -18,6 +18,9 @@ pub enum Setting {
     Admin,
     /// HTTP paths mapped to slots.
     Routes,
+    /// The data plane's certificate: read again from its files at every
+    /// reload that has `[tls]`, so that a rotated certificate applies.
+    Tls,
     /// How canaries are routed and judged.
     Canary,
     /// Limits for revisions deployed from now on.
@@ -133,6 +136,12 @@ pub fn plan(old: &ServerConfig, new: &ServerConfig) -> Result<ReloadPlan, PlanEr
     change(S::Listen, new.listen != old.listen, None);
     change(S::Admin, new.admin != old.admin, None);
     change(S::Routes, new.routes != old.routes, None);
+    let tls = match (&old.tls, &new.tls) {
+        (_, Some(_)) => Some("the certificate and key are read again; connections accepted from now on use them, open ones keep theirs"),
+        (Some(_), None) => Some("the data plane serves plain HTTP to connections accepted from now on"),
+        (None, None) => None,
+    };
+    change(S::Tls, tls.is_some(), tls);
     let budget_changed = new.canary.budget() != old.canary.budget();
     change(
         S::Canary,

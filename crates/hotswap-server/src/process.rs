@@ -15,7 +15,7 @@ use crate::config::{CanaryConfig, ConfigError, ServerConfig};
 use crate::control::{Command, Controller, ReloadReport, UpgradeReport};
 use crate::ebpf::Programs;
 use crate::gateway::Gateway;
-use crate::http::{self, Connections, DrainTiming};
+use crate::http::{self, Connections, DrainTiming, Surface};
 use crate::metrics::Metrics;
 use crate::plan::{plan, PlanError, Setting};
 use crate::{admin, data, ConfigSource, Exit, ServerError};
@@ -30,7 +30,7 @@ struct Accepting {
 impl Accepting {
     fn start(
         listener: Arc<TcpListener>,
-        router: &Arc<ArcSwap<Router>>,
+        surface: &Surface,
         connections: &Arc<Connections>,
     ) -> Accepting {
         let mut accepting = Accepting {
@@ -38,7 +38,7 @@ impl Accepting {
             stop: watch::Sender::new(true),
             task: None,
         };
-        accepting.resume(router, connections);
+        accepting.resume(surface, connections);
         accepting
     }
 
@@ -52,12 +52,12 @@ impl Accepting {
     }
 
     /// Accepts again.
-    fn resume(&mut self, router: &Arc<ArcSwap<Router>>, connections: &Arc<Connections>) {
+    fn resume(&mut self, surface: &Surface, connections: &Arc<Connections>) {
         let (stop, rx) = watch::channel(false);
         self.stop = stop;
         self.task = Some(tokio::spawn(http::accept(
             self.listener.clone(),
-            router.clone(),
+            surface.clone(),
             connections.clone(),
             rx,
         )));
@@ -84,8 +84,10 @@ struct Live {
     config: ServerConfig,
     data: Accepting,
     admin: Accepting,
-    data_router: Arc<ArcSwap<Router>>,
-    admin_router: Arc<ArcSwap<Router>>,
+    /// What the data plane serves: the gateway, over TLS when configured.
+    data_surface: Surface,
+    /// What the admin listener serves (plain HTTP).
+    admin_surface: Surface,
     canary: Arc<ArcSwap<CanaryConfig>>,
 }
 
@@ -93,6 +95,7 @@ impl Running {
     pub(crate) async fn run(
         mut self,
         config: ServerConfig,
+        tls: Option<Arc<rustls::ServerConfig>>,
         data: TcpListener,
         admin: TcpListener,
         shutdown: impl std::future::Future<Output = ()> + Send + 'static,
@@ -109,14 +112,14 @@ impl Running {
             canary.clone(),
             stop_rx,
         ));
-        let data_router = Arc::new(ArcSwap::from_pointee(self.data_router(&config)));
-        let admin_router = Arc::new(ArcSwap::from_pointee(self.admin_router(&config)?));
+        let data_surface = Surface::new(self.data_router(&config), tls);
+        let admin_surface = Surface::new(self.admin_router(&config)?, None);
         let mut live = Live {
-            data: Accepting::start(Arc::new(data), &data_router, &connections),
-            admin: Accepting::start(Arc::new(admin), &admin_router, &connections),
+            data: Accepting::start(Arc::new(data), &data_surface, &connections),
+            admin: Accepting::start(Arc::new(admin), &admin_surface, &connections),
             config,
-            data_router,
-            admin_router,
+            data_surface,
+            admin_surface,
             canary,
         };
 
@@ -259,8 +262,8 @@ impl Running {
                     tracing::error!(error = %e, "cannot take the store back; deploys and kv calls fail until a restart");
                 }
                 connections.resume();
-                live.data.resume(&live.data_router, connections);
-                live.admin.resume(&live.admin_router, connections);
+                live.data.resume(&live.data_surface, connections);
+                live.admin.resume(&live.admin_surface, connections);
                 Err(format!("{why}; this process serves on"))
             }
         }
@@ -306,14 +309,21 @@ impl Running {
             None
         };
         let admin_router = self.admin_router(&next)?;
+        // Certificates are read again at every reload (rotation); a bad one
+        // refuses the whole reload and the old one serves on.
+        let tls = next.tls.as_ref().map(crate::TlsConfig::load);
+        let tls = tls.transpose().map_err(ConfigError::from)?;
         self.gateway
             .set_limits(&wasm)
             .map_err(|e| ConfigError::Invalid(format!("limits: {e}")))?;
 
         // Committed: nothing below can fail.
         self.gateway.tiers().set_native_enabled(next.native.enabled);
-        live.data_router.store(Arc::new(self.data_router(&next)));
-        live.admin_router.store(Arc::new(admin_router));
+        live.data_surface
+            .router
+            .store(Arc::new(self.data_router(&next)));
+        live.data_surface.tls.store(tls);
+        live.admin_surface.router.store(Arc::new(admin_router));
         live.canary.store(Arc::new(next.canary.clone()));
         self.upgrader.configure(|o| apply_upgrade_options(o, &next));
         if let Some(listener) = new_data {
@@ -321,7 +331,7 @@ impl Running {
                 "data",
                 &mut live.data,
                 listener,
-                &live.data_router,
+                &live.data_surface,
                 connections,
             )
             .await;
@@ -331,7 +341,7 @@ impl Running {
                 "admin",
                 &mut live.admin,
                 listener,
-                &live.admin_router,
+                &live.admin_surface,
                 connections,
             )
             .await;
@@ -349,7 +359,7 @@ impl Running {
         name: &str,
         accepting: &mut Accepting,
         listener: Arc<TcpListener>,
-        router: &Arc<ArcSwap<Router>>,
+        surface: &Surface,
         connections: &Arc<Connections>,
     ) {
         let registered = self.upgrader.register(name, &*listener);
@@ -359,7 +369,8 @@ impl Running {
             self.upgrader.forget(name);
             tracing::warn!(error = %e, "the next process will not inherit the new {name} listener; the next upgrade binds it anew");
         }
-        let mut old = std::mem::replace(accepting, Accepting::start(listener, router, connections));
+        let mut old =
+            std::mem::replace(accepting, Accepting::start(listener, surface, connections));
         old.pause().await;
     }
 }

@@ -47,6 +47,11 @@ pub fn config(dir: &Path) -> ServerConfig {
 
 /// Starts a server and returns once both listeners are bound.
 pub fn start(config: ServerConfig) -> Running {
+    start_with(config, None)
+}
+
+/// Like [`start`], reloading (`POST /v1/reload`) from `source`.
+pub fn start_with(config: ServerConfig, source: Option<hotswap_server::ConfigSource>) -> Running {
     let (ready_tx, ready_rx) = std::sync::mpsc::channel();
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
     let thread = std::thread::spawn(move || {
@@ -56,7 +61,10 @@ pub fn start(config: ServerConfig) -> Running {
             .build()
             .unwrap();
         rt.block_on(async move {
-            let server = Server::bind(config).await.expect("server starts");
+            let mut server = Server::bind(config).await.expect("server starts");
+            if let Some(source) = source {
+                server = server.reload_from(source);
+            }
             ready_tx
                 .send((server.data_addr(), server.admin_addr()))
                 .unwrap();

@@ -1,6 +1,7 @@
 //! `hotswap bench http`: requests per second and latency through
 //! `hotswap serve` against a bare hyper server answering the same bytes,
-//! side by side in one run, and the same while deploying 10 times a second.
+//! side by side in one run, and the same while deploying 10 times a second;
+//! then the same comparison over HTTP/2 and over TLS (`proto`).
 
 use std::net::SocketAddr;
 use std::process::ExitCode;
@@ -11,6 +12,8 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use hdrhistogram::Histogram;
 use hotswap_server::{Server, ServerConfig};
+
+use super::proto;
 use serde::Serialize;
 
 #[derive(clap::Args)]
@@ -43,19 +46,29 @@ struct Report {
     failed_while_deploying: u64,
     deploys: u64,
     clients: usize,
+    /// HTTP/2 with prior knowledge, one stream at a time per connection.
+    h2_rps: f64,
+    h2_baseline_rps: f64,
+    h2_ratio: f64,
+    h2_failed: u64,
+    /// HTTPS (TLS 1.3, HTTP/1.1 keep-alive).
+    tls_rps: f64,
+    tls_baseline_rps: f64,
+    tls_ratio: f64,
+    tls_failed: u64,
 }
 
 /// What one stretch of load measured.
 #[derive(Default)]
-struct Tally {
-    ok: u64,
-    failed: u64,
-    elapsed: Duration,
-    hist: Option<Histogram<u64>>,
+pub(super) struct Tally {
+    pub ok: u64,
+    pub failed: u64,
+    pub elapsed: Duration,
+    pub hist: Option<Histogram<u64>>,
 }
 
 impl Tally {
-    fn add(&mut self, other: Tally) {
+    pub fn add(&mut self, other: Tally) {
         self.ok += other.ok;
         self.failed += other.failed;
         self.elapsed += other.elapsed;
@@ -148,7 +161,29 @@ pub fn main(args: Args) -> anyhow::Result<ExitCode> {
     );
     eprintln!("\r{:60}", "");
     let _ = stop.send(());
+
+    let certs = tempfile::tempdir().context("cannot make a temporary directory")?;
+    let cert = proto::TestCert::new(certs.path())?;
+    let h2 = proto::Proto {
+        h2: true,
+        tls: None,
+    };
+    let tls = proto::Proto {
+        h2: false,
+        tls: Some(cert.client.clone()),
+    };
+    let (h2_base, h2_hot) = protocol_run(&runtime, "HTTP/2", &h2, None, clients, args.seconds)?;
+    let (tls_base, tls_hot) = protocol_run(
+        &runtime,
+        "TLS",
+        &tls,
+        Some(&cert.server),
+        clients,
+        args.seconds,
+    )?;
+    eprintln!("\r{:60}", "");
     drop(runtime);
+    let ratio = |hot: &Tally, base: &Tally| hot.rps() / base.rps().max(1e-9);
 
     let report = Report {
         rps: hot.rps(),
@@ -162,6 +197,14 @@ pub fn main(args: Args) -> anyhow::Result<ExitCode> {
         failed_while_deploying: during.failed,
         deploys,
         clients,
+        h2_rps: h2_hot.rps(),
+        h2_baseline_rps: h2_base.rps(),
+        h2_ratio: ratio(&h2_hot, &h2_base),
+        h2_failed: h2_hot.failed + h2_base.failed,
+        tls_rps: tls_hot.rps(),
+        tls_baseline_rps: tls_base.rps(),
+        tls_ratio: ratio(&tls_hot, &tls_base),
+        tls_failed: tls_hot.failed + tls_base.failed,
     };
     let title = format!(
         "hotswap bench http: POST /greet \"world\", {clients} keep-alive clients on loopback"
@@ -177,9 +220,19 @@ pub fn main(args: Args) -> anyhow::Result<ExitCode> {
             ("while deploying, p99", format!("{:.2} ms", r.p99_ms_while_deploying), ""),
             ("deploys during that phase", r.deploys.to_string(), ""),
             ("failed requests while deploying", r.failed_while_deploying.to_string(), "0"),
+            ("HTTP/2, bare / hotswap, requests/s", format!("{:.0} / {:.0}", r.h2_baseline_rps, r.h2_rps), ""),
+            ("HTTP/2 ratio", format!("{:.2}x", r.h2_ratio), "≥ 0.9x"),
+            ("HTTP/2 failed requests", r.h2_failed.to_string(), "0"),
+            ("TLS, bare / hotswap, requests/s", format!("{:.0} / {:.0}", r.tls_baseline_rps, r.tls_rps), ""),
+            ("TLS ratio", format!("{:.2}x", r.tls_ratio), "≥ 0.9x"),
+            ("TLS failed requests", r.tls_failed.to_string(), "0"),
     ])?;
     Ok(
-        if report.failed == 0 && report.failed_while_deploying == 0 {
+        if report.failed == 0
+            && report.failed_while_deploying == 0
+            && report.h2_failed == 0
+            && report.tls_failed == 0
+        {
             ExitCode::SUCCESS
         } else {
             ExitCode::FAILURE
@@ -275,4 +328,56 @@ fn load_while_deploying(
     done.store(true, Ordering::Relaxed);
     deployer.join().expect("deployer thread");
     (tally, deploys.load(Ordering::Relaxed))
+}
+
+/// A bare hyper server and `hotswap serve` speaking `proto` (with `tls`,
+/// the same certificate), loaded side by side in alternating rounds:
+/// (bare, hotswap).
+fn protocol_run(
+    runtime: &tokio::runtime::Runtime,
+    name: &str,
+    proto: &proto::Proto,
+    tls: Option<&hotswap_server::TlsConfig>,
+    clients: usize,
+    seconds: u64,
+) -> anyhow::Result<(Tally, Tally)> {
+    let store = tempfile::tempdir().context("cannot make a temporary store")?;
+    let (bare, hot, stop) = runtime.block_on(async {
+        let bare = proto::bare_server(tls.map(|t| t.load()).transpose()?).await?;
+        let server = Server::bind(ServerConfig {
+            listen: "127.0.0.1:0".parse()?,
+            admin: "127.0.0.1:0".parse()?,
+            data_dir: store.path().to_path_buf(),
+            tls: tls.cloned(),
+            ..ServerConfig::default()
+        })
+        .await?;
+        let hot = server.data_addr();
+        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+        tokio::spawn(server.run(async move {
+            let _ = rx.await;
+        }));
+        anyhow::Ok((bare, hot, tx))
+    })?;
+    // The load runs on a runtime of its own, apart from the servers'.
+    let clients_rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the client runtime")?;
+    let warm = Duration::from_millis(300);
+    proto::load(&clients_rt, bare, proto, clients, warm);
+    proto::load(&clients_rt, hot, proto, clients, warm);
+    let rounds = 3;
+    let round = Duration::from_secs(seconds).div_f64(rounds as f64);
+    let (mut base, mut hotswap) = (Tally::default(), Tally::default());
+    for r in 0..rounds {
+        eprint!(
+            "\r{name} round {}/{rounds}: bare server, then hotswap serve   ",
+            r + 1
+        );
+        base.add(proto::load(&clients_rt, bare, proto, clients, round));
+        hotswap.add(proto::load(&clients_rt, hot, proto, clients, round));
+    }
+    let _ = stop.send(());
+    Ok((base, hotswap))
 }

@@ -5,6 +5,7 @@ mod ebpf;
 mod http;
 mod migrate;
 mod plot;
+mod proto;
 mod swap;
 mod upgrade;
 
