@@ -5,7 +5,6 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use hotswap_upgrade::Upgrader;
-use serde::{Deserialize, Serialize};
 use tokio::sync::{mpsc, oneshot};
 
 /// What a server can be asked to do while it runs.
@@ -27,33 +26,7 @@ pub struct Controller {
     pub(crate) upgrading: Arc<AtomicBool>,
 }
 
-/// Which process this is.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct ProcessInfo {
-    /// Its pid.
-    pub pid: u32,
-    /// 1 for a process started by hand, one more for each upgrade since.
-    pub generation: u64,
-    /// The binary an upgrade starts.
-    pub binary: String,
-}
-
-/// A binary upgrade that happened.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct UpgradeReport {
-    /// The process that served before.
-    pub old_pid: u32,
-    /// The process that serves now.
-    pub new_pid: u32,
-    /// Its generation.
-    pub generation: u64,
-    /// From the upgrade's start until the new process was ready.
-    pub ready_ms: f64,
-    /// How long the old process took to drain.
-    pub drain_ms: f64,
-    /// From the upgrade's start until the new process served.
-    pub handover_ms: f64,
-}
+pub use hotswap_api::wire::{ProcessInfo, UpgradeReport};
 
 /// A config reload that was applied (or, for a dry run, would be): its
 /// plan.

@@ -10,6 +10,7 @@ use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{any, post};
 use axum::Router;
+use hotswap_api::CallErrorKind;
 use hotswap_core::{CallError, Served};
 
 use crate::client_key::KeyPolicy;
@@ -115,7 +116,9 @@ fn invoke(
         }
         Err(failure) => {
             // A failed call has no revision to name; the kind says enough.
-            plane.metrics.call(slot, None, classify(&failure).1, took);
+            plane
+                .metrics
+                .call(slot, None, classify(&failure).0.code(), took);
             Err(Box::new(failed(slot, &failure)))
         }
     }
@@ -158,64 +161,53 @@ fn call_enveloped(
         }
         Err(why) => {
             tracing::warn!(slot, error = %why, "a plugin answered a malformed response envelope");
-            let mut r = (StatusCode::BAD_GATEWAY, "plugin failed\n").into_response();
-            r.headers_mut()
-                .insert("x-hotswap-error", HeaderValue::from_static("bad-envelope"));
-            r
+            refusal(CallErrorKind::BadEnvelope, "plugin failed\n".into())
         }
     }
 }
 
-/// What a failed call means over HTTP: its status, its kind (for
-/// `x-hotswap-error` and the metrics) and a message that reveals nothing of
-/// the plugin's internals.
-fn classify(failure: &CallFailure) -> (StatusCode, &'static str, &'static str) {
+/// What a failed call means over HTTP: its kind (whose status it is
+/// answered with, for `x-hotswap-error` and the metrics) and a message that
+/// reveals nothing of the plugin's internals.
+fn classify(failure: &CallFailure) -> (CallErrorKind, &'static str) {
+    use CallErrorKind as K;
     match failure {
-        CallFailure::UnknownSlot => (StatusCode::NOT_FOUND, "unknown-slot", "no such slot"),
+        CallFailure::UnknownSlot => (K::UnknownSlot, "no such slot"),
         CallFailure::Call(e) => match e {
-            CallError::NoRevision { .. } => (
-                StatusCode::SERVICE_UNAVAILABLE,
-                "no-revision",
-                "slot has no revision",
-            ),
+            CallError::NoRevision { .. } => (K::NoRevision, "slot has no revision"),
             // The reason is the operator's own doing (a damaged store),
             // not the plugin's internals: say it.
             CallError::Unavailable { .. } => (
-                StatusCode::SERVICE_UNAVAILABLE,
-                "unavailable",
+                K::Unavailable,
                 "slot cannot serve: its revisions could not be restored",
             ),
-            CallError::Deadline(_) => (StatusCode::GATEWAY_TIMEOUT, "deadline", "plugin timed out"),
-            CallError::Overloaded { .. } => (
-                StatusCode::SERVICE_UNAVAILABLE,
-                "overloaded",
-                "plugin overloaded",
-            ),
-            CallError::Plugin(_) => (
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "plugin-error",
-                "plugin returned an error",
-            ),
-            CallError::MemoryLimit { .. } => {
-                (StatusCode::BAD_GATEWAY, "memory-limit", "plugin failed")
-            }
-            CallError::Trap(_) => (StatusCode::BAD_GATEWAY, "trap", "plugin failed"),
-            CallError::HostCall { .. } | CallError::Abi(_) => {
-                (StatusCode::BAD_GATEWAY, "abi", "plugin failed")
-            }
-            CallError::Instantiate(_) | CallError::Host(_) => {
-                (StatusCode::BAD_GATEWAY, "host", "plugin failed")
-            }
+            CallError::Deadline(_) => (K::Deadline, "plugin timed out"),
+            CallError::Overloaded { .. } => (K::Overloaded, "plugin overloaded"),
+            CallError::Plugin(_) => (K::PluginError, "plugin returned an error"),
+            CallError::MemoryLimit { .. } => (K::MemoryLimit, "plugin failed"),
+            CallError::Trap(_) => (K::Trap, "plugin failed"),
+            CallError::HostCall { .. } | CallError::Abi(_) => (K::Abi, "plugin failed"),
+            CallError::Instantiate(_) | CallError::Host(_) => (K::Host, "plugin failed"),
         },
     }
+}
+
+/// A failed answer of `kind`: its status, `x-hotswap-error`, and `body`.
+fn refusal(kind: CallErrorKind, body: String) -> Response {
+    let status = StatusCode::from_u16(kind.status()).expect("every kind has a valid status");
+    let mut response = (status, body).into_response();
+    response
+        .headers_mut()
+        .insert("x-hotswap-error", HeaderValue::from_static(kind.code()));
+    response
 }
 
 /// A failed call as an HTTP answer, with its kind in `x-hotswap-error` for
 /// clients and dashboards; the full error goes to the log.
 fn failed(slot: &str, failure: &CallFailure) -> Response {
-    let (status, kind, message) = classify(failure);
+    let (kind, message) = classify(failure);
     if let CallFailure::Call(e) = failure {
-        tracing::warn!(slot, kind, error = %e, "call failed");
+        tracing::warn!(slot, kind = kind.code(), error = %e, "call failed");
     }
     let body = match failure {
         // The one failure whose full reason is for the caller: the slot's
@@ -223,9 +215,5 @@ fn failed(slot: &str, failure: &CallFailure) -> Response {
         CallFailure::Call(e @ CallError::Unavailable { .. }) => format!("{e}\n"),
         _ => format!("{message}\n"),
     };
-    let mut response = (status, body).into_response();
-    response
-        .headers_mut()
-        .insert("x-hotswap-error", HeaderValue::from_static(kind));
-    response
+    refusal(kind, body)
 }

@@ -4,81 +4,9 @@
 
 use std::path::PathBuf;
 
-use serde::{Deserialize, Serialize};
-
 use crate::config::{ConfigError, ServerConfig};
 
-/// A setting a reload can change in place.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Setting {
-    /// The data plane's address: a new listener opens before the old closes.
-    Listen,
-    /// The admin API's address, the same way.
-    Admin,
-    /// HTTP paths mapped to slots.
-    Routes,
-    /// The data plane's certificate: read again from its files at every
-    /// reload that has `[tls]`, so that a rotated certificate applies.
-    Tls,
-    /// How canaries are routed and judged.
-    Canary,
-    /// Limits for revisions deployed from now on.
-    Limits,
-    /// Accepted signing keys.
-    TrustedKeys,
-    /// Whether modules must be signed.
-    RequireSignature,
-    /// The admin API's bearer token.
-    AdminToken,
-    /// The largest upload.
-    MaxModuleBytes,
-    /// How upgrades run.
-    Upgrade,
-    /// Native plugins on or off, and their signature rule.
-    Native,
-    /// Matters only on a first start.
-    DeployExample,
-    /// The event log's bound, from the next start.
-    EventRetention,
-    /// How long calls may wait during a migration, from the next start.
-    MigrationPause,
-    /// When plugin key-value writes reach the disk, from the next start.
-    KvSync,
-}
-
-impl std::fmt::Display for Setting {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let json = serde_json::to_value(self).expect("a setting serialises");
-        f.write_str(json.as_str().expect("a setting is a string"))
-    }
-}
-
-/// What a reload does: the settings it changes, and what the operator
-/// should know about how they apply.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ReloadPlan {
-    /// The settings that change, in the order they are applied.
-    pub changed: Vec<Setting>,
-    /// How some of them apply.
-    pub notes: Vec<String>,
-}
-
-impl ReloadPlan {
-    /// The changed settings' names, `listen, routes`, or `nothing`.
-    pub fn changed_names(&self) -> String {
-        if self.changed.is_empty() {
-            return "nothing".into();
-        }
-        let names: Vec<String> = self.changed.iter().map(Setting::to_string).collect();
-        names.join(", ")
-    }
-
-    /// Whether `setting` changes.
-    pub fn changes(&self, setting: Setting) -> bool {
-        self.changed.contains(&setting)
-    }
-}
+pub use hotswap_api::wire::{ReloadPlan, Setting};
 
 /// Why a new config cannot be applied in place. Nothing changes.
 #[derive(Debug, thiserror::Error)]

@@ -1,16 +1,15 @@
 //! The admin API's client side: `hotswap deploy`, `status`, `rollback`,
 //! `canary`, `promote` and `events` talk to a running `hotswap serve`.
 
-use std::io::{BufRead, BufReader};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use anyhow::{anyhow, Context};
-use hotswap_core::{Event, Kind, RevisionInfo, RevisionState};
-use hotswap_server::SlotView;
-use serde::de::DeserializeOwned;
-use serde::Deserialize;
-use serde_json::Value;
+use anyhow::Context;
+use hotswap_api::wire::{
+    DeployQuery, EventsAnswer, ExpectQuery, RevisionAnswer, RollbackQuery, WeightBody,
+};
+pub(crate) use hotswap_api::{segment as encode, Answered, Client, ClientError, Reply};
+use hotswap_core::{Event, RevisionState, SlotStatus};
 
 use crate::input::read_module;
 
@@ -37,6 +36,11 @@ impl Conn {
     /// The admin API at `admin`.
     pub(crate) fn to(admin: String, json: bool) -> Conn {
         Conn { admin, json }
+    }
+
+    /// A client of the admin API, with the token of `HOTSWAP_TOKEN`.
+    pub(crate) fn client(&self) -> Client {
+        Client::new(&self.admin).with_token(std::env::var("HOTSWAP_TOKEN").ok())
     }
 }
 
@@ -124,23 +128,16 @@ pub struct Events {
 
 pub fn deploy(args: Deploy) -> anyhow::Result<ExitCode> {
     let bytes = read_module(&args.file)?;
-    let mut query = Vec::new();
-    if let Some(h) = &args.sha256 {
-        query.push(format!("sha256={h}"));
-    }
-    if let Some(w) = args.canary {
-        query.push(format!("canary={w}"));
-    }
-    query.extend(signature_field(args.signature.as_deref())?);
-    let mut path = format!("/v1/slots/{}/revisions", encode(&args.slot));
-    if !query.is_empty() {
-        path.push_str(&format!("?{}", query.join("&")));
-    }
+    let query = DeployQuery {
+        sha256: args.sha256.clone(),
+        canary: args.canary,
+        signature: read_signature(args.signature.as_deref())?,
+    };
     let role = match args.canary {
         Some(w) => format!(" as a canary taking {w}% of calls"),
         None => String::new(),
     };
-    let answer = request(&args.conn, "POST", &path, Some(&bytes))?;
+    let answer = args.conn.client().deploy(&args.slot, &bytes, &query);
     finish(&args.conn, answer, |a: &RevisionAnswer| {
         let r = &a.revision;
         format!(
@@ -151,20 +148,25 @@ pub fn deploy(args: Deploy) -> anyhow::Result<ExitCode> {
 }
 
 pub fn status(args: Status) -> anyhow::Result<ExitCode> {
-    let path = match &args.slot {
-        Some(s) => format!("/v1/slots/{s}"),
-        None => "/v1/slots".to_string(),
-    };
-    let answer = request(&args.conn, "GET", &path, None)?;
-    finish(&args.conn, answer, |a: &SlotsAnswer| {
-        status_table(a.slots())
-    })
+    let client = args.conn.client();
+    match &args.slot {
+        Some(s) => finish(&args.conn, client.slot(s), |one: &SlotStatus| {
+            status_table(std::slice::from_ref(one))
+        }),
+        None => finish(
+            &args.conn,
+            client.slots(),
+            |all: &hotswap_api::wire::SlotsAnswer| status_table(&all.slots),
+        ),
+    }
 }
 
 pub fn canary(args: CanaryWeight) -> anyhow::Result<ExitCode> {
-    let body = serde_json::json!({ "weight": args.weight, "expect": args.expect }).to_string();
-    let path = format!("/v1/slots/{}/canary", args.slot);
-    let answer = request(&args.conn, "POST", &path, Some(body.as_bytes()))?;
+    let body = WeightBody {
+        weight: args.weight,
+        expect: args.expect.clone(),
+    };
+    let answer = args.conn.client().set_canary_weight(&args.slot, &body);
     finish(&args.conn, answer, |a: &RevisionAnswer| {
         format!(
             "slot `{}`: canary {} now takes {}% of calls",
@@ -176,11 +178,10 @@ pub fn canary(args: CanaryWeight) -> anyhow::Result<ExitCode> {
 }
 
 pub fn promote(args: Promote) -> anyhow::Result<ExitCode> {
-    let mut path = format!("/v1/slots/{}/promote", args.slot);
-    if let Some(expect) = &args.expect {
-        path.push_str(&format!("?expect={}", encode(expect)));
-    }
-    let answer = request(&args.conn, "POST", &path, Some(b""))?;
+    let query = ExpectQuery {
+        expect: args.expect.clone(),
+    };
+    let answer = args.conn.client().promote(&args.slot, &query);
     finish(&args.conn, answer, |a: &RevisionAnswer| {
         format!(
             "slot `{}`: canary {} promoted to active",
@@ -190,18 +191,11 @@ pub fn promote(args: Promote) -> anyhow::Result<ExitCode> {
 }
 
 pub fn rollback(args: Rollback) -> anyhow::Result<ExitCode> {
-    let mut query = Vec::new();
-    if let Some(reason) = &args.reason {
-        query.push(format!("reason={}", encode(reason)));
-    }
-    if let Some(expect) = &args.expect {
-        query.push(format!("expect={}", encode(expect)));
-    }
-    let mut path = format!("/v1/slots/{}/rollback", args.slot);
-    if !query.is_empty() {
-        path.push_str(&format!("?{}", query.join("&")));
-    }
-    let answer = request(&args.conn, "POST", &path, Some(b""))?;
+    let query = RollbackQuery {
+        reason: args.reason.clone(),
+        expect: args.expect.clone(),
+    };
+    let answer = args.conn.client().rollback(&args.slot, &query);
     finish(&args.conn, answer, |a: &RevisionAnswer| {
         format!(
             "slot `{}` rolled back to {} (sha256:{})",
@@ -212,7 +206,7 @@ pub fn rollback(args: Rollback) -> anyhow::Result<ExitCode> {
 
 pub fn events(args: Events) -> anyhow::Result<ExitCode> {
     if !args.follow {
-        let answer = request(&args.conn, "GET", "/v1/events", None)?;
+        let answer = args.conn.client().events();
         return finish(&args.conn, answer, |a: &EventsAnswer| {
             a.events
                 .iter()
@@ -244,30 +238,14 @@ pub(crate) fn follow(
     mut line: impl FnMut(&str, &str) -> Option<String>,
 ) -> anyhow::Result<ExitCode> {
     use std::io::Write;
-    let url = url(conn, path);
-    let mut response = with_token(agent().get(&url))
-        .call()
-        .map_err(|e| unreachable(conn, e))?;
-    if response.status().as_u16() != 200 {
-        let text = response.body_mut().read_to_string().unwrap_or_default();
-        return refused(response.status().as_u16(), &text);
-    }
-    let reader = BufReader::new(response.body_mut().as_reader());
+    let events = match conn.client().stream(path) {
+        Ok(events) => events,
+        Err(e) => return refused(conn, e),
+    };
     let mut out = std::io::stdout().lock();
-    let mut kind = String::new();
-    for sse in reader.lines() {
-        let sse = sse.context("the event stream broke")?;
-        if let Some(k) = sse.strip_prefix("event:") {
-            kind = k.trim().to_string();
-            continue;
-        }
-        let Some(data) = sse.strip_prefix("data:") else {
-            if sse.is_empty() {
-                kind.clear(); // the end of one event
-            }
-            continue;
-        };
-        let Some(text) = line(&kind, data.trim()) else {
+    for event in events {
+        let event = event?;
+        let Some(text) = line(&event.kind, &event.data) else {
             continue;
         };
         if writeln!(out, "{text}").and_then(|()| out.flush()).is_err() {
@@ -294,34 +272,7 @@ fn event_line(e: &Event) -> String {
     line
 }
 
-/// The server's answers, in the types the server built them from.
-#[derive(Deserialize)]
-pub(crate) struct RevisionAnswer {
-    pub(crate) revision: RevisionInfo,
-}
-
-#[derive(Deserialize)]
-#[serde(untagged)]
-enum SlotsAnswer {
-    All { slots: Vec<SlotView> },
-    One(Box<SlotView>),
-}
-
-impl SlotsAnswer {
-    fn slots(&self) -> &[SlotView] {
-        match self {
-            SlotsAnswer::All { slots } => slots,
-            SlotsAnswer::One(one) => std::slice::from_ref(one.as_ref()),
-        }
-    }
-}
-
-#[derive(Deserialize)]
-struct EventsAnswer {
-    events: Vec<Event>,
-}
-
-fn status_table(slots: &[SlotView]) -> String {
+fn status_table(slots: &[SlotStatus]) -> String {
     if slots.is_empty() {
         return "no slots".to_string();
     }
@@ -360,154 +311,57 @@ fn status_table(slots: &[SlotView]) -> String {
     out
 }
 
-/// What the server said: its status and its JSON.
-pub(crate) struct Answer {
-    pub(crate) status: u16,
-    pub(crate) body: String,
-}
-
-impl Answer {
-    /// A refusal in one line: the status and the server's `error` (or
-    /// its body, when that is not the API's JSON).
-    pub(crate) fn refusal(&self) -> String {
-        refusal(self.status, &self.body)
-    }
-
-    /// The refusal's `kind` (`verifier-rejected`, ...), when it has one.
-    pub(crate) fn error_kind(&self) -> Option<String> {
-        let body: Value = serde_json::from_str(&self.body).ok()?;
-        body["kind"].as_str().map(str::to_string)
-    }
-}
-
-fn agent() -> ureq::Agent {
-    ureq::Agent::config_builder()
-        .http_status_as_error(false)
-        .build()
-        .into()
-}
-
-fn url(conn: &Conn, path: &str) -> String {
-    let base = conn.admin.trim_end_matches('/');
-    if base.starts_with("http://") || base.starts_with("https://") {
-        format!("{base}{path}")
-    } else {
-        format!("http://{base}{path}")
-    }
-}
-
-fn with_token<B>(req: ureq::RequestBuilder<B>) -> ureq::RequestBuilder<B> {
-    match std::env::var("HOTSWAP_TOKEN") {
-        Ok(t) if !t.is_empty() => req.header("authorization", format!("Bearer {t}")),
-        _ => req,
-    }
-}
-
+/// Any admin API request, unread (for the endpoints without a typed call).
 pub(crate) fn request(
     conn: &Conn,
     method: &str,
     path: &str,
     body: Option<&[u8]>,
-) -> anyhow::Result<Answer> {
-    let url = url(conn, path);
-    let agent = agent();
-    let kind = |b: &[u8]| match Kind::of(b) {
-        _ if b.starts_with(b"{") => "application/json",
-        Kind::Native => "application/octet-stream",
-        Kind::Wasm => "application/wasm",
-    };
-    let result = match (method, body) {
-        ("POST", Some(b)) => with_token(agent.post(&url))
-            .header("content-type", kind(b))
-            .send(b),
-        ("PUT", Some(b)) => with_token(agent.put(&url))
-            .header("content-type", kind(b))
-            .send(b),
-        ("DELETE", _) => with_token(agent.delete(&url)).call(),
-        _ => with_token(agent.get(&url)).call(),
-    };
-    let mut response = result.map_err(|e| unreachable(conn, e))?;
-    Ok(Answer {
-        status: response.status().as_u16(),
-        body: response
-            .body_mut()
-            .read_to_string()
-            .context("cannot read the server's answer")?,
-    })
+) -> Result<Reply, ClientError> {
+    conn.client().send(method, path, body)
 }
 
-fn unreachable(conn: &Conn, e: ureq::Error) -> anyhow::Error {
-    match e {
-        ureq::Error::Io(io) if io.kind() == std::io::ErrorKind::BrokenPipe || io.kind() == std::io::ErrorKind::ConnectionReset => anyhow!(
-            "the admin API at {} closed the connection before reading the upload: is the token right (HOTSWAP_TOKEN), and the module within max_module_bytes?",
-            conn.admin
-        ),
-        e => anyhow!(
-            "cannot reach the admin API at {} ({e}); is `hotswap serve` running? (set --admin or HOTSWAP_ADMIN)",
-            conn.admin
-        ),
-    }
-}
-
-/// Prints the answer (JSON as is, or `text` of it) and picks the exit code.
-pub(crate) fn finish<T: DeserializeOwned>(
+/// Prints the answer (the server's JSON, or `text` of it) and picks the
+/// exit code; a refusal is printed too, as JSON or as a line on stderr.
+pub(crate) fn finish<T>(
     conn: &Conn,
-    answer: Answer,
+    answer: Result<Answered<T>, ClientError>,
     text: impl FnOnce(&T) -> String,
 ) -> anyhow::Result<ExitCode> {
-    if !(200..300).contains(&answer.status) {
-        if conn.json {
-            println!("{}", answer.body);
-            return Ok(ExitCode::FAILURE);
+    match answer {
+        Ok(answer) if conn.json => {
+            println!("{}", serde_json::to_string_pretty(&answer.json)?);
+            Ok(ExitCode::SUCCESS)
         }
-        return refused(answer.status, &answer.body);
+        Ok(answer) => {
+            println!("{}", text(&answer.value));
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(e) => refused(conn, e),
     }
-    let bad = || {
-        format!(
-            "the server's answer is not what this client expects: {}",
-            answer.body
-        )
-    };
-    if conn.json {
-        let value: Value = serde_json::from_str(&answer.body).with_context(bad)?;
-        println!("{}", serde_json::to_string_pretty(&value)?);
-    } else {
-        let typed: T = serde_json::from_str(&answer.body).with_context(bad)?;
-        println!("{}", text(&typed));
+}
+
+/// A refusal printed (as the server's JSON with `--json`), or any other
+/// failure returned.
+fn refused(conn: &Conn, e: ClientError) -> anyhow::Result<ExitCode> {
+    match e {
+        ClientError::Refused { problem, .. } if conn.json => {
+            println!("{}", serde_json::to_string(&problem)?);
+            Ok(ExitCode::FAILURE)
+        }
+        e @ ClientError::Refused { .. } => {
+            eprintln!("error: {e}");
+            Ok(ExitCode::FAILURE)
+        }
+        e => Err(e.into()),
     }
-    Ok(ExitCode::SUCCESS)
 }
 
-fn refused(status: u16, body: &str) -> anyhow::Result<ExitCode> {
-    eprintln!("error: {}", refusal(status, body));
-    Ok(ExitCode::FAILURE)
-}
-
-fn refusal(status: u16, body: &str) -> String {
-    let message = serde_json::from_str::<Value>(body)
-        .ok()
-        .and_then(|v| v["error"].as_str().map(str::to_string))
-        .unwrap_or_else(|| body.trim().to_string());
-    format!("the server refused ({status}): {message}")
-}
-
-/// The query field `signature=HEX` from a signature file (`hotswap sign`),
-/// when one is given.
-pub(crate) fn signature_field(file: Option<&std::path::Path>) -> anyhow::Result<Option<String>> {
+/// The hex signature in a signature file (`hotswap sign`), when one is
+/// given.
+pub(crate) fn read_signature(file: Option<&std::path::Path>) -> anyhow::Result<Option<String>> {
     let Some(file) = file else { return Ok(None) };
     let sig = std::fs::read_to_string(file)
         .with_context(|| format!("cannot read the signature {}", file.display()))?;
-    Ok(Some(format!("signature={}", sig.trim())))
-}
-
-/// Percent-encodes a query value.
-pub(crate) fn encode(s: &str) -> String {
-    s.bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
-                (b as char).to_string()
-            }
-            _ => format!("%{b:02X}"),
-        })
-        .collect()
+    Ok(Some(sig.trim().to_string()))
 }

@@ -10,7 +10,7 @@ use hotswap_server::{PlacedView, ProgramView};
 use serde::Deserialize;
 use serde_json::Value;
 
-use crate::client::{encode, finish, follow, request, signature_field, Conn};
+use crate::client::{encode, finish, follow, read_signature, request, Conn, Reply};
 
 #[derive(clap::Subcommand)]
 pub enum Command {
@@ -162,18 +162,19 @@ pub fn main(cmd: Command) -> anyhow::Result<ExitCode> {
         Command::List(a) => list(a),
         Command::Map(MapCommand::Get(a)) => {
             let path = entry_path(&a.name, &a.map, Some(&a.key));
-            let answer = request(&a.conn, "GET", &path, None)?;
+            let answer = request(&a.conn, "GET", &path, None).and_then(Reply::read);
             finish(&a.conn, answer, entry_line)
         }
         Command::Map(MapCommand::Set(a)) => {
             let body = serde_json::json!({ "key": a.key, "value": a.value }).to_string();
             let path = entry_path(&a.name, &a.map, None);
-            let answer = request(&a.conn, "PUT", &path, Some(body.as_bytes()))?;
+            let answer =
+                request(&a.conn, "PUT", &path, Some(body.as_bytes())).and_then(Reply::read);
             finish(&a.conn, answer, entry_line)
         }
         Command::Map(MapCommand::Delete(a)) => {
             let path = entry_path(&a.name, &a.map, Some(&a.key));
-            let answer = request(&a.conn, "DELETE", &path, None)?;
+            let answer = request(&a.conn, "DELETE", &path, None).and_then(Reply::read);
             finish(&a.conn, answer, |d: &Deleted| {
                 if d.deleted {
                     format!("deleted {} from `{}`", a.key, a.map)
@@ -189,7 +190,7 @@ pub fn main(cmd: Command) -> anyhow::Result<ExitCode> {
                 encode(&a.map),
                 a.limit
             );
-            let answer = request(&a.conn, "GET", &path, None)?;
+            let answer = request(&a.conn, "GET", &path, None).and_then(Reply::read);
             finish(&a.conn, answer, dump_table)
         }
         Command::Events(a) => {
@@ -213,7 +214,8 @@ pub fn main(cmd: Command) -> anyhow::Result<ExitCode> {
                 "DELETE",
                 &format!("/v1/ebpf/{}", encode(&a.name)),
                 None,
-            )?;
+            )
+            .and_then(Reply::read);
             finish(&a.conn, answer, |_: &Value| {
                 format!("unloaded `{}`: detached, its pins and maps removed", a.name)
             })
@@ -236,9 +238,9 @@ fn place(
     if let Some(p) = &object.program {
         query.push(format!("program={}", encode(p)));
     }
-    query.extend(signature_field(object.signature.as_deref())?);
+    query.extend(read_signature(object.signature.as_deref())?.map(|s| format!("signature={s}")));
     let path = format!("/v1/ebpf/{}/revisions?{}", encode(name), query.join("&"));
-    let answer = request(conn, "POST", &path, Some(&bytes))?;
+    let answer = request(conn, "POST", &path, Some(&bytes)).and_then(Reply::read);
     finish(conn, answer, |p: &PlacedView| {
         let v = &p.program;
         let verb = if p.attached { "attached" } else { "replaced" };
@@ -280,12 +282,13 @@ fn read_object(spec: &str) -> anyhow::Result<Vec<u8>> {
 
 fn list(a: List) -> anyhow::Result<ExitCode> {
     if let Some(name) = &a.name {
-        let answer = request(&a.conn, "GET", &format!("/v1/ebpf/{}", encode(name)), None)?;
+        let answer = request(&a.conn, "GET", &format!("/v1/ebpf/{}", encode(name)), None)
+            .and_then(Reply::read);
         return finish(&a.conn, answer, |p: &ProgramView| {
             table(std::slice::from_ref(p))
         });
     }
-    let answer = request(&a.conn, "GET", "/v1/ebpf", None)?;
+    let answer = request(&a.conn, "GET", "/v1/ebpf", None).and_then(Reply::read);
     finish(&a.conn, answer, |l: &ProgramList| table(&l.programs))
 }
 

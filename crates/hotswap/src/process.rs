@@ -5,7 +5,7 @@ use std::process::ExitCode;
 
 use hotswap_server::{ReloadReport, UpgradeReport};
 
-use crate::client::{finish, request, Conn};
+use crate::client::{finish, Conn};
 
 #[derive(clap::Args)]
 pub struct Upgrade {
@@ -24,7 +24,7 @@ pub struct Reload {
 }
 
 pub fn upgrade(args: Upgrade) -> anyhow::Result<ExitCode> {
-    let answer = request(&args.conn, "POST", "/v1/upgrade", Some(b""))?;
+    let answer = args.conn.client().upgrade();
     finish(&args.conn, answer, |r: &UpgradeReport| {
         format!(
             "upgraded: pid {} took over from pid {} as generation {} (ready after {:.1} ms, drained in {:.1} ms, handed over after {:.1} ms)",
@@ -34,11 +34,7 @@ pub fn upgrade(args: Upgrade) -> anyhow::Result<ExitCode> {
 }
 
 pub fn reload(args: Reload) -> anyhow::Result<ExitCode> {
-    let path = match args.dry_run {
-        true => "/v1/reload?dry_run=true",
-        false => "/v1/reload",
-    };
-    let answer = request(&args.conn, "POST", path, Some(b""))?;
+    let answer = args.conn.client().reload(args.dry_run);
     finish(&args.conn, answer, |r: &ReloadReport| {
         let mut text = match args.dry_run {
             true => format!("a reload would change: {}", r.changed_names()),

@@ -10,6 +10,7 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::sse::Event as SseEvent;
 use axum::response::{IntoResponse, Response};
 use axum::{Extension, Json};
+use hotswap_api::ErrorKind;
 use hotswap_ebpf::{as_text, EbpfError, DUMP_LIMIT};
 use serde::Deserialize;
 use serde_json::{json, Value};
@@ -73,8 +74,7 @@ pub(super) async fn place(
         Some("existing") => Some(Expect::Existing),
         Some(other) => {
             return problem(
-                StatusCode::BAD_REQUEST,
-                "bad-request",
+                ErrorKind::BadRequest,
                 format!("expect is `new` or `existing`, not `{other}`"),
             )
         }
@@ -148,8 +148,7 @@ pub(super) async fn get_entry(
         Ok(match programs.map(&name, &map)?.get(&q.key)? {
             Some(entry) => Json(entry).into_response(),
             None => problem(
-                StatusCode::NOT_FOUND,
-                "no-entry",
+                ErrorKind::NoEntry,
                 format!("map `{map}` has no entry for key {}", q.key),
             ),
         })
@@ -244,27 +243,25 @@ async fn blocking<T: IntoResponse + Send + 'static>(
 }
 
 fn program_problem(e: ProgramError) -> Response {
-    let (status, kind) = match &e {
+    let kind = match &e {
         ProgramError::Ebpf(e) => match e {
-            EbpfError::Unavailable(_) | EbpfError::NoBpffs(_) => {
-                (StatusCode::SERVICE_UNAVAILABLE, "ebpf-unavailable")
-            }
-            EbpfError::BadName(_) => (StatusCode::BAD_REQUEST, "bad-name"),
-            EbpfError::BadObject(_) => (StatusCode::UNPROCESSABLE_ENTITY, "invalid-object"),
-            EbpfError::NoProgram(_) => (StatusCode::UNPROCESSABLE_ENTITY, "no-program"),
-            EbpfError::WrongType { .. } => (StatusCode::UNPROCESSABLE_ENTITY, "wrong-program-type"),
-            EbpfError::IncompatibleMap { .. } => (StatusCode::CONFLICT, "incompatible-map"),
-            EbpfError::Verifier { .. } => (StatusCode::UNPROCESSABLE_ENTITY, "verifier-rejected"),
-            EbpfError::Attach { .. } => (StatusCode::UNPROCESSABLE_ENTITY, "attach-failed"),
-            EbpfError::NotLoaded(_) => (StatusCode::NOT_FOUND, "not-loaded"),
-            EbpfError::OtherHook { .. } => (StatusCode::CONFLICT, "other-hook"),
-            EbpfError::Map { .. } => (StatusCode::BAD_REQUEST, "bad-map-request"),
-            EbpfError::Io { .. } => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
+            EbpfError::Unavailable(_) | EbpfError::NoBpffs(_) => ErrorKind::EbpfUnavailable,
+            EbpfError::BadName(_) => ErrorKind::BadName,
+            EbpfError::BadObject(_) => ErrorKind::InvalidObject,
+            EbpfError::NoProgram(_) => ErrorKind::NoProgram,
+            EbpfError::WrongType { .. } => ErrorKind::WrongProgramType,
+            EbpfError::IncompatibleMap { .. } => ErrorKind::IncompatibleMap,
+            EbpfError::Verifier { .. } => ErrorKind::VerifierRejected,
+            EbpfError::Attach { .. } => ErrorKind::AttachFailed,
+            EbpfError::NotLoaded(_) => ErrorKind::NotLoaded,
+            EbpfError::OtherHook { .. } => ErrorKind::OtherHook,
+            EbpfError::Map { .. } => ErrorKind::BadMapRequest,
+            EbpfError::Io { .. } => ErrorKind::Internal,
         },
-        ProgramError::AlreadyLoaded(_) => (StatusCode::CONFLICT, "already-loaded"),
-        ProgramError::NoHook(_) | ProgramError::BadHook(_) => (StatusCode::BAD_REQUEST, "bad-hook"),
-        ProgramError::OtherHook { .. } => (StatusCode::CONFLICT, "other-hook"),
-        ProgramError::Store(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
+        ProgramError::AlreadyLoaded(_) => ErrorKind::AlreadyLoaded,
+        ProgramError::NoHook(_) | ProgramError::BadHook(_) => ErrorKind::BadHook,
+        ProgramError::OtherHook { .. } => ErrorKind::OtherHook,
+        ProgramError::Store(_) => ErrorKind::Internal,
     };
-    problem(status, kind, e.to_string())
+    problem(kind, e.to_string())
 }

@@ -18,9 +18,13 @@ use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Extension, Json, Router};
+use hotswap_api::wire::{
+    DeployQuery, EventsAnswer, EventsQuery, ExpectQuery, RevisionAnswer, RollbackQuery,
+    SlotsAnswer, WeightBody,
+};
+use hotswap_api::{ErrorKind, Problem};
 use hotswap_core::{DeployError, Digest, ErrorBudget, RevisionInfo, StateError};
 use serde::de::DeserializeOwned;
-use serde::Deserialize;
 use serde_json::json;
 use subtle::ConstantTimeEq;
 use tokio_stream::wrappers::BroadcastStream;
@@ -110,8 +114,7 @@ pub(crate) fn router(
         .route("/v1/ebpf/{name}/events", get(ebpf::events))
         .fallback(|| async {
             problem(
-                StatusCode::NOT_FOUND,
-                "not-found",
+                ErrorKind::NotFound,
                 "no such endpoint; see docs/admin-api.md".into(),
             )
         })
@@ -130,8 +133,7 @@ async fn authorize(State(admin): State<Admin>, request: Request, next: Next) -> 
             .and_then(|v| v.strip_prefix("Bearer "));
         if !given.is_some_and(|g| bool::from(g.as_bytes().ct_eq(token.as_bytes()))) {
             return problem(
-                StatusCode::UNAUTHORIZED,
-                "unauthorized",
+                ErrorKind::Unauthorized,
                 "missing or wrong bearer token (set HOTSWAP_TOKEN)".into(),
             );
         }
@@ -140,7 +142,10 @@ async fn authorize(State(admin): State<Admin>, request: Request, next: Next) -> 
 }
 
 async fn list(State(admin): State<Admin>) -> Response {
-    Json(json!({ "slots": admin.gateway.list() })).into_response()
+    Json(SlotsAnswer {
+        slots: admin.gateway.list(),
+    })
+    .into_response()
 }
 
 async fn show(State(admin): State<Admin>, Path(slot): Path<String>) -> Response {
@@ -148,15 +153,6 @@ async fn show(State(admin): State<Admin>, Path(slot): Path<String>) -> Response 
         Ok(view) => Json(view).into_response(),
         Err(e) => gateway_problem(e),
     }
-}
-
-#[derive(Deserialize)]
-struct DeployQuery {
-    sha256: Option<String>,
-    /// Deploy as a canary taking this percent of calls.
-    canary: Option<u8>,
-    /// The module's signature (hex), if not in `x-hotswap-signature`.
-    signature: Option<String>,
 }
 
 async fn deploy(
@@ -182,15 +178,14 @@ async fn deploy(
     let expected = match query.sha256.as_deref().map(str::parse::<Digest>) {
         None => None,
         Some(Ok(d)) => Some(d),
-        Some(Err(e)) => return problem(StatusCode::BAD_REQUEST, "bad-request", e.to_string()),
+        Some(Err(e)) => return problem(ErrorKind::BadRequest, e.to_string()),
     };
     // Compiling and starting a module is blocking work.
     let gateway = admin.gateway.clone();
     let canary = query.canary;
     if canary.is_some_and(|w| w > 100) {
         return problem(
-            StatusCode::BAD_REQUEST,
-            "bad-request",
+            ErrorKind::BadRequest,
             "canary must be a percent, 0-100".into(),
         );
     }
@@ -242,8 +237,7 @@ async fn read_upload(admin: &Admin, headers: &HeaderMap, body: Body) -> Result<B
     let max = admin.max_module_bytes;
     let too_large = || {
         problem(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            "too-large",
+            ErrorKind::TooLarge,
             format!("uploads may be at most {max} bytes (max_module_bytes)"),
         )
     };
@@ -281,14 +275,12 @@ fn authentic(
 
 /// Why an upload's signature was refused, as an answer.
 fn signature_problem(e: SignatureError) -> Response {
-    let (status, kind) = match e {
-        SignatureError::Missing | SignatureError::NativeMissing => {
-            (StatusCode::FORBIDDEN, "signature-required")
-        }
-        SignatureError::Malformed(_) => (StatusCode::BAD_REQUEST, "bad-request"),
-        _ => (StatusCode::FORBIDDEN, "bad-signature"),
+    let kind = match e {
+        SignatureError::Missing | SignatureError::NativeMissing => ErrorKind::SignatureRequired,
+        SignatureError::Malformed(_) => ErrorKind::BadRequest,
+        _ => ErrorKind::BadSignature,
     };
-    problem(status, kind, e.to_string())
+    problem(kind, e.to_string())
 }
 
 /// Runs a change to a slot on a blocking thread (it may compile, and it
@@ -299,24 +291,10 @@ async fn change(
     op: impl FnOnce() -> Result<RevisionInfo, GatewayError> + Send + 'static,
 ) -> Response {
     match tokio::task::spawn_blocking(op).await {
-        Ok(Ok(info)) => (status, Json(json!({ "revision": info }))).into_response(),
+        Ok(Ok(revision)) => (status, Json(RevisionAnswer { revision })).into_response(),
         Ok(Err(e)) => gateway_problem(e),
         Err(e) => internal(e),
     }
-}
-
-#[derive(Deserialize)]
-struct RollbackQuery {
-    reason: Option<String>,
-    /// The digest of the revision the caller means (compare-and-swap).
-    expect: Option<String>,
-}
-
-/// `?expect=sha256`: the revision the caller means to act on. A change
-/// whose revision is no longer there is refused with `409 stale`.
-#[derive(Deserialize)]
-struct ExpectQuery {
-    expect: Option<String>,
 }
 
 fn expected(expect: Option<&str>) -> Result<Option<Digest>, String> {
@@ -333,7 +311,7 @@ async fn rollback(
 ) -> Response {
     let expect = match expected(q.expect.as_deref()) {
         Ok(e) => e,
-        Err(e) => return problem(StatusCode::BAD_REQUEST, "bad-request", e),
+        Err(e) => return problem(ErrorKind::BadRequest, e),
     };
     let reason = q
         .reason
@@ -343,13 +321,6 @@ async fn rollback(
         gateway.rollback(&slot, expect, &reason)
     })
     .await
-}
-
-#[derive(Deserialize)]
-struct WeightBody {
-    weight: u8,
-    /// The digest of the canary the caller means.
-    expect: Option<String>,
 }
 
 /// `{"weight": N}`: the canary's new share of calls.
@@ -362,8 +333,7 @@ async fn canary_weight(
         Ok(Json(b)) if b.weight <= 100 => (b.weight, b.expect),
         Ok(_) => {
             return problem(
-                StatusCode::BAD_REQUEST,
-                "bad-request",
+                ErrorKind::BadRequest,
                 "weight must be a percent, 0-100".into(),
             )
         }
@@ -371,7 +341,7 @@ async fn canary_weight(
     };
     let expect = match expected(expect.as_deref()) {
         Ok(e) => e,
-        Err(e) => return problem(StatusCode::BAD_REQUEST, "bad-request", e),
+        Err(e) => return problem(ErrorKind::BadRequest, e),
     };
     let gateway = admin.gateway.clone();
     change(StatusCode::OK, move || {
@@ -387,7 +357,7 @@ async fn promote(
 ) -> Response {
     let expect = match expected(q.expect.as_deref()) {
         Ok(e) => e,
-        Err(e) => return problem(StatusCode::BAD_REQUEST, "bad-request", e),
+        Err(e) => return problem(ErrorKind::BadRequest, e),
     };
     let gateway = admin.gateway.clone();
     change(StatusCode::OK, move || gateway.promote(&slot, expect)).await
@@ -404,11 +374,7 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequestParts<S> for AdminQuery<T> 
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Response> {
         match Query::<T>::from_request_parts(parts, state).await {
             Ok(Query(q)) => Ok(AdminQuery(q)),
-            Err(e) => Err(problem(
-                StatusCode::BAD_REQUEST,
-                "bad-request",
-                e.body_text(),
-            )),
+            Err(e) => Err(problem(ErrorKind::BadRequest, e.body_text())),
         }
     }
 }
@@ -417,8 +383,7 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequestParts<S> for AdminQuery<T> 
 /// looks like.
 fn bad_body(example: &str, e: JsonRejection) -> Response {
     problem(
-        StatusCode::BAD_REQUEST,
-        "bad-request",
+        ErrorKind::BadRequest,
         format!("expected a JSON body like {example}: {}", e.body_text()),
     )
 }
@@ -441,12 +406,6 @@ async fn prometheus(State(admin): State<Admin>, headers: HeaderMap) -> Response 
     ([(header::CONTENT_TYPE, format.content_type())], text).into_response()
 }
 
-#[derive(Deserialize)]
-struct EventsQuery {
-    #[serde(default)]
-    follow: bool,
-}
-
 /// The recent events as JSON, or with `?follow=true` a server-sent event
 /// stream: the recent ones, then each new one as it happens.
 async fn events(
@@ -456,7 +415,8 @@ async fn events(
 ) -> Response {
     let bus = admin.gateway.events();
     if !q.follow {
-        return Json(json!({ "events": bus.recent() })).into_response();
+        let events = bus.recent();
+        return Json(EventsAnswer { events }).into_response();
     }
     // Subscribe before reading the backlog, so nothing falls in between;
     // an event in both is sent once (by sequence number).
@@ -495,45 +455,40 @@ fn sse(stream: impl Stream<Item = Result<SseEvent, Infallible>> + Send + 'static
 /// A blocking task that failed unexpectedly (it panicked): `500 internal`.
 fn internal(e: impl std::fmt::Display) -> Response {
     problem(
-        StatusCode::INTERNAL_SERVER_ERROR,
-        "internal",
+        ErrorKind::Internal,
         format!("the request failed unexpectedly: {e}"),
     )
 }
 
-/// A JSON error: `{"error": message, "kind": kind}`.
-fn problem(status: StatusCode, kind: &str, message: String) -> Response {
-    (status, Json(json!({ "error": message, "kind": kind }))).into_response()
+/// A refusal: `{"error": message, "kind": kind}`, with the kind's status.
+fn problem(kind: ErrorKind, message: String) -> Response {
+    let status = StatusCode::from_u16(kind.status()).expect("every kind has a valid status");
+    (status, Json(Problem::new(kind, message))).into_response()
 }
 
 fn gateway_problem(e: GatewayError) -> Response {
-    let (status, kind) = match &e {
-        GatewayError::UnknownSlot(_) => (StatusCode::NOT_FOUND, "unknown-slot"),
-        GatewayError::BadName(_) => (StatusCode::BAD_REQUEST, "bad-slot-name"),
+    let kind = match &e {
+        GatewayError::UnknownSlot(_) => ErrorKind::UnknownSlot,
+        GatewayError::BadName(_) => ErrorKind::BadSlotName,
         GatewayError::Deploy(d) => match d {
-            DeployError::DigestMismatch { .. } => (StatusCode::BAD_REQUEST, "digest-mismatch"),
-            DeployError::Invalid(_) => (StatusCode::UNPROCESSABLE_ENTITY, "invalid-module"),
-            DeployError::Prepare(_) => (StatusCode::UNPROCESSABLE_ENTITY, "prepare-failed"),
-            DeployError::StillDraining { .. } => (StatusCode::CONFLICT, "still-draining"),
-            DeployError::Refused(refusal) => (
-                StatusCode::CONFLICT,
-                match refusal {
-                    StateError::Stale { .. } => "stale",
-                    StateError::NoPrevious => "no-previous",
-                    StateError::CanaryInProgress => "canary-in-progress",
-                    StateError::NoActive => "no-active",
-                    StateError::NoCanary => "no-canary",
-                    StateError::SchemaDowngrade { .. } => "schema-downgrade",
-                    StateError::CanaryAcrossSchemas { .. } => "canary-across-schemas",
-                },
-            ),
-            DeployError::ArtifactUnavailable { .. } => (StatusCode::CONFLICT, "unavailable"),
-            DeployError::Migrate(_) => (StatusCode::UNPROCESSABLE_ENTITY, "migrate-failed"),
-            DeployError::Journal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "store-failed"),
+            DeployError::DigestMismatch { .. } => ErrorKind::DigestMismatch,
+            DeployError::Invalid(_) => ErrorKind::InvalidModule,
+            DeployError::Prepare(_) => ErrorKind::PrepareFailed,
+            DeployError::StillDraining { .. } => ErrorKind::StillDraining,
+            DeployError::Refused(refusal) => match refusal {
+                StateError::Stale { .. } => ErrorKind::Stale,
+                StateError::NoPrevious => ErrorKind::NoPrevious,
+                StateError::CanaryInProgress => ErrorKind::CanaryInProgress,
+                StateError::NoActive => ErrorKind::NoActive,
+                StateError::NoCanary => ErrorKind::NoCanary,
+                StateError::SchemaDowngrade { .. } => ErrorKind::SchemaDowngrade,
+                StateError::CanaryAcrossSchemas { .. } => ErrorKind::CanaryAcrossSchemas,
+            },
+            DeployError::ArtifactUnavailable { .. } => ErrorKind::Unavailable,
+            DeployError::Migrate(_) => ErrorKind::MigrateFailed,
+            DeployError::Journal(_) => ErrorKind::StoreFailed,
         },
-        GatewayError::Store(_) | GatewayError::Tier(_) => {
-            (StatusCode::INTERNAL_SERVER_ERROR, "internal")
-        }
+        GatewayError::Store(_) | GatewayError::Tier(_) => ErrorKind::Internal,
     };
-    problem(status, kind, e.to_string())
+    problem(kind, e.to_string())
 }

@@ -1,13 +1,14 @@
 //! `/v1/process`, `/v1/upgrade`, `/v1/reload`: the server process itself.
 
 use axum::extract::State;
-use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::{Extension, Json};
+use hotswap_api::ErrorKind;
 
 use super::{problem, Admin, AdminQuery};
 use crate::control::ControlError;
 use crate::http::ConnectionHandle;
+use hotswap_api::wire::ReloadQuery;
 
 /// `GET /v1/process`: pid, generation, binary.
 pub(super) async fn show(State(admin): State<Admin>) -> Response {
@@ -24,14 +25,8 @@ pub(super) async fn upgrade(
     connection.exempt_from_drain();
     match admin.controller.upgrade().await {
         Ok(report) => Json(report).into_response(),
-        Err(e) => control_problem(e, "upgrade-failed"),
+        Err(e) => control_problem(e, ErrorKind::UpgradeFailed),
     }
-}
-
-#[derive(serde::Deserialize)]
-pub(super) struct ReloadQuery {
-    #[serde(default)]
-    dry_run: bool,
 }
 
 /// `POST /v1/reload`: re-reads the config file and applies it, or changes
@@ -46,16 +41,14 @@ pub(super) async fn reload(
     };
     match answer {
         Ok(report) => Json(report).into_response(),
-        Err(e) => control_problem(e, "reload-rejected"),
+        Err(e) => control_problem(e, ErrorKind::ReloadRejected),
     }
 }
 
-fn control_problem(e: ControlError, kind: &str) -> Response {
+fn control_problem(e: ControlError, kind: ErrorKind) -> Response {
     match e {
-        ControlError::Stopping => {
-            problem(StatusCode::SERVICE_UNAVAILABLE, "stopping", e.to_string())
-        }
-        ControlError::Busy => problem(StatusCode::CONFLICT, "upgrade-in-progress", e.to_string()),
-        ControlError::Failed(why) => problem(StatusCode::CONFLICT, kind, why),
+        ControlError::Stopping => problem(ErrorKind::Stopping, e.to_string()),
+        ControlError::Busy => problem(ErrorKind::UpgradeInProgress, e.to_string()),
+        ControlError::Failed(why) => problem(kind, why),
     }
 }

@@ -173,11 +173,10 @@ fn upgrade_once(
     // Opened before asking, so the pid cannot be reused under us.
     let old_fd = pidfd_open(old, PidfdFlags::empty()).context("cannot watch the old process")?;
     let asked = Instant::now();
-    let answer = crate::client::request(admin, "POST", "/v1/upgrade", Some(b""))?;
-    if answer.status != 200 {
-        bail!("the upgrade failed: {}", answer.refusal());
-    }
-    let report: UpgradeReport = serde_json::from_str(&answer.body)?;
+    let report: UpgradeReport = match admin.client().upgrade() {
+        Ok(answer) => answer.value,
+        Err(e) => bail!("the upgrade failed: {e}"),
+    };
     if !exits_within(&old_fd, 30) {
         bail!("the old process {old:?} was still running 30 s after the upgrade");
     }

@@ -11,7 +11,10 @@ use hotswap_wasm::WasmTier;
 
 use super::build::{Scratch, Source};
 use super::cycle::Cycle;
-use crate::client::{encode, request, Conn, RevisionAnswer};
+use hotswap_api::wire::DeployQuery;
+use hotswap_api::ErrorKind;
+
+use crate::client::{encode, request, Conn, Reply};
 
 /// How many builds each source keeps.
 const KEPT_BUILDS: usize = 16;
@@ -168,17 +171,12 @@ impl Watched {
             .target
             .as_deref()
             .expect("the slot is known once validated");
-        let path = format!("/v1/slots/{}/revisions", encode(slot));
-        let answer = match request(conn, "POST", &path, Some(artifact.bytes())) {
-            Ok(a) => a,
-            Err(e) => return c.fail("deploy", format!("{e:#}")),
-        };
-        if answer.status != 201 {
-            return c.fail("deploy", answer.refusal());
-        }
-        match serde_json::from_str::<RevisionAnswer>(&answer.body) {
-            Ok(a) => c.generation = Some(a.revision.generation),
-            Err(e) => return c.fail("deploy", format!("an answer this watch cannot read: {e}")),
+        let answer = conn
+            .client()
+            .deploy(slot, artifact.bytes(), &DeployQuery::default());
+        match answer {
+            Ok(a) => c.generation = Some(a.value.revision.generation),
+            Err(e) => return c.fail("deploy", e.to_string()),
         }
         true
     }
@@ -196,23 +194,23 @@ impl Watched {
             query.push(format!("program={}", encode(program)));
         }
         let path = format!("/v1/ebpf/{}/revisions?{}", encode(name), query.join("&"));
-        let answer = match request(conn, "POST", &path, Some(artifact.bytes())) {
-            Ok(a) => a,
-            Err(e) => return c.fail("deploy", format!("{e:#}")),
-        };
-        if !matches!(answer.status, 200 | 201) {
-            let stage = match answer.error_kind().as_deref() {
-                Some(
-                    "invalid-object" | "no-program" | "wrong-program-type" | "verifier-rejected"
-                    | "incompatible-map",
-                ) => "validate",
-                _ => "deploy",
-            };
-            return c.fail(stage, answer.refusal());
-        }
-        let placed: PlacedView = match serde_json::from_str(&answer.body) {
-            Ok(p) => p,
-            Err(e) => return c.fail("deploy", format!("an answer this watch cannot read: {e}")),
+        let answer = request(conn, "POST", &path, Some(artifact.bytes()));
+        let placed: PlacedView = match answer.and_then(Reply::read) {
+            Ok(a) => a.value,
+            Err(e) => {
+                use ErrorKind as K;
+                let stage = match e.kind() {
+                    Some(
+                        K::InvalidObject
+                        | K::NoProgram
+                        | K::WrongProgramType
+                        | K::VerifierRejected
+                        | K::IncompatibleMap,
+                    ) => "validate",
+                    _ => "deploy",
+                };
+                return c.fail(stage, e.to_string());
+            }
         };
         c.valid = true;
         c.attached = Some(placed.attached);
