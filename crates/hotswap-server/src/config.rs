@@ -109,7 +109,7 @@ pub struct ServerConfig {
     pub ebpf: EbpfConfig,
     /// The data plane over HTTPS; without it, plain HTTP. Either way
     /// HTTP/1.1 and HTTP/2 are served on the one listener.
-    pub tls: Option<crate::tls::TlsConfig>,
+    pub tls: Option<crate::http::tls::TlsConfig>,
 }
 
 /// Native plugins: shared libraries that run unsandboxed in the server.
@@ -214,7 +214,7 @@ pub struct CanaryConfig {
 
 impl CanaryConfig {
     /// How requests are keyed for routing, as these settings say.
-    pub(crate) fn key_policy(&self) -> Result<crate::client_key::KeyPolicy, ConfigError> {
+    pub(crate) fn key_policy(&self) -> Result<crate::http::client_key::KeyPolicy, ConfigError> {
         let header = axum::http::HeaderName::try_from(self.key_header.as_str()).map_err(|_| {
             ConfigError::Invalid(format!(
                 "canary.key_header `{}` is not a header name",
@@ -234,7 +234,7 @@ impl CanaryConfig {
                     })
             })
             .collect::<Result<_, _>>()?;
-        Ok(crate::client_key::KeyPolicy::new(
+        Ok(crate::http::client_key::KeyPolicy::new(
             header,
             trusted,
             self.key_by_peer,
@@ -352,7 +352,7 @@ pub enum ConfigError {
     Invalid(String),
     /// The certificate or key of `[tls]` cannot be used.
     #[error(transparent)]
-    Tls(#[from] crate::tls::TlsError),
+    Tls(#[from] crate::http::tls::TlsError),
 }
 
 impl ServerConfig {
@@ -435,8 +435,8 @@ impl ServerConfig {
     }
 
     /// The signature policy these settings mean.
-    pub fn trust(&self) -> Result<crate::signing::Trust, ConfigError> {
-        crate::signing::Trust::new(&self.trusted_keys, self.require_signature)
+    pub fn trust(&self) -> Result<crate::domain::signing::Trust, ConfigError> {
+        crate::domain::signing::Trust::new(&self.trusted_keys, self.require_signature)
             .map(|t| t.requiring_native(self.native.require_signature))
             .map_err(|e| ConfigError::Invalid(format!("trusted_keys: {e}")))
     }

@@ -18,29 +18,23 @@
 //! # async fn f() -> Result<(), hotswap_server::ServerError> {
 //! use hotswap_server::{Server, ServerConfig};
 //!
-//! let server = Server::bind(ServerConfig::default()).await?;
+//! let server = Server::bind(ServerConfig::default(), None).await?;
 //! println!("plugins on {}, admin on {}", server.data_addr(), server.admin_addr());
 //! server.run(async { let _ = tokio::signal::ctrl_c().await; }).await?;
 //! # Ok(())
 //! # }
 //! ```
 
-mod admin;
-mod budget;
-mod client_key;
 mod config;
 mod control;
-mod data;
-mod ebpf;
-mod envelope;
-mod gateway;
+mod domain;
 mod http;
 mod metrics;
 mod plan;
 mod process;
-pub mod signing;
-mod tiers;
-mod tls;
+
+/// ed25519 keys and signature files (shared with the CLI).
+pub use domain::signing;
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -54,16 +48,25 @@ pub use config::{
     CanaryConfig, ConfigError, EbpfConfig, Limits, NativeConfig, Route, ServerConfig, UpgradeConfig,
 };
 pub use control::{ControlError, Controller, ProcessInfo, ReloadReport, UpgradeReport};
-pub use ebpf::{Expect, PlacedView, ProgramError, ProgramView, Programs};
-pub use gateway::{CallFailure, Gateway, GatewayError, GatewayOptions, SlotView};
+pub use domain::ebpf::{Expect, PlacedView, ProgramError, ProgramView, Programs};
+pub use domain::gateway::{CallFailure, Gateway, GatewayError, GatewayOptions, SlotView};
+pub use domain::tiers::{AnyCode, NativeDisabled, Tiers};
+pub use http::tls::{TlsConfig, TlsError};
 pub use http::PROCESS_HEADER;
 pub use metrics::{Exposition, Metrics, Restored};
 pub use plan::{plan, PlanError, ReloadPlan, Setting};
-pub use tiers::{AnyCode, NativeDisabled, Tiers};
-pub use tls::{TlsConfig, TlsError};
 
-/// The slot the example plugin is deployed to on a first start.
-pub const EXAMPLE_SLOT: &str = "greet";
+/// What a first start (an empty store) deploys, so that a new server has
+/// something to answer. The library embeds no plugin: `hotswap serve`
+/// passes its example, and `deploy_example = false` in the config turns
+/// it off.
+#[derive(Debug, Clone)]
+pub struct FirstStart {
+    /// The slot to deploy to.
+    pub slot: String,
+    /// The plugin.
+    pub artifact: Vec<u8>,
+}
 
 /// Reads the config again, for a reload (the file, with the flags that
 /// override it applied on top).
@@ -122,9 +125,12 @@ pub struct Server {
 impl Server {
     /// [`Server::start`] with an upgrader of its own (no upgrades expected:
     /// tests, embedding).
-    pub async fn bind(config: ServerConfig) -> Result<Server, ServerError> {
+    pub async fn bind(
+        config: ServerConfig,
+        first_start: Option<FirstStart>,
+    ) -> Result<Server, ServerError> {
         let upgrader = Upgrader::new(hotswap_upgrade::Options::default())?;
-        Server::start(config, Arc::new(upgrader)).await
+        Server::start(config, Arc::new(upgrader), first_start).await
     }
 
     /// Checks the config, takes the listeners (inherited from the previous
@@ -138,6 +144,7 @@ impl Server {
     pub async fn start(
         config: ServerConfig,
         upgrader: Arc<Upgrader>,
+        first_start: Option<FirstStart>,
     ) -> Result<Server, ServerError> {
         config.check()?;
         // Before anything binds: a missing or bad certificate is an error
@@ -156,14 +163,14 @@ impl Server {
         let data = listen("data", config.listen)?;
         let admin = listen("admin", config.admin)?;
 
-        let (store_dir, kv_sync, wasm, native, example, options) = (
+        let (store_dir, kv_sync, wasm, native, options) = (
             config.data_dir.clone(),
             config.kv_sync,
             config.wasm(),
             config.native.enabled,
-            config.deploy_example,
             config.gateway_options(),
         );
+        let example = first_start.filter(|_| config.deploy_example);
         let up = upgrader.clone();
         // Waiting for the parent, and opening the store (which may compile),
         // block.
@@ -177,9 +184,9 @@ impl Server {
                 Err(e) => return Err(e.into()),
             };
             let gateway = Gateway::open(Store::open(&store_dir)?.with_kv_sync(kv_sync), wasm, native, options)?;
-            if example && gateway.is_empty() {
-                let info = gateway.deploy(EXAMPLE_SLOT, hotswap_examples::GREET_V1.to_vec(), None)?;
-                tracing::info!(slot = EXAMPLE_SLOT, version = %info.version, "deployed the example plugin");
+            if let Some(first) = example.filter(|_| gateway.is_empty()) {
+                let info = gateway.deploy(&first.slot, first.artifact, None)?;
+                tracing::info!(slot = %first.slot, version = %info.version, "deployed the first-start plugin");
             }
             Ok((gateway, state))
         })
@@ -190,7 +197,7 @@ impl Server {
         // pins hold them); this picks up their records and maps.
         let programs = Arc::new(Programs::open(&config.ebpf, gateway.clone()));
         let mut metrics = Metrics::new();
-        metrics.register_collector(Box::new(ebpf::MapCollector(programs.clone())));
+        metrics.register_collector(Box::new(domain::ebpf::MapCollector(programs.clone())));
         let metrics = Arc::new(metrics);
         // From the previous process of an upgrade, or else from the last
         // clean stop; either is taken once.

@@ -13,12 +13,13 @@ use tokio::task::JoinHandle;
 
 use crate::config::{CanaryConfig, ConfigError, ServerConfig};
 use crate::control::{Command, Controller, ReloadReport, UpgradeReport};
-use crate::ebpf::Programs;
-use crate::gateway::Gateway;
+use crate::domain::ebpf::Programs;
+use crate::domain::gateway::Gateway;
 use crate::http::{self, Connections, DrainTiming, Surface};
+use crate::http::{admin, data};
 use crate::metrics::Metrics;
 use crate::plan::{plan, PlanError, Setting};
-use crate::{admin, data, ConfigSource, Exit, ServerError};
+use crate::{ConfigSource, Exit, ServerError};
 
 /// One listener and the task accepting on it, if any.
 struct Accepting {
@@ -107,7 +108,7 @@ impl Running {
             self.metrics.clone(),
             self.gateway.events().clone(),
         ));
-        tokio::spawn(crate::budget::watch(
+        tokio::spawn(crate::domain::budget::watch(
             self.gateway.clone(),
             canary.clone(),
             stop_rx,

@@ -61,7 +61,13 @@ pub fn start_with(config: ServerConfig, source: Option<hotswap_server::ConfigSou
             .build()
             .unwrap();
         rt.block_on(async move {
-            let mut server = Server::bind(config).await.expect("server starts");
+            let example = hotswap_server::FirstStart {
+                slot: "greet".into(),
+                artifact: hotswap_examples::GREET_V1.to_vec(),
+            };
+            let mut server = Server::bind(config, Some(example))
+                .await
+                .expect("server starts");
             if let Some(source) = source {
                 server = server.reload_from(source);
             }

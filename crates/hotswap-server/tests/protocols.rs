@@ -234,7 +234,7 @@ fn a_missing_or_bad_certificate_is_an_error_at_start() {
         .build()
         .unwrap();
     let err = rt
-        .block_on(Server::bind(missing))
+        .block_on(Server::bind(missing, None))
         .err()
         .expect("refused")
         .to_string();
@@ -257,7 +257,7 @@ fn a_missing_or_bad_certificate_is_an_error_at_start() {
         ..config(&dir.path().join("data"))
     };
     let err = rt
-        .block_on(Server::bind(mismatched))
+        .block_on(Server::bind(mismatched, None))
         .err()
         .expect("refused")
         .to_string();

@@ -76,7 +76,7 @@ pub fn main(args: Args) -> anyhow::Result<ExitCode> {
         let hangup = signal(SignalKind::hangup()).context("cannot listen for SIGHUP")?;
         let usr2 = signal(SignalKind::user_defined2()).context("cannot listen for SIGUSR2")?;
         let generation = upgrader.generation();
-        let mut server = Server::start(config, Arc::new(upgrader)).await?;
+        let mut server = Server::start(config, Arc::new(upgrader), Some(example())).await?;
         if args.config.is_some() {
             let args = args.clone();
             server = server.reload_from(Box::new(move || args.config()));
@@ -136,5 +136,14 @@ async fn stop_signal() {
     tokio::select! {
         _ = tokio::signal::ctrl_c() => {}
         _ = term.recv() => {}
+    }
+}
+
+/// What `hotswap serve` deploys on a first start: the `greet` example
+/// plugin, to slot `greet` (unless the config says `deploy_example = false`).
+pub(crate) fn example() -> hotswap_server::FirstStart {
+    hotswap_server::FirstStart {
+        slot: "greet".into(),
+        artifact: hotswap_examples::GREET_V1.to_vec(),
     }
 }

@@ -115,12 +115,15 @@ pub fn main(args: Args) -> anyhow::Result<ExitCode> {
         );
         tokio::spawn(async move { axum::serve(bare, app).await });
 
-        let server = Server::bind(ServerConfig {
-            listen: "127.0.0.1:0".parse()?,
-            admin: "127.0.0.1:0".parse()?,
-            data_dir: store.path().to_path_buf(),
-            ..ServerConfig::default()
-        })
+        let server = Server::bind(
+            ServerConfig {
+                listen: "127.0.0.1:0".parse()?,
+                admin: "127.0.0.1:0".parse()?,
+                data_dir: store.path().to_path_buf(),
+                ..ServerConfig::default()
+            },
+            Some(crate::serve::example()),
+        )
         .await?;
         let (data, admin) = (server.data_addr(), server.admin_addr());
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
@@ -344,13 +347,16 @@ fn protocol_run(
     let store = tempfile::tempdir().context("cannot make a temporary store")?;
     let (bare, hot, stop) = runtime.block_on(async {
         let bare = proto::bare_server(tls.map(|t| t.load()).transpose()?).await?;
-        let server = Server::bind(ServerConfig {
-            listen: "127.0.0.1:0".parse()?,
-            admin: "127.0.0.1:0".parse()?,
-            data_dir: store.path().to_path_buf(),
-            tls: tls.cloned(),
-            ..ServerConfig::default()
-        })
+        let server = Server::bind(
+            ServerConfig {
+                listen: "127.0.0.1:0".parse()?,
+                admin: "127.0.0.1:0".parse()?,
+                data_dir: store.path().to_path_buf(),
+                tls: tls.cloned(),
+                ..ServerConfig::default()
+            },
+            Some(crate::serve::example()),
+        )
         .await?;
         let hot = server.data_addr();
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();

@@ -55,54 +55,59 @@ impl OwnServer {
         let upgrader = Arc::new(Upgrader::new(Options::default())?);
         let (ready_tx, ready) = std::sync::mpsc::channel();
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        let thread = std::thread::Builder::new()
-            .name("watch-server".into())
-            .spawn(move || {
-                let runtime = match tokio::runtime::Builder::new_multi_thread()
-                    .worker_threads(2)
-                    .enable_all()
-                    .build()
-                {
-                    Ok(r) => r,
-                    Err(e) => {
-                        let _ = ready_tx.send(Err(anyhow!("cannot start the async runtime: {e}")));
-                        return;
-                    }
-                };
-                runtime.block_on(async move {
-                    // Before the server starts, so that no signal finds the
-                    // default action (death) once there is something to stop.
-                    match (
-                        signal(SignalKind::interrupt()),
-                        signal(SignalKind::terminate()),
-                    ) {
-                        (Ok(int), Ok(term)) => {
-                            tokio::spawn(signals(int, term, wake.clone()));
-                        }
-                        _ => tracing::warn!(
-                            "cannot listen for signals: Ctrl-C will not unload eBPF programs"
-                        ),
-                    }
-                    let server = match Server::start(config, upgrader).await {
-                        Ok(s) => s,
+        let thread =
+            std::thread::Builder::new()
+                .name("watch-server".into())
+                .spawn(move || {
+                    let runtime = match tokio::runtime::Builder::new_multi_thread()
+                        .worker_threads(2)
+                        .enable_all()
+                        .build()
+                    {
+                        Ok(r) => r,
                         Err(e) => {
-                            let _ = ready_tx.send(Err(anyhow!(e)));
+                            let _ =
+                                ready_tx.send(Err(anyhow!("cannot start the async runtime: {e}")));
                             return;
                         }
                     };
-                    let _ = ready_tx.send(Ok((server.data_addr(), server.admin_addr())));
-                    if let Err(e) = server
-                        .run(async move {
-                            let _ = stopped.await;
-                        })
-                        .await
-                    {
-                        eprintln!("hotswap watch: the server stopped with an error: {e}");
-                    }
-                    let _ = wake.send(Wake::ServerEnded);
-                });
-            })
-            .context("cannot start the server's thread")?;
+                    runtime.block_on(async move {
+                        // Before the server starts, so that no signal finds the
+                        // default action (death) once there is something to stop.
+                        match (
+                            signal(SignalKind::interrupt()),
+                            signal(SignalKind::terminate()),
+                        ) {
+                            (Ok(int), Ok(term)) => {
+                                tokio::spawn(signals(int, term, wake.clone()));
+                            }
+                            _ => tracing::warn!(
+                                "cannot listen for signals: Ctrl-C will not unload eBPF programs"
+                            ),
+                        }
+                        let server =
+                            match Server::start(config, upgrader, Some(crate::serve::example()))
+                                .await
+                            {
+                                Ok(s) => s,
+                                Err(e) => {
+                                    let _ = ready_tx.send(Err(anyhow!(e)));
+                                    return;
+                                }
+                            };
+                        let _ = ready_tx.send(Ok((server.data_addr(), server.admin_addr())));
+                        if let Err(e) = server
+                            .run(async move {
+                                let _ = stopped.await;
+                            })
+                            .await
+                        {
+                            eprintln!("hotswap watch: the server stopped with an error: {e}");
+                        }
+                        let _ = wake.send(Wake::ServerEnded);
+                    });
+                })
+                .context("cannot start the server's thread")?;
         let (data, admin) = ready
             .recv()
             .map_err(|_| anyhow!("the server's thread ended before it served"))?

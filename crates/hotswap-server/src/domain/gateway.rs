@@ -12,7 +12,7 @@ use hotswap_core::{
 use hotswap_store::{check_slot_name, Store, StoreError};
 use hotswap_wasm::{WasmConfig, WasmTier};
 
-use crate::tiers::Tiers;
+use crate::domain::tiers::Tiers;
 
 /// How many events of the log a server keeps in memory for `GET /v1/events`.
 const RECENT_EVENTS: usize = 1024;

@@ -13,10 +13,10 @@ use axum::Router;
 use hotswap_api::CallErrorKind;
 use hotswap_core::{CallError, Served};
 
-use crate::client_key::KeyPolicy;
 use crate::config::Route;
-use crate::envelope::{RequestEnvelope, ResponseEnvelope};
-use crate::gateway::{CallFailure, Gateway};
+use crate::domain::gateway::{CallFailure, Gateway};
+use crate::http::client_key::KeyPolicy;
+use crate::http::envelope::{RequestEnvelope, ResponseEnvelope};
 use crate::metrics::Metrics;
 
 /// What every data-plane handler needs.

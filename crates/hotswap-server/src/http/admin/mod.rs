@@ -31,11 +31,11 @@ use tokio_stream::wrappers::BroadcastStream;
 use tokio_stream::{Stream, StreamExt};
 
 use crate::control::Controller;
-use crate::ebpf::Programs;
-use crate::gateway::{Gateway, GatewayError};
+use crate::domain::ebpf::Programs;
+use crate::domain::gateway::{Gateway, GatewayError};
+use crate::domain::signing::{SignatureError, Trust};
 use crate::http::ConnectionHandle;
 use crate::metrics::{Exposition, Metrics};
-use crate::signing::{SignatureError, Trust};
 
 #[derive(Clone)]
 struct Admin {

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use hotswap_core::Digest;
 
 use crate::config::CanaryConfig;
-use crate::gateway::Gateway;
+use crate::domain::gateway::Gateway;
 
 /// How often canaries are judged.
 pub(crate) const TICK: Duration = Duration::from_millis(200);

@@ -16,7 +16,7 @@ use serde::{Deserialize, Serialize};
 pub use record::{event_slot, ProgramRecord, ProgramState};
 
 use crate::config::EbpfConfig;
-use crate::gateway::Gateway;
+use crate::domain::gateway::Gateway;
 
 mod events;
 mod metrics;

@@ -19,7 +19,7 @@ use tokio_stream::wrappers::BroadcastStream;
 use tokio_stream::StreamExt;
 
 use super::{bad_body, internal, problem, signed_upload, sse, Admin, AdminQuery, Upload};
-use crate::ebpf::{Expect, ProgramError};
+use crate::domain::ebpf::{Expect, ProgramError};
 use crate::http::ConnectionHandle;
 
 /// `GET /v1/ebpf`: every program, or why this server has no eBPF tier.
