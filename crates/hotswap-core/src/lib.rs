@@ -58,9 +58,6 @@ mod slot;
 mod state;
 mod tier;
 
-#[cfg(feature = "testing")]
-pub mod testing;
-
 pub use artifact::{Artifact, Kind};
 pub use digest::{Digest, ParseDigestError};
 pub use error::{error_chain, CallError, DeployError};

@@ -30,8 +30,7 @@ impl Veth {
     fn new() -> Option<Veth> {
         if Command::new("ip").arg("-V").output().is_err() {
             let why = "`ip` (iproute2) is not installed; scripts/setup installs it";
-            assert!(std::env::var("CI").as_deref() != Ok("true"), "{why}");
-            eprintln!("skipped: {why}");
+            hotswap_testkit::cannot_run_here(why);
             return None;
         }
         let id = std::process::id() % 100_000;

@@ -15,6 +15,9 @@ macro_rules! plugin {
     };
 }
 
+/// The slot `hotswap serve` deploys [`GREET_V1`] to on a first start.
+pub const GREET_SLOT: &str = "greet";
+
 /// `greet` 1.0.0 (Rust): `world` → `hello, world!`.
 pub const GREET_V1: &[u8] = plugin!("greet_v1.wasm");
 /// `greet` 2.0.0 (Rust): `world` → `HELLO, WORLD!! (v2)`.

@@ -7,6 +7,7 @@ mod common;
 use std::time::Duration;
 
 use common::*;
+use hotswap_testkit::rss_kib;
 
 const CYCLES: usize = 1000;
 /// Allowed growth over the 1000 cycles: 2 MiB. A library left behind would
@@ -15,12 +16,6 @@ const CYCLES: usize = 1000;
 /// is noise from malloc's arenas and the loader's own small allocations,
 /// which settle during the warm-up.
 const BOUND_KIB: u64 = 2048;
-
-fn rss_kib() -> u64 {
-    let statm = std::fs::read_to_string("/proc/self/statm").expect("Linux /proc");
-    let pages: u64 = statm.split_whitespace().nth(1).unwrap().parse().unwrap();
-    pages * 4
-}
 
 fn open_fds() -> usize {
     std::fs::read_dir("/proc/self/fd")

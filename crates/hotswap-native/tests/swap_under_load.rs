@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use common::*;
-use hotswap_core::testing::{assert_no_call_failed, swaps_under_load};
+use hotswap_testkit::{assert_no_call_failed, swaps_under_load};
 
 const CALLERS: usize = 4;
 const SWAPS: u64 = 1000;

@@ -68,6 +68,16 @@ pub struct FirstStart {
     pub artifact: Vec<u8>,
 }
 
+impl FirstStart {
+    /// `artifact` to `slot`.
+    pub fn new(slot: &str, artifact: &[u8]) -> FirstStart {
+        FirstStart {
+            slot: slot.to_string(),
+            artifact: artifact.to_vec(),
+        }
+    }
+}
+
 /// Reads the config again, for a reload (the file, with the flags that
 /// override it applied on top).
 pub type ConfigSource = Box<dyn Fn() -> Result<ServerConfig, ConfigError> + Send + Sync>;

@@ -61,10 +61,10 @@ pub fn start_with(config: ServerConfig, source: Option<hotswap_server::ConfigSou
             .build()
             .unwrap();
         rt.block_on(async move {
-            let example = hotswap_server::FirstStart {
-                slot: "greet".into(),
-                artifact: hotswap_examples::GREET_V1.to_vec(),
-            };
+            let example = hotswap_server::FirstStart::new(
+                hotswap_examples::GREET_SLOT,
+                hotswap_examples::GREET_V1,
+            );
             let mut server = Server::bind(config, Some(example))
                 .await
                 .expect("server starts");

@@ -7,18 +7,13 @@ mod common;
 use std::time::Duration;
 
 use common::*;
+use hotswap_testkit::rss_kib;
 use hotswap_wasm::WasmConfig;
 
 const SWAPS: usize = 10_000;
 /// Allowed growth. Allocator arenas and the pooling allocator's warm slots
 /// settle during the warm-up; what is left is noise.
 const BOUND_KIB: u64 = 1024;
-
-fn rss_kib() -> u64 {
-    let statm = std::fs::read_to_string("/proc/self/statm").expect("Linux /proc");
-    let pages: u64 = statm.split_whitespace().nth(1).unwrap().parse().unwrap();
-    pages * 4
-}
 
 #[test]
 fn ten_thousand_swaps_leave_memory_flat() {

@@ -6,7 +6,7 @@ mod common;
 use std::sync::Arc;
 
 use common::*;
-use hotswap_core::testing::{assert_no_call_failed, swaps_under_load};
+use hotswap_testkit::{assert_no_call_failed, swaps_under_load};
 use hotswap_wasm::WasmConfig;
 
 const CALLERS: usize = 4;

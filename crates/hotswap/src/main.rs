@@ -3,7 +3,6 @@
 //! eBPF programs),
 //! sign modules, and check, run, demonstrate and benchmark plugins.
 
-mod bench;
 mod check;
 mod client;
 mod demo;
@@ -13,7 +12,6 @@ mod keys;
 mod process;
 mod run;
 mod serve;
-mod stats;
 mod watch;
 
 use std::process::ExitCode;
@@ -84,7 +82,7 @@ enum Command {
     Demo(demo::Args),
     /// Measure hotswap on this machine.
     #[command(subcommand)]
-    Bench(bench::Command),
+    Bench(hotswap_bench::Command),
 }
 
 fn main() -> ExitCode {
@@ -112,7 +110,7 @@ fn main() -> ExitCode {
         Command::Check(args) => check::main(args),
         Command::Run(args) => run::main(args),
         Command::Demo(args) => demo::main(args),
-        Command::Bench(cmd) => bench::main(cmd),
+        Command::Bench(cmd) => hotswap_bench::main(cmd),
     };
     match result {
         Ok(code) => code,

@@ -140,10 +140,7 @@ async fn stop_signal() {
 }
 
 /// What `hotswap serve` deploys on a first start: the `greet` example
-/// plugin, to slot `greet` (unless the config says `deploy_example = false`).
+/// plugin (unless the config says `deploy_example = false`).
 pub(crate) fn example() -> hotswap_server::FirstStart {
-    hotswap_server::FirstStart {
-        slot: "greet".into(),
-        artifact: hotswap_examples::GREET_V1.to_vec(),
-    }
+    hotswap_server::FirstStart::new(hotswap_examples::GREET_SLOT, hotswap_examples::GREET_V1)
 }

@@ -70,11 +70,7 @@ fn available(serve: &Serve) -> bool {
         return true;
     }
     let why = String::from_utf8_lossy(&out.stderr).to_string();
-    assert!(
-        std::env::var("CI").as_deref() != Ok("true"),
-        "CI runs eBPF tests as root with BPF, but: {why}"
-    );
-    eprintln!("skipped: {why}");
+    hotswap_testkit::cannot_run_here(why);
     false
 }
 

@@ -22,7 +22,7 @@ use hotswap_wasm::WasmConfig;
 use serde::Serialize;
 
 use super::progress;
-use crate::stats::Samples;
+use hotswap_testkit::Samples;
 
 #[derive(clap::Args)]
 pub struct Args {

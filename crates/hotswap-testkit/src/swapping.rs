@@ -1,11 +1,11 @@
-//! Test support for tiers (feature `testing`): the central claim of every
-//! tier, that calls never fail while revisions are swapped under them, as
-//! one load that any tier's tests run and assert on.
+//! Callers while swapping: the central claim of every tier, that calls
+//! never fail while revisions are swapped under them, as one load that any
+//! tier's tests run and assert on.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Barrier};
 
-use crate::{Artifact, Slot, Tier};
+use hotswap_core::{Artifact, Slot, Tier};
 
 /// What one caller saw during [`swaps_under_load`].
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]

@@ -17,7 +17,7 @@ use hotswap_wasm::{WasmConfig, WasmTier};
 use serde::Serialize;
 
 use super::{hist, progress};
-use crate::stats::{memory_kib, rss_kib, Samples};
+use hotswap_testkit::{memory_kib, rss_kib, Samples};
 
 #[derive(clap::Args)]
 pub struct Args {

@@ -1,4 +1,12 @@
-//! `hotswap bench`: measurements printed as a table, or as JSON for scripts.
+//! `hotswap bench`: the benchmarks, each printed as a table, or as JSON for
+//! scripts: swaps (`swap`), WASM against native on one source (`compare`),
+//! HTTP through `hotswap serve` against bare hyper (`http`), binary
+//! upgrades (`upgrade`), state migration (`migrate`) and eBPF replacement
+//! (`ebpf`). docs/numbers.md records what they measured.
+//!
+//! A crate of its own so that its plot, histogram and progress-bar
+//! dependencies stay out of the crates that serve traffic; the `hotswap`
+//! binary is its entry point.
 
 mod compare;
 mod ebpf;

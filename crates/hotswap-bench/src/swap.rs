@@ -12,7 +12,7 @@ use hotswap_core::{Artifact, EventBus, MemoryKv, Slot};
 use hotswap_wasm::{WasmConfig, WasmTier};
 use serde::Serialize;
 
-use crate::stats::{rss_kib, Samples};
+use hotswap_testkit::{rss_kib, Samples};
 
 #[derive(clap::Args)]
 pub struct Args {

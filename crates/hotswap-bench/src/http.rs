@@ -122,7 +122,10 @@ pub fn main(args: Args) -> anyhow::Result<ExitCode> {
                 data_dir: store.path().to_path_buf(),
                 ..ServerConfig::default()
             },
-            Some(crate::serve::example()),
+            Some(hotswap_server::FirstStart::new(
+                hotswap_examples::GREET_SLOT,
+                hotswap_examples::GREET_V1,
+            )),
         )
         .await?;
         let (data, admin) = (server.data_addr(), server.admin_addr());
@@ -355,7 +358,10 @@ fn protocol_run(
                 tls: tls.cloned(),
                 ..ServerConfig::default()
             },
-            Some(crate::serve::example()),
+            Some(hotswap_server::FirstStart::new(
+                hotswap_examples::GREET_SLOT,
+                hotswap_examples::GREET_V1,
+            )),
         )
         .await?;
         let hot = server.data_addr();

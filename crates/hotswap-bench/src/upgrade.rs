@@ -66,7 +66,7 @@ pub fn main(args: Args) -> anyhow::Result<ExitCode> {
 
     let bar = super::progress(u64::from(args.upgrades));
     bar.set_message("upgrading under load");
-    let admin = crate::client::Conn::to(server.admin.to_string(), true);
+    let admin = hotswap_api::Client::new(&server.admin.to_string());
     let (mut handover, mut ready, mut took_over) = (super::hist(), super::hist(), super::hist());
     let mut outcome = Ok(());
     for _ in 0..args.upgrades {
@@ -166,14 +166,14 @@ fn start(dir: &std::path::Path, pid_file: &std::path::Path) -> anyhow::Result<St
 /// One upgrade: asks for it, then waits until the old process is gone.
 /// Returns the server's report and the time from asking to gone.
 fn upgrade_once(
-    admin: &crate::client::Conn,
+    admin: &hotswap_api::Client,
     pid_file: &std::path::Path,
 ) -> anyhow::Result<(UpgradeReport, Duration)> {
     let old = read_pid(pid_file)?;
     // Opened before asking, so the pid cannot be reused under us.
     let old_fd = pidfd_open(old, PidfdFlags::empty()).context("cannot watch the old process")?;
     let asked = Instant::now();
-    let report: UpgradeReport = match admin.client().upgrade() {
+    let report: UpgradeReport = match admin.upgrade() {
         Ok(answer) => answer.value,
         Err(e) => bail!("the upgrade failed: {e}"),
     };

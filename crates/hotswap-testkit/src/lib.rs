@@ -1,0 +1,19 @@
+//! What hotswap's tests and benchmarks share, so that each is written once:
+//! the callers-while-swapping driver that every tier's central claim is
+//! tested with ([`swaps_under_load`]), what the process holds in memory
+//! ([`rss_kib`], [`memory_kib`]), percentiles of kept samples
+//! ([`Samples`]), and the rule for a test that cannot run somewhere
+//! ([`cannot_run_here`]).
+//!
+//! It depends on hotswap-core alone, and nothing that serves traffic
+//! depends on it.
+
+mod ci;
+mod memory;
+mod samples;
+mod swapping;
+
+pub use ci::{cannot_run_here, under_ci};
+pub use memory::{memory_kib, rss_kib};
+pub use samples::Samples;
+pub use swapping::{assert_no_call_failed, swaps_under_load, CallerTally};
