@@ -26,9 +26,10 @@ pub const KV_WAS_ABSENT: i32 = 0;
 /// Native host functions: a null pointer with a non-zero length.
 pub const BAD_ARGUMENT: i32 = KV_TOO_LARGE;
 
-/// `hs_bind`: what the Rust SDK returns to refuse a table (another ABI
-/// version, or a table too small). Any non-zero value refuses.
-pub const BIND_REFUSED: i32 = 1;
+/// What the Rust SDK returns from `hs_bind` (to refuse a table: another ABI
+/// version, or one too small), `hs_init`, `hs_health` or `hs_migrate` to
+/// say no. Hosts read any non-zero value as failure.
+pub const FAILED: i32 = 1;
 
 /// `hs_call`: the output is the reply.
 pub const CALL_OK: i32 = 0;
