@@ -15,7 +15,7 @@ use wasmtime::{Engine, InstancePre, Memory, Store, Trap, TypedFunc};
 
 use crate::host::{Fault, HostState};
 use crate::validate::ModuleInfo;
-use crate::PrepareError;
+use hotswap_core::PrepareError;
 
 /// A prepared WASM revision. Implements [`Code`] for the slot.
 pub struct WasmCode {
