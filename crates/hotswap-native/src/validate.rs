@@ -58,6 +58,24 @@ pub struct LibraryInfo {
     pub has_migrate: bool,
 }
 
+impl LibraryInfo {
+    /// The ABI's optional exports (`hotswap_abi::exports::OPTIONAL`) it
+    /// has, in the ABI's order: what `hotswap check` reports.
+    pub fn optional_exports(&self) -> Vec<&'static str> {
+        exports::OPTIONAL
+            .iter()
+            .copied()
+            .filter(|name| match *name {
+                exports::INIT => self.has_init,
+                exports::HEALTH => self.has_health,
+                exports::SHUTDOWN => self.has_shutdown,
+                exports::MIGRATE => self.has_migrate,
+                _ => false,
+            })
+            .collect()
+    }
+}
+
 /// Checks `bytes` against the native binding of ABI v1 without loading or
 /// running any of it: an ELF shared library for this machine, exporting
 /// `hs_bind` and `hs_call` as functions, with exactly one manifest section

@@ -96,6 +96,24 @@ pub struct ModuleInfo {
     pub imports: Vec<String>,
 }
 
+impl ModuleInfo {
+    /// The ABI's optional exports (`hotswap_abi::exports::OPTIONAL`) it
+    /// has, in the ABI's order: what `hotswap check` reports.
+    pub fn optional_exports(&self) -> Vec<&'static str> {
+        exports::OPTIONAL
+            .iter()
+            .copied()
+            .filter(|name| match *name {
+                exports::INIT => self.has_init,
+                exports::HEALTH => self.has_health,
+                exports::SHUTDOWN => self.has_shutdown,
+                exports::MIGRATE => self.has_migrate,
+                _ => false,
+            })
+            .collect()
+    }
+}
+
 /// A module's function type, printed as hotswap-abi prints the ABI's.
 fn show(ty: &FuncType) -> String {
     let list = |v: &[ValType]| {
