@@ -219,17 +219,17 @@ fn panic_message(payload: &(dyn std::any::Any + Send)) -> &str {
 /// A panic counts as failure (natively it must not unwind into the host;
 /// on wasm32 it traps before it gets here).
 pub fn init(f: fn() -> Result<(), String>) -> i32 {
-    report("hs_init", guarded(f))
+    report(hotswap_abi::exports::INIT, guarded(f))
 }
 
 /// `hs_health`: as [`init`].
 pub fn health(f: fn() -> Result<(), String>) -> i32 {
-    report("hs_health", guarded(f))
+    report(hotswap_abi::exports::HEALTH, guarded(f))
 }
 
 /// `hs_migrate`: as [`init`], with the schema the state is in.
 pub fn migrate(f: fn(u32) -> Result<(), String>, from_schema: u32) -> i32 {
-    report("hs_migrate", guarded(|| f(from_schema)))
+    report(hotswap_abi::exports::MIGRATE, guarded(|| f(from_schema)))
 }
 
 /// `hs_shutdown`: runs `f`; a panic is logged, not unwound into the host.
