@@ -3,6 +3,8 @@
 use std::sync::OnceLock;
 use std::time::Instant;
 
+use hotswap_abi::code;
+
 use crate::KvError;
 
 impl KvError {
@@ -10,9 +12,9 @@ impl KvError {
     /// `kv_delete` (docs/abi.md): `-1` too large, `-2` full, `-3` storage failed.
     pub fn abi_code(&self) -> i32 {
         match self {
-            KvError::TooLarge { .. } => -1,
-            KvError::Full { .. } => -2,
-            KvError::Backend(_) => -3,
+            KvError::TooLarge { .. } => code::KV_TOO_LARGE,
+            KvError::Full { .. } => code::KV_FULL,
+            KvError::Backend(_) => code::KV_STORAGE,
         }
     }
 }
@@ -29,10 +31,10 @@ pub fn now_ns() -> i64 {
 /// event tagged with the slot.
 pub fn plugin_log(slot: &str, level: i32, text: &str) {
     match level {
-        0 => tracing::error!(target: "plugin", slot, "{text}"),
-        1 => tracing::warn!(target: "plugin", slot, "{text}"),
-        2 => tracing::info!(target: "plugin", slot, "{text}"),
-        3 => tracing::debug!(target: "plugin", slot, "{text}"),
+        code::LOG_ERROR => tracing::error!(target: "plugin", slot, "{text}"),
+        code::LOG_WARN => tracing::warn!(target: "plugin", slot, "{text}"),
+        code::LOG_INFO => tracing::info!(target: "plugin", slot, "{text}"),
+        code::LOG_DEBUG => tracing::debug!(target: "plugin", slot, "{text}"),
         _ => tracing::trace!(target: "plugin", slot, "{text}"),
     }
 }

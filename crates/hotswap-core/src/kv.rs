@@ -70,6 +70,9 @@ pub trait KvStore: Send + Sync + 'static {
 }
 
 /// Limits every [`MemoryKv`] enforces, so a plugin cannot exhaust the host.
+///
+/// The defaults are the ABI's ([`hotswap_abi::limits`]): what docs/abi.md
+/// promises plugins, and what the guest SDK's stand-ins enforce.
 #[derive(Debug, Clone, Copy)]
 pub struct KvLimits {
     /// Largest key, in bytes.
@@ -83,9 +86,9 @@ pub struct KvLimits {
 impl Default for KvLimits {
     fn default() -> Self {
         KvLimits {
-            max_key: 1024,
-            max_value: 1024 * 1024,
-            max_keys: 100_000,
+            max_key: hotswap_abi::limits::MAX_KEY,
+            max_value: hotswap_abi::limits::MAX_VALUE,
+            max_keys: hotswap_abi::limits::MAX_KEYS,
         }
     }
 }
@@ -231,6 +234,15 @@ mod tests {
         assert_eq!(all, want);
         assert_eq!(kv.next_key(b"a\x01").unwrap().as_deref(), Some(&b"ab"[..]));
         assert_eq!(kv.next_key(b"c").unwrap(), None);
+    }
+
+    #[test]
+    fn defaults_are_the_abis() {
+        let d = KvLimits::default();
+        assert_eq!(
+            (d.max_key, d.max_value, d.max_keys),
+            (1024, 1 << 20, 100_000)
+        );
     }
 
     #[test]

@@ -51,6 +51,7 @@ mod journal;
 mod kv;
 mod manifest;
 mod migrate;
+mod prepare;
 mod reaper;
 mod revision;
 mod serving;
@@ -67,6 +68,7 @@ pub use journal::{Journal, JournalError};
 pub use kv::{keys, successor, Entry, KvError, KvLimits, KvStore, MemoryKv};
 pub use manifest::{Manifest, ManifestError, MANIFEST_SECTION, SUPPORTED_ABI};
 pub use migrate::{migrate_returned, KvChange, MigrateError, Migration, Writes};
+pub use prepare::PrepareError;
 pub use revision::{RevisionInfo, RevisionState};
 pub use slot::{CanaryStats, Served, Slot, SlotOptions, SlotStatus};
 pub use state::{

@@ -24,13 +24,15 @@ fn is_zero(n: &u32) -> bool {
     *n == 0
 }
 
+use hotswap_abi::limits::{MAX_NAME, MAX_VERSION};
+
 /// The ABI versions this host runs (docs/abi.md). Every tier accepts exactly
 /// these, so a plugin is valid for all of them or for none.
-pub const SUPPORTED_ABI: &[u32] = &[1];
+pub const SUPPORTED_ABI: &[u32] = &[hotswap_abi::ABI_VERSION];
 
 /// The section that holds a plugin's manifest, in every tier (a WASM
 /// custom section, an ELF section of a native library).
-pub const MANIFEST_SECTION: &str = "hotswap.manifest";
+pub use hotswap_abi::MANIFEST_SECTION;
 
 /// Why a plugin has no valid manifest. The same rules, and words, in every
 /// tier.
@@ -106,19 +108,21 @@ impl Manifest {
             ))
         })?;
         let name_ok = |c: char| c.is_ascii_alphanumeric() || "-_.".contains(c);
-        if raw.name.is_empty() || raw.name.len() > 64 || !raw.name.chars().all(name_ok) {
+        if raw.name.is_empty() || raw.name.len() > MAX_NAME || !raw.name.chars().all(name_ok) {
             return Err(bad(format!(
-                "name `{}` must be 1-64 characters from a-z A-Z 0-9 - _ .",
+                "name `{}` must be 1-{MAX_NAME} characters from a-z A-Z 0-9 - _ .",
                 raw.name.escape_debug()
             )));
         }
         // No quotes or backslashes: the manifest is JSON, and SDKs write it
         // without escaping.
         let version_ok = |c: char| c.is_ascii_graphic() && c != '"' && c != '\\';
-        if raw.version.is_empty() || raw.version.len() > 64 || !raw.version.chars().all(version_ok)
+        if raw.version.is_empty()
+            || raw.version.len() > MAX_VERSION
+            || !raw.version.chars().all(version_ok)
         {
             return Err(bad(format!(
-                "version `{}` must be 1-64 printable ASCII characters, without spaces, quotes or backslashes",
+                "version `{}` must be 1-{MAX_VERSION} printable ASCII characters, without spaces, quotes or backslashes",
                 raw.version.escape_debug()
             )));
         }

@@ -664,7 +664,7 @@ impl<T: Tier> Slot<T> {
                     return resume(code, MigrateError::Failed { from, error });
                 }
                 if paused_at.elapsed() > limit {
-                    let during = "hs_migrate";
+                    let during = hotswap_abi::exports::MIGRATE;
                     return resume(code, MigrateError::PauseOverrun { limit, during });
                 }
                 let writes = migration.writes();

@@ -1,6 +1,8 @@
 /*
  * hotswap.h: the plugin ABI v1 for C. docs/abi.md is the contract; where
- * this file disagrees with it, this file is wrong.
+ * this file disagrees with it, this file is wrong. Its names, numbers and
+ * signatures are checked against crates/hotswap-abi by
+ * crates/hotswap-guest/tests/c_header.rs.
  *
  * A plugin is a core wasm32 module with no libc. Build one with
  *
@@ -73,6 +75,12 @@ enum {
 #define HOTSWAP_KV_FULL (-2)
 #define HOTSWAP_KV_STORAGE (-3)
 
+/* The limits the host enforces: key and value sizes in bytes, and keys per
+ * slot. A key over HOTSWAP_MAX_KEY is never present. */
+#define HOTSWAP_MAX_KEY 1024
+#define HOTSWAP_MAX_VALUE 1048576
+#define HOTSWAP_MAX_KEYS 100000
+
 /* Logs the UTF-8 text msg[0..len) at `level` (HOTSWAP_LOG_*). */
 HOTSWAP_IMPORT("log")
 void hotswap_log(int32_t level, const char *msg, size_t len);
@@ -101,7 +109,7 @@ int32_t hotswap_kv_delete(const void *key, size_t key_len);
 
 /* The smallest key >= from[0..from_len), in byte order: HOTSWAP_KV_ABSENT
  * past the last key, otherwise its length n, written to `key` only if
- * n <= key_cap (a 1024-byte buffer always fits). Walk every key by
+ * n <= key_cap (a HOTSWAP_MAX_KEY-byte buffer always fits). Walk every key by
  * starting from the empty key and continuing from each key followed by a
  * zero byte. */
 HOTSWAP_IMPORT("kv_next")

@@ -16,6 +16,9 @@
 
 use core::fmt;
 
+use hotswap_abi::code::{KV_DELETED, KV_FULL, KV_TOO_LARGE, KV_WAS_ABSENT, OK};
+use hotswap_abi::limits::MAX_KEY;
+
 /// Why the store refused a write.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum KvError {
@@ -30,8 +33,8 @@ pub enum KvError {
 impl KvError {
     fn from_code(code: i32) -> Self {
         match code {
-            -1 => KvError::TooLarge,
-            -2 => KvError::Full,
+            KV_TOO_LARGE => KvError::TooLarge,
+            KV_FULL => KvError::Full,
             _ => KvError::Storage,
         }
     }
@@ -85,7 +88,7 @@ pub fn put(key: impl AsRef<[u8]>, value: impl AsRef<[u8]>) -> Result<(), KvError
     // SAFETY: both slices are valid for the call.
     let code = unsafe { crate::sys::kv_put(key.as_ptr(), key.len(), value.as_ptr(), value.len()) };
     match code {
-        0 => Ok(()),
+        OK => Ok(()),
         code => Err(KvError::from_code(code)),
     }
 }
@@ -96,8 +99,8 @@ pub fn delete(key: impl AsRef<[u8]>) -> Result<bool, KvError> {
     // SAFETY: the slice is valid for the call.
     let code = unsafe { crate::sys::kv_delete(key.as_ptr(), key.len()) };
     match code {
-        1 => Ok(true),
-        0 => Ok(false),
+        KV_DELETED => Ok(true),
+        KV_WAS_ABSENT => Ok(false),
         code => Err(KvError::from_code(code)),
     }
 }
@@ -107,7 +110,7 @@ pub fn delete(key: impl AsRef<[u8]>) -> Result<bool, KvError> {
 pub fn next_key(from: impl AsRef<[u8]>) -> Option<Vec<u8>> {
     let from = from.as_ref();
     // Keys are at most 1 KiB, so one buffer of that size always fits.
-    let mut buf = vec![0u8; 1024];
+    let mut buf = vec![0u8; MAX_KEY];
     // SAFETY: `from` and `buf` are valid for the call; the host writes at
     // most `buf.len()` bytes.
     let n = unsafe { crate::sys::kv_next(from.as_ptr(), from.len(), buf.as_mut_ptr(), buf.len()) };

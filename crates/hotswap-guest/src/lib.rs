@@ -38,7 +38,60 @@
 #![warn(missing_docs)]
 
 /// The ABI version this crate implements; written into every manifest.
-pub const ABI_VERSION: u32 = 1;
+pub const ABI_VERSION: u32 = hotswap_abi::ABI_VERSION;
+
+/// The ABI's names, codes and limits, for plugins that want them.
+pub use hotswap_abi as abi;
+
+// What the compiler needs as literals cannot come from hotswap-abi: the
+// `#[link(wasm_import_module)]` of sys/wasm.rs, and `plugin!`'s
+// `link_section`, `"abi":1` and `#[no_mangle]` export names. They are
+// checked against it here, so a change there fails this crate's build.
+const _: () = {
+    use hotswap_abi::{exports, imports};
+    assert!(same(hotswap_abi::HOST_MODULE, "hotswap"));
+    assert!(same(hotswap_abi::MANIFEST_SECTION, "hotswap.manifest"));
+    assert!(hotswap_abi::ABI_VERSION == 1);
+    let names = [
+        (exports::ALLOC, "hs_alloc"),
+        (exports::PROCESS, "hs_process"),
+        (exports::BIND, "hs_bind"),
+        (exports::CALL, "hs_call"),
+        (exports::INIT, "hs_init"),
+        (exports::HEALTH, "hs_health"),
+        (exports::SHUTDOWN, "hs_shutdown"),
+        (exports::MIGRATE, "hs_migrate"),
+        (imports::LOG, "log"),
+        (imports::NOW_NS, "now_ns"),
+        (imports::RANDOM, "random"),
+        (imports::KV_GET, "kv_get"),
+        (imports::KV_PUT, "kv_put"),
+        (imports::KV_DELETE, "kv_delete"),
+        (imports::KV_NEXT, "kv_next"),
+    ];
+    let mut i = 0;
+    while i < names.len() {
+        assert!(same(names[i].0, names[i].1));
+        i += 1;
+    }
+    assert!(hotswap_abi::IMPORTS.len() == 7);
+};
+
+/// `a == b`, in a const.
+const fn same(a: &str, b: &str) -> bool {
+    let (a, b) = (a.as_bytes(), b.as_bytes());
+    if a.len() != b.len() {
+        return false;
+    }
+    let mut i = 0;
+    while i < a.len() {
+        if a[i] != b[i] {
+            return false;
+        }
+        i += 1;
+    }
+    true
+}
 
 mod host;
 mod macros;

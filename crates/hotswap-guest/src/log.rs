@@ -7,15 +7,15 @@
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum Level {
     /// Something failed.
-    Error = 0,
+    Error = hotswap_abi::code::LOG_ERROR as isize,
     /// Something looks wrong.
-    Warn = 1,
+    Warn = hotswap_abi::code::LOG_WARN as isize,
     /// Routine information.
-    Info = 2,
+    Info = hotswap_abi::code::LOG_INFO as isize,
     /// Detail for debugging.
-    Debug = 3,
+    Debug = hotswap_abi::code::LOG_DEBUG as isize,
     /// Even more detail.
-    Trace = 4,
+    Trace = hotswap_abi::code::LOG_TRACE as isize,
 }
 
 /// Logs `msg` at `level`.

@@ -4,28 +4,17 @@ use std::alloc::Layout;
 use std::ptr::NonNull;
 use std::sync::{Mutex, PoisonError};
 
+use hotswap_abi::code::{FAILED, OK};
+use hotswap_abi::limits::{MAX_NAME, MAX_VERSION};
+
 /// The largest output length the packed return value can carry.
-pub const MAX_OUTPUT: usize = 0x7fff_ffff;
+pub use hotswap_abi::limits::MAX_OUTPUT;
+/// Packs and unpacks an `hs_process` result (bits 0–31 `ptr`, 32–62 `len`,
+/// 63 the error flag), as the hosts read it.
+pub use hotswap_abi::packed::{pack, unpack};
 
 /// The output of the last `hs_process` call, kept alive until the next.
 static OUTPUT: Mutex<Vec<u8>> = Mutex::new(Vec::new());
-
-/// Packs an `hs_process` result: bits 0–31 `ptr`, 32–62 `len`, 63 the
-/// error flag. `len` must be at most [`MAX_OUTPUT`].
-pub const fn pack(ptr: u32, len: u32, is_err: bool) -> i64 {
-    assert!(len as usize <= MAX_OUTPUT);
-    (ptr as u64 | ((len as u64) << 32) | ((is_err as u64) << 63)) as i64
-}
-
-/// The inverse of [`pack`]: `(ptr, len, is_err)`.
-pub const fn unpack(packed: i64) -> (u32, u32, bool) {
-    let bits = packed as u64;
-    (
-        bits as u32,
-        (bits >> 32) as u32 & 0x7fff_ffff,
-        bits >> 63 == 1,
-    )
-}
 
 /// Copies the manifest JSON into the array that becomes the custom section.
 pub const fn manifest_bytes<const N: usize>(json: &str) -> [u8; N] {
@@ -44,7 +33,7 @@ pub const fn manifest_bytes<const N: usize>(json: &str) -> [u8; N] {
 /// `docs/abi.md`; a failure here is a compile error in the plugin crate.
 pub const fn check_manifest(name: &str, version: &str) {
     let name = name.as_bytes();
-    if name.is_empty() || name.len() > 64 {
+    if name.is_empty() || name.len() > MAX_NAME {
         panic!("hotswap plugin name must be 1-64 characters");
     }
     let mut i = 0;
@@ -56,7 +45,7 @@ pub const fn check_manifest(name: &str, version: &str) {
         i += 1;
     }
     let version = version.as_bytes();
-    if version.is_empty() || version.len() > 64 {
+    if version.is_empty() || version.len() > MAX_VERSION {
         panic!("hotswap plugin version must be 1-64 characters");
     }
     let mut i = 0;
@@ -150,8 +139,8 @@ pub unsafe fn process(ptr: *mut u8, len: usize, f: fn(&[u8]) -> Result<Vec<u8>, 
 }
 
 /// `hs_bind` (native only): keeps the host's table, and routes panic
-/// messages to the host's log. Returns `0`, or `1` if the host runs another
-/// ABI version.
+/// messages to the host's log. Returns `0`, or `1` ([`FAILED`]) if the host
+/// runs another ABI version.
 ///
 /// The panic hook matters for unloading: the standard hook names the
 /// current thread, which registers a thread-local destructor inside this
@@ -164,12 +153,10 @@ pub unsafe fn process(ptr: *mut u8, len: usize, f: fn(&[u8]) -> Result<Vec<u8>, 
 pub unsafe fn bind(table: *const crate::native_abi::HostTable) -> i32 {
     // SAFETY: checked for null; valid by the caller's promise.
     let Some(host) = (unsafe { table.as_ref() }) else {
-        return 1;
+        return FAILED;
     };
-    if host.abi != crate::ABI_VERSION
-        || (host.size as usize) < std::mem::size_of::<crate::native_abi::HostTable>()
-    {
-        return 1;
+    if host.abi != crate::ABI_VERSION || host.size < crate::native_abi::HostTable::SIZE {
+        return FAILED;
     }
     // SAFETY: passed on to the caller.
     unsafe { crate::sys::bind(table) };
@@ -180,7 +167,7 @@ pub unsafe fn bind(table: *const crate::native_abi::HostTable) -> i32 {
             .unwrap_or_default();
         crate::log::error(&format!("panicked{at}: {}", panic_message(info.payload())));
     }));
-    0
+    OK
 }
 
 /// `hs_call` (native only): runs `f` on the borrowed input and writes the
@@ -227,21 +214,22 @@ fn panic_message(payload: &(dyn std::any::Any + Send)) -> &str {
         .unwrap_or("a panic without a message")
 }
 
-/// `hs_init`: `0` if `f` succeeds, else logs the message and returns `1`.
+/// `hs_init`: `0` if `f` succeeds, else logs the message and returns `1`
+/// ([`FAILED`]).
 /// A panic counts as failure (natively it must not unwind into the host;
 /// on wasm32 it traps before it gets here).
 pub fn init(f: fn() -> Result<(), String>) -> i32 {
-    report("hs_init", guarded(f))
+    report(hotswap_abi::exports::INIT, guarded(f))
 }
 
 /// `hs_health`: as [`init`].
 pub fn health(f: fn() -> Result<(), String>) -> i32 {
-    report("hs_health", guarded(f))
+    report(hotswap_abi::exports::HEALTH, guarded(f))
 }
 
 /// `hs_migrate`: as [`init`], with the schema the state is in.
 pub fn migrate(f: fn(u32) -> Result<(), String>, from_schema: u32) -> i32 {
-    report("hs_migrate", guarded(|| f(from_schema)))
+    report(hotswap_abi::exports::MIGRATE, guarded(|| f(from_schema)))
 }
 
 /// `hs_shutdown`: runs `f`; a panic is logged, not unwound into the host.
@@ -262,10 +250,10 @@ fn guarded(f: impl FnOnce() -> Result<(), String>) -> Result<(), String> {
 
 fn report(export: &str, result: Result<(), String>) -> i32 {
     match result {
-        Ok(()) => 0,
+        Ok(()) => OK,
         Err(msg) => {
             crate::log::error(&format!("{export} failed: {msg}"));
-            1
+            FAILED
         }
     }
 }

@@ -4,8 +4,8 @@ use std::ffi::c_void;
 use std::sync::Arc;
 use std::time::Duration;
 
+use hotswap_abi::code::{CALL_ERROR, CALL_OK, CALL_TRAP, OK};
 use hotswap_core::{CallError, Code, KvStore};
-use hotswap_guest::native_abi::{CALL_ERROR, CALL_OK, CALL_TRAP};
 
 use crate::host::Host;
 use crate::load::{Exports, Library, Loaded, Unloaded};
@@ -31,30 +31,14 @@ pub struct NativeCode {
     counters: Arc<Counters>,
 }
 
-/// Why a library could not be made ready.
-#[derive(Debug, thiserror::Error)]
-pub enum PrepareError {
-    /// It could not be loaded.
-    #[error(transparent)]
-    Load(#[from] crate::LoadError),
-    /// `hs_bind` refused the host's table.
-    #[error("hs_bind returned {code}: the library was built for another host ABI; rebuild it against this hotswap-guest")]
-    Bind {
-        /// What it returned.
-        code: i32,
-    },
-    /// `hs_init` reported failure.
-    #[error("hs_init returned {code}")]
-    InitFailed {
-        /// What it returned.
-        code: i32,
-    },
-    /// `hs_health` reported the revision unhealthy.
-    #[error("hs_health returned {code}")]
-    Unhealthy {
-        /// What it returned.
-        code: i32,
-    },
+/// Why a library could not be made ready: core's, shared with the WASM
+/// tier (`Load` and `Bind` are this tier's steps).
+pub use hotswap_core::PrepareError;
+
+impl From<crate::LoadError> for PrepareError {
+    fn from(e: crate::LoadError) -> PrepareError {
+        PrepareError::Load(e.to_string())
+    }
 }
 
 impl NativeCode {
@@ -84,20 +68,20 @@ impl NativeCode {
         // SAFETY: the ABI's order: bind before anything else, with a table
         // that lives as long as the library.
         let bound = unsafe { (exports.bind)(code.host().table()) };
-        if bound != 0 {
+        if bound != OK {
             return Err(PrepareError::Bind { code: bound });
         }
         if let Some(init) = exports.init {
             // SAFETY: bound; init takes nothing.
             match unsafe { init() } {
-                0 => {}
+                OK => {}
                 code => return Err(PrepareError::InitFailed { code }),
             }
         }
         if let Some(health) = exports.health {
             // SAFETY: as for init.
             match unsafe { health() } {
-                0 => {}
+                OK => {}
                 status => {
                     // Initialised, so it gets its shutdown before the unload.
                     code.shutdown();
@@ -175,7 +159,7 @@ impl Code for NativeCode {
         let code = unsafe { migrate(from_schema) };
         let logged = self.host().end_migration();
         match code {
-            0 => Ok(()),
+            OK => Ok(()),
             code => Err(hotswap_core::migrate_returned(code, logged)),
         }
     }

@@ -10,8 +10,9 @@ use std::ffi::c_void;
 use std::ptr::NonNull;
 use std::sync::{Arc, PoisonError, RwLock};
 
+use hotswap_abi::code::{self, BAD_ARGUMENT, KV_ABSENT};
+use hotswap_abi::native::HostTable;
 use hotswap_core::{KvStore, SlotContext};
-use hotswap_guest::native_abi::HostTable;
 
 /// What a library's host functions need; `ctx` in its table points here.
 pub(crate) struct HostContext {
@@ -58,8 +59,8 @@ impl Host {
             last_error: std::sync::Mutex::new(None),
         })));
         let table = NonNull::from(Box::leak(Box::new(HostTable {
-            abi: hotswap_guest::ABI_VERSION,
-            size: std::mem::size_of::<HostTable>() as u32,
+            abi: hotswap_abi::ABI_VERSION,
+            size: HostTable::SIZE,
             ctx: ctx.as_ptr().cast(),
             log,
             now_ns,
@@ -135,12 +136,8 @@ unsafe fn bytes<'a>(ptr: *const u8, len: usize) -> Option<&'a [u8]> {
     }
 }
 
-/// The code for a bad argument: what `kv_*` return for "too large", so a
-/// plugin that passes a null pointer fails its own operation.
-const BAD_ARGUMENT: i32 = -1;
-
 unsafe extern "C" fn log(ctx: *mut c_void, level: i32, ptr: *const u8, len: usize) {
-    const MAX: usize = 4096;
+    const MAX: usize = hotswap_abi::limits::MAX_LOG;
     // SAFETY: the table's contract.
     let (ctx, text) = unsafe { (context(ctx), bytes(ptr, len.min(MAX))) };
     let text = String::from_utf8_lossy(text.unwrap_or(b"(null)"));
@@ -150,7 +147,7 @@ unsafe extern "C" fn log(ctx: *mut c_void, level: i32, ptr: *const u8, len: usiz
         .read()
         .unwrap_or_else(PoisonError::into_inner)
         .is_some();
-    if level == 0 && migrating {
+    if level == code::LOG_ERROR && migrating {
         *ctx.last_error
             .lock()
             .unwrap_or_else(PoisonError::into_inner) = Some(text.into_owned());
@@ -163,7 +160,7 @@ unsafe extern "C" fn now_ns(_ctx: *mut c_void) -> i64 {
 
 unsafe extern "C" fn random(_ctx: *mut c_void, ptr: *mut u8, len: usize) -> i32 {
     if len == 0 {
-        return 0;
+        return code::OK;
     }
     if ptr.is_null() {
         return BAD_ARGUMENT;
@@ -171,8 +168,8 @@ unsafe extern "C" fn random(_ctx: *mut c_void, ptr: *mut u8, len: usize) -> i32 
     // SAFETY: the plugin's buffer, writable for `len` bytes by its promise.
     let buf = unsafe { std::slice::from_raw_parts_mut(ptr, len) };
     match getrandom::fill(buf) {
-        Ok(()) => 0,
-        Err(_) => -3,
+        Ok(()) => code::OK,
+        Err(_) => code::KV_STORAGE,
     }
 }
 
@@ -190,7 +187,7 @@ unsafe extern "C" fn kv_get(
     };
     let value = match ctx.kv().get(key) {
         Ok(Some(v)) => v,
-        Ok(None) => return -1,
+        Ok(None) => return KV_ABSENT as i64,
         Err(e) => return e.abi_code() as i64,
     };
     if value.len() <= val_cap && !value.is_empty() {
@@ -222,7 +219,7 @@ unsafe extern "C" fn kv_put(
         return BAD_ARGUMENT;
     };
     match ctx.kv().put(key, value) {
-        Ok(()) => 0,
+        Ok(()) => code::OK,
         Err(e) => e.abi_code(),
     }
 }
@@ -253,7 +250,7 @@ unsafe extern "C" fn kv_next(
     };
     let key = match ctx.kv().next_key(from) {
         Ok(Some(k)) => k,
-        Ok(None) => return -1,
+        Ok(None) => return KV_ABSENT as i64,
         Err(e) => return e.abi_code() as i64,
     };
     if key.len() <= key_cap && !key.is_empty() {

@@ -7,7 +7,8 @@ use std::os::fd::{AsRawFd, OwnedFd};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use hotswap_guest::native_abi::{HostTable, Sink};
+use hotswap_abi::exports;
+use hotswap_abi::native::{HostTable, Sink};
 use libloading::os::unix::{Library as DlLibrary, RTLD_LOCAL, RTLD_NOW};
 use rustix::fs::{MemfdFlags, SealFlags};
 
@@ -163,12 +164,12 @@ fn resolve(handle: &DlLibrary, info: &crate::LibraryInfo) -> Result<Exports, Loa
         has.then(|| get(handle, name)).transpose()
     }
     Ok(Exports {
-        bind: get(handle, "hs_bind")?,
-        call: get(handle, "hs_call")?,
-        init: optional(handle, info.has_init, "hs_init")?,
-        health: optional(handle, info.has_health, "hs_health")?,
-        shutdown: optional(handle, info.has_shutdown, "hs_shutdown")?,
-        migrate: optional(handle, info.has_migrate, "hs_migrate")?,
+        bind: get(handle, exports::BIND)?,
+        call: get(handle, exports::CALL)?,
+        init: optional(handle, info.has_init, exports::INIT)?,
+        health: optional(handle, info.has_health, exports::HEALTH)?,
+        shutdown: optional(handle, info.has_shutdown, exports::SHUTDOWN)?,
+        migrate: optional(handle, info.has_migrate, exports::MIGRATE)?,
     })
 }
 

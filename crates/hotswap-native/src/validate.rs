@@ -1,13 +1,14 @@
 //! The ABI v1 check for native libraries: reads the ELF file without loading it.
 
+use hotswap_abi::exports;
 use hotswap_core::{Manifest, ManifestError};
 use object::{Architecture, BinaryFormat, Object, ObjectKind, ObjectSection, ObjectSymbol};
 
 /// The section that holds a plugin's manifest, as in a WASM module.
 pub use hotswap_core::MANIFEST_SECTION;
 
-/// Exports a native plugin must have.
-pub const REQUIRED_EXPORTS: &[&str] = &["hs_bind", "hs_call"];
+/// Exports a native plugin must have (hotswap-abi's).
+pub use hotswap_abi::exports::NATIVE_REQUIRED as REQUIRED_EXPORTS;
 
 /// Why a file is not a native ABI v1 plugin. Each says what is wrong in
 /// words a plugin author can act on.
@@ -55,6 +56,24 @@ pub struct LibraryInfo {
     pub has_shutdown: bool,
     /// Whether it exports `hs_migrate`.
     pub has_migrate: bool,
+}
+
+impl LibraryInfo {
+    /// The ABI's optional exports (`hotswap_abi::exports::OPTIONAL`) it
+    /// has, in the ABI's order: what `hotswap check` reports.
+    pub fn optional_exports(&self) -> Vec<&'static str> {
+        exports::OPTIONAL
+            .iter()
+            .copied()
+            .filter(|name| match *name {
+                exports::INIT => self.has_init,
+                exports::HEALTH => self.has_health,
+                exports::SHUTDOWN => self.has_shutdown,
+                exports::MIGRATE => self.has_migrate,
+                _ => false,
+            })
+            .collect()
+    }
 }
 
 /// Checks `bytes` against the native binding of ABI v1 without loading or
@@ -123,10 +142,10 @@ pub fn validate(bytes: &[u8]) -> Result<LibraryInfo, Rejection> {
     let manifest = Manifest::from_sections(manifests)?;
     Ok(LibraryInfo {
         manifest,
-        has_init: exported("hs_init")?,
-        has_health: exported("hs_health")?,
-        has_shutdown: exported("hs_shutdown")?,
-        has_migrate: exported("hs_migrate")?,
+        has_init: exported(exports::INIT)?,
+        has_health: exported(exports::HEALTH)?,
+        has_shutdown: exported(exports::SHUTDOWN)?,
+        has_migrate: exported(exports::MIGRATE)?,
     })
 }
 

@@ -4,6 +4,8 @@
 use std::ops::Range;
 use std::sync::Arc;
 
+use hotswap_abi::imports::{KV_DELETE, KV_GET, KV_NEXT, KV_PUT, LOG, NOW_NS, RANDOM};
+use hotswap_abi::{code, limits};
 use hotswap_core::KvStore;
 use wasmtime::{Caller, Linker, Memory, ResourceLimiter};
 
@@ -96,46 +98,46 @@ pub(crate) fn linker(engine: &wasmtime::Engine, allow_wasi: bool) -> Linker<Host
 fn add_host_functions(l: &mut Linker<HostState>) -> wasmtime::Result<()> {
     l.func_wrap(
         HOST_MODULE,
-        "log",
+        LOG,
         |mut c: Caller<'_, HostState>, level: i32, ptr: i32, len: i32| {
             // The whole range must be valid; only what is logged is copied.
-            const MAX: usize = 4096;
-            let range = range(&mut c, "log", ptr, len)?;
+            const MAX: usize = limits::MAX_LOG;
+            let range = range(&mut c, LOG, ptr, len)?;
             let shown = range.start..range.end.min(range.start + MAX);
-            let bytes = memory(&mut c, "log")?.data(&c)[shown].to_vec();
+            let bytes = memory(&mut c, LOG)?.data(&c)[shown].to_vec();
             let text = String::from_utf8_lossy(&bytes);
             hotswap_core::plugin_log(&c.data().slot, level, &text);
-            if let (0, Some(last)) = (level, &mut c.data_mut().last_error) {
+            if let (code::LOG_ERROR, Some(last)) = (level, &mut c.data_mut().last_error) {
                 *last = Some(text.into_owned());
             }
             Ok(())
         },
     )?;
-    l.func_wrap(HOST_MODULE, "now_ns", hotswap_core::now_ns)?;
+    l.func_wrap(HOST_MODULE, NOW_NS, hotswap_core::now_ns)?;
     l.func_wrap(
         HOST_MODULE,
-        "random",
+        RANDOM,
         |mut c: Caller<'_, HostState>, ptr: i32, len: i32| {
-            let range = range(&mut c, "random", ptr, len)?;
-            let mem = memory(&mut c, "random")?;
+            let range = range(&mut c, RANDOM, ptr, len)?;
+            let mem = memory(&mut c, RANDOM)?;
             getrandom::fill(&mut mem.data_mut(&mut c)[range])
                 .map_err(|e| wasmtime::Error::msg(format!("no system randomness: {e}")))?;
-            Ok(0i32)
+            Ok(code::OK)
         },
     )?;
     l.func_wrap(
         HOST_MODULE,
-        "kv_get",
+        KV_GET,
         |mut c: Caller<'_, HostState>, kptr: i32, klen: i32, vptr: i32, vcap: i32| {
-            let key = read(&mut c, "kv_get", kptr, klen)?;
-            let out = range(&mut c, "kv_get", vptr, vcap)?;
+            let key = read(&mut c, KV_GET, kptr, klen)?;
+            let out = range(&mut c, KV_GET, vptr, vcap)?;
             let value = match c.data().kv.get(&key) {
                 Ok(Some(v)) => v,
-                Ok(None) => return Ok(-1i64),
+                Ok(None) => return Ok(code::KV_ABSENT as i64),
                 Err(e) => return Ok(e.abi_code() as i64),
             };
             if value.len() <= out.len() {
-                let mem = memory(&mut c, "kv_get")?;
+                let mem = memory(&mut c, KV_GET)?;
                 let start = out.start;
                 mem.data_mut(&mut c)[start..start + value.len()].copy_from_slice(&value);
             }
@@ -144,29 +146,29 @@ fn add_host_functions(l: &mut Linker<HostState>) -> wasmtime::Result<()> {
     )?;
     l.func_wrap(
         HOST_MODULE,
-        "kv_put",
+        KV_PUT,
         |mut c: Caller<'_, HostState>, kptr: i32, klen: i32, vptr: i32, vlen: i32| {
             // Sizes are checked before anything is copied, so a plugin
             // cannot make the host copy more than the limits allow.
-            let krange = range(&mut c, "kv_put", kptr, klen)?;
-            let vrange = range(&mut c, "kv_put", vptr, vlen)?;
+            let krange = range(&mut c, KV_PUT, kptr, klen)?;
+            let vrange = range(&mut c, KV_PUT, vptr, vlen)?;
             let limits = c.data().kv.limits();
             if let Err(e) = limits.check_sizes(krange.len(), Some(vrange.len())) {
                 return Ok(e.abi_code());
             }
-            let mem = memory(&mut c, "kv_put")?.data(&c);
+            let mem = memory(&mut c, KV_PUT)?.data(&c);
             let (key, value) = (mem[krange].to_vec(), mem[vrange].to_vec());
             Ok(match c.data().kv.put(&key, &value) {
-                Ok(()) => 0i32,
+                Ok(()) => code::OK,
                 Err(e) => e.abi_code(),
             })
         },
     )?;
     l.func_wrap(
         HOST_MODULE,
-        "kv_delete",
+        KV_DELETE,
         |mut c: Caller<'_, HostState>, kptr: i32, klen: i32| {
-            let key = read(&mut c, "kv_delete", kptr, klen)?;
+            let key = read(&mut c, KV_DELETE, kptr, klen)?;
             Ok(match c.data().kv.delete(&key) {
                 Ok(deleted) => deleted as i32,
                 Err(e) => e.abi_code(),
@@ -175,17 +177,17 @@ fn add_host_functions(l: &mut Linker<HostState>) -> wasmtime::Result<()> {
     )?;
     l.func_wrap(
         HOST_MODULE,
-        "kv_next",
+        KV_NEXT,
         |mut c: Caller<'_, HostState>, fptr: i32, flen: i32, kptr: i32, kcap: i32| {
-            let from = read(&mut c, "kv_next", fptr, flen)?;
-            let out = range(&mut c, "kv_next", kptr, kcap)?;
+            let from = read(&mut c, KV_NEXT, fptr, flen)?;
+            let out = range(&mut c, KV_NEXT, kptr, kcap)?;
             let key = match c.data().kv.next_key(&from) {
                 Ok(Some(k)) => k,
-                Ok(None) => return Ok(-1i64),
+                Ok(None) => return Ok(code::KV_ABSENT as i64),
                 Err(e) => return Ok(e.abi_code() as i64),
             };
             if key.len() <= out.len() {
-                let mem = memory(&mut c, "kv_next")?;
+                let mem = memory(&mut c, KV_NEXT)?;
                 let start = out.start;
                 mem.data_mut(&mut c)[start..start + key.len()].copy_from_slice(&key);
             }

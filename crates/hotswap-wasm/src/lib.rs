@@ -35,11 +35,14 @@ mod wasi;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
-use hotswap_core::{Artifact, CallError, Manifest, SlotContext, Tier, TierError};
+use hotswap_core::{Artifact, Manifest, SlotContext, Tier, TierError};
 use wasmtime::{Engine, InstanceAllocationStrategy, Linker, PoolingAllocationConfig};
 
 pub use cache::CacheStats;
 pub use config::{ConfigError, WasmConfig};
+/// Why a valid module could not be made ready to serve: core's, shared with
+/// the native tier, re-exported where this tier's users have found it.
+pub use hotswap_core::PrepareError;
 pub use pool::WasmCode;
 pub use validate::{
     validate, ModuleInfo, Rejection, HOST_MODULE, MANIFEST_SECTION, SUPPORTED_ABI, WASI_MODULE,
@@ -47,38 +50,6 @@ pub use validate::{
 
 use cache::CompileCache;
 use host::HostState;
-
-/// Why a valid module could not be made ready to serve.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum PrepareError {
-    /// wasmtime could not compile it.
-    #[error("compilation failed: {0}")]
-    Compile(String),
-    /// It could not be linked against the host's functions.
-    #[error("linking failed: {0}")]
-    Link(String),
-    /// An instance could not be created.
-    #[error("instantiation failed: {0}")]
-    Instantiate(String),
-    /// `hs_init` returned non-zero.
-    #[error("hs_init returned {code}; 0 means ready")]
-    InitFailed {
-        /// What it returned.
-        code: i32,
-    },
-    /// `hs_init` trapped or broke a limit.
-    #[error("hs_init failed: {0}")]
-    InitTrapped(CallError),
-    /// `hs_health` returned non-zero.
-    #[error("health check failed: hs_health returned {code}; 0 means healthy")]
-    Unhealthy {
-        /// What it returned.
-        code: i32,
-    },
-    /// `hs_health` trapped or broke a limit.
-    #[error("health check failed: {0}")]
-    HealthTrapped(CallError),
-}
 
 /// The WASM tier: one wasmtime engine, its compile cache, and the host
 /// functions every plugin links against.

@@ -9,12 +9,13 @@ use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
 use crossbeam_queue::ArrayQueue;
+use hotswap_abi::{code, exports};
 use hotswap_core::{CallError, Code, KvStore, SlotContext};
 use wasmtime::{Engine, InstancePre, Memory, Store, Trap, TypedFunc};
 
 use crate::host::{Fault, HostState};
 use crate::validate::ModuleInfo;
-use crate::PrepareError;
+use hotswap_core::PrepareError;
 
 /// A prepared WASM revision. Implements [`Code`] for the slot.
 pub struct WasmCode {
@@ -91,11 +92,11 @@ impl WasmCode {
         let mut first = pool.instantiate()?;
         if pool.info.has_health {
             let health: TypedFunc<(), i32> = first
-                .get_func("hs_health")
+                .get_func(exports::HEALTH)
                 .map_err(|e| PrepareError::Instantiate(e.to_string()))?;
             first.store.set_epoch_deadline(pool.deadline_ticks);
             match health.call(&mut first.store, ()) {
-                Ok(0) => {}
+                Ok(code::OK) => {}
                 Ok(code) => return Err(PrepareError::Unhealthy { code }),
                 Err(e) => return Err(PrepareError::HealthTrapped(pool.classify(&mut first, e))),
             }
@@ -169,14 +170,14 @@ impl Code for WasmCode {
                 .instantiate_over(state.clone())
                 .map_err(|e| CallError::Instantiate(e.to_string()))?;
             let migrate: TypedFunc<i32, i32> = instance
-                .get_func("hs_migrate")
+                .get_func(exports::MIGRATE)
                 .map_err(|e| CallError::Abi(format!("{e:#}")))?;
             instance
                 .store
                 .set_epoch_deadline(crate::config::ticks(deadline));
             instance.store.data_mut().last_error = Some(None);
             match migrate.call(&mut instance.store, from_schema as i32) {
-                Ok(0) => Ok(()),
+                Ok(code::OK) => Ok(()),
                 Ok(code) => Err(hotswap_core::migrate_returned(
                     code,
                     instance.store.data_mut().last_error.take().flatten(),
@@ -212,7 +213,7 @@ impl Code for WasmCode {
                 );
                 break;
             }
-            let Ok(f) = instance.get_func::<(), ()>("hs_shutdown") else {
+            let Ok(f) = instance.get_func::<(), ()>(exports::SHUTDOWN) else {
                 continue;
             };
             instance
@@ -341,11 +342,15 @@ impl Pool {
         let abi = |e: wasmtime::Error| PrepareError::Instantiate(format!("{e:#}"));
         let resolving = Instant::now();
         let memory = inst
-            .get_memory(&mut store, "memory")
+            .get_memory(&mut store, exports::MEMORY)
             .ok_or_else(|| PrepareError::Instantiate("no memory export".into()))?;
         store.data_mut().memory = Some(memory);
-        let alloc = inst.get_typed_func(&mut store, "hs_alloc").map_err(abi)?;
-        let process = inst.get_typed_func(&mut store, "hs_process").map_err(abi)?;
+        let alloc = inst
+            .get_typed_func(&mut store, exports::ALLOC)
+            .map_err(abi)?;
+        let process = inst
+            .get_typed_func(&mut store, exports::PROCESS)
+            .map_err(abi)?;
         let resolved_in = resolving.elapsed();
         let mut instance = Box::new(Instance {
             store,
@@ -356,9 +361,9 @@ impl Pool {
             resolved_in,
         });
         if self.info.has_init {
-            let init: TypedFunc<(), i32> = instance.get_func("hs_init").map_err(abi)?;
+            let init: TypedFunc<(), i32> = instance.get_func(exports::INIT).map_err(abi)?;
             match init.call(&mut instance.store, ()) {
-                Ok(0) => {}
+                Ok(code::OK) => {}
                 Ok(code) => return Err(PrepareError::InitFailed { code }),
                 Err(e) => return Err(PrepareError::InitTrapped(self.classify(&mut instance, e))),
             }
@@ -484,14 +489,12 @@ impl Drop for LiveRevision {
     }
 }
 
-/// Splits `hs_process`'s result per docs/abi.md: bits 0-31 pointer, 32-62
-/// length, 63 error flag.
+/// Splits `hs_process`'s result per docs/abi.md ([`hotswap_abi::packed`]):
+/// bits 0-31 pointer, 32-62 length, 63 error flag.
 #[inline]
 pub(crate) fn unpack(packed: i64) -> (usize, usize, bool) {
-    let bits = packed as u64;
-    let ptr = (bits & 0xffff_ffff) as usize;
-    let len = ((bits >> 32) & 0x7fff_ffff) as usize;
-    (ptr, len, bits >> 63 == 1)
+    let (ptr, len, is_err) = hotswap_abi::packed::unpack(packed);
+    (ptr as usize, len as usize, is_err)
 }
 
 #[cfg(test)]

@@ -1,7 +1,9 @@
 //! The ABI v1 validator: checks a module against docs/abi.md without running it.
+//!
+//! What it checks against (export and import names and types) is
+//! hotswap-abi's; this module only reads the module.
 
-use std::fmt;
-
+use hotswap_abi::{exports, Export, HostFn, IMPORTS, WASM_EXPORTS};
 use hotswap_core::{Manifest, ManifestError};
 use wasmtime::wasmparser::{
     CompositeInnerType, Encoding, ExternalKind, FuncType, Parser, Payload, TypeRef, ValType,
@@ -14,7 +16,7 @@ pub use hotswap_core::SUPPORTED_ABI;
 pub use hotswap_core::MANIFEST_SECTION;
 
 /// The module of the host's own imports.
-pub const HOST_MODULE: &str = "hotswap";
+pub use hotswap_abi::HOST_MODULE;
 
 /// The module of WASI preview 1 imports.
 pub const WASI_MODULE: &str = "wasi_snapshot_preview1";
@@ -94,59 +96,59 @@ pub struct ModuleInfo {
     pub imports: Vec<String>,
 }
 
-/// A core-wasm function signature, for comparing and printing.
-#[derive(Clone, Copy, PartialEq, Eq)]
-struct Sig(&'static [ValType], &'static [ValType]);
-
-impl fmt::Display for Sig {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write_sig(f, self.0, self.1)
+impl ModuleInfo {
+    /// The ABI's optional exports (`hotswap_abi::exports::OPTIONAL`) it
+    /// has, in the ABI's order: what `hotswap check` reports.
+    pub fn optional_exports(&self) -> Vec<&'static str> {
+        exports::OPTIONAL
+            .iter()
+            .copied()
+            .filter(|name| match *name {
+                exports::INIT => self.has_init,
+                exports::HEALTH => self.has_health,
+                exports::SHUTDOWN => self.has_shutdown,
+                exports::MIGRATE => self.has_migrate,
+                _ => false,
+            })
+            .collect()
     }
 }
 
-fn write_sig(f: &mut impl fmt::Write, params: &[ValType], results: &[ValType]) -> fmt::Result {
+/// A module's function type, printed as hotswap-abi prints the ABI's.
+fn show(ty: &FuncType) -> String {
     let list = |v: &[ValType]| {
         v.iter()
             .map(|t| t.to_string())
             .collect::<Vec<_>>()
             .join(", ")
     };
-    write!(f, "func({}) -> ({})", list(params), list(results))
+    format!("func({}) -> ({})", list(ty.params()), list(ty.results()))
 }
 
-fn show(ty: &FuncType) -> String {
-    let mut s = String::new();
-    let _ = write_sig(&mut s, ty.params(), ty.results());
-    s
+/// Whether a module's function type is exactly `params -> results`.
+fn same_type(
+    params: &[hotswap_abi::ValType],
+    results: &[hotswap_abi::ValType],
+    ty: &FuncType,
+) -> bool {
+    let same = |abi: &[hotswap_abi::ValType], wasm: &[ValType]| {
+        abi.len() == wasm.len()
+            && abi.iter().zip(wasm).all(|(a, w)| {
+                *w == match a {
+                    hotswap_abi::ValType::I32 => ValType::I32,
+                    hotswap_abi::ValType::I64 => ValType::I64,
+                }
+            })
+    };
+    same(params, ty.params()) && same(results, ty.results())
 }
 
-use ValType::{I32, I64};
+fn export_matches(e: &Export, ty: &FuncType) -> bool {
+    same_type(e.params, e.results, ty)
+}
 
-/// The ABI's function exports: name, signature, required.
-const EXPORTS: &[(&str, Sig, bool)] = &[
-    ("hs_alloc", Sig(&[I32], &[I32]), true),
-    ("hs_process", Sig(&[I32, I32], &[I64]), true),
-    ("hs_init", Sig(&[], &[I32]), false),
-    ("hs_health", Sig(&[], &[I32]), false),
-    ("hs_shutdown", Sig(&[], &[]), false),
-    ("hs_migrate", Sig(&[I32], &[I32]), false),
-];
-
-/// The host's functions (module `hotswap`) and their signatures.
-const HOST_FUNCTIONS: &[(&str, Sig)] = &[
-    ("log", Sig(&[I32, I32, I32], &[])),
-    ("now_ns", Sig(&[], &[I64])),
-    ("random", Sig(&[I32, I32], &[I32])),
-    ("kv_get", Sig(&[I32, I32, I32, I32], &[I64])),
-    ("kv_put", Sig(&[I32, I32, I32, I32], &[I32])),
-    ("kv_delete", Sig(&[I32, I32], &[I32])),
-    ("kv_next", Sig(&[I32, I32, I32, I32], &[I64])),
-];
-
-impl Sig {
-    fn matches(&self, ty: &FuncType) -> bool {
-        ty.params() == self.0 && ty.results() == self.1
-    }
+fn import_matches(f: &HostFn, ty: &FuncType) -> bool {
+    same_type(f.params, f.results, ty)
 }
 
 /// Checks `bytes` against ABI v1 without running anything: the structure (by
@@ -240,35 +242,36 @@ pub fn validate(engine: &Engine, bytes: &[u8], allow_wasi: bool) -> Result<Modul
     }
 
     let export = |name: &str| exports.iter().find(|(n, ..)| n == name);
-    match export("memory") {
+    match export(exports::MEMORY) {
         None => {
             return Err(Rejection::MissingExport {
-                name: "memory",
+                name: exports::MEMORY,
                 expected: "the plugin's linear memory".into(),
             })
         }
         Some((_, ExternalKind::Memory, _)) => {}
         Some((_, kind, _)) => {
             return Err(Rejection::WrongExport {
-                name: "memory".into(),
+                name: exports::MEMORY.into(),
                 expected: "a memory".into(),
                 found: kind_name(*kind).into(),
             })
         }
     }
-    let mut present = [false; EXPORTS.len()];
-    for (i, (name, sig, required)) in EXPORTS.iter().enumerate() {
-        let Some((_, kind, index)) = export(name) else {
-            if *required {
+    let mut present = [false; WASM_EXPORTS.len()];
+    for (i, e) in WASM_EXPORTS.iter().enumerate() {
+        let sig = e.signature();
+        let Some((_, kind, index)) = export(e.name) else {
+            if e.required {
                 return Err(Rejection::MissingExport {
-                    name,
+                    name: e.name,
                     expected: format!("a function {sig}"),
                 });
             }
             continue;
         };
         let wrong = |found: String| Rejection::WrongExport {
-            name: name.to_string(),
+            name: e.name.to_string(),
             expected: format!("a function {sig}"),
             found,
         };
@@ -280,19 +283,25 @@ pub fn validate(engine: &Engine, bytes: &[u8], allow_wasi: bool) -> Result<Modul
             .and_then(|t| types.get(*t as usize))
             .and_then(|t| t.as_ref());
         match ty {
-            Some(ty) if sig.matches(ty) => present[i] = true,
+            Some(ty) if export_matches(e, ty) => present[i] = true,
             Some(ty) => return Err(wrong(show(ty))),
             None => return Err(wrong("a function of a non-function type".into())),
         }
     }
 
     let manifest = Manifest::from_sections(manifests.iter().copied())?;
+    let has = |name: &str| {
+        WASM_EXPORTS
+            .iter()
+            .zip(present)
+            .any(|(e, there)| there && e.name == name)
+    };
     Ok(ModuleInfo {
         manifest,
-        has_init: present[2],
-        has_health: present[3],
-        has_shutdown: present[4],
-        has_migrate: present[5],
+        has_init: has(exports::INIT),
+        has_health: has(exports::HEALTH),
+        has_shutdown: has(exports::SHUTDOWN),
+        has_migrate: has(exports::MIGRATE),
         uses_wasi,
         imports,
     })
@@ -335,18 +344,19 @@ fn check_import(
     };
     match module {
         HOST_MODULE => {
-            let Some((_, sig)) = HOST_FUNCTIONS.iter().find(|(n, _)| *n == name) else {
-                let known: Vec<_> = HOST_FUNCTIONS.iter().map(|(n, _)| *n).collect();
+            let Some(f) = hotswap_abi::imports::find(name) else {
+                let known: Vec<_> = IMPORTS.iter().map(|f| f.name).collect();
                 return Err(forbidden(format!(
                     "the host has no function `{name}`; it has {}",
                     known.join(", ")
                 )));
             };
             match ty {
-                Some(Some(ty)) if sig.matches(ty) => Ok(()),
+                Some(Some(ty)) if import_matches(f, ty) => Ok(()),
                 Some(Some(ty)) => Err(forbidden(format!(
-                    "it is imported as {} but the host's is {sig}",
-                    show(ty)
+                    "it is imported as {} but the host's is {}",
+                    show(ty),
+                    f.signature()
                 ))),
                 _ => Err(forbidden("its type is not a function type".into())),
             }

@@ -61,7 +61,7 @@ pub fn main(args: Args) -> anyhow::Result<ExitCode> {
     let found = if report.kind == Kind::Native {
         // Read from the ELF file; the library is not loaded.
         hotswap_native::validate(artifact.bytes())
-            .map(|i| (i.manifest, [i.has_init, i.has_health, i.has_shutdown]))
+            .map(|i| (i.optional_exports(), i.manifest))
             .map_err(|e| e.to_string())
     } else {
         let tier = WasmTier::new(WasmConfig {
@@ -74,24 +74,17 @@ pub fn main(args: Args) -> anyhow::Result<ExitCode> {
         tier.inspect(&artifact)
             .map(|i| {
                 report.imports = i.imports.clone();
-                (
-                    i.manifest.clone(),
-                    [i.has_init, i.has_health, i.has_shutdown],
-                )
+                (i.optional_exports(), i.manifest.clone())
             })
             .map_err(|e| e.to_string())
     };
     match found {
-        Ok((manifest, optional)) => {
+        Ok((optional, manifest)) => {
             report.valid = true;
             report.name = Some(manifest.name);
             report.version = Some(manifest.version);
             report.abi = Some(manifest.abi);
-            report.optional_exports = ["hs_init", "hs_health", "hs_shutdown"]
-                .into_iter()
-                .zip(optional)
-                .filter_map(|(name, present)| present.then_some(name))
-                .collect();
+            report.optional_exports = optional;
         }
         Err(e) => report.error = Some(e),
     }

@@ -8,15 +8,13 @@
 //! machine.
 
 use crate::native_abi::HostTable;
+use hotswap_abi::code::{KV_ABSENT, KV_FULL, KV_TOO_LARGE, OK};
+use hotswap_abi::limits::{MAX_KEY, MAX_KEYS, MAX_VALUE};
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicPtr, Ordering};
 use std::sync::{Mutex, OnceLock, PoisonError};
 use std::time::Instant;
-
-const MAX_KEY: usize = 1024;
-const MAX_VALUE: usize = 1024 * 1024;
-const MAX_KEYS: usize = 100_000;
 
 /// The host's table, set by `hs_bind`; null until then.
 static HOST: AtomicPtr<HostTable> = AtomicPtr::new(std::ptr::null_mut());
@@ -133,7 +131,7 @@ unsafe fn standin_kv_get(
 ) -> i64 {
     let kv = KV.lock().unwrap_or_else(PoisonError::into_inner);
     match kv.get(bytes(key_ptr, key_len)) {
-        None => -1,
+        None => KV_ABSENT as i64,
         Some(value) => {
             if value.len() <= val_cap && !value.is_empty() {
                 // SAFETY: the caller's buffer has room for `val_cap` bytes.
@@ -151,20 +149,20 @@ unsafe fn standin_kv_put(
     val_len: usize,
 ) -> i32 {
     if key_len > MAX_KEY || val_len > MAX_VALUE {
-        return -1;
+        return KV_TOO_LARGE;
     }
     let mut kv = KV.lock().unwrap_or_else(PoisonError::into_inner);
     let key = bytes(key_ptr, key_len);
     if kv.len() >= MAX_KEYS && !kv.contains_key(key) {
-        return -2;
+        return KV_FULL;
     }
     kv.insert(key.to_vec(), bytes(val_ptr, val_len).to_vec());
-    0
+    OK
 }
 
 unsafe fn standin_kv_delete(key_ptr: *const u8, key_len: usize) -> i32 {
     if key_len > MAX_KEY {
-        return -1;
+        return KV_TOO_LARGE;
     }
     let mut kv = KV.lock().unwrap_or_else(PoisonError::into_inner);
     kv.remove(bytes(key_ptr, key_len)).is_some() as i32
@@ -179,7 +177,7 @@ unsafe fn standin_kv_next(
     let kv = KV.lock().unwrap_or_else(PoisonError::into_inner);
     let from = bytes(from_ptr, from_len).to_vec();
     match kv.range(from..).next() {
-        None => -1,
+        None => KV_ABSENT as i64,
         Some((key, _)) => {
             if key.len() <= key_cap && !key.is_empty() {
                 // SAFETY: the caller's buffer has room for `key_cap` bytes.

@@ -1,7 +1,10 @@
 //! The `hotswap` host imports, for wasm32.
 //!
 //! The host functions of module `hotswap`, exactly as `docs/abi.md` types
-//! them (`usize` and pointers are `i32` on wasm32).
+//! them (`usize` and pointers are `i32` on wasm32). The module and the
+//! names must be literals here; lib.rs checks them against hotswap-abi, and
+//! the hosts' validator checks the signatures of every example built with
+//! them.
 
 #[link(wasm_import_module = "hotswap")]
 unsafe extern "C" {
