@@ -21,7 +21,7 @@ pub struct Args {
     /// Seconds of load for each side, split into alternating rounds.
     #[arg(long, default_value_t = 6)]
     seconds: u64,
-    /// Client threads, each with one keep-alive connection [default: 2 × cores].
+    /// Client connections, each keep-alive, one request at a time [default: 2 × cores].
     #[arg(long)]
     clients: Option<usize>,
     /// Deploys per second in the "while deploying" phase.
@@ -93,108 +93,50 @@ impl Tally {
 pub fn main(args: Args) -> anyhow::Result<ExitCode> {
     let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
     let clients = args.clients.unwrap_or(2 * cores);
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .context("cannot start the async runtime")?;
-    let store = tempfile::tempdir().context("cannot make a temporary store")?;
+    // The servers share one runtime, so they share the machine alike; the
+    // load runs on a runtime of its own.
+    let servers = runtime("the servers' runtime")?;
+    let load_rt = runtime("the clients' runtime")?;
+    let seconds = Duration::from_secs(args.seconds);
 
-    // Both servers in one runtime, so they share the machine alike.
-    let (bare, plugins, admin, stop) = runtime.block_on(async {
-        let bare = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-        let bare_addr = bare.local_addr()?;
-        // It reads the request body, as the plugin route does: a handler
-        // that leaves it unread makes hyper close the connection after each
-        // response, which would handicap the baseline.
-        let app = axum::Router::new().route(
-            "/greet",
-            axum::routing::post(|body: axum::body::Bytes| async move {
-                drop(body);
-                "hello, world!"
-            }),
-        );
-        tokio::spawn(async move { axum::serve(bare, app).await });
-
-        let server = Server::bind(
-            ServerConfig {
-                listen: "127.0.0.1:0".parse()?,
-                admin: "127.0.0.1:0".parse()?,
-                data_dir: store.path().to_path_buf(),
-                ..ServerConfig::default()
-            },
-            Some(hotswap_server::FirstStart::new(
-                hotswap_examples::GREET_SLOT,
-                hotswap_examples::GREET_V1,
-            )),
-        )
-        .await?;
-        let (data, admin) = (server.data_addr(), server.admin_addr());
-        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-        tokio::spawn(server.run(async move {
-            let _ = rx.await;
-        }));
-        anyhow::Ok((bare_addr, data, admin, tx))
-    })?;
-
-    let bare_url = format!("http://{bare}/greet");
-    let plugin_url = format!("http://{plugins}/greet");
-    // Warm both up (connections, instances, caches).
-    load(&bare_url, clients, Duration::from_millis(300));
-    load(&plugin_url, clients, Duration::from_millis(300));
-
-    // Alternating rounds: noise from the rest of the machine lands on both.
-    let rounds = 3;
-    let round = Duration::from_secs(args.seconds).div_f64(rounds as f64);
-    let (mut base, mut hot) = (Tally::default(), Tally::default());
-    for r in 0..rounds {
-        eprint!(
-            "\rround {}/{rounds}: bare server, then hotswap serve   ",
-            r + 1
-        );
-        base.add(load(&bare_url, clients, round));
-        hot.add(load(&plugin_url, clients, round));
-    }
+    let plain = Pair::start(&servers, None)?;
+    let h1 = proto::Proto {
+        h2: false,
+        tls: None,
+    };
+    let (base, hot) = side_by_side(&load_rt, &plain, "HTTP/1.1", &h1, clients, seconds);
     eprint!(
         "\rwhile deploying {} times a second...                ",
         args.deploy_rate
     );
-    let (during, deploys) = load_while_deploying(
-        &plugin_url,
-        admin,
-        clients,
-        Duration::from_secs(args.seconds),
-        args.deploy_rate,
-    );
-    eprintln!("\r{:60}", "");
-    let _ = stop.send(());
-
-    let certs = tempfile::tempdir().context("cannot make a temporary directory")?;
-    let cert = proto::TestCert::new(certs.path())?;
+    let (during, deploys) =
+        load_while_deploying(&load_rt, &plain, &h1, clients, seconds, args.deploy_rate);
+    // The same listeners speak HTTP/2 (prior knowledge).
     let h2 = proto::Proto {
         h2: true,
         tls: None,
     };
+    let (h2_base, h2_hot) = side_by_side(&load_rt, &plain, "HTTP/2", &h2, clients, seconds);
+    plain.stop();
+
+    let certs = tempfile::tempdir().context("cannot make a temporary directory")?;
+    let cert = proto::TestCert::new(certs.path())?;
+    let secure = Pair::start(&servers, Some(&cert.server))?;
     let tls = proto::Proto {
         h2: false,
         tls: Some(cert.client.clone()),
     };
-    let (h2_base, h2_hot) = protocol_run(&runtime, "HTTP/2", &h2, None, clients, args.seconds)?;
-    let (tls_base, tls_hot) = protocol_run(
-        &runtime,
-        "TLS",
-        &tls,
-        Some(&cert.server),
-        clients,
-        args.seconds,
-    )?;
+    let (tls_base, tls_hot) = side_by_side(&load_rt, &secure, "TLS", &tls, clients, seconds);
+    secure.stop();
     eprintln!("\r{:60}", "");
-    drop(runtime);
+    drop(load_rt);
+    drop(servers);
     let ratio = |hot: &Tally, base: &Tally| hot.rps() / base.rps().max(1e-9);
 
     let report = Report {
         rps: hot.rps(),
         baseline_rps: base.rps(),
-        ratio: hot.rps() / base.rps().max(1e-9),
+        ratio: ratio(&hot, &base),
         p99_ms: hot.p99_ms(),
         baseline_p99_ms: base.p99_ms(),
         failed: hot.failed + base.failed,
@@ -246,64 +188,100 @@ pub fn main(args: Args) -> anyhow::Result<ExitCode> {
     )
 }
 
-/// `clients` threads, each with its own keep-alive connection, posting
-/// "world" for `duration`. A request that is not `200 hello, world!`
-/// (or `HELLO, WORLD!! (v2)`) counts as failed.
-fn load(url: &str, clients: usize, duration: Duration) -> Tally {
-    let stop = AtomicBool::new(false);
-    let started = Instant::now();
-    let mut total = Tally::default();
-    std::thread::scope(|s| {
-        let workers: Vec<_> = (0..clients)
-            .map(|_| {
-                s.spawn(|| {
-                    let agent: ureq::Agent = ureq::Agent::config_builder()
-                        .http_status_as_error(false)
-                        .build()
-                        .into();
-                    let mut hist = super::hist();
-                    let (mut ok, mut failed) = (0, 0);
-                    while !stop.load(Ordering::Relaxed) {
-                        let t = Instant::now();
-                        let good = agent
-                            .post(url)
-                            .send(&b"world"[..])
-                            .ok()
-                            .filter(|r| r.status() == 200)
-                            .and_then(|mut r| r.body_mut().read_to_string().ok())
-                            .is_some_and(|b| b == "hello, world!" || b == "HELLO, WORLD!! (v2)");
-                        hist.saturating_record(t.elapsed().as_nanos() as u64);
-                        if good {
-                            ok += 1
-                        } else {
-                            failed += 1
-                        }
-                    }
-                    (ok, failed, hist)
-                })
-            })
-            .collect();
-        std::thread::sleep(duration);
-        stop.store(true, Ordering::Relaxed);
-        for w in workers {
-            let (ok, failed, hist) = w.join().expect("client thread");
-            total.add(Tally {
-                ok,
-                failed,
-                elapsed: Duration::ZERO,
-                hist: Some(hist),
-            });
-        }
-    });
-    total.elapsed = started.elapsed();
-    total
+fn runtime(what: &str) -> anyhow::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .with_context(|| format!("cannot start {what}"))
 }
 
-/// [`load`] while another thread deploys greet v1 and v2 in turn at `rate`
-/// per second through the admin API.
-fn load_while_deploying(
-    url: &str,
+/// A bare hyper server and `hotswap serve` (on its defaults, with the
+/// greet example) on loopback, both with TLS when `tls` is given.
+struct Pair {
+    bare: SocketAddr,
+    hot: SocketAddr,
     admin: SocketAddr,
+    stop: tokio::sync::oneshot::Sender<()>,
+    _store: tempfile::TempDir,
+}
+
+impl Pair {
+    fn start(
+        runtime: &tokio::runtime::Runtime,
+        tls: Option<&hotswap_server::TlsConfig>,
+    ) -> anyhow::Result<Pair> {
+        let store = tempfile::tempdir().context("cannot make a temporary store")?;
+        let config = ServerConfig {
+            listen: "127.0.0.1:0".parse()?,
+            admin: "127.0.0.1:0".parse()?,
+            data_dir: store.path().to_path_buf(),
+            tls: tls.cloned(),
+            ..ServerConfig::default()
+        };
+        let example = hotswap_server::FirstStart::new(
+            hotswap_examples::GREET_SLOT,
+            hotswap_examples::GREET_V1,
+        );
+        let (bare, hot, admin, stop) = runtime.block_on(async {
+            let bare = proto::bare_server(tls.map(|t| t.load()).transpose()?).await?;
+            let server = Server::bind(config, Some(example)).await?;
+            let (hot, admin) = (server.data_addr(), server.admin_addr());
+            let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+            tokio::spawn(server.run(async move {
+                let _ = rx.await;
+            }));
+            anyhow::Ok((bare, hot, admin, tx))
+        })?;
+        Ok(Pair {
+            bare,
+            hot,
+            admin,
+            stop,
+            _store: store,
+        })
+    }
+
+    fn stop(self) {
+        let _ = self.stop.send(());
+    }
+}
+
+/// Both servers of `pair` under the same load in `proto`, in alternating
+/// rounds so that noise from the rest of the machine lands on both:
+/// (bare, hotswap).
+fn side_by_side(
+    load_rt: &tokio::runtime::Runtime,
+    pair: &Pair,
+    name: &str,
+    proto: &proto::Proto,
+    clients: usize,
+    duration: Duration,
+) -> (Tally, Tally) {
+    // Warm both up (connections, instances, caches).
+    let warm = Duration::from_millis(300);
+    proto::load(load_rt, pair.bare, proto, clients, warm);
+    proto::load(load_rt, pair.hot, proto, clients, warm);
+    let rounds = 3;
+    let round = duration.div_f64(rounds as f64);
+    let (mut base, mut hot) = (Tally::default(), Tally::default());
+    for r in 0..rounds {
+        eprint!(
+            "\r{name} round {}/{rounds}: bare server, then hotswap serve   ",
+            r + 1
+        );
+        base.add(proto::load(load_rt, pair.bare, proto, clients, round));
+        hot.add(proto::load(load_rt, pair.hot, proto, clients, round));
+    }
+    (base, hot)
+}
+
+/// The load of [`side_by_side`] on `hotswap serve` alone, while another
+/// thread deploys greet v2 and v1 in turn at `rate` per second through the
+/// admin API.
+fn load_while_deploying(
+    load_rt: &tokio::runtime::Runtime,
+    pair: &Pair,
+    proto: &proto::Proto,
     clients: usize,
     duration: Duration,
     rate: u32,
@@ -312,15 +290,18 @@ fn load_while_deploying(
     let deploys = Arc::new(AtomicU64::new(0));
     let deployer = {
         let (done, deploys) = (done.clone(), deploys.clone());
-        let url = format!("http://{admin}/v1/slots/greet/revisions");
+        let admin = hotswap_api::Client::new(&pair.admin.to_string());
         std::thread::spawn(move || {
-            let agent = ureq::Agent::new_with_defaults();
             let period = Duration::from_secs(1) / rate.max(1);
             let mut next = Instant::now();
             let mut i = 0usize;
+            let query = hotswap_api::wire::DeployQuery::default();
             while !done.load(Ordering::Relaxed) {
                 let module = [hotswap_examples::GREET_V2, hotswap_examples::GREET_V1][i % 2];
-                if agent.post(&url).send(module).is_ok() {
+                if admin
+                    .deploy(hotswap_examples::GREET_SLOT, module, &query)
+                    .is_ok()
+                {
                     deploys.fetch_add(1, Ordering::Relaxed);
                 }
                 i += 1;
@@ -330,66 +311,8 @@ fn load_while_deploying(
             }
         })
     };
-    let tally = load(url, clients, duration);
+    let tally = proto::load(load_rt, pair.hot, proto, clients, duration);
     done.store(true, Ordering::Relaxed);
     deployer.join().expect("deployer thread");
     (tally, deploys.load(Ordering::Relaxed))
-}
-
-/// A bare hyper server and `hotswap serve` speaking `proto` (with `tls`,
-/// the same certificate), loaded side by side in alternating rounds:
-/// (bare, hotswap).
-fn protocol_run(
-    runtime: &tokio::runtime::Runtime,
-    name: &str,
-    proto: &proto::Proto,
-    tls: Option<&hotswap_server::TlsConfig>,
-    clients: usize,
-    seconds: u64,
-) -> anyhow::Result<(Tally, Tally)> {
-    let store = tempfile::tempdir().context("cannot make a temporary store")?;
-    let (bare, hot, stop) = runtime.block_on(async {
-        let bare = proto::bare_server(tls.map(|t| t.load()).transpose()?).await?;
-        let server = Server::bind(
-            ServerConfig {
-                listen: "127.0.0.1:0".parse()?,
-                admin: "127.0.0.1:0".parse()?,
-                data_dir: store.path().to_path_buf(),
-                tls: tls.cloned(),
-                ..ServerConfig::default()
-            },
-            Some(hotswap_server::FirstStart::new(
-                hotswap_examples::GREET_SLOT,
-                hotswap_examples::GREET_V1,
-            )),
-        )
-        .await?;
-        let hot = server.data_addr();
-        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-        tokio::spawn(server.run(async move {
-            let _ = rx.await;
-        }));
-        anyhow::Ok((bare, hot, tx))
-    })?;
-    // The load runs on a runtime of its own, apart from the servers'.
-    let clients_rt = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .context("cannot start the client runtime")?;
-    let warm = Duration::from_millis(300);
-    proto::load(&clients_rt, bare, proto, clients, warm);
-    proto::load(&clients_rt, hot, proto, clients, warm);
-    let rounds = 3;
-    let round = Duration::from_secs(seconds).div_f64(rounds as f64);
-    let (mut base, mut hotswap) = (Tally::default(), Tally::default());
-    for r in 0..rounds {
-        eprint!(
-            "\r{name} round {}/{rounds}: bare server, then hotswap serve   ",
-            r + 1
-        );
-        base.add(proto::load(&clients_rt, bare, proto, clients, round));
-        hotswap.add(proto::load(&clients_rt, hot, proto, clients, round));
-    }
-    let _ = stop.send(());
-    Ok((base, hotswap))
 }
