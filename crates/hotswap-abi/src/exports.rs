@@ -30,6 +30,24 @@ pub const MIGRATE: &str = "hs_migrate";
 /// The exports both bindings may have, and that validation reports.
 pub const OPTIONAL: &[&str] = &[INIT, HEALTH, SHUTDOWN, MIGRATE];
 
+/// The optional exports a plugin has, in the ABI's order, from whether it
+/// has each of [`INIT`], [`HEALTH`], [`SHUTDOWN`] and [`MIGRATE`] (the
+/// order of [`OPTIONAL`]): what `hotswap check` reports, for either tier.
+///
+/// ```
+/// use hotswap_abi::exports::{present, INIT, MIGRATE};
+///
+/// let names: Vec<_> = present([true, false, false, true]).collect();
+/// assert_eq!(names, [INIT, MIGRATE]);
+/// ```
+pub fn present(has: [bool; 4]) -> impl Iterator<Item = &'static str> {
+    OPTIONAL
+        .iter()
+        .zip(has)
+        .filter(|(_, has)| *has)
+        .map(|(name, _)| *name)
+}
+
 /// The exports a native library must have.
 pub const NATIVE_REQUIRED: &[&str] = &[BIND, CALL];
 

@@ -62,17 +62,13 @@ impl LibraryInfo {
     /// The ABI's optional exports (`hotswap_abi::exports::OPTIONAL`) it
     /// has, in the ABI's order: what `hotswap check` reports.
     pub fn optional_exports(&self) -> Vec<&'static str> {
-        exports::OPTIONAL
-            .iter()
-            .copied()
-            .filter(|name| match *name {
-                exports::INIT => self.has_init,
-                exports::HEALTH => self.has_health,
-                exports::SHUTDOWN => self.has_shutdown,
-                exports::MIGRATE => self.has_migrate,
-                _ => false,
-            })
-            .collect()
+        let has = [
+            self.has_init,
+            self.has_health,
+            self.has_shutdown,
+            self.has_migrate,
+        ];
+        exports::present(has).collect()
     }
 }
 
