@@ -27,6 +27,15 @@ impl Digest {
         &self.0
     }
 
+    /// The 64 hex characters, on the stack: what [`Display`](fmt::Display)
+    /// writes, without allocating (the data plane names the revision in
+    /// every answer).
+    pub fn hex(&self) -> HexDigest {
+        let mut buf = [0u8; 64];
+        hex::encode_to_slice(self.0, &mut buf).expect("64 bytes hold 32 in hex");
+        HexDigest(buf)
+    }
+
     /// The first 12 hex characters, enough to tell revisions apart in a log line.
     pub fn short(&self) -> String {
         hex::encode(&self.0[..6])
@@ -35,7 +44,18 @@ impl Digest {
 
 impl fmt::Display for Digest {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&hex::encode(self.0))
+        f.write_str(self.hex().as_str())
+    }
+}
+
+/// A digest's 64 lowercase hex characters ([`Digest::hex`]).
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub struct HexDigest([u8; 64]);
+
+impl HexDigest {
+    /// As text.
+    pub fn as_str(&self) -> &str {
+        std::str::from_utf8(&self.0).expect("hex is ASCII")
     }
 }
 

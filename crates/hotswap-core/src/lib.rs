@@ -60,7 +60,7 @@ mod state;
 mod tier;
 
 pub use artifact::{Artifact, Kind};
-pub use digest::{Digest, ParseDigestError};
+pub use digest::{Digest, HexDigest, ParseDigestError};
 pub use error::{error_chain, CallError, DeployError};
 pub use event::{Event, EventBus, Phase, Subject, Transition};
 pub use host::{now_ns, plugin_log};

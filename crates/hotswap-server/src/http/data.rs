@@ -130,7 +130,7 @@ fn with_served(mut response: Response, served: Served) -> Response {
     h.insert("x-hotswap-generation", HeaderValue::from(served.generation));
     h.insert(
         "x-hotswap-digest",
-        HeaderValue::from_str(&served.digest.to_string()).expect("hex is a valid header"),
+        HeaderValue::from_str(served.digest.hex().as_str()).expect("hex is a valid header"),
     );
     if served.canary {
         h.insert("x-hotswap-canary", HeaderValue::from_static("true"));
