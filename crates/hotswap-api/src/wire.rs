@@ -181,3 +181,52 @@ impl ReloadPlan {
         self.changed.contains(&setting)
     }
 }
+
+/// The bodies of the eBPF endpoints (`/v1/ebpf/...`, docs/ebpf.md). The
+/// program and map views inside them are hotswap-ebpf's and the server's
+/// types, so these are generic over them.
+pub mod ebpf {
+    use serde::{Deserialize, Serialize};
+
+    /// `GET /v1/ebpf`: every program.
+    #[derive(Debug, Clone, Serialize, Deserialize)]
+    pub struct ProgramList<P> {
+        /// The programs, by name.
+        pub programs: Vec<P>,
+    }
+
+    /// `DELETE /v1/ebpf/{name}`.
+    #[derive(Debug, Clone, Serialize, Deserialize)]
+    pub struct Unloaded {
+        /// The program that was unloaded.
+        pub unloaded: String,
+    }
+
+    /// `GET /v1/ebpf/{name}/maps/{map}`: a map and its entries.
+    #[derive(Debug, Clone, Serialize, Deserialize)]
+    pub struct MapDump<M, E> {
+        /// What the map is.
+        pub map: M,
+        /// Its entries, up to the limit.
+        pub entries: Vec<E>,
+        /// Whether there were more than the limit.
+        pub truncated: bool,
+    }
+
+    /// The body of `PUT /v1/ebpf/{name}/maps/{map}/entry`: numbers, IPv4
+    /// addresses and strings, as the map's BTF types them.
+    #[derive(Debug, Clone, Serialize, Deserialize)]
+    pub struct EntryBody {
+        /// The key.
+        pub key: serde_json::Value,
+        /// The value.
+        pub value: serde_json::Value,
+    }
+
+    /// `DELETE /v1/ebpf/{name}/maps/{map}/entry`.
+    #[derive(Debug, Clone, Serialize, Deserialize)]
+    pub struct Deleted {
+        /// Whether there was an entry to delete.
+        pub deleted: bool,
+    }
+}

@@ -5,9 +5,9 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::{bail, Context};
+use hotswap_api::wire::ebpf::{Deleted, EntryBody, Unloaded};
 use hotswap_ebpf::{as_text, Entry, MapSummary};
 use hotswap_server::{PlacedView, ProgramView};
-use serde::Deserialize;
 use serde_json::Value;
 
 use crate::client::{encode, finish, follow, read_signature, request, Conn, Reply};
@@ -166,7 +166,11 @@ pub fn main(cmd: Command) -> anyhow::Result<ExitCode> {
             finish(&a.conn, answer, entry_line)
         }
         Command::Map(MapCommand::Set(a)) => {
-            let body = serde_json::json!({ "key": a.key, "value": a.value }).to_string();
+            let body = EntryBody {
+                key: a.key.clone().into(),
+                value: a.value.clone().into(),
+            };
+            let body = serde_json::to_string(&body).expect("an entry serialises");
             let path = entry_path(&a.name, &a.map, None);
             let answer =
                 request(&a.conn, "PUT", &path, Some(body.as_bytes())).and_then(Reply::read);
@@ -216,7 +220,7 @@ pub fn main(cmd: Command) -> anyhow::Result<ExitCode> {
                 None,
             )
             .and_then(Reply::read);
-            finish(&a.conn, answer, |_: &Value| {
+            finish(&a.conn, answer, |_: &Unloaded| {
                 format!("unloaded `{}`: detached, its pins and maps removed", a.name)
             })
         }
@@ -292,22 +296,8 @@ fn list(a: List) -> anyhow::Result<ExitCode> {
     finish(&a.conn, answer, |l: &ProgramList| table(&l.programs))
 }
 
-#[derive(Deserialize)]
-struct ProgramList {
-    programs: Vec<ProgramView>,
-}
-
-#[derive(Deserialize)]
-struct Deleted {
-    deleted: bool,
-}
-
-#[derive(Deserialize)]
-struct Dump {
-    map: MapSummary,
-    entries: Vec<Entry>,
-    truncated: bool,
-}
+type ProgramList = hotswap_api::wire::ebpf::ProgramList<ProgramView>;
+type Dump = hotswap_api::wire::ebpf::MapDump<MapSummary, Entry>;
 
 fn table(programs: &[ProgramView]) -> String {
     if programs.is_empty() {

@@ -10,10 +10,10 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::sse::Event as SseEvent;
 use axum::response::{IntoResponse, Response};
 use axum::{Extension, Json};
+use hotswap_api::wire::ebpf::{Deleted, EntryBody, MapDump, ProgramList, Unloaded};
 use hotswap_api::ErrorKind;
 use hotswap_ebpf::{as_text, EbpfError, DUMP_LIMIT};
 use serde::Deserialize;
-use serde_json::{json, Value};
 use tokio_stream::wrappers::errors::BroadcastStreamRecvError;
 use tokio_stream::wrappers::BroadcastStream;
 use tokio_stream::StreamExt;
@@ -25,7 +25,12 @@ use crate::http::ConnectionHandle;
 /// `GET /v1/ebpf`: every program, or why this server has no eBPF tier.
 pub(super) async fn list(State(admin): State<Admin>) -> Response {
     let programs = admin.programs.clone();
-    blocking(move || programs.list().map(|p| Json(json!({ "programs": p })))).await
+    blocking(move || {
+        programs
+            .list()
+            .map(|programs| Json(ProgramList { programs }))
+    })
+    .await
 }
 
 /// `GET /v1/ebpf/{name}`.
@@ -104,7 +109,7 @@ pub(super) async fn unload(State(admin): State<Admin>, Path(name): Path<String>)
     blocking(move || {
         programs
             .unload(&name)
-            .map(|()| Json(json!({ "unloaded": name })))
+            .map(|()| Json(Unloaded { unloaded: name }))
     })
     .await
 }
@@ -125,9 +130,11 @@ pub(super) async fn dump(
     blocking(move || {
         let map = programs.map(&name, &map)?;
         let (entries, truncated) = map.dump(limit)?;
-        Ok(Json(
-            json!({ "map": map.summary(), "entries": entries, "truncated": truncated }),
-        ))
+        Ok(Json(MapDump {
+            map: map.summary(),
+            entries,
+            truncated,
+        }))
     })
     .await
 }
@@ -154,12 +161,6 @@ pub(super) async fn get_entry(
         })
     })
     .await
-}
-
-#[derive(Deserialize)]
-pub(super) struct EntryBody {
-    key: Value,
-    value: Value,
 }
 
 /// `PUT /v1/ebpf/{name}/maps/{map}/entry` with `{"key": K, "value": V}`:
@@ -192,7 +193,7 @@ pub(super) async fn delete_entry(
     let programs = admin.programs.clone();
     blocking(move || {
         let deleted = programs.map(&name, &map)?.delete(&q.key)?;
-        Ok(Json(json!({ "deleted": deleted })))
+        Ok(Json(Deleted { deleted }))
     })
     .await
 }
