@@ -407,11 +407,24 @@ fn bench_http_prints_the_documented_json() {
         "failed",
         "rps_while_deploying",
         "failed_while_deploying",
+        "h2_rps",
+        "h2_baseline_rps",
+        "h2_ratio",
+        "h2_failed",
+        "tls_rps",
+        "tls_baseline_rps",
+        "tls_ratio",
+        "tls_failed",
     ] {
         assert!(v[key].is_number(), "{key} missing or not a number in {v}");
     }
     assert_eq!(v["failed"], 0);
     assert_eq!(v["failed_while_deploying"], 0);
+    // Zero failed requests over HTTP/2 and TLS, and both really served.
+    assert_eq!(v["h2_failed"], 0);
+    assert_eq!(v["tls_failed"], 0);
+    assert!(v["h2_rps"].as_f64().unwrap() > 0.0, "{v}");
+    assert!(v["tls_rps"].as_f64().unwrap() > 0.0, "{v}");
     assert!(
         v["deploys"].as_u64().unwrap() > 0,
         "no deploy happened under load"
