@@ -85,12 +85,7 @@ impl Reply {
     /// refusal.
     pub fn read<T: DeserializeOwned>(self) -> Result<Answered<T>, ClientError> {
         if !(200..300).contains(&self.status) {
-            let problem = serde_json::from_str::<Problem>(&self.body)
-                .unwrap_or_else(|_| Problem::new(ErrorKind::Unknown, self.body.trim()));
-            return Err(ClientError::Refused {
-                status: self.status,
-                problem,
-            });
+            return Err(self.refused());
         }
         let bad = |e: serde_json::Error| ClientError::BadAnswer {
             body: self.body.clone(),
@@ -99,6 +94,19 @@ impl Reply {
         let json: serde_json::Value = serde_json::from_str(&self.body).map_err(bad)?;
         let value = T::deserialize(&json).map_err(bad)?;
         Ok(Answered { value, json })
+    }
+}
+
+impl Reply {
+    /// The answer as a refusal (a body that is not the API's JSON is kept
+    /// as the message, with [`ErrorKind::Unknown`]).
+    fn refused(self) -> ClientError {
+        let problem = serde_json::from_str::<Problem>(&self.body)
+            .unwrap_or_else(|_| Problem::new(ErrorKind::Unknown, self.body.trim()));
+        ClientError::Refused {
+            status: self.status,
+            problem,
+        }
     }
 }
 
@@ -247,6 +255,23 @@ impl Client {
         self.send("GET", "/v1/process", None)?.read()
     }
 
+    /// Loads or replaces the eBPF program `name` from `object`
+    /// (`POST /v1/ebpf/{name}/revisions`), answering the server's view of
+    /// the placement.
+    pub fn place<T: DeserializeOwned>(
+        &self,
+        name: &str,
+        object: &[u8],
+        query: &crate::wire::ebpf::PlaceQuery,
+    ) -> Result<Answered<T>, ClientError> {
+        let path = format!(
+            "/v1/ebpf/{}/revisions{}",
+            segment(name),
+            query_string(query)
+        );
+        self.send("POST", &path, Some(object))?.read()
+    }
+
     /// Any request: `method` (`GET`, `POST`, `PUT`, `DELETE`) to `path`
     /// with `body`, whose content type follows from its first bytes (JSON,
     /// a WebAssembly module, or other bytes).
@@ -300,9 +325,7 @@ impl Client {
         let status = response.status().as_u16();
         if status != 200 {
             let body = response.body_mut().read_to_string().unwrap_or_default();
-            return Err(Reply { status, body }
-                .read::<serde_json::Value>()
-                .expect_err("a status other than 200 is a refusal"));
+            return Err(Reply { status, body }.refused());
         }
         let reader: Box<dyn Read + Send> = Box::new(response.into_body().into_reader());
         Ok(SseEvents {
@@ -373,8 +396,8 @@ impl<R: BufRead> Iterator for SseEvents<R> {
 }
 
 /// `?a=1&b=x` from a query struct's fields that are set (nothing when
-/// none is).
-fn query_string(query: &impl Serialize) -> String {
+/// none is), encoded: for paths the typed calls do not build.
+pub fn query_string(query: &impl Serialize) -> String {
     let value = serde_json::to_value(query).expect("a query serialises");
     let pairs: Vec<String> = value
         .as_object()

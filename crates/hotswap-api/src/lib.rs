@@ -26,5 +26,5 @@ mod error;
 pub mod wire;
 
 #[cfg(feature = "client")]
-pub use client::{segment, Answered, Client, ClientError, Reply, SseEvent};
+pub use client::{query_string, segment, Answered, Client, ClientError, Reply, SseEvent};
 pub use error::{CallErrorKind, ErrorKind, Problem};

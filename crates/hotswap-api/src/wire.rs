@@ -229,4 +229,49 @@ pub mod ebpf {
         /// Whether there was an entry to delete.
         pub deleted: bool,
     }
+
+    /// The query of `POST /v1/ebpf/{name}/revisions`.
+    #[derive(Debug, Clone, Default, Serialize, Deserialize)]
+    pub struct PlaceQuery {
+        /// The hook, on a first load.
+        pub attach: Option<String>,
+        /// The program in the object, when it has several.
+        pub program: Option<String>,
+        /// Whether the program must be new or already loaded; either
+        /// when absent.
+        pub expect: Option<PlaceExpect>,
+        /// The object's signature (hex), if not in `x-hotswap-signature`.
+        pub signature: Option<String>,
+    }
+
+    /// What a placement expects to find.
+    #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+    #[serde(rename_all = "lowercase")]
+    pub enum PlaceExpect {
+        /// No program of that name (`hotswap ebpf load`).
+        New,
+        /// A program of that name, to replace (`hotswap ebpf replace`).
+        Existing,
+    }
+
+    /// The query of `GET /v1/ebpf/{name}/maps/{map}`.
+    #[derive(Debug, Clone, Default, Serialize, Deserialize)]
+    pub struct DumpQuery {
+        /// Entries at the most (the server caps it).
+        pub limit: Option<usize>,
+    }
+
+    /// The query of `GET` and `DELETE /v1/ebpf/{name}/maps/{map}/entry`.
+    #[derive(Debug, Clone, Serialize, Deserialize)]
+    pub struct KeyQuery {
+        /// The entry's key, as text.
+        pub key: String,
+    }
+
+    /// The query of `GET /v1/ebpf/{name}/events`.
+    #[derive(Debug, Clone, Default, Serialize, Deserialize)]
+    pub struct MapEventsQuery {
+        /// Only this ring buffer's records.
+        pub map: Option<String>,
+    }
 }

@@ -5,7 +5,10 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::{bail, Context};
-use hotswap_api::wire::ebpf::{Deleted, EntryBody, Unloaded};
+use hotswap_api::query_string;
+use hotswap_api::wire::ebpf::{
+    Deleted, DumpQuery, EntryBody, KeyQuery, MapEventsQuery, PlaceExpect, PlaceQuery, Unloaded,
+};
 use hotswap_ebpf::{as_text, Entry, MapSummary};
 use hotswap_server::{PlacedView, ProgramView};
 use serde_json::Value;
@@ -157,8 +160,20 @@ pub struct Unload {
 
 pub fn main(cmd: Command) -> anyhow::Result<ExitCode> {
     match cmd {
-        Command::Load(a) => place(&a.name, &a.object, Some(&a.attach), "new", &a.conn),
-        Command::Replace(a) => place(&a.name, &a.object, a.attach.as_deref(), "existing", &a.conn),
+        Command::Load(a) => place(
+            &a.name,
+            &a.object,
+            Some(&a.attach),
+            PlaceExpect::New,
+            &a.conn,
+        ),
+        Command::Replace(a) => place(
+            &a.name,
+            &a.object,
+            a.attach.as_deref(),
+            PlaceExpect::Existing,
+            &a.conn,
+        ),
         Command::List(a) => list(a),
         Command::Map(MapCommand::Get(a)) => {
             let path = entry_path(&a.name, &a.map, Some(&a.key));
@@ -188,20 +203,20 @@ pub fn main(cmd: Command) -> anyhow::Result<ExitCode> {
             })
         }
         Command::Map(MapCommand::Dump(a)) => {
+            let query = query_string(&DumpQuery {
+                limit: Some(a.limit),
+            });
             let path = format!(
-                "/v1/ebpf/{}/maps/{}?limit={}",
+                "/v1/ebpf/{}/maps/{}{query}",
                 encode(&a.name),
-                encode(&a.map),
-                a.limit
+                encode(&a.map)
             );
             let answer = request(&a.conn, "GET", &path, None).and_then(Reply::read);
             finish(&a.conn, answer, dump_table)
         }
         Command::Events(a) => {
-            let mut path = format!("/v1/ebpf/{}/events", encode(&a.name));
-            if let Some(m) = &a.map {
-                path.push_str(&format!("?map={}", encode(m)));
-            }
+            let query = query_string(&MapEventsQuery { map: a.map.clone() });
+            let path = format!("/v1/ebpf/{}/events{query}", encode(&a.name));
             let json = a.conn.json;
             follow(&a.conn, &path, |kind, data| {
                 Some(match kind {
@@ -231,20 +246,17 @@ fn place(
     name: &str,
     object: &Object,
     attach: Option<&str>,
-    expect: &str,
+    expect: PlaceExpect,
     conn: &Conn,
 ) -> anyhow::Result<ExitCode> {
     let bytes = read_object(&object.object)?;
-    let mut query = vec![format!("expect={expect}")];
-    if let Some(hook) = attach {
-        query.push(format!("attach={}", encode(hook)));
-    }
-    if let Some(p) = &object.program {
-        query.push(format!("program={}", encode(p)));
-    }
-    query.extend(read_signature(object.signature.as_deref())?.map(|s| format!("signature={s}")));
-    let path = format!("/v1/ebpf/{}/revisions?{}", encode(name), query.join("&"));
-    let answer = request(conn, "POST", &path, Some(&bytes)).and_then(Reply::read);
+    let query = PlaceQuery {
+        attach: attach.map(str::to_string),
+        program: object.program.clone(),
+        expect: Some(expect),
+        signature: read_signature(object.signature.as_deref())?,
+    };
+    let answer = conn.client().place(name, &bytes, &query);
     finish(conn, answer, |p: &PlacedView| {
         let v = &p.program;
         let verb = if p.attached { "attached" } else { "replaced" };
@@ -328,11 +340,13 @@ fn table(programs: &[ProgramView]) -> String {
 }
 
 fn entry_path(name: &str, map: &str, key: Option<&str>) -> String {
-    let mut path = format!("/v1/ebpf/{}/maps/{}/entry", encode(name), encode(map));
-    if let Some(k) = key {
-        path.push_str(&format!("?key={}", encode(k)));
-    }
-    path
+    let query = key.map(|k| KeyQuery { key: k.to_string() });
+    let query = query.as_ref().map(query_string).unwrap_or_default();
+    format!(
+        "/v1/ebpf/{}/maps/{}/entry{query}",
+        encode(name),
+        encode(map)
+    )
 }
 
 fn entry_line(e: &Entry) -> String {

@@ -11,10 +11,11 @@ use hotswap_wasm::WasmTier;
 
 use super::build::{Scratch, Source};
 use super::cycle::Cycle;
+use hotswap_api::wire::ebpf::PlaceQuery;
 use hotswap_api::wire::DeployQuery;
 use hotswap_api::ErrorKind;
 
-use crate::client::{encode, request, Conn, Reply};
+use crate::client::Conn;
 
 /// How many builds each source keeps.
 const KEPT_BUILDS: usize = 16;
@@ -186,16 +187,12 @@ impl Watched {
     /// the object is counts as `validate`, not `deploy`.
     fn place(&self, artifact: &Artifact, conn: &Conn, c: &mut Cycle) -> bool {
         let name = self.target.as_deref().expect("an eBPF program is named");
-        let mut query = Vec::new();
-        if let Some(hook) = &self.placement.attach {
-            query.push(format!("attach={}", encode(hook)));
-        }
-        if let Some(program) = &self.placement.program {
-            query.push(format!("program={}", encode(program)));
-        }
-        let path = format!("/v1/ebpf/{}/revisions?{}", encode(name), query.join("&"));
-        let answer = request(conn, "POST", &path, Some(artifact.bytes()));
-        let placed: PlacedView = match answer.and_then(Reply::read) {
+        let query = PlaceQuery {
+            attach: self.placement.attach.clone(),
+            program: self.placement.program.clone(),
+            ..PlaceQuery::default()
+        };
+        let placed: PlacedView = match conn.client().place(name, artifact.bytes(), &query) {
             Ok(a) => a.value,
             Err(e) => {
                 use ErrorKind as K;

@@ -10,10 +10,12 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::sse::Event as SseEvent;
 use axum::response::{IntoResponse, Response};
 use axum::{Extension, Json};
-use hotswap_api::wire::ebpf::{Deleted, EntryBody, MapDump, ProgramList, Unloaded};
+use hotswap_api::wire::ebpf::{
+    Deleted, DumpQuery, EntryBody, KeyQuery, MapDump, MapEventsQuery, PlaceExpect, PlaceQuery,
+    ProgramList, Unloaded,
+};
 use hotswap_api::ErrorKind;
 use hotswap_ebpf::{as_text, EbpfError, DUMP_LIMIT};
-use serde::Deserialize;
 use tokio_stream::wrappers::errors::BroadcastStreamRecvError;
 use tokio_stream::wrappers::BroadcastStream;
 use tokio_stream::StreamExt;
@@ -39,18 +41,6 @@ pub(super) async fn show(State(admin): State<Admin>, Path(name): Path<String>) -
     blocking(move || programs.show(&name).map(Json)).await
 }
 
-#[derive(Deserialize)]
-pub(super) struct PlaceQuery {
-    /// The hook, on a first load.
-    attach: Option<String>,
-    /// The program in the object, when it has several.
-    program: Option<String>,
-    /// `new` (`hotswap ebpf load`) or `existing` (`replace`); either when absent.
-    expect: Option<String>,
-    /// The object's signature (hex), if not in `x-hotswap-signature`.
-    signature: Option<String>,
-}
-
 /// `POST /v1/ebpf/{name}/revisions`: the object is the body. 201 when it
 /// attached the program, 200 when it replaced the running revision.
 pub(super) async fn place(
@@ -73,17 +63,10 @@ pub(super) async fn place(
         Ok(upload) => upload,
         Err(refused) => return refused,
     };
-    let expect = match q.expect.as_deref() {
-        None => None,
-        Some("new") => Some(Expect::New),
-        Some("existing") => Some(Expect::Existing),
-        Some(other) => {
-            return problem(
-                ErrorKind::BadRequest,
-                format!("expect is `new` or `existing`, not `{other}`"),
-            )
-        }
-    };
+    let expect = q.expect.map(|e| match e {
+        PlaceExpect::New => Expect::New,
+        PlaceExpect::Existing => Expect::Existing,
+    });
     let programs = admin.programs.clone();
     blocking(move || {
         let p = programs.place(
@@ -114,11 +97,6 @@ pub(super) async fn unload(State(admin): State<Admin>, Path(name): Path<String>)
     .await
 }
 
-#[derive(Deserialize)]
-pub(super) struct DumpQuery {
-    limit: Option<usize>,
-}
-
 /// `GET /v1/ebpf/{name}/maps/{map}`: the map's type and its entries.
 pub(super) async fn dump(
     State(admin): State<Admin>,
@@ -137,11 +115,6 @@ pub(super) async fn dump(
         }))
     })
     .await
-}
-
-#[derive(Deserialize)]
-pub(super) struct KeyQuery {
-    key: String,
 }
 
 /// `GET /v1/ebpf/{name}/maps/{map}/entry?key=K`.
@@ -198,18 +171,13 @@ pub(super) async fn delete_entry(
     .await
 }
 
-#[derive(Deserialize)]
-pub(super) struct EventsQuery {
-    map: Option<String>,
-}
-
 /// `GET /v1/ebpf/{name}/events[?map=M]`: a server-sent event stream, one
 /// `event` per ring-buffer record, decoded. It ends when the server drains.
 pub(super) async fn events(
     State(admin): State<Admin>,
     Path(name): Path<String>,
     Extension(connection): Extension<ConnectionHandle>,
-    AdminQuery(q): AdminQuery<EventsQuery>,
+    AdminQuery(q): AdminQuery<MapEventsQuery>,
 ) -> Response {
     let map = q.map;
     let events = match admin.programs.subscribe(&name, map.as_deref()) {
