@@ -46,12 +46,11 @@ impl TestCert {
         std::fs::write(&server.key, made.signing_key.serialize_pem())?;
         let mut roots = rustls::RootCertStore::empty();
         roots.add(made.cert.der().clone())?;
-        #[allow(deprecated)] // ring: see hotswap-server's tls.rs
-        let provider = Arc::new(rustls::crypto::ring::default_provider());
-        let mut client = rustls::ClientConfig::builder_with_provider(provider)
-            .with_safe_default_protocol_versions()?
-            .with_root_certificates(roots)
-            .with_no_client_auth();
+        let mut client =
+            rustls::ClientConfig::builder_with_provider(hotswap_server::crypto_provider())
+                .with_safe_default_protocol_versions()?
+                .with_root_certificates(roots)
+                .with_no_client_auth();
         client.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
         Ok(TestCert {
             server,

@@ -41,7 +41,7 @@ impl KeyPolicy {
             return Some(stable_hash(v.as_bytes()));
         }
         let client = if self.is_trusted(peer) {
-            self.forwarded_client(peer, headers)
+            self.forwarded_client(headers)
         } else if self.key_by_peer {
             Some(peer)
         } else {
@@ -58,23 +58,24 @@ impl KeyPolicy {
         self.trusted.iter().any(|net| net.contains(&ip))
     }
 
-    /// The client behind the trusted proxy `peer`: the rightmost address of
+    /// The client behind a trusted proxy: the rightmost address of
     /// the forwarding chain that is not a trusted proxy (the leftmost if
     /// all are). `None` when the chain is missing, or names a hop that is
     /// not an address (`unknown`, an obfuscated name) before the client.
-    fn forwarded_client(&self, peer: IpAddr, headers: &HeaderMap) -> Option<IpAddr> {
+    fn forwarded_client(&self, headers: &HeaderMap) -> Option<IpAddr> {
         let mut chain = forwarded_for(headers);
         if chain.is_empty() {
             chain = x_forwarded_for(headers);
         }
-        let mut client = peer;
-        for hop in chain.into_iter().rev() {
+        let mut hops = chain.into_iter().rev();
+        let mut client = hops.next()??;
+        for hop in hops {
             if !self.is_trusted(client) {
                 break;
             }
             client = hop?;
         }
-        (!self.is_trusted(client) || client != peer).then_some(client)
+        Some(client)
     }
 }
 

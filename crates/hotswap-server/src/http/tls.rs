@@ -51,12 +51,7 @@ impl TlsConfig {
             path: self.key.clone(),
             why: pem_error(e, "private key"),
         })?;
-        // ring, not aws-lc-rs (which needs cmake and a C toolchain to build);
-        // rustls 0.23.48 deprecates ring's provider only because it lacks
-        // post-quantum key exchange, which no client here requires.
-        #[allow(deprecated)]
-        let provider = Arc::new(rustls::crypto::ring::default_provider());
-        let mut config = rustls::ServerConfig::builder_with_provider(provider)
+        let mut config = rustls::ServerConfig::builder_with_provider(crypto_provider())
             .with_safe_default_protocol_versions()
             .map_err(TlsError::Pair)?
             .with_no_client_auth()
@@ -65,6 +60,15 @@ impl TlsConfig {
         config.alpn_protocols = ALPN.iter().map(|p| p.to_vec()).collect();
         Ok(Arc::new(config))
     }
+}
+
+/// The cryptography every TLS config of hotswap uses: ring, not aws-lc-rs
+/// (which needs cmake and a C toolchain to build). rustls 0.23.48
+/// deprecates ring's provider only because it lacks post-quantum key
+/// exchange, which no client here requires.
+pub fn crypto_provider() -> Arc<rustls::crypto::CryptoProvider> {
+    #[allow(deprecated)]
+    Arc::new(rustls::crypto::ring::default_provider())
 }
 
 fn certificates(path: &Path) -> Result<Vec<CertificateDer<'static>>, TlsError> {
