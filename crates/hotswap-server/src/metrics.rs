@@ -6,7 +6,7 @@ use std::borrow::Cow;
 use std::sync::Arc;
 use std::time::Duration;
 
-use hotswap_core::{EventBus, Served, Transition};
+use hotswap_core::{Digest, EventBus, Served, Transition};
 use prometheus_client::encoding::text::encode;
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
@@ -15,14 +15,49 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
 use prometheus_client::registry::Registry;
 
+/// A label value taken from the revision that served a call (its
+/// generation or digest), written out only when scraped, so that a call
+/// formats nothing; or a word where no revision did (`none`), or where an
+/// older process's counters said something else.
+#[derive(Clone, Debug, Hash, PartialEq, Eq)]
+enum Of<T> {
+    Revision(T),
+    Word(Cow<'static, str>),
+}
+
+impl<T: std::str::FromStr> Of<T> {
+    /// As an older process's counters wrote it.
+    fn parse(text: String) -> Of<T> {
+        match text.parse() {
+            Ok(v) => Of::Revision(v),
+            Err(_) => Of::Word(Cow::Owned(text)),
+        }
+    }
+}
+
+impl<T: std::fmt::Display> prometheus_client::encoding::EncodeLabelValue for Of<T> {
+    fn encode(
+        &self,
+        encoder: &mut prometheus_client::encoding::LabelValueEncoder,
+    ) -> Result<(), std::fmt::Error> {
+        use std::fmt::Write;
+        match self {
+            Of::Revision(v) => write!(encoder, "{v}"),
+            Of::Word(w) => encoder.write_str(w),
+        }
+    }
+}
+
+const NONE: Cow<'static, str> = Cow::Borrowed("none");
+
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct CallLabels {
     slot: String,
     /// The generation that served the call ("none" if none did).
-    revision: String,
+    revision: Of<u64>,
     /// The digest of the revision that served it ("none" if none did), so
     /// counters of different code never merge, even across data dirs.
-    digest: String,
+    digest: Of<Digest>,
     /// `ok`, or the error's kind (`deadline`, `trap`, ...). Owned only
     /// when carried over from the process before an upgrade.
     outcome: Cow<'static, str>,
@@ -31,8 +66,8 @@ struct CallLabels {
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct RevisionLabels {
     slot: String,
-    revision: String,
-    digest: String,
+    revision: u64,
+    digest: Of<Digest>,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -138,23 +173,23 @@ impl Metrics {
     /// Records one data-plane call, and the revision that served it.
     pub fn call(&self, slot: &str, served: Option<&Served>, outcome: &'static str, took: Duration) {
         let (revision, digest) = match served {
-            Some(s) => (s.generation.to_string(), s.digest.to_string()),
-            None => ("none".to_string(), "none".to_string()),
+            Some(s) => (Of::Revision(s.generation), Of::Revision(s.digest)),
+            None => (Of::Word(NONE), Of::Word(NONE)),
         };
         self.calls
             .get_or_create(&CallLabels {
                 slot: slot.to_string(),
-                revision: revision.clone(),
-                digest: digest.clone(),
+                revision,
+                digest,
                 outcome: Cow::Borrowed(outcome),
             })
             .inc();
-        if served.is_some() {
+        if let Some(s) = served {
             self.call_seconds
                 .get_or_create(&RevisionLabels {
                     slot: slot.to_string(),
-                    revision,
-                    digest,
+                    revision: s.generation,
+                    digest: Of::Revision(s.digest),
                 })
                 .observe(took.as_secs_f64());
         }
@@ -228,10 +263,10 @@ impl Metrics {
                 self.calls
                     .get_or_create(&CallLabels {
                         slot: label("slot")?,
-                        revision: label("revision")?,
+                        revision: Of::parse(label("revision")?),
                         // Counters of a version before digests carry on
                         // under "unknown" rather than being dropped.
-                        digest: label("digest").unwrap_or_else(|| "unknown".into()),
+                        digest: Of::parse(label("digest").unwrap_or_else(|| "unknown".into())),
                         outcome: Cow::Owned(label("outcome")?),
                     })
                     .inc_by(value);
