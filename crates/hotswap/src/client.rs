@@ -8,7 +8,7 @@ use anyhow::Context;
 use hotswap_api::wire::{
     DeployQuery, EventsAnswer, ExpectQuery, RevisionAnswer, RollbackQuery, WeightBody,
 };
-pub(crate) use hotswap_api::{segment as encode, Answered, Client, ClientError, Reply};
+pub(crate) use hotswap_api::{segment, Answered, Client, ClientError, Reply};
 use hotswap_core::{Event, RevisionState, SlotStatus};
 
 use crate::input::read_module;

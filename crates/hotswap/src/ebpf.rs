@@ -13,7 +13,7 @@ use hotswap_ebpf::{as_text, Entry, MapSummary};
 use hotswap_server::{PlacedView, ProgramView};
 use serde_json::Value;
 
-use crate::client::{encode, finish, follow, read_signature, request, Conn, Reply};
+use crate::client::{finish, follow, read_signature, request, segment, Conn, Reply};
 
 #[derive(clap::Subcommand)]
 pub enum Command {
@@ -208,15 +208,15 @@ pub fn main(cmd: Command) -> anyhow::Result<ExitCode> {
             });
             let path = format!(
                 "/v1/ebpf/{}/maps/{}{query}",
-                encode(&a.name),
-                encode(&a.map)
+                segment(&a.name),
+                segment(&a.map)
             );
             let answer = request(&a.conn, "GET", &path, None).and_then(Reply::read);
             finish(&a.conn, answer, dump_table)
         }
         Command::Events(a) => {
             let query = query_string(&MapEventsQuery { map: a.map.clone() });
-            let path = format!("/v1/ebpf/{}/events{query}", encode(&a.name));
+            let path = format!("/v1/ebpf/{}/events{query}", segment(&a.name));
             let json = a.conn.json;
             follow(&a.conn, &path, |kind, data| {
                 Some(match kind {
@@ -231,7 +231,7 @@ pub fn main(cmd: Command) -> anyhow::Result<ExitCode> {
             let answer = request(
                 &a.conn,
                 "DELETE",
-                &format!("/v1/ebpf/{}", encode(&a.name)),
+                &format!("/v1/ebpf/{}", segment(&a.name)),
                 None,
             )
             .and_then(Reply::read);
@@ -298,7 +298,7 @@ fn read_object(spec: &str) -> anyhow::Result<Vec<u8>> {
 
 fn list(a: List) -> anyhow::Result<ExitCode> {
     if let Some(name) = &a.name {
-        let answer = request(&a.conn, "GET", &format!("/v1/ebpf/{}", encode(name)), None)
+        let answer = request(&a.conn, "GET", &format!("/v1/ebpf/{}", segment(name)), None)
             .and_then(Reply::read);
         return finish(&a.conn, answer, |p: &ProgramView| {
             table(std::slice::from_ref(p))
@@ -344,8 +344,8 @@ fn entry_path(name: &str, map: &str, key: Option<&str>) -> String {
     let query = query.as_ref().map(query_string).unwrap_or_default();
     format!(
         "/v1/ebpf/{}/maps/{}/entry{query}",
-        encode(name),
-        encode(map)
+        segment(name),
+        segment(map)
     )
 }
 

@@ -19,7 +19,7 @@ use anyhow::{bail, Context as _};
 use hotswap_wasm::{WasmConfig, WasmTier};
 use notify::Watcher;
 
-use crate::client::{encode, request, Conn};
+use crate::client::{request, segment, Conn};
 use build::{Scratch, Source};
 use deploy::{Context, Placement, Watched};
 use server::OwnServer;
@@ -270,7 +270,7 @@ fn exit_code(wake: &Wake) -> ExitCode {
 /// it did not place are left alone), then the server drains.
 fn stop(own: OwnServer, watched: &[Watched], conn: &Conn) {
     for name in watched.iter().filter_map(Watched::placed_program) {
-        let path = format!("/v1/ebpf/{}", encode(name));
+        let path = format!("/v1/ebpf/{}", segment(name));
         match request(conn, "DELETE", &path, None) {
             Ok(a) if a.status == 200 && !conn.json => {
                 eprintln!("unloaded eBPF program `{name}`")
