@@ -5,8 +5,9 @@
 //! ([`Samples`]), and the rule for a test that cannot run somewhere
 //! ([`cannot_run_here`]).
 //!
-//! It depends on hotswap-core alone, and nothing that serves traffic
-//! depends on it.
+//! It depends on hotswap-core alone. No library that serves traffic (core,
+//! the tiers, the store, the server) depends on it, only their tests; the
+//! `hotswap` binary links it through hotswap-bench.
 
 mod ci;
 mod memory;
