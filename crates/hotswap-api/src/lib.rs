@@ -23,6 +23,7 @@
 #[cfg(feature = "client")]
 mod client;
 mod error;
+pub mod headers;
 pub mod wire;
 
 #[cfg(feature = "client")]

@@ -32,6 +32,38 @@ pub struct Args {
     json: bool,
 }
 
+#[derive(clap::Args)]
+pub struct BareArgs {
+    /// Where to listen.
+    #[arg(long, default_value = "127.0.0.1:9080")]
+    listen: SocketAddr,
+    /// Serve HTTPS with this certificate chain (PEM), as `hotswap serve`'s `[tls]` does.
+    #[arg(long, requires = "key")]
+    cert: Option<std::path::PathBuf>,
+    /// The certificate's private key (PEM).
+    #[arg(long, requires = "cert")]
+    key: Option<std::path::PathBuf>,
+}
+
+/// `hotswap bench bare`: the bare server of [`main`] on its own, until
+/// Ctrl-C, so that an outside load generator (h2load, wrk) can measure it
+/// next to `hotswap serve`.
+pub fn bare(args: BareArgs) -> anyhow::Result<ExitCode> {
+    let tls = match (args.cert, args.key) {
+        (Some(cert), Some(key)) => Some(hotswap_server::TlsConfig { cert, key }.load()?),
+        _ => None,
+    };
+    let scheme = if tls.is_some() { "https" } else { "http" };
+    runtime("the server's runtime")?.block_on(async {
+        let addr = proto::bare_server(args.listen, tls).await?;
+        eprintln!(
+            "bare server: POST {scheme}://{addr}/greet answers \"hello, world!\" (Ctrl-C stops it)"
+        );
+        tokio::signal::ctrl_c().await?;
+        Ok(ExitCode::SUCCESS)
+    })
+}
+
 /// The results; the field names are the stable JSON keys.
 #[derive(Serialize)]
 struct Report {
@@ -223,7 +255,8 @@ impl Pair {
             hotswap_examples::GREET_V1,
         );
         let (bare, hot, admin, stop) = runtime.block_on(async {
-            let bare = proto::bare_server(tls.map(|t| t.load()).transpose()?).await?;
+            let tls = tls.map(|t| t.load()).transpose()?;
+            let bare = proto::bare_server("127.0.0.1:0".parse()?, tls).await?;
             let server = Server::bind(config, Some(example)).await?;
             let (hot, admin) = (server.data_addr(), server.admin_addr());
             let (tx, rx) = tokio::sync::oneshot::channel::<()>();

@@ -25,6 +25,8 @@ pub enum Command {
     Compare(compare::Args),
     /// HTTP throughput through `hotswap serve` against a bare hyper server, and while deploying.
     Http(http::Args),
+    /// Only the bare hyper server that `bench http` compares against, for an outside load generator (h2load, wrk).
+    Bare(http::BareArgs),
     /// Binary upgrades of a running `hotswap serve` under load: handover time and failed requests.
     Upgrade(upgrade::Args),
     /// State migration of a slot with many keys under load, and restoring many slots on restart.
@@ -38,6 +40,7 @@ pub fn main(cmd: Command) -> anyhow::Result<std::process::ExitCode> {
         Command::Swap(args) => swap::main(args),
         Command::Compare(args) => compare::main(args),
         Command::Http(args) => http::main(args),
+        Command::Bare(args) => http::bare(args),
         Command::Upgrade(args) => upgrade::main(args),
         Command::Migrate(args) => migrate::main(args),
         Command::Ebpf(args) => ebpf::main(args),

@@ -63,9 +63,12 @@ impl TestCert {
 /// bytes, over HTTP/1.1 and HTTP/2, with TLS when `tls` is set: the same
 /// connection builder and rustls config as `hotswap serve`, no plugin.
 pub(super) async fn bare_server(
+    listen: SocketAddr,
     tls: Option<Arc<rustls::ServerConfig>>,
 ) -> anyhow::Result<SocketAddr> {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let listener = tokio::net::TcpListener::bind(listen)
+        .await
+        .with_context(|| format!("cannot listen on {listen}"))?;
     let addr = listener.local_addr()?;
     let app = axum::Router::new().route(
         "/greet",
@@ -83,7 +86,7 @@ pub(super) async fn bare_server(
             let (app, tls) = (app.clone(), tls.clone());
             tokio::spawn(async move {
                 let service = hyper_util::service::TowerToHyperService::new(app);
-                let builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+                let builder = hotswap_server::connection_builder();
                 match tls {
                     None => {
                         let _ = builder

@@ -52,7 +52,7 @@ pub use domain::ebpf::{Expect, PlacedView, ProgramError, ProgramView, Programs};
 pub use domain::gateway::{CallFailure, Gateway, GatewayError, GatewayOptions, SlotView};
 pub use domain::tiers::{AnyCode, NativeDisabled, Tiers};
 pub use http::tls::{crypto_provider, TlsConfig, TlsError};
-pub use http::PROCESS_HEADER;
+pub use http::{connection_builder, PROCESS_HEADER};
 pub use metrics::{Exposition, Metrics, Restored};
 pub use plan::{plan, PlanError, ReloadPlan, Setting};
 

@@ -50,6 +50,25 @@ impl<T: std::fmt::Display> prometheus_client::encoding::EncodeLabelValue for Of<
 
 const NONE: Cow<'static, str> = Cow::Borrowed("none");
 
+/// The outcome of a call that succeeded.
+const OK: &str = "ok";
+
+/// Where one revision's successful calls are counted: shared handles on
+/// its series in the registry.
+#[derive(Clone, Debug)]
+pub struct ServedCounters {
+    calls: Counter,
+    seconds: Histogram,
+}
+
+impl ServedCounters {
+    /// Counts one call that took `took`.
+    pub fn record(&self, took: Duration) {
+        self.calls.inc();
+        self.seconds.observe(took.as_secs_f64());
+    }
+}
+
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct CallLabels {
     slot: String,
@@ -170,29 +189,41 @@ impl Metrics {
         self.registry.register_collector(collector);
     }
 
-    /// Records one data-plane call, and the revision that served it.
-    pub fn call(&self, slot: &str, served: Option<&Served>, outcome: &'static str, took: Duration) {
-        let (revision, digest) = match served {
-            Some(s) => (Of::Revision(s.generation), Of::Revision(s.digest)),
-            None => (Of::Word(NONE), Of::Word(NONE)),
-        };
+    /// The counters a revision's successful calls go to: looked up once
+    /// per revision (by the data plane's [`crate::http`] stamps), not once
+    /// per call, since a lookup hashes every label.
+    pub fn served_by(&self, slot: &str, served: &Served) -> ServedCounters {
+        let calls = self
+            .calls
+            .get_or_create(&CallLabels {
+                slot: slot.to_string(),
+                revision: Of::Revision(served.generation),
+                digest: Of::Revision(served.digest),
+                outcome: Cow::Borrowed(OK),
+            })
+            .clone();
+        let seconds = self
+            .call_seconds
+            .get_or_create(&RevisionLabels {
+                slot: slot.to_string(),
+                revision: served.generation,
+                digest: Of::Revision(served.digest),
+            })
+            .clone();
+        ServedCounters { calls, seconds }
+    }
+
+    /// Records one data-plane call that failed: no revision served it, so
+    /// its outcome (the error's kind) says enough.
+    pub fn failed_call(&self, slot: &str, outcome: &'static str) {
         self.calls
             .get_or_create(&CallLabels {
                 slot: slot.to_string(),
-                revision,
-                digest,
+                revision: Of::Word(NONE),
+                digest: Of::Word(NONE),
                 outcome: Cow::Borrowed(outcome),
             })
             .inc();
-        if let Some(s) = served {
-            self.call_seconds
-                .get_or_create(&RevisionLabels {
-                    slot: slot.to_string(),
-                    revision: s.generation,
-                    digest: Of::Revision(s.digest),
-                })
-                .observe(took.as_secs_f64());
-        }
     }
 
     /// Records how long a whole deploy took.
@@ -467,9 +498,10 @@ mod tests {
         assert_eq!(hotswap_core::Digest::of(b"v2").to_string(), V2);
         let old = Metrics::new();
         for _ in 0..3 {
-            old.call("greet", Some(&served(2)), "ok", Duration::from_micros(5));
+            old.served_by("greet", &served(2))
+                .record(Duration::from_micros(5));
         }
-        old.call("greet", None, "deadline", Duration::from_millis(1));
+        old.failed_call("greet", "deadline");
         old.swap("greet", "activated");
         old.swap("greet", "rolled-back");
         old.rollbacks
@@ -479,7 +511,8 @@ mod tests {
             .inc();
 
         let new = Metrics::new();
-        new.call("greet", Some(&served(2)), "ok", Duration::from_micros(5)); // served meanwhile
+        new.served_by("greet", &served(2))
+            .record(Duration::from_micros(5)); // served meanwhile
         let restored = new.restore(&old.snapshot());
         assert_eq!(
             restored,
@@ -532,7 +565,8 @@ mod tests {
     #[test]
     fn the_classic_format_names_counters_by_their_series() {
         let m = Metrics::new();
-        m.call("greet", Some(&served(1)), "ok", Duration::from_micros(5));
+        m.served_by("greet", &served(1))
+            .record(Duration::from_micros(5));
         let text = m.encode(Exposition::Prometheus);
         assert!(
             text.contains("# HELP hotswap_calls_total Plugin calls"),

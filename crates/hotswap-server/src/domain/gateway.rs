@@ -2,7 +2,9 @@
 //! a restart comes back exactly as it was.
 
 use std::collections::BTreeMap;
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, Mutex};
+
+use arc_swap::ArcSwap;
 
 use hotswap_core::{
     error_chain, Artifact, CallError, CanaryStats, Candidate, DeployError, Digest, ErrorBudget,
@@ -62,7 +64,10 @@ pub struct Gateway {
     store: Store,
     events: EventBus,
     options: SlotOptions,
-    slots: RwLock<BTreeMap<String, Arc<Slot<Tiers>>>>,
+    /// Read by every call without a lock; replaced whole when a slot is
+    /// created (rare), under `creating`.
+    slots: ArcSwap<BTreeMap<String, Arc<Slot<Tiers>>>>,
+    creating: Mutex<()>,
 }
 
 /// What `GET /v1/slots` lists for each slot: its status, derived from its
@@ -93,7 +98,8 @@ impl Gateway {
             events: EventBus::with_journal(journal.clone(), history),
             store,
             options: options.slots,
-            slots: RwLock::default(),
+            slots: ArcSwap::default(),
+            creating: Mutex::new(()),
         };
         gateway.convert_legacy(&*journal)?;
         let mut slots = BTreeMap::new();
@@ -109,7 +115,7 @@ impl Gateway {
             );
             slots.insert(name, Arc::new(slot));
         }
-        *gateway.slots.write().unwrap_or_else(|e| e.into_inner()) = slots;
+        gateway.slots.store(Arc::new(slots));
         Ok(gateway)
     }
 
@@ -293,7 +299,7 @@ impl Gateway {
 
     /// Every slot's canary record so far, for the error budget.
     pub fn canaries(&self) -> Vec<(String, CanaryStats)> {
-        let slots = self.slots.read().unwrap_or_else(|e| e.into_inner());
+        let slots = self.slots.load();
         slots
             .iter()
             .filter_map(|(name, slot)| slot.canary_stats().map(|s| (name.clone(), s)))
@@ -308,7 +314,8 @@ impl Gateway {
         input: &[u8],
         key: Option<u64>,
     ) -> Result<(Vec<u8>, Served), CallFailure> {
-        let slot = self.slot(slot).map_err(|_| CallFailure::UnknownSlot)?;
+        let slots = self.slots.load();
+        let slot = slots.get(slot).ok_or(CallFailure::UnknownSlot)?;
         let mut out = Vec::new();
         let served = slot
             .call_routed(input, &mut out, key)
@@ -329,7 +336,7 @@ impl Gateway {
     /// Every slot that serves or has served, by name. (A slot whose first
     /// deploy failed has nothing to show and is not listed.)
     pub fn list(&self) -> Vec<SlotView> {
-        let slots = self.slots.read().unwrap_or_else(|e| e.into_inner());
+        let slots = self.slots.load();
         slots
             .values()
             .map(|slot| slot.status())
@@ -371,8 +378,8 @@ impl Gateway {
     }
 
     fn slot(&self, slot: &str) -> Result<Arc<Slot<Tiers>>, GatewayError> {
-        let slots = self.slots.read().unwrap_or_else(|e| e.into_inner());
-        slots
+        self.slots
+            .load()
             .get(slot)
             .cloned()
             .ok_or_else(|| GatewayError::UnknownSlot(slot.to_string()))
@@ -383,18 +390,22 @@ impl Gateway {
             return Ok(slot);
         }
         let kv = self.store.kv(name)?;
-        let mut slots = self.slots.write().unwrap_or_else(|e| e.into_inner());
-        let slot = slots.entry(name.to_string()).or_insert_with(|| {
-            let (tiers, events) = (self.tiers.clone(), self.events.clone());
-            Arc::new(Slot::with_options(
-                name,
-                tiers,
-                kv,
-                events,
-                self.options.clone(),
-            ))
-        });
-        Ok(slot.clone())
+        let _creating = self.creating.lock().unwrap_or_else(|e| e.into_inner());
+        // Another deploy may have created it meanwhile.
+        if let Ok(slot) = self.slot(name) {
+            return Ok(slot);
+        }
+        let slot = Arc::new(Slot::with_options(
+            name,
+            self.tiers.clone(),
+            kv,
+            self.events.clone(),
+            self.options.clone(),
+        ));
+        let mut slots = BTreeMap::clone(&self.slots.load());
+        slots.insert(name.to_string(), slot.clone());
+        self.slots.store(Arc::new(slots));
+        Ok(slot)
     }
 }
 

@@ -2,29 +2,36 @@
 
 use std::sync::Arc;
 
-use axum::body::Bytes;
 use std::net::SocketAddr;
 
-use axum::extract::{ConnectInfo, Path, State};
-use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, Uri};
+use axum::body::Bytes;
+use axum::extract::{FromRequest, Path, Request, State};
+use axum::http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{any, post};
 use axum::Router;
-use hotswap_api::CallErrorKind;
-use hotswap_core::{CallError, Served};
+use hotswap_api::{headers, CallErrorKind};
+use hotswap_core::CallError;
 
 use crate::config::Route;
 use crate::domain::gateway::{CallFailure, Gateway};
 use crate::http::client_key::KeyPolicy;
 use crate::http::envelope::{RequestEnvelope, ResponseEnvelope};
+use crate::http::stamps::{Stamp, Stamps};
+use crate::http::ConnectionHandle;
 use crate::metrics::Metrics;
 
-/// What every data-plane handler needs.
-#[derive(Clone)]
-struct Plane {
+const ERROR: HeaderName = HeaderName::from_static(headers::ERROR);
+
+/// What every data-plane handler needs, shared (axum hands a handler its
+/// own copy of the state on every request).
+type Plane = Arc<PlaneParts>;
+
+struct PlaneParts {
     gateway: Arc<Gateway>,
     keys: KeyPolicy,
     metrics: Arc<Metrics>,
+    stamps: Stamps,
 }
 
 /// The router: a route per configured path (`POST`, or any method for an
@@ -35,48 +42,75 @@ pub(crate) fn router(
     keys: KeyPolicy,
     metrics: Arc<Metrics>,
 ) -> Router {
-    let plane = Plane {
+    let plane = Arc::new(PlaneParts {
         gateway,
         keys,
+        stamps: Stamps::new(metrics.clone()),
         metrics,
-    };
+    });
     let mut router = Router::new();
     if routes.is_empty() {
         router = router.route(
             "/{slot}",
             post(
-                |State(p): State<Plane>,
-                 Path(slot): Path<String>,
-                 ConnectInfo(peer): ConnectInfo<SocketAddr>,
-                 headers: HeaderMap,
-                 body: Bytes| async move { call(&p, &slot, peer, &headers, &body) },
+                |State(p): State<Plane>, Path(slot): Path<String>, r: Incoming| async move {
+                    call(&p, &slot, r.peer, &r.headers, &r.body)
+                },
             ),
         );
     }
     for route in routes {
         let slot = route.slot.clone();
         let handler = if route.envelope {
-            any(
-                move |State(p): State<Plane>,
-                      ConnectInfo(peer): ConnectInfo<SocketAddr>,
-                      method: Method,
-                      uri: Uri,
-                      headers: HeaderMap,
-                      body: Bytes| async move {
-                    call_enveloped(&p, &slot, peer, (&method, &uri, &headers, &body))
-                },
-            )
+            any(move |State(p): State<Plane>, r: Incoming| async move {
+                let request = (&r.method, &r.uri, &r.headers, &r.body[..]);
+                call_enveloped(&p, &slot, r.peer, request)
+            })
         } else {
-            post(
-                move |State(p): State<Plane>,
-                      ConnectInfo(peer): ConnectInfo<SocketAddr>,
-                      headers: HeaderMap,
-                      body: Bytes| async move { call(&p, &slot, peer, &headers, &body) },
-            )
+            post(move |State(p): State<Plane>, r: Incoming| async move {
+                call(&p, &slot, r.peer, &r.headers, &r.body)
+            })
         };
         router = router.route(&route.path, handler);
     }
     router.with_state(plane)
+}
+
+/// A request as a call reads it: who sent it, and its parts, taken out of
+/// the request rather than copied; the body whole, within axum's limit.
+struct Incoming {
+    peer: SocketAddr,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+}
+
+impl<S: Send + Sync> FromRequest<S> for Incoming {
+    type Rejection = Response;
+
+    async fn from_request(request: Request, state: &S) -> Result<Incoming, Response> {
+        let (mut parts, body) = request.into_parts();
+        let Some(connection) = parts.extensions.get::<ConnectionHandle>() else {
+            // Only a router served outside the accept loops lacks it.
+            tracing::error!("a data-plane request without its connection");
+            return Err(StatusCode::INTERNAL_SERVER_ERROR.into_response());
+        };
+        let peer = connection.peer();
+        let headers = std::mem::take(&mut parts.headers);
+        let method = std::mem::take(&mut parts.method);
+        let uri = std::mem::take(&mut parts.uri);
+        let body = Bytes::from_request(Request::from_parts(parts, body), state)
+            .await
+            .map_err(IntoResponse::into_response)?;
+        Ok(Incoming {
+            peer,
+            method,
+            uri,
+            headers,
+            body,
+        })
+    }
 }
 
 /// Runs the call on this worker: calls take microseconds. A stuck WASM call
@@ -91,7 +125,7 @@ fn call(
     input: &[u8],
 ) -> Response {
     match invoke(plane, slot, peer, headers, input) {
-        Ok((output, served)) => with_served((StatusCode::OK, output).into_response(), served),
+        Ok((output, served)) => served.mark((StatusCode::OK, output).into_response()),
         Err(failed) => *failed,
     }
 }
@@ -104,38 +138,42 @@ fn invoke(
     peer: SocketAddr,
     headers: &HeaderMap,
     input: &[u8],
-) -> Result<(Vec<u8>, Served), Box<Response>> {
+) -> Result<(Vec<u8>, ServedBy), Box<Response>> {
     let key = plane.keys.key(peer.ip(), headers);
     let started = std::time::Instant::now();
     let result = plane.gateway.call(slot, input, key);
     let took = started.elapsed();
     match result {
         Ok((output, served)) => {
-            plane.metrics.call(slot, Some(&served), "ok", took);
-            Ok((output, served))
+            let stamp = plane.stamps.of(slot, &served);
+            stamp.counters().record(took);
+            Ok((
+                output,
+                ServedBy {
+                    stamp,
+                    canary: served.canary,
+                },
+            ))
         }
         Err(failure) => {
-            // A failed call has no revision to name; the kind says enough.
-            plane
-                .metrics
-                .call(slot, None, classify(&failure).0.code(), took);
+            plane.metrics.failed_call(slot, classify(&failure).0.code());
             Err(Box::new(failed(slot, &failure)))
         }
     }
 }
 
-/// Says which revision served the answer.
-fn with_served(mut response: Response, served: Served) -> Response {
-    let h = response.headers_mut();
-    h.insert("x-hotswap-generation", HeaderValue::from(served.generation));
-    h.insert(
-        "x-hotswap-digest",
-        HeaderValue::from_str(served.digest.hex().as_str()).expect("hex is a valid header"),
-    );
-    if served.canary {
-        h.insert("x-hotswap-canary", HeaderValue::from_static("true"));
+/// The revision that served a call, as its answer says.
+struct ServedBy {
+    stamp: Arc<Stamp>,
+    canary: bool,
+}
+
+impl ServedBy {
+    /// Says which revision served the answer.
+    fn mark(self, mut response: Response) -> Response {
+        self.stamp.mark(response.headers_mut(), self.canary);
+        response
     }
-    response
 }
 
 /// An envelope route: the whole request in, the answer the plugin's
@@ -157,7 +195,7 @@ fn call_enveloped(
         Ok((status, headers, body)) => {
             let mut answer = (status, body).into_response();
             answer.headers_mut().extend(headers);
-            with_served(answer, served)
+            served.mark(answer)
         }
         Err(why) => {
             tracing::warn!(slot, error = %why, "a plugin answered a malformed response envelope");
@@ -198,7 +236,7 @@ fn refusal(kind: CallErrorKind, body: String) -> Response {
     let mut response = (status, body).into_response();
     response
         .headers_mut()
-        .insert("x-hotswap-error", HeaderValue::from_static(kind.code()));
+        .insert(ERROR, HeaderValue::from_static(kind.code()));
     response
 }
 

@@ -8,7 +8,8 @@ pub(crate) mod client_key;
 pub(crate) mod data;
 pub(crate) mod envelope;
 mod serve;
+mod stamps;
 pub(crate) mod tls;
 
-pub use serve::PROCESS_HEADER;
 pub(crate) use serve::{accept, ConnectionHandle, Connections, DrainTiming, Surface};
+pub use serve::{connection_builder, PROCESS_HEADER};

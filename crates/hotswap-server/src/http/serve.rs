@@ -29,7 +29,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use arc_swap::{ArcSwap, ArcSwapOption};
-use axum::extract::ConnectInfo;
 use axum::http::{header, HeaderName, HeaderValue, Request, Version};
 use axum::Router;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
@@ -42,7 +41,7 @@ use tower::ServiceExt;
 
 /// Every response carries this header: the generation of the process that
 /// answered (1 for a process started by hand, +1 per upgrade).
-pub const PROCESS_HEADER: HeaderName = HeaderName::from_static("x-hotswap-process");
+pub const PROCESS_HEADER: HeaderName = HeaderName::from_static(hotswap_api::headers::PROCESS);
 
 /// How long a client may take over its TLS handshake before the connection
 /// is dropped (so that a silent one does not hold a drain).
@@ -92,6 +91,9 @@ pub(crate) struct Connections {
     closed: Notify,
     /// `Some` while draining.
     draining: watch::Sender<Option<Drain>>,
+    /// Whether `draining` is `Some`, for every answer to read without the
+    /// watch's lock.
+    is_draining: AtomicBool,
     generation: HeaderValue,
 }
 
@@ -111,6 +113,7 @@ impl Connections {
             exempt: AtomicUsize::new(0),
             closed: Notify::new(),
             draining: watch::Sender::new(None),
+            is_draining: AtomicBool::new(false),
             generation: HeaderValue::from(generation),
         })
     }
@@ -126,6 +129,7 @@ impl Connections {
     /// `idle_grace`, and everything is cut at the deadline.
     pub(crate) fn start_draining(&self, timing: DrainTiming) {
         let now = Instant::now();
+        self.is_draining.store(true, Ordering::Relaxed);
         self.draining.send_replace(Some(Drain {
             close_idle: now + timing.idle_grace,
             deadline: now + timing.deadline,
@@ -157,6 +161,7 @@ impl Connections {
 
     /// Back to normal after a drain whose upgrade failed.
     pub(crate) fn resume(&self) {
+        self.is_draining.store(false, Ordering::Relaxed);
         self.draining.send_replace(None);
     }
 
@@ -171,20 +176,33 @@ impl Connections {
     }
 }
 
-/// Handed to every request: lets a handler take its own connection out of
-/// the drain's count, because it drives the drain (the upgrade request
-/// waits for the drain, which must not wait for it).
+/// Handed to every request (one shared handle per connection, the only
+/// extension a request gets): who the peer is, and a way for a handler to
+/// take its own connection out of the drain's count, because it drives the
+/// drain (the upgrade request waits for the drain, which must not wait for
+/// it).
 #[derive(Clone)]
-pub(crate) struct ConnectionHandle {
-    exempt: Arc<AtomicBool>,
+pub(crate) struct ConnectionHandle(Arc<Connection>);
+
+struct Connection {
+    peer: SocketAddr,
+    /// Set once a handler exempted it from drains.
+    exempt: AtomicBool,
+    /// Set by the first HTTP/2 request: such a connection drains by GOAWAY.
+    h2: AtomicBool,
     connections: Arc<Connections>,
 }
 
 impl ConnectionHandle {
+    /// The address the connection came from.
+    pub(crate) fn peer(&self) -> SocketAddr {
+        self.0.peer
+    }
+
     /// Resolves when the process starts draining: endless answers (event
     /// streams) end there, or they would hold the drain to its deadline.
     pub(crate) fn draining(&self) -> impl std::future::Future<Output = ()> + Send + 'static {
-        let mut rx = self.connections.draining.subscribe();
+        let mut rx = self.0.connections.draining.subscribe();
         async move {
             let _ = rx.wait_for(Option::is_some).await;
         }
@@ -192,9 +210,10 @@ impl ConnectionHandle {
 
     /// Drains stop waiting for this connection.
     pub(crate) fn exempt_from_drain(&self) {
-        if !self.exempt.swap(true, Ordering::AcqRel) {
-            self.connections.exempt.fetch_add(1, Ordering::AcqRel);
-            self.connections.close();
+        let this = &*self.0;
+        if !this.exempt.swap(true, Ordering::AcqRel) {
+            this.connections.exempt.fetch_add(1, Ordering::AcqRel);
+            this.connections.close();
         }
     }
 }
@@ -249,6 +268,17 @@ pub(crate) async fn accept(
     }
 }
 
+/// How every listener speaks HTTP: HTTP/1.1 and HTTP/2 on one port, with
+/// hyper's timeouts on a Tokio timer (an HTTP/1 client that sends its
+/// headers too slowly is cut off). Public so that `hotswap bench http`'s
+/// bare server is the same server without hotswap.
+pub fn connection_builder() -> auto::Builder<TokioExecutor> {
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    builder.http1().timer(TokioTimer::new());
+    builder.http2().timer(TokioTimer::new());
+    builder
+}
+
 /// One connection, from its first byte to close.
 async fn serve<I>(
     stream: I,
@@ -258,44 +288,43 @@ async fn serve<I>(
 ) where
     I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
-    let handle = ConnectionHandle {
-        exempt: Arc::new(AtomicBool::new(false)),
+    let handle = ConnectionHandle(Arc::new(Connection {
+        peer,
+        exempt: AtomicBool::new(false),
+        h2: AtomicBool::new(false),
         connections: connections.clone(),
-    };
-    // Set by the first HTTP/2 request: such a connection drains by GOAWAY.
-    let h2 = Arc::new(AtomicBool::new(false));
+    }));
     let draining = connections.draining.subscribe();
     let service = {
-        let (handle, h2) = (handle.clone(), h2.clone());
+        let handle = handle.clone();
         hyper::service::service_fn(move |request: Request<hyper::body::Incoming>| {
             let mut request = request.map(axum::body::Body::new);
-            request.extensions_mut().insert(ConnectInfo(peer));
-            request.extensions_mut().insert(handle.clone());
-            let router = Router::clone(&router.load());
-            let connections = handle.connections.clone();
             let is_h2 = request.version() == Version::HTTP_2;
             if is_h2 {
-                h2.store(true, Ordering::Relaxed);
+                handle.0.h2.store(true, Ordering::Relaxed);
             }
+            let handle = handle.clone();
+            request.extensions_mut().insert(handle.clone());
+            let router = Router::clone(&router.load());
             async move {
                 let mut response = router.oneshot(request).await?;
+                let connections = &handle.0.connections;
                 let headers = response.headers_mut();
                 headers.insert(PROCESS_HEADER, connections.generation.clone());
                 // HTTP/2 has no `Connection` header (GOAWAY does its work).
-                if !is_h2 && connections.draining.borrow().is_some() {
+                if !is_h2 && connections.is_draining.load(Ordering::Relaxed) {
                     headers.insert(header::CONNECTION, HeaderValue::from_static("close"));
                 }
                 Ok::<_, Infallible>(response)
             }
         })
     };
-    let mut builder = auto::Builder::new(TokioExecutor::new());
-    builder.http1().timer(TokioTimer::new());
-    builder.http2().timer(TokioTimer::new());
+    let builder = connection_builder();
     let connection = builder.serve_connection(TokioIo::new(stream), service);
     tokio::pin!(connection);
     let mut draining = draining;
     let drain = tokio::select! {
+        biased;
         _ = connection.as_mut() => None,
         d = draining.wait_for(Option::is_some) => d.ok().and_then(|d| *d),
     };
@@ -307,7 +336,7 @@ async fn serve<I>(
         // A busy HTTP/1 connection ends after its next response (it says
         // `Connection: close`); give an idle one the grace period. HTTP/2
         // gets its GOAWAY now.
-        let ended = !h2.load(Ordering::Relaxed)
+        let ended = !handle.0.h2.load(Ordering::Relaxed)
             && tokio::select! {
                 _ = connection.as_mut() => true,
                 _ = tokio::time::sleep_until(close_idle) => false,
@@ -315,7 +344,7 @@ async fn serve<I>(
         if !ended {
             // Closes it now if idle, else after the response in progress.
             connection.as_mut().graceful_shutdown();
-            if handle.exempt.load(Ordering::Acquire) {
+            if handle.0.exempt.load(Ordering::Acquire) {
                 let _ = connection.as_mut().await;
             } else {
                 tokio::select! {
@@ -327,7 +356,7 @@ async fn serve<I>(
             }
         }
     }
-    if handle.exempt.swap(true, Ordering::AcqRel) {
+    if handle.0.exempt.swap(true, Ordering::AcqRel) {
         connections.exempt.fetch_sub(1, Ordering::AcqRel);
         connections.closed.notify_waiters();
     } else {

@@ -264,7 +264,7 @@ fn authentic(
     body: &[u8],
 ) -> Result<(), SignatureError> {
     let signature = headers
-        .get("x-hotswap-signature")
+        .get(hotswap_api::headers::SIGNATURE)
         .and_then(|v| v.to_str().ok())
         .or(query_signature);
     match kind {
