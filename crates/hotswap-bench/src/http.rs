@@ -294,7 +294,7 @@ fn side_by_side(
     let warm = Duration::from_millis(300);
     proto::load(load_rt, pair.bare, proto, clients, warm);
     proto::load(load_rt, pair.hot, proto, clients, warm);
-    let rounds = 3;
+    let rounds = 6;
     let round = duration.div_f64(rounds as f64);
     let (mut base, mut hot) = (Tally::default(), Tally::default());
     for r in 0..rounds {
