@@ -297,13 +297,18 @@ fn side_by_side(
     let rounds = 6;
     let round = duration.div_f64(rounds as f64);
     let (mut base, mut hot) = (Tally::default(), Tally::default());
+    // Each side goes first in every other round (bare, hot, hot, bare,
+    // ...), so that whatever the second of two back-to-back loads meets
+    // (the machine warmer, the generator's allocator fuller) is shared.
     for r in 0..rounds {
-        eprint!(
-            "\r{name} round {}/{rounds}: bare server, then hotswap serve   ",
-            r + 1
-        );
-        base.add(proto::load(load_rt, pair.bare, proto, clients, round));
-        hot.add(proto::load(load_rt, pair.hot, proto, clients, round));
+        eprint!("\r{name} round {}/{rounds}   ", r + 1);
+        let mut sides = [(pair.bare, &mut base), (pair.hot, &mut hot)];
+        if r % 2 == 1 {
+            sides.reverse();
+        }
+        for (addr, tally) in sides {
+            tally.add(proto::load(load_rt, addr, proto, clients, round));
+        }
     }
     (base, hot)
 }
