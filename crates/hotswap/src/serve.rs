@@ -76,6 +76,8 @@ pub fn main(args: Args) -> anyhow::Result<ExitCode> {
         let hangup = signal(SignalKind::hangup()).context("cannot listen for SIGHUP")?;
         let usr2 = signal(SignalKind::user_defined2()).context("cannot listen for SIGUSR2")?;
         let generation = upgrader.generation();
+        // As started; a reload that adds or drops `[tls]` says so in its plan.
+        let scheme = if config.tls.is_some() { "https" } else { "http" };
         let mut server = Server::start(config, Arc::new(upgrader), Some(example())).await?;
         if args.config.is_some() {
             let args = args.clone();
@@ -84,7 +86,7 @@ pub fn main(args: Args) -> anyhow::Result<ExitCode> {
         // One line on stdout, for people and for scripts that started it on
         // port 0 and need to know where it went.
         println!(
-            "hotswap serve: plugins on http://{}, admin API on http://{} (pid {}, generation {generation})",
+            "hotswap serve: plugins on {scheme}://{}, admin API on http://{} (pid {}, generation {generation})",
             server.data_addr(),
             server.admin_addr(),
             std::process::id(),
