@@ -2,8 +2,9 @@
 //! the callers-while-swapping driver that every tier's central claim is
 //! tested with ([`swaps_under_load`]), what the process holds in memory
 //! ([`rss_kib`], [`memory_kib`]), percentiles of kept samples
-//! ([`Samples`]), and the rule for a test that cannot run somewhere
-//! ([`cannot_run_here`]).
+//! ([`Samples`]), the rule for a test that cannot run somewhere
+//! ([`cannot_run_here`]), and a real OCI registry on loopback
+//! ([`OciRegistry`]).
 //!
 //! It depends on hotswap-core alone. No library that serves traffic (core,
 //! the tiers, the store, the server) depends on it, only their tests; the
@@ -11,10 +12,12 @@
 
 mod ci;
 mod memory;
+mod registry;
 mod samples;
 mod swapping;
 
 pub use ci::{cannot_run_here, under_ci};
 pub use memory::{memory_kib, rss_kib};
+pub use registry::OciRegistry;
 pub use samples::Samples;
 pub use swapping::{assert_no_call_failed, swaps_under_load, CallerTally};

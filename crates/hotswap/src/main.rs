@@ -10,6 +10,7 @@ mod ebpf;
 mod input;
 mod keys;
 mod process;
+mod push;
 mod run;
 mod serve;
 mod watch;
@@ -66,6 +67,8 @@ enum Command {
     /// read and write their maps; follow their events.
     #[command(subcommand)]
     Ebpf(ebpf::Command),
+    /// Push a plugin (and its signature) to an OCI registry, and print the digest to deploy it by.
+    Push(push::Args),
     /// Make an ed25519 key pair for signing modules.
     Keygen(keys::Keygen),
     /// Sign a module (writes FILE.sig).
@@ -104,6 +107,7 @@ fn main() -> ExitCode {
         Command::Upgrade(args) => process::upgrade(args),
         Command::Reload(args) => process::reload(args),
         Command::Ebpf(cmd) => ebpf::main(cmd),
+        Command::Push(args) => push::main(args),
         Command::Keygen(args) => keys::keygen(args),
         Command::Sign(args) => keys::sign(args),
         Command::Watch(args) => watch::main(args),

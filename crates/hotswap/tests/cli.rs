@@ -498,3 +498,49 @@ fn bench_ebpf_prints_the_documented_json_and_loses_nothing() {
     }
     assert_eq!(v["tracepoint"]["missed"], 0);
 }
+
+#[test]
+fn push_signs_and_pushes_a_plugin_that_pulls_back_by_its_digest() {
+    let Some(server) = hotswap_testkit::OciRegistry::start() else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let module = write(dir.path(), "greet.wasm", hotswap_examples::GREET_V1);
+    let key = dir.path().join("k.key");
+    let made = hotswap(&["keygen", "--out", key.to_str().unwrap(), "--json"]);
+    assert!(made.status.success(), "{}", stderr(&made));
+    let tag = format!("oci://{}/plugins/greet:v1", server.host());
+
+    let pushed = hotswap(&[
+        "push",
+        module.to_str().unwrap(),
+        &tag,
+        "--key",
+        key.to_str().unwrap(),
+        "--json",
+    ]);
+    assert!(pushed.status.success(), "{}", stderr(&pushed));
+    let answer: serde_json::Value = serde_json::from_str(&stdout(&pushed)).unwrap();
+    let digest = hotswap_core::Digest::of(hotswap_examples::GREET_V1).to_string();
+    assert_eq!(answer["digest"], digest.as_str());
+    let reference: hotswap_oci::PluginRef = answer["reference"].as_str().unwrap().parse().unwrap();
+    assert!(answer["signature"].as_str().unwrap().ends_with(".sig"));
+
+    let pulled = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+        .block_on(hotswap_oci::Registry::new(Default::default()).pull(&reference))
+        .unwrap();
+    assert_eq!(pulled.module, hotswap_examples::GREET_V1);
+    assert_eq!(pulled.signature.unwrap().len(), 128, "ed25519, in hex");
+
+    // Garbage in the reference: a clear usage error, nothing pushed.
+    let bad = hotswap(&["push", module.to_str().unwrap(), "127.0.0.1:1/greet:v1"]);
+    assert_eq!(bad.status.code(), Some(2));
+    assert!(
+        stderr(&bad).contains("must start with oci://"),
+        "{}",
+        stderr(&bad)
+    );
+}
