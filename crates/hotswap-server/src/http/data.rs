@@ -156,8 +156,9 @@ fn invoke(
             ))
         }
         Err(failure) => {
-            plane.metrics.failed_call(slot, classify(&failure).0.code());
-            Err(Box::new(failed(slot, &failure)))
+            let (kind, message) = classify(&failure);
+            plane.metrics.failed_call(slot, kind.code());
+            Err(Box::new(failed(slot, &failure, kind, message)))
         }
     }
 }
@@ -242,8 +243,12 @@ fn refusal(kind: CallErrorKind, body: String) -> Response {
 
 /// A failed call as an HTTP answer, with its kind in `x-hotswap-error` for
 /// clients and dashboards; the full error goes to the log.
-fn failed(slot: &str, failure: &CallFailure) -> Response {
-    let (kind, message) = classify(failure);
+fn failed(
+    slot: &str,
+    failure: &CallFailure,
+    kind: CallErrorKind,
+    message: &'static str,
+) -> Response {
     if let CallFailure::Call(e) = failure {
         tracing::warn!(slot, kind = kind.code(), error = %e, "call failed");
     }
