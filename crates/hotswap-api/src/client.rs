@@ -9,8 +9,8 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 
 use crate::wire::{
-    DeployQuery, EventsAnswer, ExpectQuery, ProcessInfo, ReloadPlan, ReloadQuery, RevisionAnswer,
-    RollbackQuery, SlotsAnswer, UpgradeReport, WeightBody,
+    CallsAnswer, DeployQuery, EventsAnswer, ExpectQuery, ProcessInfo, ReloadPlan, ReloadQuery,
+    RevisionAnswer, RollbackQuery, SlotsAnswer, UpgradeReport, WeightBody,
 };
 use crate::{ErrorKind, Problem};
 
@@ -193,6 +193,12 @@ impl Client {
     /// One slot (`GET /v1/slots/{slot}`).
     pub fn slot(&self, slot: &str) -> Result<Answered<SlotStatus>, ClientError> {
         self.send("GET", &format!("/v1/slots/{}", segment(slot)), None)?
+            .read()
+    }
+
+    /// One slot's call totals (`GET /v1/slots/{slot}/calls`).
+    pub fn calls(&self, slot: &str) -> Result<Answered<CallsAnswer>, ClientError> {
+        self.send("GET", &format!("/v1/slots/{}/calls", segment(slot)), None)?
             .read()
     }
 

@@ -20,6 +20,17 @@ pub struct SlotsAnswer {
     pub slots: Vec<SlotStatus>,
 }
 
+/// `GET /v1/slots/{slot}/calls`: the slot's calls since the process
+/// started, over all its revisions, and of those how many failed (what a
+/// fleet member judges a rollout by).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CallsAnswer {
+    /// Calls answered.
+    pub calls: u64,
+    /// Of those, calls that failed.
+    pub failed: u64,
+}
+
 /// `{"events": [...]}`: `GET /v1/events`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct EventsAnswer {

@@ -3,7 +3,9 @@
 //! duration, rollbacks, live revisions.
 
 use std::borrow::Cow;
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use hotswap_core::{Digest, EventBus, Served, Transition};
@@ -59,6 +61,7 @@ const OK: &str = "ok";
 pub struct ServedCounters {
     calls: Counter,
     seconds: Histogram,
+    tally: Arc<Tally>,
 }
 
 impl ServedCounters {
@@ -66,7 +69,17 @@ impl ServedCounters {
     pub fn record(&self, took: Duration) {
         self.calls.inc();
         self.seconds.observe(took.as_secs_f64());
+        self.tally.calls.fetch_add(1, Ordering::Relaxed);
     }
+}
+
+/// One slot's calls, summed over its revisions and outcomes: what a fleet
+/// member reports for its rollout's error budget (`/metrics` has the same
+/// calls by revision and outcome).
+#[derive(Debug, Default)]
+struct Tally {
+    calls: AtomicU64,
+    failed: AtomicU64,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -113,6 +126,7 @@ pub struct Metrics {
     rollbacks: Family<SlotLabels, Counter>,
     live_revisions: Gauge,
     native_pinned: Gauge,
+    tallies: RwLock<HashMap<String, Arc<Tally>>>,
 }
 
 fn call_buckets() -> Histogram {
@@ -178,6 +192,7 @@ impl Metrics {
             rollbacks,
             live_revisions,
             native_pinned,
+            tallies: RwLock::default(),
         }
     }
 
@@ -210,7 +225,27 @@ impl Metrics {
                 digest: Of::Revision(served.digest),
             })
             .clone();
-        ServedCounters { calls, seconds }
+        ServedCounters {
+            calls,
+            seconds,
+            tally: self.tally(slot),
+        }
+    }
+
+    fn tally(&self, slot: &str) -> Arc<Tally> {
+        let known = self.tallies.read().expect("tallies").get(slot).cloned();
+        known.unwrap_or_else(|| {
+            let mut tallies = self.tallies.write().expect("tallies");
+            tallies.entry(slot.to_string()).or_default().clone()
+        })
+    }
+
+    /// `slot`'s calls since this process started, and of those how many
+    /// failed.
+    pub fn slot_calls(&self, slot: &str) -> (u64, u64) {
+        let tally = self.tally(slot);
+        let failed = tally.failed.load(Ordering::Relaxed);
+        (tally.calls.load(Ordering::Relaxed), failed)
     }
 
     /// Records one data-plane call that failed: no revision served it, so
@@ -224,6 +259,9 @@ impl Metrics {
                 outcome: Cow::Borrowed(outcome),
             })
             .inc();
+        let tally = self.tally(slot);
+        tally.calls.fetch_add(1, Ordering::Relaxed);
+        tally.failed.fetch_add(1, Ordering::Relaxed);
     }
 
     /// Records how long a whole deploy took.

@@ -19,8 +19,8 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Extension, Json, Router};
 use hotswap_api::wire::{
-    DeployQuery, EventsAnswer, EventsQuery, ExpectQuery, RevisionAnswer, RollbackQuery,
-    SlotsAnswer, WeightBody,
+    CallsAnswer, DeployQuery, EventsAnswer, EventsQuery, ExpectQuery, RevisionAnswer,
+    RollbackQuery, SlotsAnswer, WeightBody,
 };
 use hotswap_api::{ErrorKind, Problem};
 use hotswap_core::{DeployError, Digest, ErrorBudget, RevisionInfo, StateError};
@@ -89,6 +89,7 @@ pub(crate) fn router(
             // The handler enforces the limit itself (see `deploy`).
             post(deploy).layer(DefaultBodyLimit::disable()),
         )
+        .route("/v1/slots/{slot}/calls", get(calls))
         .route("/v1/slots/{slot}/rollback", post(rollback))
         .route("/v1/slots/{slot}/canary", post(canary_weight))
         .route("/v1/slots/{slot}/promote", post(promote))
@@ -153,6 +154,14 @@ async fn show(State(admin): State<Admin>, Path(slot): Path<String>) -> Response 
         Ok(view) => Json(view).into_response(),
         Err(e) => gateway_problem(e),
     }
+}
+
+async fn calls(State(admin): State<Admin>, Path(slot): Path<String>) -> Response {
+    if let Err(e) = admin.gateway.show(&slot) {
+        return gateway_problem(e);
+    }
+    let (calls, failed) = admin.metrics.slot_calls(&slot);
+    Json(CallsAnswer { calls, failed }).into_response()
 }
 
 async fn deploy(
