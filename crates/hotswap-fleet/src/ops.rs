@@ -1,0 +1,267 @@
+//! What operators do to a fleet (`hotswap fleet ...`): start a rollout,
+//! pause, resume or abort it, read the fleet's state and history.
+
+use std::collections::BTreeMap;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use etcd_client::WatchOptions;
+use hotswap_core::ErrorBudget;
+use hotswap_oci::{PluginRef, Registry};
+use serde::{Deserialize, Serialize};
+
+use crate::error::FleetError;
+use crate::etcd::{decode, Fleet, Versioned};
+use crate::keys;
+use crate::record::{MemberRecord, Report, Target};
+use crate::rollout::{Phase, Plan, Rollout, Wave};
+
+/// How a new rollout moves.
+#[derive(Debug, Clone)]
+pub struct RolloutOptions {
+    /// The waves (the last is 100%).
+    pub waves: Vec<Wave>,
+    /// The first wave's canary weight.
+    pub canary_weight: u8,
+    /// How long each wave must hold.
+    pub soak: Duration,
+    /// The fleet-wide error budget.
+    pub budget: ErrorBudget,
+}
+
+/// Milliseconds since the epoch, the clock rollouts are kept in.
+pub fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
+/// Starts a rollout of `reference` to `slot`. A tag is resolved to its
+/// digest here, once: the rollout names the manifest by digest, and the
+/// module's digest (read from the registry, checked on the way) is what
+/// members must serve.
+pub async fn start(
+    fleet: &Fleet,
+    registry: &Registry,
+    slot: &str,
+    reference: &PluginRef,
+    options: RolloutOptions,
+) -> Result<Rollout, FleetError> {
+    let pinned = registry.resolve(reference).await?;
+    let pulled = registry.pull(&pinned).await?;
+    let to = Target {
+        reference: pinned.to_string(),
+        module: pulled.digest,
+    };
+    let current = fleet.rollout(slot).await?;
+    let (previous, seen) = match &current {
+        None => (None, 0),
+        Some(Versioned {
+            value: Ok(r),
+            mod_revision,
+        }) => {
+            if !r.phase.is_final() {
+                return Err(FleetError::InProgress {
+                    slot: slot.to_string(),
+                    id: r.id.clone(),
+                });
+            }
+            (Some(r), *mod_revision)
+        }
+        // Garbage where the desired state should be: a new rollout
+        // replaces it (there is nothing to return to).
+        Some(Versioned {
+            value: Err(_),
+            mod_revision,
+        }) => (None, *mod_revision),
+    };
+    let plan = Plan {
+        slot: slot.to_string(),
+        to,
+        waves: options.waves,
+        canary_weight: options.canary_weight,
+        soak_ms: options.soak.as_millis() as u64,
+        budget: options.budget,
+    };
+    let rollout = Rollout::new(plan, previous, now_ms());
+    if !fleet.write_rollout(&rollout, seen, None, previous).await? {
+        return Err(FleetError::Raced(slot.to_string()));
+    }
+    Ok(rollout)
+}
+
+/// Stops `slot`'s rollout where it is.
+pub async fn pause(fleet: &Fleet, slot: &str) -> Result<Rollout, FleetError> {
+    change(fleet, slot, |r| match r.phase {
+        Phase::Running => {
+            r.phase = Phase::Paused;
+            r.soak = None;
+            r.note(now_ms(), "paused by an operator".into());
+            Ok(())
+        }
+        phase => Err(("only a running rollout can be paused", phase)),
+    })
+    .await
+}
+
+/// Lets `slot`'s paused rollout move again (its wave's soak starts over).
+pub async fn resume(fleet: &Fleet, slot: &str) -> Result<Rollout, FleetError> {
+    change(fleet, slot, |r| match r.phase {
+        Phase::Paused => {
+            r.phase = Phase::Running;
+            r.note(now_ms(), "resumed by an operator".into());
+            Ok(())
+        }
+        phase => Err(("only a paused rollout can be resumed", phase)),
+    })
+    .await
+}
+
+/// Halts `slot`'s rollout and rolls every member back.
+pub async fn abort(fleet: &Fleet, slot: &str, reason: &str) -> Result<Rollout, FleetError> {
+    change(fleet, slot, |r| match r.phase {
+        Phase::Running | Phase::Paused => {
+            r.halt(now_ms(), format!("aborted by an operator: {reason}"));
+            Ok(())
+        }
+        phase => Err(("it has already ended", phase)),
+    })
+    .await
+}
+
+/// Changes `slot`'s rollout by compare-and-swap.
+async fn change(
+    fleet: &Fleet,
+    slot: &str,
+    edit: impl FnOnce(&mut Rollout) -> Result<(), (&'static str, Phase)>,
+) -> Result<Rollout, FleetError> {
+    let Some(current) = fleet.rollout(slot).await? else {
+        return Err(FleetError::NoRollout(slot.to_string()));
+    };
+    let mut rollout = current.value.map_err(FleetError::Garbage)?;
+    edit(&mut rollout).map_err(|(why, phase)| FleetError::Phase {
+        id: rollout.id.clone(),
+        phase,
+        why,
+    })?;
+    if !fleet
+        .write_rollout(&rollout, current.mod_revision, None, None)
+        .await?
+    {
+        return Err(FleetError::Raced(slot.to_string()));
+    }
+    Ok(rollout)
+}
+
+/// The whole fleet as etcd has it: what `hotswap fleet status` shows.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct FleetStatus {
+    /// The controller that leads now, by name.
+    pub controller: Option<String>,
+    /// The live members.
+    pub members: BTreeMap<String, MemberRecord>,
+    /// Each slot's rollout (or why its key is unreadable).
+    pub rollouts: BTreeMap<String, Result<Rollout, String>>,
+    /// Each slot's reports, by member.
+    pub reports: BTreeMap<String, BTreeMap<String, Report>>,
+}
+
+/// Reads the fleet's state.
+pub async fn status(fleet: &Fleet) -> Result<FleetStatus, FleetError> {
+    let (rollouts, _) = fleet.rollouts().await?;
+    Ok(FleetStatus {
+        controller: fleet.leader().await?,
+        members: fleet.members().await?,
+        rollouts: rollouts.into_iter().map(|(s, v)| (s, v.value)).collect(),
+        reports: fleet.reports().await?,
+    })
+}
+
+/// `slot`'s rollouts, the current one last.
+pub async fn history(fleet: &Fleet, slot: &str) -> Result<Vec<Rollout>, FleetError> {
+    let mut all = fleet.history(slot).await?;
+    if let Some(Versioned { value: Ok(r), .. }) = fleet.rollout(slot).await? {
+        all.push(r);
+    }
+    Ok(all)
+}
+
+/// Follows rollout `id` of `slot` until it ends, calling `seen` with each
+/// version of it, and returns the last.
+pub async fn follow(
+    fleet: &Fleet,
+    slot: &str,
+    id: &str,
+    mut seen: impl FnMut(&Rollout),
+) -> Result<Rollout, FleetError> {
+    let key = keys::desired(slot);
+    let mut client = fleet.client();
+    let mut watch = client
+        .watch(key.as_str(), Some(WatchOptions::new()))
+        .await
+        .map_err(FleetError::Etcd)?;
+    // Read after the watch is in place, so no change falls between.
+    let mut last = match fleet.rollout(slot).await? {
+        Some(Versioned { value: Ok(r), .. }) => r,
+        _ => return Err(FleetError::NoRollout(slot.to_string())),
+    };
+    loop {
+        if last.id != id {
+            return Err(FleetError::Garbage(format!(
+                "rollout {id} was replaced by {} while it was followed",
+                last.id
+            )));
+        }
+        seen(&last);
+        if last.phase.is_final() {
+            return Ok(last);
+        }
+        let Some(message) = watch.message().await.map_err(FleetError::Etcd)? else {
+            return Err(FleetError::Garbage("etcd closed the watch".into()));
+        };
+        for event in message.events() {
+            if let Some(kv) = event.kv() {
+                if let Ok(r) = decode::<Rollout>(&key, kv.value()) {
+                    last = r;
+                }
+            }
+        }
+    }
+}
+
+/// Waits until every live member reports that it serves what `rollout`
+/// wants of it (after it ended: the fleet has settled on its outcome), up
+/// to `within`. Returns the members that had not, if any, by name.
+pub async fn settle(
+    fleet: &Fleet,
+    rollout: &Rollout,
+    within: Duration,
+) -> Result<Vec<String>, FleetError> {
+    let mut client = fleet.client();
+    let mut watch = client
+        .watch(keys::ROOT, Some(WatchOptions::new().with_prefix()))
+        .await
+        .map_err(FleetError::Etcd)?;
+    let deadline = tokio::time::Instant::now() + within;
+    loop {
+        let members = fleet.members().await?;
+        let reports = fleet.reports().await?;
+        let none = BTreeMap::new();
+        let reports = reports.get(&rollout.slot).unwrap_or(&none);
+        let behind: Vec<String> = members
+            .keys()
+            .filter(|m| !reports.get(*m).is_some_and(|r| rollout.converged(m, r)))
+            .cloned()
+            .collect();
+        if behind.is_empty() {
+            return Ok(behind);
+        }
+        match tokio::time::timeout_at(deadline, watch.message()).await {
+            Err(_) => return Ok(behind),
+            Ok(message) => {
+                message
+                    .map_err(FleetError::Etcd)?
+                    .ok_or_else(|| FleetError::Garbage("etcd closed the watch".into()))?;
+            }
+        }
+    }
+}
