@@ -48,10 +48,12 @@ impl Conn {
 pub struct Deploy {
     /// The slot to deploy to (created if new).
     slot: String,
-    /// The plugin: a WebAssembly module (`.wasm`, or `.wat` text) or a
+    /// The plugin: a WebAssembly module (`.wasm`, or `.wat` text), a
     /// native shared library (`.so`, when the server enables the native
-    /// tier; docs/native.md).
-    file: PathBuf,
+    /// tier; docs/native.md), or a plugin in an OCI registry,
+    /// `oci://HOST/REPO@sha256:DIGEST` (a `:TAG` is resolved to its digest
+    /// first), pulled with its signature (docs/oci.md).
+    plugin: String,
     /// Refuse unless the plugin's sha256 is this.
     #[arg(long, value_name = "HEX")]
     sha256: Option<String>,
@@ -127,11 +129,26 @@ pub struct Events {
 }
 
 pub fn deploy(args: Deploy) -> anyhow::Result<ExitCode> {
-    let bytes = read_module(&args.file)?;
+    let mut signature = read_signature(args.signature.as_deref())?;
+    let mut sha256 = args.sha256.clone();
+    let bytes = if args.plugin.starts_with("oci://") {
+        let reference: hotswap_oci::PluginRef = args.plugin.parse()?;
+        let (pinned, pulled) = crate::oci::pull(&reference)?;
+        if !args.conn.json {
+            eprintln!("pulled {pinned} (module sha256:{})", pulled.digest);
+        }
+        // The server checks the module against the digest the registry
+        // vouched for, and the registry's signature unless one is given.
+        sha256.get_or_insert_with(|| pulled.digest.to_string());
+        signature = signature.or(pulled.signature);
+        pulled.module
+    } else {
+        read_module(std::path::Path::new(&args.plugin))?
+    };
     let query = DeployQuery {
-        sha256: args.sha256.clone(),
+        sha256,
         canary: args.canary,
-        signature: read_signature(args.signature.as_deref())?,
+        signature,
     };
     let role = match args.canary {
         Some(w) => format!(" as a canary taking {w}% of calls"),

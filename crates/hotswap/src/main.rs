@@ -7,10 +7,11 @@ mod check;
 mod client;
 mod demo;
 mod ebpf;
+mod fleet;
 mod input;
 mod keys;
+mod oci;
 mod process;
-mod push;
 mod run;
 mod serve;
 mod watch;
@@ -67,8 +68,12 @@ enum Command {
     /// read and write their maps; follow their events.
     #[command(subcommand)]
     Ebpf(ebpf::Command),
+    /// Roll plugins out across a fleet of servers, wave by wave, through
+    /// its etcd; pause, resume, abort, status, history.
+    #[command(subcommand)]
+    Fleet(fleet::Command),
     /// Push a plugin (and its signature) to an OCI registry, and print the digest to deploy it by.
-    Push(push::Args),
+    Push(oci::Args),
     /// Make an ed25519 key pair for signing modules.
     Keygen(keys::Keygen),
     /// Sign a module (writes FILE.sig).
@@ -107,7 +112,8 @@ fn main() -> ExitCode {
         Command::Upgrade(args) => process::upgrade(args),
         Command::Reload(args) => process::reload(args),
         Command::Ebpf(cmd) => ebpf::main(cmd),
-        Command::Push(args) => push::main(args),
+        Command::Fleet(cmd) => fleet::main(cmd),
+        Command::Push(args) => oci::main(args),
         Command::Keygen(args) => keys::keygen(args),
         Command::Sign(args) => keys::sign(args),
         Command::Watch(args) => watch::main(args),

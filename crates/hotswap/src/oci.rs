@@ -1,10 +1,11 @@
-//! `hotswap push`: a plugin and its signature into an OCI registry.
+//! The CLI's side of OCI registries: `hotswap push` (a plugin and its
+//! signature into a registry) and the pull behind `hotswap deploy oci://...`.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::Context;
-use hotswap_oci::{PluginRef, Registry, RegistryOptions};
+use hotswap_oci::{PluginRef, Pulled, Registry, RegistryOptions};
 use hotswap_server::signing;
 use serde_json::json;
 
@@ -37,12 +38,8 @@ pub fn main(args: Args) -> anyhow::Result<ExitCode> {
         }
         None => crate::client::read_signature(args.signature.as_deref())?,
     };
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .context("cannot start the async runtime")?;
     let registry = Registry::new(RegistryOptions::default());
-    let pushed = runtime
+    let pushed = runtime()?
         .block_on(registry.push(&module, &args.reference, signature.as_deref()))
         .with_context(|| format!("cannot push {}", args.file.display()))?;
     if args.json {
@@ -62,4 +59,29 @@ pub fn main(args: Args) -> anyhow::Result<ExitCode> {
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Pulls the plugin at `reference` for a deploy: a tag is resolved to its
+/// digest first (and the answer says which), then the plugin is pulled by
+/// digest, every digest checked on the way.
+pub(crate) fn pull(reference: &PluginRef) -> anyhow::Result<(PluginRef, Pulled)> {
+    let registry = Registry::new(RegistryOptions::default());
+    runtime()?.block_on(async {
+        let pinned = registry
+            .resolve(reference)
+            .await
+            .with_context(|| format!("cannot resolve {reference}"))?;
+        let pulled = registry
+            .pull(&pinned)
+            .await
+            .with_context(|| format!("cannot pull {pinned}"))?;
+        Ok((pinned, pulled))
+    })
+}
+
+fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")
 }

@@ -32,6 +32,14 @@ pub struct Args {
     /// Keep the serving process's pid in this file, across upgrades.
     #[arg(long, value_name = "PATH")]
     pid_file: Option<PathBuf>,
+    /// Join the fleet whose desired state is in this etcd
+    /// (etcd://HOST:PORT): serve what its rollouts want, report, and
+    /// campaign to be its controller (docs/fleet.md).
+    #[arg(long, env = "HOTSWAP_FLEET", value_name = "URL", requires = "member")]
+    fleet: Option<String>,
+    /// This server's name in the fleet (unique in it).
+    #[arg(long, env = "HOTSWAP_MEMBER", value_name = "NAME")]
+    member: Option<String>,
 }
 
 impl Args {
@@ -78,6 +86,8 @@ pub fn main(args: Args) -> anyhow::Result<ExitCode> {
         let generation = upgrader.generation();
         // As started; a reload that adds or drops `[tls]` says so in its plan.
         let scheme = if config.tls.is_some() { "https" } else { "http" };
+        // What the fleet member needs of the config, which the server takes.
+        let member_config = (config.data_dir.clone(), config.admin_token.clone());
         let mut server = Server::start(config, Arc::new(upgrader), Some(example())).await?;
         if args.config.is_some() {
             let args = args.clone();
@@ -92,7 +102,18 @@ pub fn main(args: Args) -> anyhow::Result<ExitCode> {
             std::process::id(),
         );
         tokio::spawn(signals(server.controller(), hangup, usr2));
-        match server.run(stop_signal()).await? {
+        let fleet = match (&args.fleet, &args.member) {
+            (Some(etcd), Some(name)) => {
+                hotswap_fleet::parse_endpoints(etcd)?;
+                Some(join_fleet(etcd, name, &server, &member_config))
+            }
+            _ => None,
+        };
+        let exit = server.run(stop_signal()).await?;
+        if let Some(fleet) = fleet {
+            fleet.leave().await;
+        }
+        match exit {
             Exit::Stopped => eprintln!("hotswap serve: stopped"),
             Exit::Upgraded(r) => eprintln!(
                 "hotswap serve: upgraded: pid {} (generation {}) took over after {:.1} ms; pid {} exits",
@@ -101,6 +122,60 @@ pub fn main(args: Args) -> anyhow::Result<ExitCode> {
         }
         Ok(ExitCode::SUCCESS)
     })
+}
+
+/// A member of a fleet and its candidate controller, running beside the
+/// server until it stops.
+struct Membership {
+    stop: tokio::sync::watch::Sender<bool>,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl Membership {
+    /// Leaves the fleet: the member's record and the candidacy vanish at once.
+    async fn leave(self) {
+        let _ = self.stop.send(true);
+        for task in self.tasks {
+            let _ = task.await;
+        }
+    }
+}
+
+/// Joins the fleet at `etcd` as `name`; `config` is the data dir (pulled
+/// plugins are cached under it) and the admin token.
+fn join_fleet(
+    etcd: &str,
+    name: &str,
+    server: &Server,
+    config: &(PathBuf, Option<String>),
+) -> Membership {
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let until_stopped = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
+        let _ = rx.wait_for(|s| *s).await;
+    };
+    let mut member = hotswap_fleet::member::MemberOptions::new(
+        name,
+        etcd,
+        &server.admin_addr().to_string(),
+        &server.data_addr().to_string(),
+        config.0.join("oci"),
+    );
+    member.admin_token = config.1.clone();
+    let controller = hotswap_fleet::controller::ControllerOptions::new(name, etcd);
+    eprintln!("hotswap serve: member `{name}` of the fleet at {etcd}");
+    Membership {
+        tasks: vec![
+            tokio::spawn(hotswap_fleet::member::run(
+                member,
+                until_stopped(stopped.clone()),
+            )),
+            tokio::spawn(hotswap_fleet::controller::run(
+                controller,
+                until_stopped(stopped),
+            )),
+        ],
+        stop,
+    }
 }
 
 /// SIGHUP reloads, SIGUSR2 upgrades; each outcome is one line on stderr.

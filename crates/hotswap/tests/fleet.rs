@@ -1,0 +1,250 @@
+//! Fleets end to end: several `hotswap serve --fleet` members on loopback,
+//! a real etcd and a real OCI registry, rollouts driven by `hotswap fleet`,
+//! and load against every member throughout, every request counted.
+
+use std::path::Path;
+use std::process::Output;
+
+mod process;
+
+use hotswap_testkit::{Etcd, OciRegistry};
+use process::{hotswap, Load, Serve};
+
+fn stderr(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+fn ok(out: Output) -> Output {
+    assert!(
+        out.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        stderr(&out)
+    );
+    out
+}
+
+fn json(out: &Output) -> serde_json::Value {
+    serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&out.stdout)))
+}
+
+/// A key pair: (secret key file, public key hex).
+fn keygen(dir: &Path, name: &str) -> (String, String) {
+    let key = dir.join(name);
+    let out = ok(hotswap()
+        .args(["keygen", "--json", "--out"])
+        .arg(&key)
+        .output()
+        .unwrap());
+    let public = json(&out)["public_key"].as_str().unwrap().to_string();
+    (key.to_str().unwrap().to_string(), public)
+}
+
+/// Pushes `module` to `tag`, signed with `key`; the pinned reference.
+fn push(dir: &Path, module: &[u8], tag: &str, key: Option<&str>) -> String {
+    let file = dir.join("push.wasm");
+    std::fs::write(&file, module).unwrap();
+    let mut cmd = hotswap();
+    cmd.arg("push").arg(&file).arg(tag).arg("--json");
+    if let Some(key) = key {
+        cmd.args(["--key", key]);
+    }
+    let out = ok(cmd.output().unwrap());
+    json(&out)["reference"].as_str().unwrap().to_string()
+}
+
+/// `hotswap fleet ARGS --etcd ...`.
+fn fleet(etcd: &Etcd, args: &[&str]) -> Output {
+    hotswap()
+        .arg("fleet")
+        .args(args)
+        .arg("--etcd")
+        .arg(format!("etcd://{}", etcd.endpoint()))
+        .output()
+        .unwrap()
+}
+
+/// A member trusting `keys`, requiring signatures.
+fn member(root: &Path, etcd: &Etcd, name: &str, keys: &[&str]) -> Serve {
+    let dir = root.join(name);
+    std::fs::create_dir_all(&dir).unwrap();
+    let config = dir.join("hotswap.toml");
+    let keys: Vec<String> = keys.iter().map(|k| format!("{k:?}")).collect();
+    std::fs::write(
+        &config,
+        format!(
+            "trusted_keys = [{}]\nrequire_signature = true\n",
+            keys.join(", ")
+        ),
+    )
+    .unwrap();
+    let etcd = format!("etcd://{}", etcd.endpoint());
+    let server = Serve::start(
+        &dir,
+        &[
+            "--config",
+            config.to_str().unwrap(),
+            "--fleet",
+            &etcd,
+            "--member",
+            name,
+        ],
+    );
+    server.wait_for_line(&format!("member `{name}` of the fleet"));
+    server
+}
+
+/// The digest `server`'s slot `greet` serves as its active revision, and
+/// whether it has a canary.
+fn serving(server: &Serve) -> (String, bool) {
+    let v = json(&ok(server.cli(&["status", "greet", "--json"])));
+    (
+        v["active"]["digest"].as_str().unwrap().to_string(),
+        !v["canary"].is_null(),
+    )
+}
+
+#[test]
+fn a_fleet_rolls_out_wave_by_wave_and_rolls_back_everyone_when_a_member_cannot_apply() {
+    let (Some(etcd), Some(registry)) = (Etcd::start(), OciRegistry::start()) else {
+        return;
+    };
+    let root = tempfile::tempdir().unwrap();
+    let (key_a, public_a) = keygen(root.path(), "a.key");
+    let (key_b, public_b) = keygen(root.path(), "b.key");
+    let repo = format!("oci://{}/plugins/greet", registry.host());
+    let v2 = push(
+        root.path(),
+        hotswap_examples::GREET_V2,
+        &format!("{repo}:v2"),
+        Some(&key_a),
+    );
+    // The same module as v1, signed with a key m2 does not trust: the
+    // failure injected into wave 2.
+    let v1_b = push(
+        root.path(),
+        hotswap_examples::GREET_V1,
+        &format!("{repo}:v1-b"),
+        Some(&key_b),
+    );
+    let v2_digest = hotswap_core::Digest::of(hotswap_examples::GREET_V2).to_string();
+
+    let members: Vec<Serve> = (1..=4)
+        .map(|i| {
+            let keys: &[&str] = if i == 2 {
+                &[&public_a]
+            } else {
+                &[&public_a, &public_b]
+            };
+            member(root.path(), &etcd, &format!("m{i}"), keys)
+        })
+        .collect();
+    let loads: Vec<Load> = members
+        .iter()
+        .map(|m| Load::start(format!("http://{}/greet", m.data), 2))
+        .collect();
+
+    // 1: to 100%, by tag (resolved once, now).
+    let tag_v2 = format!("{repo}:v2");
+    let out = ok(fleet(
+        &etcd,
+        &[
+            "rollout",
+            "greet",
+            &tag_v2,
+            "--waves",
+            "1,50%,100%",
+            "--soak",
+            "300ms",
+            "--json",
+        ],
+    ));
+    let done = json(&out);
+    assert_eq!(done["phase"], "succeeded", "{done:#}");
+    assert_eq!(
+        done["to"]["reference"],
+        v2.as_str(),
+        "the tag was pinned to its digest"
+    );
+    assert_eq!(
+        done["assigned"],
+        serde_json::json!([["m1"], ["m2"], ["m3", "m4"]])
+    );
+    for m in &members {
+        assert_eq!(serving(m), (v2_digest.clone(), false));
+    }
+
+    // 2: m2 cannot apply it (an untrusted signature) in wave 2: the whole
+    // fleet goes back to v2, with the reason recorded.
+    let out = fleet(
+        &etcd,
+        &[
+            "rollout",
+            "greet",
+            &v1_b,
+            "--waves",
+            "1,50%,100%",
+            "--soak",
+            "300ms",
+            "--json",
+        ],
+    );
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "a rolled back rollout fails: {}",
+        stderr(&out)
+    );
+    let back = json(&out);
+    assert_eq!(back["phase"], "rolled-back", "{back:#}");
+    let reason = back["reason"].as_str().unwrap();
+    assert!(
+        reason.contains("member m2 cannot apply it") && reason.contains("signature"),
+        "{reason}"
+    );
+    assert_eq!(
+        back["assigned"],
+        serde_json::json!([["m1"], ["m2"]]),
+        "wave 3 never started"
+    );
+    for m in &members {
+        assert_eq!(
+            serving(m),
+            (v2_digest.clone(), false),
+            "every member is back on v2"
+        );
+    }
+    // m1 took v1-b in wave 1 (as canary, promoted when wave 2 began),
+    // then went back: its events say so, after its first start's v1.
+    let events = String::from_utf8_lossy(&ok(members[0].cli(&["events"])).stdout).into_owned();
+    let took: Vec<&str> = events
+        .lines()
+        .filter(|l| l.contains("activated 1.0.0"))
+        .collect();
+    assert_eq!(took.len(), 3, "{events}");
+    assert!(
+        took[1].ends_with("canary, 10% of calls") && took[2].ends_with("promoted from canary"),
+        "{events}"
+    );
+
+    // The status and the history say what happened.
+    let status = json(&ok(fleet(&etcd, &["status", "--json"])));
+    assert_eq!(status["members"].as_object().unwrap().len(), 4);
+    assert!(status["controller"].as_str().unwrap().starts_with('m'));
+    assert_eq!(status["rollouts"]["greet"]["Ok"]["phase"], "rolled-back");
+    let history = json(&ok(fleet(&etcd, &["history", "greet", "--json"])));
+    let phases: Vec<&str> = history
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["phase"].as_str().unwrap())
+        .collect();
+    assert_eq!(phases, ["succeeded", "rolled-back"]);
+
+    for (m, load) in members.iter().zip(loads) {
+        let tally = load.stop();
+        assert!(tally.ok > 0, "no call reached {}", m.data);
+        assert_eq!((tally.failed, tally.refused), (0, 0), "{:?}", tally.errors);
+    }
+}
