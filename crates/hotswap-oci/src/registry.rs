@@ -429,6 +429,26 @@ fn failed(reference: &PluginRef, e: OciDistributionError) -> OciError {
     if is_not_found(&e) {
         return OciError::NotFound(reference.to_string());
     }
+    // The client checks digests as it reads; a mismatch is tampering or
+    // corruption, never a reason to try again.
+    if let OciDistributionError::DigestError(oci_client::errors::DigestError::VerificationError {
+        expected,
+        actual,
+    }) = &e
+    {
+        let parse = |d: &str| {
+            d.strip_prefix("sha256:")
+                .and_then(|h| h.parse::<Digest>().ok())
+        };
+        if let (Some(expected), Some(got)) = (parse(expected), parse(actual)) {
+            return OciError::Digest {
+                reference: reference.to_string(),
+                what: "what the registry served",
+                expected,
+                got,
+            };
+        }
+    }
     OciError::Registry {
         registry: reference.registry().to_string(),
         why: e.to_string(),

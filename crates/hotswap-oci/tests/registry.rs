@@ -106,3 +106,30 @@ async fn what_is_not_there_or_not_a_plugin_is_a_clear_error() {
         "{e}"
     );
 }
+
+#[tokio::test]
+async fn a_tampered_blob_is_refused_and_never_cached() {
+    let Some(server) = OciRegistry::start() else {
+        return;
+    };
+    let cache = tempfile::tempdir().unwrap();
+    let registry = Registry::new(RegistryOptions {
+        cache_dir: Some(cache.path().to_path_buf()),
+    });
+    let tag: PluginRef = format!("oci://{}/plugins/greet:v1", server.host())
+        .parse()
+        .unwrap();
+    let v1 = module(1);
+    let pushed = registry.push(&v1, &tag, None).await.unwrap();
+    // Someone with access to the registry's disk swaps the module.
+    let blob = server.blob_path(&Digest::of(&v1).to_string());
+    std::fs::write(&blob, module(2)).unwrap();
+    let e = registry.pull(&pushed.reference).await.unwrap_err();
+    assert!(matches!(e, OciError::Digest { .. }), "{e}");
+    assert!(e.to_string().contains(&Digest::of(&v1).to_string()), "{e}");
+    let cached = cache
+        .path()
+        .join("sha256")
+        .join(Digest::of(&v1).to_string());
+    assert!(!cached.exists(), "nothing unverified is kept");
+}

@@ -63,6 +63,17 @@ impl OciRegistry {
         self.addr.to_string()
     }
 
+    /// Where the registry keeps the blob `sha256:hex` on disk, for tests
+    /// that tamper with what it serves.
+    pub fn blob_path(&self, hex: &str) -> std::path::PathBuf {
+        self.storage
+            .path()
+            .join("data/docker/registry/v2/blobs/sha256")
+            .join(&hex[..2])
+            .join(hex)
+            .join("data")
+    }
+
     /// Waits until `GET /v2/` answers 200 (the registry has no other sign
     /// of being ready).
     fn ready(&mut self) {
