@@ -88,7 +88,7 @@ async fn session(options: &ControllerOptions, held: &mut Option<Lease>) -> Resul
                     None => return Err(FleetError::Garbage("etcd's campaign answer names no leader".into())),
                 },
                 Err(etcd_client::Error::GRpcStatus(s)) if s.code() == tonic::Code::DeadlineExceeded => continue,
-                Err(e) => return Err(FleetError::Etcd(e)),
+                Err(e) => return Err(fleet.failed(e)),
             },
             _ = lost.changed() => return Err(FleetError::Garbage("the controller's lease expired".into())),
         }
@@ -98,14 +98,14 @@ async fn session(options: &ControllerOptions, held: &mut Option<Lease>) -> Resul
         .client()
         .watch(keys::ROOT, Some(WatchOptions::new().with_prefix()))
         .await
-        .map_err(FleetError::Etcd)?;
+        .map_err(|e| fleet.failed(e))?;
     let mut tick = tokio::time::interval(options.tick);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         pass(&fleet, &leader).await?;
         tokio::select! {
             message = watch.message() => {
-                message.map_err(FleetError::Etcd)?
+                message.map_err(|e| fleet.failed(e))?
                     .ok_or_else(|| FleetError::Garbage("etcd closed the watch".into()))?;
             }
             _ = tick.tick() => {}
@@ -161,6 +161,6 @@ async fn still_leads(fleet: &Fleet, leader: &LeaderKey) -> Result<bool, FleetErr
         .client()
         .leader(keys::election())
         .await
-        .map_err(FleetError::Etcd)?;
+        .map_err(|e| fleet.failed(e))?;
     Ok(answer.take_kv().is_some_and(|kv| kv.key() == leader.key()))
 }

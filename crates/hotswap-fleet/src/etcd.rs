@@ -74,6 +74,18 @@ impl Fleet {
         self.client.clone()
     }
 
+    /// A failed request as an error: "cannot reach etcd" when it is not
+    /// there, what it said otherwise.
+    pub(crate) fn failed(&self, e: etcd_client::Error) -> FleetError {
+        match &e {
+            etcd_client::Error::GRpcStatus(s) if s.code() == tonic::Code::Unavailable => {
+                FleetError::connect(&self.endpoints, e)
+            }
+            etcd_client::Error::TransportError(_) => FleetError::connect(&self.endpoints, e),
+            _ => FleetError::Etcd(e),
+        }
+    }
+
     /// Where it is connected, for messages.
     pub fn endpoints(&self) -> String {
         self.endpoints.join(",")
@@ -107,7 +119,7 @@ impl Fleet {
             .client()
             .get(key.as_str(), None)
             .await
-            .map_err(FleetError::Etcd)?;
+            .map_err(|e| self.failed(e))?;
         Ok(response.take_kvs().into_iter().next().map(|kv| Versioned {
             value: decode(&key, kv.value()),
             mod_revision: kv.mod_revision(),
@@ -154,7 +166,7 @@ impl Fleet {
                 .map(|kv| String::from_utf8_lossy(kv.value()).into_owned())),
             // etcd answers "no leader" as an error.
             Err(etcd_client::Error::GRpcStatus(s)) if s.message().contains("no leader") => Ok(None),
-            Err(e) => Err(FleetError::Etcd(e)),
+            Err(e) => Err(self.failed(e)),
         }
     }
 
@@ -204,7 +216,7 @@ impl Fleet {
             .client()
             .txn(Txn::new().when(when).and_then(then))
             .await
-            .map_err(FleetError::Etcd)?;
+            .map_err(|e| self.failed(e))?;
         Ok(response.succeeded())
     }
 
@@ -215,7 +227,7 @@ impl Fleet {
             .client()
             .get(prefix, Some(GetOptions::new().with_prefix()))
             .await
-            .map_err(FleetError::Etcd)?;
+            .map_err(|e| self.failed(e))?;
         let revision = response.header().map_or(0, |h| h.revision());
         let kvs = response
             .take_kvs()

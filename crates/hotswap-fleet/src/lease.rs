@@ -28,12 +28,12 @@ impl Lease {
         let granted = client
             .lease_grant(secs, None)
             .await
-            .map_err(FleetError::Etcd)?;
+            .map_err(|e| fleet.failed(e))?;
         let id = granted.id();
         let (mut keeper, mut answers) = client
             .lease_keep_alive(id)
             .await
-            .map_err(FleetError::Etcd)?;
+            .map_err(|e| fleet.failed(e))?;
         let (tell, lost) = watch::channel(false);
         let every = Duration::from_millis((secs as u64 * 1000) / 3);
         let keeper = tokio::spawn(async move {

@@ -153,7 +153,7 @@ impl Member {
                 Some(put.clone()),
             )
             .await
-            .map_err(FleetError::Etcd)?;
+            .map_err(|e| fleet.failed(e))?;
         let (mut desired, revision) = fleet.rollouts().await?;
         let mut watch = fleet
             .client()
@@ -166,7 +166,7 @@ impl Member {
                 ),
             )
             .await
-            .map_err(FleetError::Etcd)?;
+            .map_err(|e| fleet.failed(e))?;
         let mut tick = tokio::time::interval(self.options.report_every);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut wanted: BTreeMap<String, Result<Rollout, String>> = desired
@@ -181,7 +181,7 @@ impl Member {
         loop {
             let changed: Vec<String> = tokio::select! {
                 message = watch.message() => {
-                    let message = message.map_err(FleetError::Etcd)?
+                    let message = message.map_err(|e| fleet.failed(e))?
                         .ok_or_else(|| FleetError::Garbage("etcd closed the watch".into()))?;
                     let mut changed = Vec::new();
                     for event in message.events() {
@@ -213,7 +213,7 @@ impl Member {
                         Some(put.clone()),
                     )
                     .await
-                    .map_err(FleetError::Etcd)?;
+                    .map_err(|e| fleet.failed(e))?;
             }
         }
     }

@@ -198,7 +198,7 @@ pub async fn follow(
     let mut watch = client
         .watch(key.as_str(), Some(WatchOptions::new()))
         .await
-        .map_err(FleetError::Etcd)?;
+        .map_err(|e| fleet.failed(e))?;
     // Read after the watch is in place, so no change falls between.
     let mut last = match fleet.rollout(slot).await? {
         Some(Versioned { value: Ok(r), .. }) => r,
@@ -215,7 +215,7 @@ pub async fn follow(
         if last.phase.is_final() {
             return Ok(last);
         }
-        let Some(message) = watch.message().await.map_err(FleetError::Etcd)? else {
+        let Some(message) = watch.message().await.map_err(|e| fleet.failed(e))? else {
             return Err(FleetError::Garbage("etcd closed the watch".into()));
         };
         for event in message.events() {
@@ -240,7 +240,7 @@ pub async fn settle(
     let mut watch = client
         .watch(keys::ROOT, Some(WatchOptions::new().with_prefix()))
         .await
-        .map_err(FleetError::Etcd)?;
+        .map_err(|e| fleet.failed(e))?;
     let deadline = tokio::time::Instant::now() + within;
     loop {
         let members = fleet.members().await?;
@@ -259,7 +259,7 @@ pub async fn settle(
             Err(_) => return Ok(behind),
             Ok(message) => {
                 message
-                    .map_err(FleetError::Etcd)?
+                    .map_err(|e| fleet.failed(e))?
                     .ok_or_else(|| FleetError::Garbage("etcd closed the watch".into()))?;
             }
         }
