@@ -10,10 +10,12 @@
 
 mod compare;
 mod ebpf;
+mod fleet;
 mod http;
 mod migrate;
 mod plot;
 mod proto;
+mod serve_child;
 mod swap;
 mod upgrade;
 
@@ -31,6 +33,8 @@ pub enum Command {
     Upgrade(upgrade::Args),
     /// State migration of a slot with many keys under load, and restoring many slots on restart.
     Migrate(migrate::Args),
+    /// A fleet of `hotswap serve` members on real etcd and a real OCI registry, under load: rollout convergence, fleet-wide rollback, failed requests.
+    Fleet(fleet::Args),
     /// eBPF program replacement (tracepoint slot writes, XDP link updates) under live events: swap latency, events lost or counted twice. Needs root.
     Ebpf(ebpf::Args),
 }
@@ -43,6 +47,7 @@ pub fn main(cmd: Command) -> anyhow::Result<std::process::ExitCode> {
         Command::Bare(args) => http::bare(args),
         Command::Upgrade(args) => upgrade::main(args),
         Command::Migrate(args) => migrate::main(args),
+        Command::Fleet(args) => fleet::main(args),
         Command::Ebpf(args) => ebpf::main(args),
     }
 }

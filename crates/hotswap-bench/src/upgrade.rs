@@ -3,18 +3,17 @@
 //! new process serving → old process gone) and counting every request that
 //! was refused or failed.
 
-use std::io::{BufRead, BufReader};
-use std::net::SocketAddr;
-use std::process::{Command as Process, ExitCode, Stdio};
+use std::process::ExitCode;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
 use hotswap_server::UpgradeReport;
-use rustix::event::{poll, PollFd, PollFlags, Timespec};
-use rustix::process::{kill_process, pidfd_open, Pid, PidfdFlags, Signal};
+use rustix::process::{pidfd_open, PidfdFlags};
 use serde::Serialize;
+
+use crate::serve_child::{client, exits_within, read_pid, start, stop_server, Tally};
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -55,12 +54,20 @@ pub fn main(args: Args) -> anyhow::Result<ExitCode> {
     }
     let dir = tempfile::tempdir().context("cannot make a temporary directory")?;
     let pid_file = dir.path().join("hotswap.pid");
-    let server = start(dir.path(), &pid_file)?;
+    let server = start(dir.path(), &pid_file, &[])?;
     let stop = Arc::new(AtomicBool::new(false));
     let clients: Vec<_> = (0..args.clients)
         .map(|i| {
             let (stop, url) = (stop.clone(), format!("http://{}/greet", server.data));
-            std::thread::spawn(move || client(&url, i.is_multiple_of(2), &stop))
+            std::thread::spawn(move || {
+                client(
+                    &url,
+                    i.is_multiple_of(2),
+                    &stop,
+                    |b| b == "hello, bench!",
+                    None,
+                )
+            })
         })
         .collect();
 
@@ -127,42 +134,6 @@ pub fn main(args: Args) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-struct Started {
-    data: SocketAddr,
-    admin: SocketAddr,
-}
-
-/// Starts this very binary as `hotswap serve` on free ports.
-fn start(dir: &std::path::Path, pid_file: &std::path::Path) -> anyhow::Result<Started> {
-    let exe = std::env::current_exe().context("cannot find this binary")?;
-    let mut child = Process::new(exe)
-        .args(["serve", "--listen", "127.0.0.1:0", "--admin", "127.0.0.1:0"])
-        .arg("--data-dir")
-        .arg(dir.join("store"))
-        .arg("--pid-file")
-        .arg(pid_file)
-        .env("RUST_LOG", "error")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .context("cannot start hotswap serve")?;
-    let mut stdout = BufReader::new(child.stdout.take().expect("piped"));
-    let mut line = String::new();
-    stdout.read_line(&mut line)?;
-    // Each generation prints a line here; keep the pipe drained.
-    std::thread::spawn(move || for _ in stdout.lines() {});
-    std::thread::spawn(move || child.wait());
-    let addrs: Vec<SocketAddr> = line
-        .split("http://")
-        .skip(1)
-        .filter_map(|s| s.split([',', ' ', '\n']).next()?.parse().ok())
-        .collect();
-    match addrs[..] {
-        [data, admin] => Ok(Started { data, admin }),
-        _ => bail!("hotswap serve did not start: {line:?}"),
-    }
-}
-
 /// One upgrade: asks for it, then waits until the old process is gone.
 /// Returns the server's report and the time from asking to gone.
 fn upgrade_once(
@@ -181,93 +152,4 @@ fn upgrade_once(
         bail!("the old process {old:?} was still running 30 s after the upgrade");
     }
     Ok((report, asked.elapsed()))
-}
-
-fn read_pid(pid_file: &std::path::Path) -> anyhow::Result<Pid> {
-    let text = std::fs::read_to_string(pid_file).context("cannot read the pid file")?;
-    text.trim()
-        .parse()
-        .ok()
-        .and_then(Pid::from_raw)
-        .context("the pid file holds no pid")
-}
-
-/// SIGTERM to whichever generation serves, and wait for it to go.
-fn stop_server(pid_file: &std::path::Path) {
-    let Ok(pid) = read_pid(pid_file) else { return };
-    let Ok(fd) = pidfd_open(pid, PidfdFlags::empty()) else {
-        return;
-    };
-    let _ = kill_process(pid, Signal::TERM);
-    if !exits_within(&fd, 10) {
-        let _ = kill_process(pid, Signal::KILL);
-    }
-}
-
-/// Waits up to `secs` for the process behind `pidfd` to exit; whether it did.
-fn exits_within(pidfd: &std::os::fd::OwnedFd, secs: i64) -> bool {
-    let mut fds = [PollFd::new(pidfd, PollFlags::IN)];
-    let timeout = Timespec {
-        tv_sec: secs,
-        tv_nsec: 0,
-    };
-    poll(&mut fds, Some(&timeout)).unwrap_or(0) > 0
-}
-
-#[derive(Default)]
-struct Tally {
-    ok: u64,
-    failed: u64,
-    refused: u64,
-    errors: Vec<String>,
-}
-
-impl Tally {
-    fn add(&mut self, other: Tally) {
-        self.ok += other.ok;
-        self.failed += other.failed;
-        self.refused += other.refused;
-        self.errors.extend(other.errors.into_iter().take(5));
-    }
-}
-
-/// Calls until `stop`, counting answers that are not exactly right.
-fn client(url: &str, keep_alive: bool, stop: &AtomicBool) -> Tally {
-    let mut config = ureq::Agent::config_builder().http_status_as_error(false);
-    if !keep_alive {
-        config = config.max_idle_connections(0);
-    }
-    let agent = config.build().new_agent();
-    let mut tally = Tally::default();
-    while !stop.load(Ordering::Acquire) {
-        let result = agent.post(url).send(b"bench" as &[u8]).and_then(|mut r| {
-            let status = r.status().as_u16();
-            let one_process = r
-                .headers()
-                .get_all(hotswap_server::PROCESS_HEADER)
-                .iter()
-                .count()
-                == 1;
-            Ok((status, one_process, r.body_mut().read_to_string()?))
-        });
-        match result {
-            Ok((200, true, body)) if body == "hello, bench!" => tally.ok += 1,
-            Ok(other) => {
-                tally.failed += 1;
-                if tally.errors.len() < 5 {
-                    tally.errors.push(format!("{other:?}"));
-                }
-            }
-            Err(ureq::Error::Io(e)) if e.kind() == std::io::ErrorKind::ConnectionRefused => {
-                tally.refused += 1
-            }
-            Err(e) => {
-                tally.failed += 1;
-                if tally.errors.len() < 5 {
-                    tally.errors.push(e.to_string());
-                }
-            }
-        }
-    }
-    tally
 }

@@ -195,6 +195,7 @@ impl Member {
                         }
                         changed.push(slot.to_string());
                     }
+                    tracing::debug!(?changed, "desired state changed");
                     changed
                 }
                 _ = tick.tick() => wanted.keys().cloned().collect(),
@@ -251,7 +252,10 @@ impl Member {
             Some(Ok(())) => Err("the slot no longer serves what the fleet wants (its canary judge or an operator changed it)".to_string()),
             Some(Err(e)) => Err(e),
             None => match self.apply(slot, &want, local.as_ref(), &rollout.id).await {
-                Ok(()) => Ok(()),
+                Ok(()) => {
+                    tracing::debug!(slot, rollout = %rollout.id, ?want, "applied");
+                    Ok(())
+                }
                 Err(Trouble::Retry(e)) => {
                     let mut report = self.report(slot, Some(&rollout.id)).await;
                     report.state = Standing::Applying;
@@ -281,45 +285,39 @@ impl Member {
         local: Option<&SlotStatus>,
         rollout: &str,
     ) -> Result<(), Trouble> {
+        let active = local.and_then(|s| s.active.as_ref()).map(|r| r.digest);
         let canary = local.and_then(|s| s.canary.as_ref()).map(|r| r.digest);
         let slot = slot.to_string();
-        let expect = |d: Digest| Some(d.to_string());
+        let reason = format!("fleet rollout {rollout}");
+        let target = match want {
+            Want::Nothing => return Ok(()),
+            Want::Revert { digest } => return self.rollback(&slot, *digest, &reason).await,
+            Want::Serve { target, .. } => target,
+        };
+        // A canary of something else is in the way: take it out first.
+        if let Some(other) = canary.filter(|d| *d != target.module) {
+            self.rollback(&slot, other, &reason).await?;
+        }
+        let expect = Some(target.module.to_string());
         match want {
-            Want::Nothing => Ok(()),
-            Want::Revert { digest } => {
-                let reason = format!("fleet rollout {rollout} rolled back");
-                let query = RollbackQuery {
-                    reason: Some(reason),
-                    expect: expect(*digest),
-                };
-                self.admin(move |c| c.rollback(&slot, &query).map(drop))
-                    .await
-            }
-            Want::Serve {
-                target,
-                canary: None,
-            } if canary == Some(target.module) => {
-                let query = ExpectQuery {
-                    expect: expect(target.module),
-                };
+            Want::Serve { canary: None, .. } if canary == Some(target.module) => {
+                let query = ExpectQuery { expect };
                 self.admin(move |c| c.promote(&slot, &query).map(drop))
                     .await
             }
+            Want::Serve { canary: None, .. } if active == Some(target.module) => Ok(()),
             Want::Serve {
-                target,
                 canary: Some(weight),
+                ..
             } if canary == Some(target.module) => {
                 let body = WeightBody {
                     weight: *weight,
-                    expect: expect(target.module),
+                    expect,
                 };
                 self.admin(move |c| c.set_canary_weight(&slot, &body).map(drop))
                     .await
             }
-            Want::Serve {
-                target,
-                canary: weight,
-            } => {
+            Want::Serve { canary: weight, .. } => {
                 let (module, signature) = self.pull(target).await?;
                 let query = DeployQuery {
                     sha256: Some(target.module.to_string()),
@@ -329,12 +327,25 @@ impl Member {
                 self.admin(move |c| c.deploy(&slot, &module, &query).map(drop))
                     .await
             }
+            Want::Nothing | Want::Revert { .. } => unreachable!("handled above"),
         }
+    }
+
+    /// Rolls `slot` back from `digest` (its canary, or its active revision).
+    async fn rollback(&self, slot: &str, digest: Digest, reason: &str) -> Result<(), Trouble> {
+        let slot = slot.to_string();
+        let query = RollbackQuery {
+            reason: Some(format!("{reason} rolled back")),
+            expect: Some(digest.to_string()),
+        };
+        self.admin(move |c| c.rollback(&slot, &query).map(drop))
+            .await
     }
 
     /// Pulls `target` by digest: the manifest's digest is checked against
     /// the reference, the module's against the manifest and the rollout.
     async fn pull(&self, target: &Target) -> Result<(Vec<u8>, Option<String>), Trouble> {
+        let started = std::time::Instant::now();
         let reference: PluginRef = target
             .reference
             .parse()
@@ -349,6 +360,7 @@ impl Member {
                 target.reference, pulled.digest, target.module
             )));
         }
+        tracing::debug!(reference = %target.reference, cached = pulled.cached, took_ms = started.elapsed().as_secs_f64() * 1e3, "pulled");
         Ok((pulled.module, pulled.signature))
     }
 
@@ -358,7 +370,13 @@ impl Member {
         call: impl FnOnce(&Client) -> Result<(), ClientError> + Send + 'static,
     ) -> Result<(), Trouble> {
         let client = self.client.clone();
-        match tokio::task::spawn_blocking(move || call(&client)).await {
+        let started = std::time::Instant::now();
+        let done = tokio::task::spawn_blocking(move || call(&client)).await;
+        tracing::debug!(
+            took_ms = started.elapsed().as_secs_f64() * 1e3,
+            "admin call"
+        );
+        match done {
             Ok(Ok(())) => Ok(()),
             Ok(Err(e @ ClientError::Unreachable { .. })) => Err(Trouble::Retry(e.to_string())),
             Ok(Err(e)) => Err(Trouble::Fatal(e.to_string())),

@@ -228,6 +228,49 @@ pub async fn follow(
     }
 }
 
+/// Waits until `done` holds of the fleet's state, re-reading it at every
+/// change in etcd, for `within` at most. The last state read, and whether
+/// `done` held of it.
+pub async fn until(
+    fleet: &Fleet,
+    within: Duration,
+    mut done: impl FnMut(&FleetStatus) -> bool,
+) -> Result<(FleetStatus, bool), FleetError> {
+    let mut client = fleet.client();
+    let mut watch = client
+        .watch(keys::ROOT, Some(WatchOptions::new().with_prefix()))
+        .await
+        .map_err(|e| fleet.failed(e))?;
+    let deadline = tokio::time::Instant::now() + within;
+    loop {
+        // Read after the watch is in place, so no change falls between.
+        let now = status(fleet).await?;
+        if done(&now) {
+            return Ok((now, true));
+        }
+        match tokio::time::timeout_at(deadline, watch.message()).await {
+            Err(_) => return Ok((now, false)),
+            Ok(message) => {
+                message
+                    .map_err(|e| fleet.failed(e))?
+                    .ok_or_else(|| FleetError::Garbage("etcd closed the watch".into()))?;
+            }
+        }
+    }
+}
+
+/// The live members that do not (yet) serve what `rollout` wants of them.
+pub fn behind(status: &FleetStatus, rollout: &Rollout) -> Vec<String> {
+    let none = BTreeMap::new();
+    let reports = status.reports.get(&rollout.slot).unwrap_or(&none);
+    status
+        .members
+        .keys()
+        .filter(|m| !reports.get(*m).is_some_and(|r| rollout.converged(m, r)))
+        .cloned()
+        .collect()
+}
+
 /// Waits until every live member reports that it serves what `rollout`
 /// wants of it (after it ended: the fleet has settled on its outcome), up
 /// to `within`. Returns the members that had not, if any, by name.
@@ -236,32 +279,6 @@ pub async fn settle(
     rollout: &Rollout,
     within: Duration,
 ) -> Result<Vec<String>, FleetError> {
-    let mut client = fleet.client();
-    let mut watch = client
-        .watch(keys::ROOT, Some(WatchOptions::new().with_prefix()))
-        .await
-        .map_err(|e| fleet.failed(e))?;
-    let deadline = tokio::time::Instant::now() + within;
-    loop {
-        let members = fleet.members().await?;
-        let reports = fleet.reports().await?;
-        let none = BTreeMap::new();
-        let reports = reports.get(&rollout.slot).unwrap_or(&none);
-        let behind: Vec<String> = members
-            .keys()
-            .filter(|m| !reports.get(*m).is_some_and(|r| rollout.converged(m, r)))
-            .cloned()
-            .collect();
-        if behind.is_empty() {
-            return Ok(behind);
-        }
-        match tokio::time::timeout_at(deadline, watch.message()).await {
-            Err(_) => return Ok(behind),
-            Ok(message) => {
-                message
-                    .map_err(|e| fleet.failed(e))?
-                    .ok_or_else(|| FleetError::Garbage("etcd closed the watch".into()))?;
-            }
-        }
-    }
+    let (last, _) = until(fleet, within, |s| behind(s, rollout).is_empty()).await?;
+    Ok(behind(&last, rollout))
 }

@@ -1,6 +1,8 @@
 //! `Registry`: push, resolve and pull plugins, every digest checked.
 
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
+use std::sync::Mutex;
 
 use hotswap_core::{Digest, Kind};
 use oci_client::client::{ClientConfig, ClientProtocol};
@@ -24,6 +26,7 @@ pub struct RegistryOptions {
 /// this machine (a loopback address or `localhost`), never elsewhere.
 pub struct Registry {
     options: RegistryOptions,
+    clients: Mutex<HashMap<String, Client>>,
 }
 
 /// What a push left in the registry.
@@ -94,19 +97,32 @@ impl Registry {
         // An error means one was installed already.
         #[allow(deprecated)]
         let _ = rustls::crypto::ring::default_provider().install_default();
-        Registry { options }
+        Registry {
+            options,
+            clients: Mutex::default(),
+        }
     }
 
-    fn client(reference: &PluginRef) -> Client {
-        let protocol = if reference.is_loopback() {
-            ClientProtocol::HttpsExcept(vec![reference.registry().to_string()])
-        } else {
-            ClientProtocol::Https
-        };
-        Client::new(ClientConfig {
-            protocol,
-            ..ClientConfig::default()
-        })
+    /// The client for `reference`'s registry: one per registry, kept, so
+    /// that its connections and its TLS set-up (loading the roots takes
+    /// milliseconds) serve every later operation.
+    fn client(&self, reference: &PluginRef) -> Client {
+        let mut clients = self.clients.lock().expect("the client table");
+        let host = reference.registry().to_string();
+        clients
+            .entry(host)
+            .or_insert_with(|| {
+                let protocol = if reference.is_loopback() {
+                    ClientProtocol::HttpsExcept(vec![reference.registry().to_string()])
+                } else {
+                    ClientProtocol::Https
+                };
+                Client::new(ClientConfig {
+                    protocol,
+                    ..ClientConfig::default()
+                })
+            })
+            .clone()
     }
 
     /// Pushes `module` to the tag `to`, and its `signature` (hex) beside
@@ -123,7 +139,7 @@ impl Registry {
         if Kind::of(module) == Kind::Native {
             return Err(OciError::Native);
         }
-        let client = Registry::client(to);
+        let client = self.client(to);
         let module_digest = Digest::of(module);
         let config = serde_json::to_vec(&json!({
             "architecture": "wasm",
@@ -166,7 +182,7 @@ impl Registry {
         if reference.digest().is_some() {
             return Ok(reference.clone());
         }
-        let client = Registry::client(reference);
+        let client = self.client(reference);
         let digest = client
             .fetch_manifest_digest(reference.oci(), &RegistryAuth::Anonymous)
             .await
@@ -185,7 +201,7 @@ impl Registry {
         let Some(pin) = reference.digest() else {
             return Err(OciError::NotPinned(reference.to_string()));
         };
-        let client = Registry::client(reference);
+        let client = self.client(reference);
         let manifest = pull_manifest(&client, reference, pin).await?;
         let layer = only_layer(reference, &manifest, media::WASM_CONFIG, media::WASM_LAYER)?;
         let digest = layer_digest(reference, &layer.digest)?;

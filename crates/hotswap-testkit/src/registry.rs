@@ -1,6 +1,7 @@
 //! `OciRegistry`: a real OCI registry (Debian's `docker-registry`) on a
 //! free loopback port, with storage of its own, for the tests that push
-//! and pull plugins; stopped when dropped.
+//! and pull plugins; it can be killed and resumed on the same port and
+//! storage (a registry that is down), and is stopped when dropped.
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
@@ -16,7 +17,7 @@ const BINARY: &str = "docker-registry";
 
 /// A registry this test started.
 pub struct OciRegistry {
-    child: Child,
+    child: Option<Child>,
     addr: SocketAddr,
     storage: tempfile::TempDir,
 }
@@ -39,23 +40,43 @@ impl OciRegistry {
             .expect("a free loopback port");
         let config = storage.path().join("config.yml");
         std::fs::write(&config, config_yml(storage.path(), addr)).expect("the registry's config");
+        let mut registry = OciRegistry {
+            child: None,
+            addr,
+            storage,
+        };
+        registry.resume();
+        Some(registry)
+    }
+
+    /// Kills it: pulls fail until [`OciRegistry::resume`].
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Starts it (again) on the same port and storage, and waits until it
+    /// answers.
+    pub fn resume(&mut self) {
+        assert!(self.child.is_none(), "the registry is already running");
         // Its log (a line per 404 at level `error`, which tests ask for on
         // purpose) goes to a file, shown if it fails to start.
-        let log = std::fs::File::create(storage.path().join("registry.log")).expect("a log file");
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.storage.path().join("registry.log"))
+            .expect("a log file");
         let child = Command::new(BINARY)
             .arg("serve")
-            .arg(&config)
+            .arg(self.storage.path().join("config.yml"))
             .stdout(Stdio::null())
             .stderr(log)
             .spawn()
             .expect("docker-registry starts");
-        let mut registry = OciRegistry {
-            child,
-            addr,
-            storage,
-        };
-        registry.ready();
-        Some(registry)
+        self.child = Some(child);
+        self.ready();
     }
 
     /// `HOST:PORT`, as a plugin reference names it.
@@ -79,7 +100,8 @@ impl OciRegistry {
     fn ready(&mut self) {
         let until = Instant::now() + READY_WITHIN;
         loop {
-            if let Some(status) = self.child.try_wait().expect("the registry's status") {
+            let child = self.child.as_mut().expect("the registry runs");
+            if let Some(status) = child.try_wait().expect("the registry's status") {
                 let log = std::fs::read_to_string(self.storage.path().join("registry.log"));
                 panic!(
                     "docker-registry exited before it was ready ({status}): {}",
@@ -100,8 +122,7 @@ impl OciRegistry {
 
 impl Drop for OciRegistry {
     fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        self.kill();
     }
 }
 

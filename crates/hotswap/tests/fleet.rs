@@ -228,11 +228,36 @@ fn a_fleet_rolls_out_wave_by_wave_and_rolls_back_everyone_when_a_member_cannot_a
         "{events}"
     );
 
+    // 3: aborted by an operator while wave 1's member serves it as a
+    // canary: the canary is taken out, the active revision never moved.
+    let out = ok(fleet(
+        &etcd,
+        &[
+            "rollout", "greet", &v1_b, "--soak", "1h", "--detach", "--json",
+        ],
+    ));
+    let id = json(&out)["id"].as_str().unwrap().to_string();
+    status_until(&etcd, "wave 1's member takes the canary", |s| {
+        s["reports"]["greet"]["m1"]["rollout"] == id.as_str()
+            && s["reports"]["greet"]["m1"]["state"] == "converged"
+            && s["reports"]["greet"]["m1"]["canary"][1] == 10
+    });
+    ok(fleet(&etcd, &["abort", "greet", "--reason", "seen enough"]));
+    status_until(&etcd, "wave 1's member drops the canary", |s| {
+        s["reports"]["greet"]["m1"]["state"] == "converged"
+            && s["reports"]["greet"]["m1"]["canary"].is_null()
+    });
+    for m in &members {
+        assert_eq!(serving(m), (v2_digest.clone(), false));
+    }
+
     // The status and the history say what happened.
     let status = json(&ok(fleet(&etcd, &["status", "--json"])));
     assert_eq!(status["members"].as_object().unwrap().len(), 4);
     assert!(status["controller"].as_str().unwrap().starts_with('m'));
-    assert_eq!(status["rollouts"]["greet"]["Ok"]["phase"], "rolled-back");
+    let current = &status["rollouts"]["greet"]["Ok"];
+    assert_eq!(current["phase"], "rolled-back");
+    assert_eq!(current["reason"], "aborted by an operator: seen enough");
     let history = json(&ok(fleet(&etcd, &["history", "greet", "--json"])));
     let phases: Vec<&str> = history
         .as_array()
@@ -240,7 +265,7 @@ fn a_fleet_rolls_out_wave_by_wave_and_rolls_back_everyone_when_a_member_cannot_a
         .iter()
         .map(|r| r["phase"].as_str().unwrap())
         .collect();
-    assert_eq!(phases, ["succeeded", "rolled-back"]);
+    assert_eq!(phases, ["succeeded", "rolled-back", "rolled-back"]);
 
     for (m, load) in members.iter().zip(loads) {
         let tally = load.stop();
@@ -292,8 +317,9 @@ fn status_until(
 }
 
 #[test]
-fn garbage_a_moved_tag_a_killed_controller_and_a_restarted_etcd_leave_every_member_serving() {
-    let (Some(mut etcd), Some(registry)) = (Etcd::start(), OciRegistry::start()) else {
+fn garbage_a_moved_tag_a_killed_controller_a_registry_down_and_a_restarted_etcd_leave_every_member_serving(
+) {
+    let (Some(mut etcd), Some(mut registry)) = (Etcd::start(), OciRegistry::start()) else {
         return;
     };
     let root = tempfile::tempdir().unwrap();
@@ -404,6 +430,24 @@ fn garbage_a_moved_tag_a_killed_controller_and_a_restarted_etcd_leave_every_memb
     assert_eq!(serving(&back), (v2_digest.clone(), false));
     loads.push(load(&back));
     members[index] = Some(back);
+
+    // The registry is down when a new member joins: it cannot pull what
+    // the fleet serves, says it will retry, and serves its own store's
+    // revision meanwhile; once the registry is back, it converges.
+    registry.kill();
+    let late = member(root.path(), &etcd, "m4", &[&public]);
+    let status = status_until(&etcd, "the new member waits for the registry", |s| {
+        s["reports"]["greet"]["m4"]["state"] == "applying"
+    });
+    let why = status["reports"]["greet"]["m4"]["error"].as_str().unwrap();
+    assert!(why.starts_with("will retry: the registry"), "{why}");
+    loads.push(load(&late));
+    registry.resume();
+    status_until(&etcd, "the new member converges", |s| {
+        s["reports"]["greet"]["m4"]["state"] == "converged"
+    });
+    assert_eq!(serving(&late), (v2_digest.clone(), false));
+    members.push(Some(late));
 
     // etcd dies: members serve on; the CLI says what is wrong. It comes
     // back: a new rollout reaches every member.
