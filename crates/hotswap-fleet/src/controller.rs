@@ -85,12 +85,12 @@ async fn session(options: &ControllerOptions, held: &mut Option<Lease>) -> Resul
             won = campaign => match won {
                 Ok(mut won) => match won.take_leader() {
                     Some(leader) => break leader,
-                    None => return Err(FleetError::Garbage("etcd's campaign answer names no leader".into())),
+                    None => return Err(FleetError::Interrupted("etcd's campaign answer names no leader")),
                 },
                 Err(etcd_client::Error::GRpcStatus(s)) if s.code() == tonic::Code::DeadlineExceeded => continue,
                 Err(e) => return Err(fleet.failed(e)),
             },
-            _ = lost.changed() => return Err(FleetError::Garbage("the controller's lease expired".into())),
+            _ = lost.changed() => return Err(FleetError::Interrupted("the controller's lease expired")),
         }
     };
     tracing::info!(controller = %options.name, "leads the fleet's rollouts");
@@ -106,10 +106,10 @@ async fn session(options: &ControllerOptions, held: &mut Option<Lease>) -> Resul
         tokio::select! {
             message = watch.message() => {
                 message.map_err(|e| fleet.failed(e))?
-                    .ok_or_else(|| FleetError::Garbage("etcd closed the watch".into()))?;
+                    .ok_or_else(|| FleetError::Interrupted("etcd closed the watch"))?;
             }
             _ = tick.tick() => {}
-            _ = lost.changed() => return Err(FleetError::Garbage("the controller's lease expired".into())),
+            _ = lost.changed() => return Err(FleetError::Interrupted("the controller's lease expired")),
         }
     }
 }
@@ -149,7 +149,7 @@ async fn pass(fleet: &Fleet, leader: &LeaderKey) -> Result<(), FleetError> {
                 tracing::info!(rollout = %next.id, "{}", step.what);
             }
         } else if !still_leads(fleet, leader).await? {
-            return Err(FleetError::Garbage("another controller leads now".into()));
+            return Err(FleetError::Interrupted("another controller leads now"));
         }
     }
     Ok(())

@@ -22,6 +22,17 @@ pub enum FleetError {
     /// A key holds something that is not what it should.
     #[error("{0}")]
     Garbage(String),
+    /// A session with etcd ended (its members and controllers start a new one).
+    #[error("{0}")]
+    Interrupted(&'static str),
+    /// The rollout being followed was replaced by a newer one.
+    #[error("rollout {id} was replaced by {by} while it was followed")]
+    Replaced {
+        /// The rollout followed.
+        id: String,
+        /// The one that replaced it.
+        by: String,
+    },
     /// The slot has no rollout.
     #[error("slot `{0}` has no rollout in this fleet")]
     NoRollout(String),

@@ -122,6 +122,7 @@ impl Member {
         let client = Client::new(&options.admin).with_token(options.admin_token.clone());
         let registry = Registry::new(RegistryOptions {
             cache_dir: Some(options.cache_dir.clone()),
+            ..RegistryOptions::default()
         });
         Member {
             options,
@@ -154,7 +155,7 @@ impl Member {
             )
             .await
             .map_err(|e| fleet.failed(e))?;
-        let (mut desired, revision) = fleet.rollouts().await?;
+        let (desired, revision) = fleet.rollouts().await?;
         let mut watch = fleet
             .client()
             .watch(
@@ -170,19 +171,14 @@ impl Member {
         let mut tick = tokio::time::interval(self.options.report_every);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut wanted: BTreeMap<String, Result<Rollout, String>> = desired
-            .iter_mut()
-            .map(|(slot, v)| {
-                (
-                    slot.clone(),
-                    std::mem::replace(&mut v.value, Err(String::new())),
-                )
-            })
+            .into_iter()
+            .map(|(slot, v)| (slot, v.value))
             .collect();
         loop {
             let changed: Vec<String> = tokio::select! {
                 message = watch.message() => {
                     let message = message.map_err(|e| fleet.failed(e))?
-                        .ok_or_else(|| FleetError::Garbage("etcd closed the watch".into()))?;
+                        .ok_or_else(|| FleetError::Interrupted("etcd closed the watch"))?;
                     let mut changed = Vec::new();
                     for event in message.events() {
                         let Some(kv) = event.kv() else { continue };
@@ -199,7 +195,7 @@ impl Member {
                     changed
                 }
                 _ = tick.tick() => wanted.keys().cloned().collect(),
-                _ = lost.changed() => return Err(FleetError::Garbage("the member's lease expired".into())),
+                _ = lost.changed() => return Err(FleetError::Interrupted("the member's lease expired")),
             };
             for slot in changed {
                 let Some(desire) = wanted.get(&slot) else {
@@ -351,7 +347,7 @@ impl Member {
             .parse()
             .map_err(|e: hotswap_oci::ParseRefError| Trouble::Fatal(e.to_string()))?;
         let pulled = self.registry.pull(&reference).await.map_err(|e| match e {
-            OciError::Registry { .. } => Trouble::Retry(e.to_string()),
+            OciError::Registry { .. } | OciError::Slow { .. } => Trouble::Retry(e.to_string()),
             e => Trouble::Fatal(e.to_string()),
         })?;
         if pulled.digest != target.module {

@@ -206,17 +206,17 @@ pub async fn follow(
     };
     loop {
         if last.id != id {
-            return Err(FleetError::Garbage(format!(
-                "rollout {id} was replaced by {} while it was followed",
-                last.id
-            )));
+            return Err(FleetError::Replaced {
+                id: id.to_string(),
+                by: last.id.clone(),
+            });
         }
         seen(&last);
         if last.phase.is_final() {
             return Ok(last);
         }
         let Some(message) = watch.message().await.map_err(|e| fleet.failed(e))? else {
-            return Err(FleetError::Garbage("etcd closed the watch".into()));
+            return Err(FleetError::Interrupted("etcd closed the watch"));
         };
         for event in message.events() {
             if let Some(kv) = event.kv() {
@@ -253,7 +253,7 @@ pub async fn until(
             Ok(message) => {
                 message
                     .map_err(|e| fleet.failed(e))?
-                    .ok_or_else(|| FleetError::Garbage("etcd closed the watch".into()))?;
+                    .ok_or_else(|| FleetError::Interrupted("etcd closed the watch"))?;
             }
         }
     }

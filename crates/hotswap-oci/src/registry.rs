@@ -3,6 +3,7 @@
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
+use std::time::Duration;
 
 use hotswap_core::{Digest, Kind};
 use oci_client::client::{ClientConfig, ClientProtocol};
@@ -16,10 +17,22 @@ use crate::media;
 use crate::reference::PluginRef;
 
 /// How a [`Registry`] works.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct RegistryOptions {
     /// Where pulled blobs are kept by digest (none: nothing is kept).
     pub cache_dir: Option<PathBuf>,
+    /// How long one push, resolve or pull may take in all; a registry
+    /// slower than that fails it with [`OciError::Slow`].
+    pub timeout: Duration,
+}
+
+impl Default for RegistryOptions {
+    fn default() -> Self {
+        RegistryOptions {
+            cache_dir: None,
+            timeout: Duration::from_secs(30),
+        }
+    }
 }
 
 /// Talks to OCI registries: over HTTPS, or plain HTTP to a registry on
@@ -84,6 +97,9 @@ pub enum OciError {
     /// Only WebAssembly goes into registries.
     #[error("OCI artifacts carry WebAssembly plugins; a native library (ELF) cannot be pushed")]
     Native,
+    /// The registry did not finish in time.
+    #[error("the registry {registry} did not answer within {after:?}")]
+    Slow { registry: String, after: Duration },
     /// The blob cache could not be read or written.
     #[error("the blob cache {path}: {why}")]
     Cache { path: PathBuf, why: String },
@@ -119,6 +135,7 @@ impl Registry {
                 };
                 Client::new(ClientConfig {
                     protocol,
+                    connect_timeout: Some(self.options.timeout),
                     ..ClientConfig::default()
                 })
             })
@@ -128,6 +145,15 @@ impl Registry {
     /// Pushes `module` to the tag `to`, and its `signature` (hex) beside
     /// it. Blobs the registry has already are not sent again.
     pub async fn push(
+        &self,
+        module: &[u8],
+        to: &PluginRef,
+        signature: Option<&str>,
+    ) -> Result<Pushed, OciError> {
+        self.bounded(to, self.push_now(module, to, signature)).await
+    }
+
+    async fn push_now(
         &self,
         module: &[u8],
         to: &PluginRef,
@@ -179,6 +205,10 @@ impl Registry {
     /// The digest `reference`'s tag points at now, as a pinned reference
     /// (a pinned one is returned as it is).
     pub async fn resolve(&self, reference: &PluginRef) -> Result<PluginRef, OciError> {
+        self.bounded(reference, self.resolve_now(reference)).await
+    }
+
+    async fn resolve_now(&self, reference: &PluginRef) -> Result<PluginRef, OciError> {
         if reference.digest().is_some() {
             return Ok(reference.clone());
         }
@@ -198,6 +228,25 @@ impl Registry {
     /// the pin, its layer against the manifest, and its signature, when the
     /// registry has one. The module comes from the cache when it is there.
     pub async fn pull(&self, reference: &PluginRef) -> Result<Pulled, OciError> {
+        self.bounded(reference, self.pull_now(reference)).await
+    }
+
+    /// `op` on `reference`'s registry, given [`RegistryOptions::timeout`].
+    async fn bounded<T>(
+        &self,
+        reference: &PluginRef,
+        op: impl std::future::Future<Output = Result<T, OciError>>,
+    ) -> Result<T, OciError> {
+        let after = self.options.timeout;
+        tokio::time::timeout(after, op).await.unwrap_or_else(|_| {
+            Err(OciError::Slow {
+                registry: reference.registry().to_string(),
+                after,
+            })
+        })
+    }
+
+    async fn pull_now(&self, reference: &PluginRef) -> Result<Pulled, OciError> {
         let Some(pin) = reference.digest() else {
             return Err(OciError::NotPinned(reference.to_string()));
         };

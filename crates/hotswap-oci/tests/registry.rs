@@ -20,6 +20,7 @@ async fn a_pushed_plugin_comes_back_by_digest_with_its_signature_and_from_the_ca
     let cache = tempfile::tempdir().unwrap();
     let registry = Registry::new(RegistryOptions {
         cache_dir: Some(cache.path().to_path_buf()),
+        ..RegistryOptions::default()
     });
     let tag: PluginRef = format!("oci://{}/plugins/greet:v1", server.host())
         .parse()
@@ -115,6 +116,7 @@ async fn a_tampered_blob_is_refused_and_never_cached() {
     let cache = tempfile::tempdir().unwrap();
     let registry = Registry::new(RegistryOptions {
         cache_dir: Some(cache.path().to_path_buf()),
+        ..RegistryOptions::default()
     });
     let tag: PluginRef = format!("oci://{}/plugins/greet:v1", server.host())
         .parse()
@@ -132,4 +134,30 @@ async fn a_tampered_blob_is_refused_and_never_cached() {
         .join("sha256")
         .join(Digest::of(&v1).to_string());
     assert!(!cached.exists(), "nothing unverified is kept");
+}
+
+#[tokio::test]
+async fn a_registry_that_never_answers_fails_within_the_timeout() {
+    // Accepts connections and reads, never answers: a hung registry.
+    let hole = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let host = hole.local_addr().unwrap();
+    std::thread::spawn(move || {
+        let mut held = Vec::new();
+        for conn in hole.incoming().flatten() {
+            held.push(conn);
+        }
+    });
+    let registry = Registry::new(RegistryOptions {
+        timeout: std::time::Duration::from_millis(300),
+        ..RegistryOptions::default()
+    });
+    let tag: PluginRef = format!("oci://{host}/plugins/greet:v1").parse().unwrap();
+    let e = registry.resolve(&tag).await.unwrap_err();
+    assert!(matches!(e, OciError::Slow { .. }), "{e}");
+    assert_eq!(
+        e.to_string(),
+        format!("the registry {host} did not answer within 300ms")
+    );
+    let e = registry.pull(&tag.at(Digest::of(b"x"))).await.unwrap_err();
+    assert!(matches!(e, OciError::Slow { .. }), "{e}");
 }
