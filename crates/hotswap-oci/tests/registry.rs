@@ -12,19 +12,29 @@ fn module(version: u8) -> Vec<u8> {
     m
 }
 
+/// A client that caches blobs in `dir`.
+fn caching(dir: &std::path::Path) -> Registry {
+    Registry::new(RegistryOptions {
+        cache_dir: Some(dir.to_path_buf()),
+        ..RegistryOptions::default()
+    })
+}
+
+/// `oci://HOST/plugins/greet:v1` on `server`.
+fn greet_v1(server: &OciRegistry) -> PluginRef {
+    format!("oci://{}/plugins/greet:v1", server.host())
+        .parse()
+        .unwrap()
+}
+
 #[tokio::test]
 async fn a_pushed_plugin_comes_back_by_digest_with_its_signature_and_from_the_cache() {
     let Some(server) = OciRegistry::start() else {
         return;
     };
     let cache = tempfile::tempdir().unwrap();
-    let registry = Registry::new(RegistryOptions {
-        cache_dir: Some(cache.path().to_path_buf()),
-        ..RegistryOptions::default()
-    });
-    let tag: PluginRef = format!("oci://{}/plugins/greet:v1", server.host())
-        .parse()
-        .unwrap();
+    let registry = caching(cache.path());
+    let tag = greet_v1(&server);
     let v1 = module(1);
     let pushed = registry.push(&v1, &tag, Some("ab12")).await.unwrap();
     assert_eq!(pushed.module, Digest::of(&v1));
@@ -114,13 +124,8 @@ async fn a_tampered_blob_is_refused_and_never_cached() {
         return;
     };
     let cache = tempfile::tempdir().unwrap();
-    let registry = Registry::new(RegistryOptions {
-        cache_dir: Some(cache.path().to_path_buf()),
-        ..RegistryOptions::default()
-    });
-    let tag: PluginRef = format!("oci://{}/plugins/greet:v1", server.host())
-        .parse()
-        .unwrap();
+    let registry = caching(cache.path());
+    let tag = greet_v1(&server);
     let v1 = module(1);
     let pushed = registry.push(&v1, &tag, None).await.unwrap();
     // Someone with access to the registry's disk swaps the module.

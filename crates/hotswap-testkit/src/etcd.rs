@@ -3,10 +3,11 @@
 //! started again on the same ports and data (etcd restarted), and is
 //! stopped when dropped.
 
-use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::net::{SocketAddr, TcpListener};
+use std::process::Command;
+use std::time::Duration;
+
+use crate::daemon::{http_get, Daemon};
 
 /// How long etcd may take to answer `/health` after it starts.
 const READY_WITHIN: Duration = Duration::from_secs(30);
@@ -15,7 +16,7 @@ const BINARY: &str = "etcd";
 
 /// An etcd this test started.
 pub struct Etcd {
-    child: Option<Child>,
+    daemon: Daemon,
     client: SocketAddr,
     peer: SocketAddr,
     dir: tempfile::TempDir,
@@ -31,11 +32,12 @@ impl Etcd {
             ));
             return None;
         }
+        let dir = tempfile::tempdir().expect("a temporary directory");
         let mut etcd = Etcd {
-            child: None,
+            daemon: Daemon::new(BINARY, dir.path().join("etcd.log")),
             client: free_port(),
             peer: free_port(),
-            dir: tempfile::tempdir().expect("a temporary directory"),
+            dir,
         };
         etcd.resume();
         Some(etcd)
@@ -48,23 +50,15 @@ impl Etcd {
 
     /// Kills it (as a crash would): clients see it gone.
     pub fn kill(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
+        self.daemon.kill();
     }
 
     /// Starts it again on the same ports and data, and waits until it is
     /// healthy.
     pub fn resume(&mut self) {
-        assert!(self.child.is_none(), "etcd is already running");
         let url = |a: SocketAddr| format!("http://{a}");
-        let log = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(self.dir.path().join("etcd.log"))
-            .expect("a log file");
-        let child = Command::new(BINARY)
+        let mut command = Command::new(BINARY);
+        command
             .arg("--name=default")
             .arg(format!(
                 "--data-dir={}",
@@ -74,42 +68,13 @@ impl Etcd {
             .arg(format!("--advertise-client-urls={}", url(self.client)))
             .arg(format!("--listen-peer-urls={}", url(self.peer)))
             .arg(format!("--initial-advertise-peer-urls={}", url(self.peer)))
-            .arg(format!("--initial-cluster=default={}", url(self.peer)))
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .expect("etcd starts");
-        self.child = Some(child);
-        self.ready();
-    }
-
-    /// Waits until `GET /health` says `"health":"true"`.
-    fn ready(&mut self) {
-        let until = Instant::now() + READY_WITHIN;
-        loop {
-            let child = self.child.as_mut().expect("etcd runs");
-            if let Some(status) = child.try_wait().expect("etcd's status") {
-                let log = std::fs::read_to_string(self.dir.path().join("etcd.log"));
-                panic!(
-                    "etcd exited before it was ready ({status}): {}",
-                    log.unwrap_or_default()
-                );
-            }
-            if healthy(self.client) {
-                return;
-            }
-            assert!(
-                Instant::now() < until,
-                "etcd was not healthy within {READY_WITHIN:?}"
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    }
-}
-
-impl Drop for Etcd {
-    fn drop(&mut self) {
-        self.kill();
+            .arg(format!("--initial-cluster=default={}", url(self.peer)));
+        let client = self.client;
+        let ready = move || {
+            http_get(client, "/health")
+                .is_some_and(|a| a.starts_with("HTTP/1.1 200") && a.contains("\"health\":\"true\""))
+        };
+        self.daemon.start(&mut command, READY_WITHIN, ready);
     }
 }
 
@@ -119,18 +84,4 @@ fn free_port() -> SocketAddr {
     TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
         .expect("a free loopback port")
-}
-
-fn healthy(addr: SocketAddr) -> bool {
-    let Ok(mut s) = TcpStream::connect_timeout(&addr, Duration::from_millis(200)) else {
-        return false;
-    };
-    let _ = s.set_read_timeout(Some(Duration::from_secs(2)));
-    let request = format!("GET /health HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
-    if s.write_all(request.as_bytes()).is_err() {
-        return false;
-    }
-    let mut answer = String::new();
-    let _ = s.read_to_string(&mut answer);
-    answer.starts_with("HTTP/1.1 200") && answer.contains("\"health\":\"true\"")
 }

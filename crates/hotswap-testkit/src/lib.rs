@@ -11,6 +11,7 @@
 //! `hotswap` binary links it through hotswap-bench.
 
 mod ci;
+mod daemon;
 mod etcd;
 mod memory;
 mod registry;

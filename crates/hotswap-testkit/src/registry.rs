@@ -3,11 +3,12 @@
 //! and pull plugins; it can be killed and resumed on the same port and
 //! storage (a registry that is down), and is stopped when dropped.
 
-use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::{SocketAddr, TcpListener};
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::Command;
+use std::time::Duration;
+
+use crate::daemon::{http_get, Daemon};
 
 /// How long a registry may take to answer its first request.
 const READY_WITHIN: Duration = Duration::from_secs(20);
@@ -17,7 +18,7 @@ const BINARY: &str = "docker-registry";
 
 /// A registry this test started.
 pub struct OciRegistry {
-    child: Option<Child>,
+    daemon: Daemon,
     addr: SocketAddr,
     storage: tempfile::TempDir,
 }
@@ -40,8 +41,11 @@ impl OciRegistry {
             .expect("a free loopback port");
         let config = storage.path().join("config.yml");
         std::fs::write(&config, config_yml(storage.path(), addr)).expect("the registry's config");
+        // Its log (a line per 404 at level `error`, which tests ask for on
+        // purpose) goes to a file, shown if it fails to start.
+        let log = storage.path().join("registry.log");
         let mut registry = OciRegistry {
-            child: None,
+            daemon: Daemon::new(BINARY, log),
             addr,
             storage,
         };
@@ -51,32 +55,20 @@ impl OciRegistry {
 
     /// Kills it: pulls fail until [`OciRegistry::resume`].
     pub fn kill(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
+        self.daemon.kill();
     }
 
     /// Starts it (again) on the same port and storage, and waits until it
     /// answers.
     pub fn resume(&mut self) {
-        assert!(self.child.is_none(), "the registry is already running");
-        // Its log (a line per 404 at level `error`, which tests ask for on
-        // purpose) goes to a file, shown if it fails to start.
-        let log = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(self.storage.path().join("registry.log"))
-            .expect("a log file");
-        let child = Command::new(BINARY)
+        let mut command = Command::new(BINARY);
+        command
             .arg("serve")
-            .arg(self.storage.path().join("config.yml"))
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .expect("docker-registry starts");
-        self.child = Some(child);
-        self.ready();
+            .arg(self.storage.path().join("config.yml"));
+        // It has no other sign of being ready than answering `GET /v2/`.
+        let addr = self.addr;
+        let ready = move || http_get(addr, "/v2/").is_some_and(|a| a.starts_with("HTTP/1.1 200"));
+        self.daemon.start(&mut command, READY_WITHIN, ready);
     }
 
     /// `HOST:PORT`, as a plugin reference names it.
@@ -94,36 +86,6 @@ impl OciRegistry {
             .join(hex)
             .join("data")
     }
-
-    /// Waits until `GET /v2/` answers 200 (the registry has no other sign
-    /// of being ready).
-    fn ready(&mut self) {
-        let until = Instant::now() + READY_WITHIN;
-        loop {
-            let child = self.child.as_mut().expect("the registry runs");
-            if let Some(status) = child.try_wait().expect("the registry's status") {
-                let log = std::fs::read_to_string(self.storage.path().join("registry.log"));
-                panic!(
-                    "docker-registry exited before it was ready ({status}): {}",
-                    log.unwrap_or_default()
-                );
-            }
-            if answers_v2(self.addr) {
-                return;
-            }
-            assert!(
-                Instant::now() < until,
-                "docker-registry was not ready within {READY_WITHIN:?}"
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    }
-}
-
-impl Drop for OciRegistry {
-    fn drop(&mut self) {
-        self.kill();
-    }
 }
 
 /// Filesystem storage in `dir`, deletes enabled, no auth, on `addr`: not
@@ -133,18 +95,4 @@ fn config_yml(dir: &Path, addr: SocketAddr) -> String {
         "version: 0.1\nlog:\n  level: error\nstorage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\nhttp:\n  addr: {addr}\n",
         dir.join("data").display()
     )
-}
-
-fn answers_v2(addr: SocketAddr) -> bool {
-    let Ok(mut s) = TcpStream::connect_timeout(&addr, Duration::from_millis(200)) else {
-        return false;
-    };
-    let _ = s.set_read_timeout(Some(Duration::from_secs(2)));
-    let request = format!("GET /v2/ HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
-    if s.write_all(request.as_bytes()).is_err() {
-        return false;
-    }
-    let mut answer = String::new();
-    let _ = s.read_to_string(&mut answer);
-    answer.starts_with("HTTP/1.1 200")
 }

@@ -11,6 +11,14 @@ fn target(n: u8) -> Target {
     }
 }
 
+/// Serve target `n` as the active revision.
+fn active(n: u8) -> Want {
+    Want::Serve {
+        target: target(n),
+        canary: None,
+    }
+}
+
 fn plan(waves: &str) -> Plan {
     Plan {
         slot: "greet".into(),
@@ -117,25 +125,12 @@ fn a_rollout_goes_wave_by_wave_after_each_soak() {
         vec!["m2".to_string()],
         "50% of 4 is 2 in all"
     );
-    assert_eq!(
-        r.want("m1"),
-        Want::Serve {
-            target: target(2),
-            canary: None
-        },
-        "the canary is promoted"
-    );
+    assert_eq!(r.want("m1"), active(2), "the canary is promoted");
     let r = settle(r, &members, 2000, 0, 0);
     let r = settle(r, &members, 3000, 0, 0);
     assert_eq!(r.phase, Phase::Succeeded, "{:#?}", r.log);
     for m in &members {
-        assert_eq!(
-            r.want(m),
-            Want::Serve {
-                target: target(2),
-                canary: None
-            }
-        );
+        assert_eq!(r.want(m), active(2));
     }
 }
 
@@ -176,13 +171,7 @@ fn a_member_that_cannot_apply_rolls_the_fleet_back() {
         r.reason
     );
     for m in &members {
-        assert_eq!(
-            r.want(m),
-            Want::Serve {
-                target: target(2),
-                canary: None
-            }
-        );
+        assert_eq!(r.want(m), active(2));
     }
     assert!(r.step(&s).is_none(), "a rolled back rollout does not move");
 }
