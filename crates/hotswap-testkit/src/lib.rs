@@ -4,7 +4,8 @@
 //! ([`rss_kib`], [`memory_kib`]), percentiles of kept samples
 //! ([`Samples`]), the rule for a test that cannot run somewhere
 //! ([`cannot_run_here`]), and real systems on loopback: an OCI registry
-//! ([`OciRegistry`]) and etcd ([`Etcd`]).
+//! ([`OciRegistry`]), etcd ([`Etcd`]) and a Kubernetes API server
+//! ([`KubeApiServer`]).
 //!
 //! It depends on hotswap-core alone. No library that serves traffic (core,
 //! the tiers, the store, the server) depends on it, only their tests; the
@@ -13,6 +14,7 @@
 mod ci;
 mod daemon;
 mod etcd;
+mod kube;
 mod memory;
 mod registry;
 mod samples;
@@ -20,6 +22,7 @@ mod swapping;
 
 pub use ci::{cannot_run_here, under_ci};
 pub use etcd::Etcd;
+pub use kube::KubeApiServer;
 pub use memory::{memory_kib, rss_kib};
 pub use registry::OciRegistry;
 pub use samples::Samples;
