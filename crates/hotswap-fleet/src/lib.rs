@@ -29,6 +29,7 @@
 //! ```
 
 pub mod controller;
+pub mod defaults;
 mod error;
 mod etcd;
 pub mod keys;

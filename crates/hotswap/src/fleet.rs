@@ -53,19 +53,19 @@ pub struct RolloutArgs {
     /// or oci://HOST/REPO@sha256:DIGEST.
     reference: PluginRef,
     /// The waves: member counts or shares of the fleet, the last 100%.
-    #[arg(long, default_value = "1,25%,50%,100%", value_parser = hotswap_fleet::parse_waves)]
+    #[arg(long, default_value = hotswap_fleet::defaults::WAVES, value_parser = hotswap_fleet::parse_waves)]
     waves: Waves,
     /// How long each wave must hold, every member healthy and the budget kept.
-    #[arg(long, default_value = "30s", value_parser = humantime::parse_duration)]
+    #[arg(long, default_value = hotswap_fleet::defaults::SOAK, value_parser = humantime::parse_duration)]
     soak: Duration,
     /// The share of calls that may fail on the members that took it, fleet-wide.
-    #[arg(long, default_value = "1%", value_parser = percent_ppm)]
+    #[arg(long, default_value = hotswap_fleet::defaults::BUDGET, value_parser = percent_ppm)]
     budget: u32,
     /// Calls a wave must serve before the budget judges it.
-    #[arg(long, default_value_t = 20)]
+    #[arg(long, default_value_t = hotswap_fleet::defaults::MIN_CALLS)]
     min_calls: u64,
     /// The first wave's in-slot canary weight, percent of its calls.
-    #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u8).range(1..=100))]
+    #[arg(long, default_value_t = hotswap_fleet::defaults::CANARY_WEIGHT, value_parser = clap::value_parser!(u8).range(1..=100))]
     canary_weight: u8,
     /// Return once the rollout is written, without following it.
     #[arg(long)]

@@ -9,6 +9,7 @@ mod demo;
 mod ebpf;
 mod fleet;
 mod input;
+mod k8s;
 mod keys;
 mod oci;
 mod process;
@@ -72,6 +73,9 @@ enum Command {
     /// its etcd; pause, resume, abort, status, history.
     #[command(subcommand)]
     Fleet(fleet::Command),
+    /// Kubernetes: the HotswapPlugin resource.
+    #[command(subcommand)]
+    K8s(k8s::Command),
     /// Push a plugin (and its signature) to an OCI registry, and print the digest to deploy it by.
     Push(oci::Args),
     /// Make an ed25519 key pair for signing modules.
@@ -113,6 +117,7 @@ fn main() -> ExitCode {
         Command::Reload(args) => process::reload(args),
         Command::Ebpf(cmd) => ebpf::main(cmd),
         Command::Fleet(cmd) => fleet::main(cmd),
+        Command::K8s(cmd) => k8s::main(cmd),
         Command::Push(args) => oci::main(args),
         Command::Keygen(args) => keys::keygen(args),
         Command::Sign(args) => keys::sign(args),
