@@ -86,11 +86,6 @@ impl Fleet {
         }
     }
 
-    /// Where it is connected, for messages.
-    pub fn endpoints(&self) -> String {
-        self.endpoints.join(",")
-    }
-
     /// Every slot's rollout, by slot, and the etcd revision read at.
     pub async fn rollouts(
         &self,

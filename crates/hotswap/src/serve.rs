@@ -86,8 +86,8 @@ pub fn main(args: Args) -> anyhow::Result<ExitCode> {
         let generation = upgrader.generation();
         // As started; a reload that adds or drops `[tls]` says so in its plan.
         let scheme = if config.tls.is_some() { "https" } else { "http" };
-        // What the fleet member needs of the config, which the server takes.
-        let member_config = (config.data_dir.clone(), config.admin_token.clone());
+        // What a fleet member needs of the config, which the server takes.
+        let (data_dir, token) = (config.data_dir.clone(), config.admin_token.clone());
         let mut server = Server::start(config, Arc::new(upgrader), Some(example())).await?;
         if args.config.is_some() {
             let args = args.clone();
@@ -105,7 +105,7 @@ pub fn main(args: Args) -> anyhow::Result<ExitCode> {
         let fleet = match (&args.fleet, &args.member) {
             (Some(etcd), Some(name)) => {
                 hotswap_fleet::parse_endpoints(etcd)?;
-                Some(join_fleet(etcd, name, &server, &member_config))
+                Some(join_fleet(etcd, name, &server, &data_dir, token))
             }
             _ => None,
         };
@@ -141,13 +141,14 @@ impl Membership {
     }
 }
 
-/// Joins the fleet at `etcd` as `name`; `config` is the data dir (pulled
-/// plugins are cached under it) and the admin token.
+/// Joins the fleet at `etcd` as `name`, caching pulled plugins under
+/// `data_dir` and calling the admin API with `token`.
 fn join_fleet(
     etcd: &str,
     name: &str,
     server: &Server,
-    config: &(PathBuf, Option<String>),
+    data_dir: &std::path::Path,
+    token: Option<String>,
 ) -> Membership {
     let (stop, stopped) = tokio::sync::watch::channel(false);
     let until_stopped = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
@@ -158,9 +159,9 @@ fn join_fleet(
         etcd,
         &server.admin_addr().to_string(),
         &server.data_addr().to_string(),
-        config.0.join("oci"),
+        data_dir.join("oci"),
     );
-    member.admin_token = config.1.clone();
+    member.admin_token = token;
     let controller = hotswap_fleet::controller::ControllerOptions::new(name, etcd);
     eprintln!("hotswap serve: member `{name}` of the fleet at {etcd}");
     Membership {
