@@ -195,6 +195,7 @@ async fn measure(
             window_secs: 1,
             min_calls: 1_000_000,
         },
+        ..RolloutOptions::default()
     };
     let bar = super::progress(u64::from(args.rollouts));
     bar.set_message("rolling out under load");

@@ -39,6 +39,9 @@
 //!   slot, digest, version, duration and reason.
 //! - **State outlives code.** A slot's [`KvStore`] is handed to every revision
 //!   it prepares; swapping code never touches it.
+//! - **Signatures.** [`signing`] checks a module's ed25519 signature
+//!   against trusted keys, for the server's deploys and a fleet's members
+//!   alike.
 //!
 //! See [`Slot`] for a complete example.
 
@@ -55,6 +58,7 @@ mod prepare;
 mod reaper;
 mod revision;
 mod serving;
+pub mod signing;
 mod slot;
 mod state;
 mod tier;

@@ -59,6 +59,17 @@ pub enum FleetError {
     /// Someone else changed the rollout between the read and the write.
     #[error("the rollout of `{0}` changed while this was written; nothing was written, try again")]
     Raced(String),
+    /// The module's signature does not check against the rollout's keys.
+    #[error("{reference}: {source}")]
+    Signature {
+        /// The plugin.
+        reference: String,
+        /// Why.
+        source: hotswap_core::signing::SignatureError,
+    },
+    /// A rollout's spec is not one.
+    #[error(transparent)]
+    Spec(#[from] crate::spec::SpecError),
     /// The registry failed.
     #[error(transparent)]
     Registry(#[from] OciError),

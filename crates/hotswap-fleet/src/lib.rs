@@ -38,9 +38,10 @@ pub mod member;
 pub mod ops;
 pub mod record;
 mod rollout;
+pub mod spec;
 
 pub use error::FleetError;
 pub use etcd::{parse_endpoints, Fleet, Versioned};
 pub use rollout::{
-    parse_waves, Observed, Phase, Plan, Rollout, Soak, Step, Want, Wave, WavesError,
+    parse_waves, Observed, Phase, Plan, Rollout, Selector, Soak, Step, Want, Wave, WavesError,
 };

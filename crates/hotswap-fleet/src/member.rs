@@ -13,6 +13,7 @@ use std::time::Duration;
 use etcd_client::{PutOptions, WatchOptions};
 use hotswap_api::wire::{DeployQuery, ExpectQuery, RollbackQuery, WeightBody};
 use hotswap_api::{Client, ClientError};
+use hotswap_core::signing::Trust;
 use hotswap_core::{Digest, SlotStatus};
 use hotswap_oci::{OciError, PluginRef, Registry, RegistryOptions};
 
@@ -247,7 +248,7 @@ impl Member {
             // fleet hears why.
             Some(Ok(())) => Err("the slot no longer serves what the fleet wants (its canary judge or an operator changed it)".to_string()),
             Some(Err(e)) => Err(e),
-            None => match self.apply(slot, &want, local.as_ref(), &rollout.id).await {
+            None => match self.apply(slot, &want, local.as_ref(), rollout).await {
                 Ok(()) => {
                     tracing::debug!(slot, rollout = %rollout.id, ?want, "applied");
                     Ok(())
@@ -279,12 +280,12 @@ impl Member {
         slot: &str,
         want: &Want,
         local: Option<&SlotStatus>,
-        rollout: &str,
+        rollout: &Rollout,
     ) -> Result<(), Trouble> {
         let active = local.and_then(|s| s.active.as_ref()).map(|r| r.digest);
         let canary = local.and_then(|s| s.canary.as_ref()).map(|r| r.digest);
         let slot = slot.to_string();
-        let reason = format!("fleet rollout {rollout}");
+        let reason = format!("fleet rollout {}", rollout.id);
         let target = match want {
             Want::Nothing => return Ok(()),
             Want::Revert { digest } => return self.rollback(&slot, *digest, &reason).await,
@@ -315,6 +316,16 @@ impl Member {
             }
             Want::Serve { canary: weight, .. } => {
                 let (module, signature) = self.pull(target).await?;
+                if !rollout.signers.is_empty() {
+                    Trust::new(&rollout.signers, true)
+                        .and_then(|t| t.check(&module, signature.as_deref()))
+                        .map_err(|e| {
+                            Trouble::Fatal(format!(
+                                "{}: the rollout's signers refuse it: {e}",
+                                target.reference
+                            ))
+                        })?;
+                }
                 let query = DeployQuery {
                     sha256: Some(target.module.to_string()),
                     canary: *weight,

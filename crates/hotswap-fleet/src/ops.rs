@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use etcd_client::WatchOptions;
+use hotswap_core::signing::Trust;
 use hotswap_core::ErrorBudget;
 use hotswap_oci::{PluginRef, Registry};
 use serde::{Deserialize, Serialize};
@@ -13,7 +14,8 @@ use crate::error::FleetError;
 use crate::etcd::{decode, Fleet, Versioned};
 use crate::keys;
 use crate::record::{MemberRecord, Report, Target};
-use crate::rollout::{Phase, Plan, Rollout, Wave};
+use crate::rollout::{Phase, Plan, Rollout, Selector, Wave};
+use crate::spec;
 
 /// How a new rollout moves.
 #[derive(Debug, Clone)]
@@ -26,6 +28,34 @@ pub struct RolloutOptions {
     pub soak: Duration,
     /// The fleet-wide error budget.
     pub budget: ErrorBudget,
+    /// Which members take it.
+    pub members: Selector,
+    /// ed25519 public keys (hex), one of which must have signed the
+    /// module; checked here before anything is written, and by every
+    /// member before it deploys. None: the members' own policy alone.
+    pub signers: Vec<String>,
+    /// Who asks for it, for the rollout's record.
+    pub origin: Option<String>,
+}
+
+impl Default for RolloutOptions {
+    /// The defaults of [`crate::defaults`], for every member.
+    fn default() -> RolloutOptions {
+        let soak = spec::parse_soak(crate::defaults::SOAK).expect("the default soak parses");
+        RolloutOptions {
+            waves: crate::parse_waves(crate::defaults::WAVES).expect("the default waves parse"),
+            canary_weight: crate::defaults::CANARY_WEIGHT,
+            soak,
+            budget: spec::budget(
+                spec::parse_budget(crate::defaults::BUDGET).expect("the default budget parses"),
+                soak,
+                crate::defaults::MIN_CALLS,
+            ),
+            members: Selector::default(),
+            signers: Vec::new(),
+            origin: None,
+        }
+    }
 }
 
 /// Milliseconds since the epoch, the clock rollouts are kept in.
@@ -48,6 +78,15 @@ pub async fn start(
 ) -> Result<Rollout, FleetError> {
     let pinned = registry.resolve(reference).await?;
     let pulled = registry.pull(&pinned).await?;
+    if !options.signers.is_empty() {
+        // Refused here, nothing is written: no member would take it.
+        Trust::new(&options.signers, true)
+            .and_then(|t| t.check(&pulled.module, pulled.signature.as_deref()))
+            .map_err(|e| FleetError::Signature {
+                reference: pinned.to_string(),
+                source: e,
+            })?;
+    }
     let to = Target {
         reference: pinned.to_string(),
         module: pulled.digest,
@@ -77,6 +116,9 @@ pub async fn start(
     let plan = Plan {
         slot: slot.to_string(),
         to,
+        members: options.members,
+        signers: options.signers,
+        origin: options.origin,
         waves: options.waves,
         canary_weight: options.canary_weight,
         soak_ms: options.soak.as_millis() as u64,
@@ -126,6 +168,41 @@ pub async fn abort(fleet: &Fleet, slot: &str, reason: &str) -> Result<Rollout, F
         phase => Err(("it has already ended", phase)),
     })
     .await
+}
+
+/// Ends rollout `id` of `slot` for good, whatever its phase: with
+/// `rollback`, every member that took it returns to what the fleet served
+/// before (even after it succeeded); without, a rollout still moving stops
+/// where it is and members keep what they serve. `None` when the slot's
+/// rollout is another one, or there is nothing to do.
+pub async fn retire(
+    fleet: &Fleet,
+    slot: &str,
+    id: &str,
+    rollback: bool,
+    why: &str,
+) -> Result<Option<Rollout>, FleetError> {
+    let Some(current) = fleet.rollout(slot).await? else {
+        return Ok(None);
+    };
+    let Ok(mut rollout) = current.value else {
+        return Ok(None);
+    };
+    if rollout.id != id {
+        return Ok(None);
+    }
+    match (rollout.phase, rollback) {
+        (Phase::RolledBack | Phase::Stopped, _) | (Phase::Succeeded, false) => return Ok(None),
+        (_, true) => rollout.halt(now_ms(), why.to_string()),
+        (_, false) => rollout.stop(now_ms(), why.to_string()),
+    }
+    if !fleet
+        .write_rollout(&rollout, current.mod_revision, None, None)
+        .await?
+    {
+        return Err(FleetError::Raced(slot.to_string()));
+    }
+    Ok(Some(rollout))
 }
 
 /// Changes `slot`'s rollout by compare-and-swap.
@@ -266,6 +343,7 @@ pub fn behind(status: &FleetStatus, rollout: &Rollout) -> Vec<String> {
     status
         .members
         .keys()
+        .filter(|m| rollout.members.selects(m))
         .filter(|m| !reports.get(*m).is_some_and(|r| rollout.converged(m, r)))
         .cloned()
         .collect()

@@ -26,7 +26,10 @@ pub struct Rollout {
     /// a rollback returns to. `None` for a slot's first rollout: a rollback
     /// then rolls each member that took it back to its own previous revision.
     pub from: Option<Target>,
-    /// The waves, each a total share of the fleet.
+    /// Which members it is for (the rest keep what they serve).
+    #[serde(default, skip_serializing_if = "Selector::is_all")]
+    pub members: Selector,
+    /// The waves, each a total share of the selected members.
     pub waves: Vec<Wave>,
     /// The first wave's in-slot canary weight (percent of its calls).
     pub canary_weight: u8,
@@ -35,6 +38,15 @@ pub struct Rollout {
     pub soak_ms: u64,
     /// The fleet-wide error budget, over the members that took the target.
     pub budget: ErrorBudget,
+    /// ed25519 public keys (hex). When there are any, every member checks
+    /// the module's signature against them before it deploys it, on top of
+    /// its own server's policy.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub signers: Vec<String>,
+    /// Who asked for it, when not an operator by hand (the Kubernetes
+    /// operator names its resource and generation here).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub origin: Option<String>,
     /// Where it is.
     pub phase: Phase,
     /// The wave it is in (== `waves.len()` once it succeeded).
@@ -65,12 +77,15 @@ pub enum Phase {
     Succeeded,
     /// Halted by a breach or an operator; every member returns to `from`.
     RolledBack,
+    /// Stopped where it was, for good: every member keeps what it serves
+    /// (its last good revision), and the slot is free for a new rollout.
+    Stopped,
 }
 
 impl Phase {
     /// Whether nothing moves it any more.
     pub fn is_final(self) -> bool {
-        matches!(self, Phase::Succeeded | Phase::RolledBack)
+        matches!(self, Phase::Succeeded | Phase::RolledBack | Phase::Stopped)
     }
 }
 
@@ -81,6 +96,7 @@ impl fmt::Display for Phase {
             Phase::Paused => "paused",
             Phase::Succeeded => "succeeded",
             Phase::RolledBack => "rolled-back",
+            Phase::Stopped => "stopped",
         })
     }
 }
@@ -249,6 +265,37 @@ pub struct Observed {
     pub reports: BTreeMap<String, Report>,
 }
 
+/// Which members a rollout is for: all of them, or those named, or those
+/// whose names start with a prefix (a Deployment's pods), or both.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+#[serde(rename_all = "camelCase")]
+pub struct Selector {
+    /// Exactly these members.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub names: Vec<String>,
+    /// Members whose names start with this.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name_prefix: Option<String>,
+}
+
+impl Selector {
+    /// Whether it selects every member.
+    pub fn is_all(&self) -> bool {
+        self.names.is_empty() && self.name_prefix.is_none()
+    }
+
+    /// Whether `member` is one it selects.
+    pub fn selects(&self, member: &str) -> bool {
+        self.is_all()
+            || self.names.iter().any(|n| n == member)
+            || self
+                .name_prefix
+                .as_deref()
+                .is_some_and(|p| member.starts_with(p))
+    }
+}
+
 /// What a new rollout is made of.
 #[derive(Debug, Clone)]
 pub struct Plan {
@@ -256,6 +303,13 @@ pub struct Plan {
     pub slot: String,
     /// The plugin.
     pub to: Target,
+    /// Which members take it.
+    pub members: Selector,
+    /// Keys one of which must have signed it (none: the members' own
+    /// policy alone).
+    pub signers: Vec<String>,
+    /// Who asked for it.
+    pub origin: Option<String>,
     /// The waves (the last is 100%).
     pub waves: Vec<Wave>,
     /// The first wave's canary weight.
@@ -279,10 +333,13 @@ impl Rollout {
             slot: plan.slot,
             to: plan.to,
             from,
+            members: plan.members,
             waves: plan.waves,
             canary_weight: plan.canary_weight,
             soak_ms: plan.soak_ms,
             budget: plan.budget,
+            signers: plan.signers,
+            origin: plan.origin,
             phase: Phase::Running,
             wave: 0,
             assigned: Vec::new(),
@@ -298,6 +355,9 @@ impl Rollout {
 
     /// What `member` should serve in this slot now.
     pub fn want(&self, member: &str) -> Want {
+        if !self.members.selects(member) {
+            return Want::Nothing;
+        }
         let took = |upto: usize| {
             self.assigned
                 .iter()
@@ -314,6 +374,7 @@ impl Rollout {
         };
         match self.phase {
             Phase::Succeeded => serve(&self.to, None),
+            Phase::Stopped => Want::Nothing,
             Phase::RolledBack => match (&self.from, took(self.assigned.len())) {
                 (Some(from), _) => serve(from, None),
                 (None, Some(_)) => Want::Revert {
@@ -431,14 +492,22 @@ impl Rollout {
     /// there is no member to choose from.
     fn start_wave(&mut self, seen: &Observed) -> bool {
         let earlier: BTreeSet<&String> = self.assigned.iter().flatten().collect();
-        let fleet: BTreeSet<&String> = seen.members.iter().chain(earlier.iter().copied()).collect();
-        if seen.members.is_empty() {
+        let live: Vec<&String> = seen
+            .members
+            .iter()
+            .filter(|m| self.members.selects(m))
+            .collect();
+        let fleet: BTreeSet<&String> = live
+            .iter()
+            .copied()
+            .chain(earlier.iter().copied())
+            .collect();
+        if live.is_empty() {
             return false;
         }
         let total = self.waves[self.wave].total(fleet.len()).max(1);
-        let wave: Vec<String> = seen
-            .members
-            .iter()
+        let wave: Vec<String> = live
+            .into_iter()
             .filter(|m| !earlier.contains(m))
             .take(total.saturating_sub(earlier.len()))
             .cloned()
@@ -456,6 +525,15 @@ impl Rollout {
         self.assigned.push(wave);
         self.note(seen.now_ms, what);
         true
+    }
+
+    /// Stops it for good where it is, for `why`: members keep what they
+    /// serve.
+    pub fn stop(&mut self, now_ms: u64, why: String) {
+        self.phase = Phase::Stopped;
+        self.soak = None;
+        self.note(now_ms, format!("stopped: {why}"));
+        self.reason = Some(why);
     }
 
     /// Halts and rolls every member back, for `why`.

@@ -20,6 +20,7 @@ fn options() -> RolloutOptions {
             window_secs: 1,
             min_calls: 10,
         },
+        ..RolloutOptions::default()
     }
 }
 

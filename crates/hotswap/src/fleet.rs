@@ -5,7 +5,6 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use anyhow::Context;
-use hotswap_core::ErrorBudget;
 use hotswap_fleet::ops::{self, FleetStatus, RolloutOptions};
 use hotswap_fleet::{Fleet, Phase, Rollout, Wave};
 use hotswap_oci::{PluginRef, Registry, RegistryOptions};
@@ -56,10 +55,10 @@ pub struct RolloutArgs {
     #[arg(long, default_value = hotswap_fleet::defaults::WAVES, value_parser = hotswap_fleet::parse_waves)]
     waves: Waves,
     /// How long each wave must hold, every member healthy and the budget kept.
-    #[arg(long, default_value = hotswap_fleet::defaults::SOAK, value_parser = humantime::parse_duration)]
+    #[arg(long, default_value = hotswap_fleet::defaults::SOAK, value_parser = hotswap_fleet::spec::parse_soak)]
     soak: Duration,
     /// The share of calls that may fail on the members that took it, fleet-wide.
-    #[arg(long, default_value = hotswap_fleet::defaults::BUDGET, value_parser = percent_ppm)]
+    #[arg(long, default_value = hotswap_fleet::defaults::BUDGET, value_parser = hotswap_fleet::spec::parse_budget)]
     budget: u32,
     /// Calls a wave must serve before the budget judges it.
     #[arg(long, default_value_t = hotswap_fleet::defaults::MIN_CALLS)]
@@ -67,6 +66,11 @@ pub struct RolloutArgs {
     /// The first wave's in-slot canary weight, percent of its calls.
     #[arg(long, default_value_t = hotswap_fleet::defaults::CANARY_WEIGHT, value_parser = clap::value_parser!(u8).range(1..=100))]
     canary_weight: u8,
+    /// Require the module to be signed by this ed25519 public key (hex;
+    /// repeat for several): checked now, and by every member before it
+    /// deploys, on top of each server's own policy.
+    #[arg(long, value_name = "PUBLIC_KEY")]
+    signer: Vec<String>,
     /// Return once the rollout is written, without following it.
     #[arg(long)]
     detach: bool,
@@ -115,17 +119,6 @@ pub struct ControllerArgs {
 }
 
 /// `1%`, `0.5%` or `2`: a share in parts per million.
-fn percent_ppm(s: &str) -> Result<u32, String> {
-    let p: f64 = s
-        .trim_end_matches('%')
-        .parse()
-        .map_err(|_| format!("`{s}` is not a percent"))?;
-    if !(0.0..=100.0).contains(&p) {
-        return Err(format!("`{s}`: a budget is 0% to 100%"));
-    }
-    Ok((p * 10_000.0).round() as u32)
-}
-
 pub fn main(command: Command) -> anyhow::Result<ExitCode> {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -201,11 +194,9 @@ async fn rollout(args: RolloutArgs) -> anyhow::Result<ExitCode> {
         waves: args.waves,
         canary_weight: args.canary_weight,
         soak: args.soak,
-        budget: ErrorBudget {
-            max_failed_ppm: args.budget,
-            window_secs: args.soak.as_secs().max(1),
-            min_calls: args.min_calls,
-        },
+        budget: hotswap_fleet::spec::budget(args.budget, args.soak, args.min_calls),
+        signers: args.signer,
+        ..RolloutOptions::default()
     };
     let rollout = ops::start(&fleet, &registry, &args.slot, &args.reference, options).await?;
     if args.detach {
@@ -243,6 +234,7 @@ async fn rollout(args: RolloutArgs) -> anyhow::Result<ExitCode> {
             "every member serves {}",
             match last.phase {
                 Phase::Succeeded => &last.to.reference,
+                Phase::Stopped => "what it served when the rollout stopped",
                 _ => last
                     .from
                     .as_ref()

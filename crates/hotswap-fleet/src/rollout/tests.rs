@@ -23,6 +23,9 @@ fn plan(waves: &str) -> Plan {
     Plan {
         slot: "greet".into(),
         to: target(2),
+        members: Selector::default(),
+        signers: Vec::new(),
+        origin: None,
         waves: parse_waves(waves).unwrap(),
         canary_weight: 10,
         soak_ms: 1000,
@@ -226,4 +229,64 @@ fn paused_and_final_rollouts_do_not_move() {
     let r = settle(r, &members, 5000, 0, 0);
     assert_eq!(r.phase, Phase::Succeeded);
     assert!(r.phase.is_final());
+}
+
+#[test]
+fn a_selector_limits_the_waves_and_the_wishes_to_its_members() {
+    let members: BTreeSet<String> = ["core-1", "edge-1", "edge-2", "edge-3"]
+        .into_iter()
+        .map(String::from)
+        .collect();
+    let edges = Selector {
+        names: Vec::new(),
+        name_prefix: Some("edge-".into()),
+    };
+    let named = Selector {
+        names: vec!["core-1".into()],
+        name_prefix: None,
+    };
+    assert!(Selector::default().selects("anyone"));
+    assert!(edges.selects("edge-3") && !edges.selects("core-1"));
+    assert!(named.selects("core-1") && !named.selects("edge-1"));
+    let r = Rollout::new(
+        Plan {
+            members: edges,
+            ..plan("1,100%")
+        },
+        None,
+        0,
+    );
+    let r = settle(r, &members, 0, 0, 0);
+    assert_eq!(
+        r.assigned,
+        vec![vec!["edge-1".to_string()]],
+        "core-1 sorts first but is not selected"
+    );
+    let r = settle(r, &members, 1000, 0, 0);
+    assert_eq!(r.assigned[1].len(), 2, "100% of the three edges");
+    let r = settle(r, &members, 2000, 0, 0);
+    assert_eq!(r.phase, Phase::Succeeded, "{:#?}", r.log);
+    assert_eq!(r.want("core-1"), Want::Nothing, "not selected");
+    assert_eq!(r.want("edge-2"), active(2));
+}
+
+#[test]
+fn a_stopped_rollout_leaves_every_member_where_it_is() {
+    let members = fleet(3);
+    let r = settle(Rollout::new(plan("1,100%"), None, 0), &members, 0, 0, 0);
+    let mut stopped = r.clone();
+    stopped.stop(5, "its resource was deleted".into());
+    assert!(stopped.phase.is_final());
+    assert_eq!(stopped.reason.as_deref(), Some("its resource was deleted"));
+    for m in &members {
+        assert_eq!(stopped.want(m), Want::Nothing, "{m} keeps what it serves");
+    }
+    assert!(stopped
+        .step(&seen(&stopped, &members, 9000, 0, 0))
+        .is_none());
+    let next = Rollout::new(plan("100%"), Some(&stopped), 10);
+    assert_eq!(
+        next.from, None,
+        "a stopped rollout left no fleet-wide revision"
+    );
 }

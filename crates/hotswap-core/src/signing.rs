@@ -7,7 +7,7 @@
 //! bytes.
 //!
 //! ```
-//! use hotswap_server::signing;
+//! use hotswap_core::signing;
 //!
 //! let key = signing::generate()?;
 //! let module = b"\0asm...";
@@ -156,7 +156,7 @@ impl Trust {
     ) -> Result<(), SignatureError> {
         if signature.is_none()
             && self.native_required
-            && hotswap_core::Kind::of(plugin) == hotswap_core::Kind::Native
+            && crate::Kind::of(plugin) == crate::Kind::Native
         {
             return Err(SignatureError::NativeMissing);
         }
