@@ -274,7 +274,7 @@ pub struct Selector {
     /// Exactly these members.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub names: Vec<String>,
-    /// Members whose names start with this.
+    /// Members whose names start with this (a Deployment's pods).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub name_prefix: Option<String>,
 }

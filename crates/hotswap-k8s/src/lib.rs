@@ -10,11 +10,12 @@
 //! assert!(yaml.contains("name: hotswapplugins.hotswap.dev"));
 //! ```
 
+pub mod reconcile;
 mod resource;
 
+pub use hotswap_fleet::Selector;
 pub use resource::{
-    Condition, HotswapPlugin, HotswapPluginSpec, HotswapPluginStatus, MemberSelector, MemberStatus,
-    Signatures,
+    Condition, HotswapPlugin, HotswapPluginSpec, HotswapPluginStatus, MemberStatus, Signatures,
 };
 
 use kube::CustomResourceExt;

@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 
-use hotswap_fleet::defaults;
+use hotswap_fleet::{defaults, Selector};
 use kube::CustomResource;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
@@ -31,7 +31,7 @@ pub struct HotswapPluginSpec {
     pub image: String,
     /// Which members take it (all of the fleet when left out).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub members: Option<MemberSelector>,
+    pub members: Option<Selector>,
     /// The waves: member counts or percents of the fleet, the last `100%`.
     #[serde(default = "default_waves")]
     pub waves: Vec<String>,
@@ -55,18 +55,6 @@ pub struct HotswapPluginSpec {
     /// they stay on their last good revision).
     #[serde(default)]
     pub rollback_on_delete: bool,
-}
-
-/// Members by name.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
-#[serde(rename_all = "camelCase")]
-pub struct MemberSelector {
-    /// Exactly these members.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub names: Vec<String>,
-    /// Members whose names start with this (a Deployment's pods).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub name_prefix: Option<String>,
 }
 
 /// The signature policy of a rollout.
