@@ -360,3 +360,28 @@ pub async fn settle(
     let (last, _) = until(fleet, within, |s| behind(s, rollout).is_empty()).await?;
     Ok(behind(&last, rollout))
 }
+
+/// A tick after every change in the fleet's keys, coalesced (a slow
+/// receiver gets one tick for many changes), until the receiver is
+/// dropped. Reconnects to etcd on its own.
+pub fn changes(fleet: Fleet) -> tokio::sync::mpsc::Receiver<()> {
+    let (tx, rx) = tokio::sync::mpsc::channel(1);
+    tokio::spawn(async move {
+        while !tx.is_closed() {
+            let mut client = fleet.client();
+            let watch = client
+                .watch(keys::ROOT, Some(WatchOptions::new().with_prefix()))
+                .await;
+            if let Ok(mut stream) = watch {
+                while let Ok(Some(_)) = stream.message().await {
+                    if tx.is_closed() {
+                        return;
+                    }
+                    let _ = tx.try_send(());
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+    });
+    rx
+}

@@ -10,6 +10,8 @@
 //! assert!(yaml.contains("name: hotswapplugins.hotswap.dev"));
 //! ```
 
+pub mod leader;
+pub mod operator;
 pub mod reconcile;
 mod resource;
 

@@ -2,108 +2,12 @@
 //! a real etcd and a real OCI registry, rollouts driven by `hotswap fleet`,
 //! and load against every member throughout, every request counted.
 
-use std::path::Path;
-use std::process::Output;
-
+mod fleetkit;
 mod process;
 
+use fleetkit::{fleet, json, keygen, member, ok, push, serving, stderr};
 use hotswap_testkit::{Etcd, OciRegistry};
-use process::{hotswap, Load, Serve};
-
-fn stderr(out: &Output) -> String {
-    String::from_utf8_lossy(&out.stderr).into_owned()
-}
-
-fn ok(out: Output) -> Output {
-    assert!(
-        out.status.success(),
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        stderr(&out)
-    );
-    out
-}
-
-fn json(out: &Output) -> serde_json::Value {
-    serde_json::from_slice(&out.stdout)
-        .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&out.stdout)))
-}
-
-/// A key pair: (secret key file, public key hex).
-fn keygen(dir: &Path, name: &str) -> (String, String) {
-    let key = dir.join(name);
-    let out = ok(hotswap()
-        .args(["keygen", "--json", "--out"])
-        .arg(&key)
-        .output()
-        .unwrap());
-    let public = json(&out)["public_key"].as_str().unwrap().to_string();
-    (key.to_str().unwrap().to_string(), public)
-}
-
-/// Pushes `module` to `tag`, signed with `key`; the pinned reference.
-fn push(dir: &Path, module: &[u8], tag: &str, key: Option<&str>) -> String {
-    let file = dir.join("push.wasm");
-    std::fs::write(&file, module).unwrap();
-    let mut cmd = hotswap();
-    cmd.arg("push").arg(&file).arg(tag).arg("--json");
-    if let Some(key) = key {
-        cmd.args(["--key", key]);
-    }
-    let out = ok(cmd.output().unwrap());
-    json(&out)["reference"].as_str().unwrap().to_string()
-}
-
-/// `hotswap fleet ARGS --etcd ...`.
-fn fleet(etcd: &Etcd, args: &[&str]) -> Output {
-    hotswap()
-        .arg("fleet")
-        .args(args)
-        .arg("--etcd")
-        .arg(format!("etcd://{}", etcd.endpoint()))
-        .output()
-        .unwrap()
-}
-
-/// A member trusting `keys`, requiring signatures.
-fn member(root: &Path, etcd: &Etcd, name: &str, keys: &[&str]) -> Serve {
-    let dir = root.join(name);
-    std::fs::create_dir_all(&dir).unwrap();
-    let config = dir.join("hotswap.toml");
-    let keys: Vec<String> = keys.iter().map(|k| format!("{k:?}")).collect();
-    std::fs::write(
-        &config,
-        format!(
-            "trusted_keys = [{}]\nrequire_signature = true\n",
-            keys.join(", ")
-        ),
-    )
-    .unwrap();
-    let etcd = format!("etcd://{}", etcd.endpoint());
-    let server = Serve::start(
-        &dir,
-        &[
-            "--config",
-            config.to_str().unwrap(),
-            "--fleet",
-            &etcd,
-            "--member",
-            name,
-        ],
-    );
-    server.wait_for_line(&format!("member `{name}` of the fleet"));
-    server
-}
-
-/// The digest `server`'s slot `greet` serves as its active revision, and
-/// whether it has a canary.
-fn serving(server: &Serve) -> (String, bool) {
-    let v = json(&ok(server.cli(&["status", "greet", "--json"])));
-    (
-        v["active"]["digest"].as_str().unwrap().to_string(),
-        !v["canary"].is_null(),
-    )
-}
+use process::{Load, Serve};
 
 #[test]
 fn a_fleet_rolls_out_wave_by_wave_and_rolls_back_everyone_when_a_member_cannot_apply() {
