@@ -60,4 +60,52 @@ fn a_real_api_server_takes_the_crd_and_serves_the_resource() {
         ok
     });
     assert!(served, "hotswapplugins were never served");
+    apply_the_deploy_manifests(&server);
+}
+
+/// Every object in deploy/ (in the order docs/kubernetes.md applies them)
+/// is one the API server takes: right kinds, right versions, valid fields.
+fn apply_the_deploy_manifests(server: &KubeApiServer) {
+    use kube::api::{DynamicObject, PostParams};
+    use kube::discovery::{pinned_kind, Scope};
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let config = kube::Config::from_custom_kubeconfig(
+            kube::config::Kubeconfig::read_from(server.kubeconfig()).unwrap(),
+            &kube::config::KubeConfigOptions::default(),
+        )
+        .await
+        .unwrap();
+        let client = kube::Client::try_from(config).unwrap();
+        for file in [
+            "namespace.yaml",
+            "rbac.yaml",
+            "etcd.yaml",
+            "operator.yaml",
+            "members.yaml",
+            "example.yaml",
+        ] {
+            let path = format!("{}/../../deploy/{file}", env!("CARGO_MANIFEST_DIR"));
+            let text = std::fs::read_to_string(&path).unwrap();
+            for doc in serde_yaml::Deserializer::from_str(&text) {
+                let object: DynamicObject = serde::Deserialize::deserialize(doc).unwrap();
+                let types = object.types.clone().expect("apiVersion and kind");
+                let gvk = kube::api::GroupVersionKind::try_from(&types).unwrap();
+                let (resource, caps) = pinned_kind(&client, &gvk)
+                    .await
+                    .unwrap_or_else(|e| panic!("{file}: {} is not served: {e}", types.kind));
+                let api: kube::Api<DynamicObject> = match caps.scope {
+                    Scope::Cluster => kube::Api::all_with(client.clone(), &resource),
+                    Scope::Namespaced => kube::Api::namespaced_with(
+                        client.clone(),
+                        object.metadata.namespace.as_deref().unwrap_or("default"),
+                        &resource,
+                    ),
+                };
+                api.create(&PostParams::default(), &object)
+                    .await
+                    .unwrap_or_else(|e| panic!("{file}: {} refused: {e}", types.kind));
+            }
+        }
+    });
 }
