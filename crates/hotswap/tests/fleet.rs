@@ -15,23 +15,16 @@ fn a_fleet_rolls_out_wave_by_wave_and_rolls_back_everyone_when_a_member_cannot_a
         return;
     };
     let root = tempfile::tempdir().unwrap();
-    let (key_a, public_a) = keygen(root.path(), "a.key");
-    let (key_b, public_b) = keygen(root.path(), "b.key");
-    let repo = format!("oci://{}/plugins/greet", registry.host());
-    let v2 = push(
-        root.path(),
-        hotswap_examples::GREET_V2,
-        &format!("{repo}:v2"),
-        Some(&key_a),
-    );
-    // The same module as v1, signed with a key m2 does not trust: the
-    // failure injected into wave 2.
-    let v1_b = push(
-        root.path(),
-        hotswap_examples::GREET_V1,
-        &format!("{repo}:v1-b"),
-        Some(&key_b),
-    );
+    // v1-b is the same module as v1, signed with a key m2 does not
+    // trust: the failure injected into wave 2.
+    let fleetkit::Revisions {
+        public_a,
+        public_b,
+        repo,
+        v2,
+        v1_b,
+        ..
+    } = fleetkit::revisions(root.path(), &registry);
     let v2_digest = hotswap_core::Digest::of(hotswap_examples::GREET_V2).to_string();
 
     let members: Vec<Serve> = (1..=4)

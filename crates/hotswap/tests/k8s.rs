@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 mod fleetkit;
 mod process;
 
-use fleetkit::{fleet, json, keygen, member, ok, push, serving};
+use fleetkit::{fleet, json, member, ok, push, serving};
 use hotswap_k8s::{HotswapPlugin, HotswapPluginSpec};
 use hotswap_testkit::{Etcd, KubeApiServer, OciRegistry};
 use k8s_openapi::api::core::v1::Secret;
@@ -175,21 +175,14 @@ fn the_operator_rolls_a_hotswap_plugin_out_rolls_it_back_survives_its_own_death_
         return;
     };
     let root = tempfile::tempdir().unwrap();
-    let (key_a, public_a) = keygen(root.path(), "a.key");
-    let (key_b, public_b) = keygen(root.path(), "b.key");
-    let repo = format!("oci://{}/plugins/greet", registry.host());
-    let v2 = push(
-        root.path(),
-        hotswap_examples::GREET_V2,
-        &format!("{repo}:v2"),
-        Some(&key_a),
-    );
-    push(
-        root.path(),
-        hotswap_examples::GREET_V1,
-        &format!("{repo}:v1-b"),
-        Some(&key_b),
-    );
+    let fleetkit::Revisions {
+        key_a,
+        public_a,
+        public_b,
+        repo,
+        v2,
+        ..
+    } = fleetkit::revisions(root.path(), &registry);
     // Another module: a signature belongs to a module, so the same module
     // signed by A would be trusted everywhere.
     push(

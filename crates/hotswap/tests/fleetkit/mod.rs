@@ -5,7 +5,7 @@
 use std::path::Path;
 use std::process::Output;
 
-use hotswap_testkit::Etcd;
+use hotswap_testkit::{Etcd, OciRegistry};
 
 use crate::process::{hotswap, Serve};
 
@@ -102,4 +102,50 @@ pub fn serving(server: &Serve) -> (String, bool) {
         v["active"]["digest"].as_str().unwrap().to_string(),
         !v["canary"].is_null(),
     )
+}
+
+/// Two signers and two revisions of greet in a registry: what the fleet
+/// and Kubernetes tests roll out and break.
+pub struct Revisions {
+    /// Signer A's secret key file and public key (hex).
+    pub key_a: String,
+    pub public_a: String,
+    /// Signer B's.
+    pub key_b: String,
+    pub public_b: String,
+    /// `oci://HOST/plugins/greet`.
+    pub repo: String,
+    /// greet v2 signed by A, at `:v2`, pinned.
+    pub v2: String,
+    /// greet v1 signed by B, at `:v1-b`, pinned: the failure injected
+    /// where a member trusts only A.
+    pub v1_b: String,
+}
+
+/// Makes the keys under `dir` and pushes the revisions to `registry`.
+pub fn revisions(dir: &Path, registry: &OciRegistry) -> Revisions {
+    let (key_a, public_a) = keygen(dir, "a.key");
+    let (key_b, public_b) = keygen(dir, "b.key");
+    let repo = format!("oci://{}/plugins/greet", registry.host());
+    let v2 = push(
+        dir,
+        hotswap_examples::GREET_V2,
+        &format!("{repo}:v2"),
+        Some(&key_a),
+    );
+    let v1_b = push(
+        dir,
+        hotswap_examples::GREET_V1,
+        &format!("{repo}:v1-b"),
+        Some(&key_b),
+    );
+    Revisions {
+        key_a,
+        public_a,
+        key_b,
+        public_b,
+        repo,
+        v2,
+        v1_b,
+    }
 }
