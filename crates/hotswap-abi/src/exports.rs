@@ -30,22 +30,54 @@ pub const MIGRATE: &str = "hs_migrate";
 /// The exports both bindings may have, and that validation reports.
 pub const OPTIONAL: &[&str] = &[INIT, HEALTH, SHUTDOWN, MIGRATE];
 
-/// The optional exports a plugin has, in the ABI's order, from whether it
-/// has each of [`INIT`], [`HEALTH`], [`SHUTDOWN`] and [`MIGRATE`] (the
-/// order of [`OPTIONAL`]): what `hotswap check` reports, for either tier.
+/// Which of the optional exports ([`OPTIONAL`]) a plugin has: what
+/// validation learns of either tier, and what `hotswap check` reports.
 ///
 /// ```
-/// use hotswap_abi::exports::{present, INIT, MIGRATE};
+/// use hotswap_abi::exports::{Optional, INIT, MIGRATE};
 ///
-/// let names: Vec<_> = present([true, false, false, true]).collect();
-/// assert_eq!(names, [INIT, MIGRATE]);
+/// let has = Optional::of(|name| name == INIT || name == MIGRATE);
+/// assert!(has.init && !has.health);
+/// assert_eq!(has.names().collect::<Vec<_>>(), [INIT, MIGRATE]);
 /// ```
-pub fn present(has: [bool; 4]) -> impl Iterator<Item = &'static str> {
-    OPTIONAL
-        .iter()
-        .zip(has)
-        .filter(|(_, has)| *has)
-        .map(|(name, _)| *name)
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Optional {
+    /// `hs_init`.
+    pub init: bool,
+    /// `hs_health`.
+    pub health: bool,
+    /// `hs_shutdown`.
+    pub shutdown: bool,
+    /// `hs_migrate`.
+    pub migrate: bool,
+}
+
+impl Optional {
+    /// From whether the plugin exports each name.
+    pub fn of(mut has: impl FnMut(&'static str) -> bool) -> Optional {
+        Optional::try_of(|name| Ok::<_, core::convert::Infallible>(has(name)))
+            .unwrap_or_else(|never| match never {})
+    }
+
+    /// From a reader of each name that can fail (an ELF symbol table).
+    pub fn try_of<E>(mut has: impl FnMut(&'static str) -> Result<bool, E>) -> Result<Optional, E> {
+        Ok(Optional {
+            init: has(INIT)?,
+            health: has(HEALTH)?,
+            shutdown: has(SHUTDOWN)?,
+            migrate: has(MIGRATE)?,
+        })
+    }
+
+    /// The names it has, in the ABI's order ([`OPTIONAL`]).
+    pub fn names(self) -> impl Iterator<Item = &'static str> {
+        let has = [self.init, self.health, self.shutdown, self.migrate];
+        OPTIONAL
+            .iter()
+            .zip(has)
+            .filter(|(_, has)| *has)
+            .map(|(name, _)| *name)
+    }
 }
 
 /// The exports a native library must have.

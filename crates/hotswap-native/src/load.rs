@@ -166,10 +166,10 @@ fn resolve(handle: &DlLibrary, info: &crate::LibraryInfo) -> Result<Exports, Loa
     Ok(Exports {
         bind: get(handle, exports::BIND)?,
         call: get(handle, exports::CALL)?,
-        init: optional(handle, info.has_init, exports::INIT)?,
-        health: optional(handle, info.has_health, exports::HEALTH)?,
-        shutdown: optional(handle, info.has_shutdown, exports::SHUTDOWN)?,
-        migrate: optional(handle, info.has_migrate, exports::MIGRATE)?,
+        init: optional(handle, info.optional.init, exports::INIT)?,
+        health: optional(handle, info.optional.health, exports::HEALTH)?,
+        shutdown: optional(handle, info.optional.shutdown, exports::SHUTDOWN)?,
+        migrate: optional(handle, info.optional.migrate, exports::MIGRATE)?,
     })
 }
 

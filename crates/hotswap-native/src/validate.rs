@@ -48,28 +48,8 @@ pub enum Rejection {
 pub struct LibraryInfo {
     /// The plugin's manifest.
     pub manifest: Manifest,
-    /// Whether it exports `hs_init`.
-    pub has_init: bool,
-    /// Whether it exports `hs_health`.
-    pub has_health: bool,
-    /// Whether it exports `hs_shutdown`.
-    pub has_shutdown: bool,
-    /// Whether it exports `hs_migrate`.
-    pub has_migrate: bool,
-}
-
-impl LibraryInfo {
-    /// The ABI's optional exports (`hotswap_abi::exports::OPTIONAL`) it
-    /// has, in the ABI's order: what `hotswap check` reports.
-    pub fn optional_exports(&self) -> Vec<&'static str> {
-        let has = [
-            self.has_init,
-            self.has_health,
-            self.has_shutdown,
-            self.has_migrate,
-        ];
-        exports::present(has).collect()
-    }
+    /// Which of the ABI's optional exports it has.
+    pub optional: exports::Optional,
 }
 
 /// Checks `bytes` against the native binding of ABI v1 without loading or
@@ -138,10 +118,7 @@ pub fn validate(bytes: &[u8]) -> Result<LibraryInfo, Rejection> {
     let manifest = Manifest::from_sections(manifests)?;
     Ok(LibraryInfo {
         manifest,
-        has_init: exported(exports::INIT)?,
-        has_health: exported(exports::HEALTH)?,
-        has_shutdown: exported(exports::SHUTDOWN)?,
-        has_migrate: exported(exports::MIGRATE)?,
+        optional: exports::Optional::try_of(exported)?,
     })
 }
 

@@ -90,7 +90,7 @@ impl WasmCode {
             wait_cv: Condvar::new(),
         });
         let mut first = pool.instantiate()?;
-        if pool.info.has_health {
+        if pool.info.optional.health {
             let health: TypedFunc<(), i32> = first
                 .get_func(exports::HEALTH)
                 .map_err(|e| PrepareError::Instantiate(e.to_string()))?;
@@ -152,7 +152,7 @@ impl Code for WasmCode {
     }
 
     fn can_migrate(&self) -> bool {
-        self.pool.info.has_migrate
+        self.pool.info.optional.migrate
     }
 
     /// Runs `hs_migrate(from_schema)` on an instance of its own, whose
@@ -197,7 +197,7 @@ impl Code for WasmCode {
 
     fn shutdown(&self) {
         let pool = &*self.pool;
-        if !pool.info.has_shutdown {
+        if !pool.info.optional.shutdown {
             return;
         }
         // One deadline for all instances together: the cleanup thread is
@@ -360,7 +360,7 @@ impl Pool {
             process,
             resolved_in,
         });
-        if self.info.has_init {
+        if self.info.optional.init {
             let init: TypedFunc<(), i32> = instance.get_func(exports::INIT).map_err(abi)?;
             match init.call(&mut instance.store, ()) {
                 Ok(code::OK) => {}

@@ -82,32 +82,12 @@ pub enum Rejection {
 pub struct ModuleInfo {
     /// The plugin's manifest.
     pub manifest: Manifest,
-    /// Whether it exports `hs_init`.
-    pub has_init: bool,
-    /// Whether it exports `hs_health`.
-    pub has_health: bool,
-    /// Whether it exports `hs_shutdown`.
-    pub has_shutdown: bool,
-    /// Whether it exports `hs_migrate`.
-    pub has_migrate: bool,
+    /// Which of the ABI's optional exports it has.
+    pub optional: exports::Optional,
     /// Whether it imports WASI preview 1.
     pub uses_wasi: bool,
     /// Every import, as `module.name`.
     pub imports: Vec<String>,
-}
-
-impl ModuleInfo {
-    /// The ABI's optional exports (`hotswap_abi::exports::OPTIONAL`) it
-    /// has, in the ABI's order: what `hotswap check` reports.
-    pub fn optional_exports(&self) -> Vec<&'static str> {
-        let has = [
-            self.has_init,
-            self.has_health,
-            self.has_shutdown,
-            self.has_migrate,
-        ];
-        exports::present(has).collect()
-    }
 }
 
 /// A module's function type, printed as hotswap-abi prints the ABI's.
@@ -294,10 +274,7 @@ pub fn validate(engine: &Engine, bytes: &[u8], allow_wasi: bool) -> Result<Modul
     };
     Ok(ModuleInfo {
         manifest,
-        has_init: has(exports::INIT),
-        has_health: has(exports::HEALTH),
-        has_shutdown: has(exports::SHUTDOWN),
-        has_migrate: has(exports::MIGRATE),
+        optional: exports::Optional::of(has),
         uses_wasi,
         imports,
     })

@@ -61,7 +61,7 @@ pub fn main(args: Args) -> anyhow::Result<ExitCode> {
     let found = if report.kind == Kind::Native {
         // Read from the ELF file; the library is not loaded.
         hotswap_native::validate(artifact.bytes())
-            .map(|i| (i.optional_exports(), i.manifest))
+            .map(|i| (i.optional.names().collect(), i.manifest))
             .map_err(|e| e.to_string())
     } else {
         let tier = WasmTier::new(WasmConfig {
@@ -74,7 +74,7 @@ pub fn main(args: Args) -> anyhow::Result<ExitCode> {
         tier.inspect(&artifact)
             .map(|i| {
                 report.imports = i.imports.clone();
-                (i.optional_exports(), i.manifest.clone())
+                (i.optional.names().collect(), i.manifest.clone())
             })
             .map_err(|e| e.to_string())
     };
