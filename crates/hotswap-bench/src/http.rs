@@ -10,10 +10,10 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
-use hdrhistogram::Histogram;
 use hotswap_server::{Server, ServerConfig};
 
 use super::proto;
+use crate::tally::Tally;
 use serde::Serialize;
 
 #[derive(clap::Args)]
@@ -88,38 +88,6 @@ struct Report {
     tls_baseline_rps: f64,
     tls_ratio: f64,
     tls_failed: u64,
-}
-
-/// What one stretch of load measured.
-#[derive(Default)]
-pub(super) struct Tally {
-    pub ok: u64,
-    pub failed: u64,
-    pub elapsed: Duration,
-    pub hist: Option<Histogram<u64>>,
-}
-
-impl Tally {
-    pub fn add(&mut self, other: Tally) {
-        self.ok += other.ok;
-        self.failed += other.failed;
-        self.elapsed += other.elapsed;
-        match (&mut self.hist, other.hist) {
-            (Some(h), Some(o)) => h.add(o).expect("same bounds"),
-            (h @ None, o) => *h = o,
-            _ => {}
-        }
-    }
-
-    fn rps(&self) -> f64 {
-        self.ok as f64 / self.elapsed.as_secs_f64().max(1e-9)
-    }
-
-    fn p99_ms(&self) -> f64 {
-        self.hist
-            .as_ref()
-            .map_or(0.0, |h| h.value_at_quantile(0.99) as f64 / 1e6)
-    }
 }
 
 pub fn main(args: Args) -> anyhow::Result<ExitCode> {

@@ -17,6 +17,7 @@ mod plot;
 mod proto;
 mod serve_child;
 mod swap;
+mod tally;
 mod upgrade;
 
 #[derive(clap::Subcommand)]

@@ -16,7 +16,7 @@ use hyper::Request;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use tokio::net::TcpStream;
 
-use super::http::Tally;
+use crate::tally::Tally;
 
 /// How a client talks to a server.
 #[derive(Clone)]
@@ -139,10 +139,9 @@ async fn client(addr: SocketAddr, proto: Proto, stop: Arc<AtomicBool>) -> Tally 
         Ok(sender) => sender,
         Err(e) => {
             tracing::warn!(error = %e, "bench client cannot connect");
-            return Tally {
-                failed: 1,
-                ..Tally::default()
-            };
+            let mut tally = Tally::default();
+            tally.fail(|| format!("cannot connect: {e}"));
+            return tally;
         }
     };
     while !stop.load(Ordering::Relaxed) {
@@ -158,8 +157,8 @@ async fn client(addr: SocketAddr, proto: Proto, stop: Arc<AtomicBool>) -> Tally 
     Tally {
         ok,
         failed,
-        elapsed: Duration::ZERO,
         hist: Some(hist),
+        ..Tally::default()
     }
 }
 

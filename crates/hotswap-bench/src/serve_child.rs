@@ -8,6 +8,8 @@ use std::process::{Command as Process, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use anyhow::{bail, Context};
+
+pub(crate) use crate::tally::Tally;
 use rustix::event::{poll, PollFd, PollFlags, Timespec};
 use rustix::process::{kill_process, pidfd_open, Pid, PidfdFlags, Signal};
 
@@ -85,24 +87,6 @@ pub(crate) fn exits_within(pidfd: &std::os::fd::OwnedFd, secs: i64) -> bool {
     poll(&mut fds, Some(&timeout)).unwrap_or(0) > 0
 }
 
-/// What a client saw.
-#[derive(Default)]
-pub(crate) struct Tally {
-    pub(crate) ok: u64,
-    pub(crate) failed: u64,
-    pub(crate) refused: u64,
-    pub(crate) errors: Vec<String>,
-}
-
-impl Tally {
-    pub(crate) fn add(&mut self, other: Tally) {
-        self.ok += other.ok;
-        self.failed += other.failed;
-        self.refused += other.refused;
-        self.errors.extend(other.errors.into_iter().take(5));
-    }
-}
-
 /// Calls until `stop`, counting answers that are not exactly right: a
 /// 200 from one process whose body `right` accepts for input `bench`.
 /// With `pace`, it waits that long after each call (a steady load, not
@@ -136,21 +120,11 @@ pub(crate) fn client(
         });
         match result {
             Ok((200, true, body)) if right(&body) => tally.ok += 1,
-            Ok(other) => {
-                tally.failed += 1;
-                if tally.errors.len() < 5 {
-                    tally.errors.push(format!("{other:?}"));
-                }
-            }
+            Ok(other) => tally.fail(|| format!("{other:?}")),
             Err(ureq::Error::Io(e)) if e.kind() == std::io::ErrorKind::ConnectionRefused => {
                 tally.refused += 1
             }
-            Err(e) => {
-                tally.failed += 1;
-                if tally.errors.len() < 5 {
-                    tally.errors.push(e.to_string());
-                }
-            }
+            Err(e) => tally.fail(|| e.to_string()),
         }
     }
     tally
