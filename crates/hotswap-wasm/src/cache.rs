@@ -1,17 +1,15 @@
 //! `CompileCache`: each digest is validated and compiled once, then kept in
 //! memory and on disk.
 
-use std::collections::{HashMap, VecDeque};
-use std::hash::{Hash, Hasher};
-use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use hotswap_core::{Artifact, Digest};
-use sha2::{Digest as _, Sha256};
 use wasmtime::{Engine, Module};
 
+use crate::code_dir::CodeDir;
+use crate::recent::Recent;
 use crate::validate::{self, ModuleInfo, Rejection};
 
 /// How many compiled modules stay in memory. The ones for a slot's active
@@ -31,20 +29,13 @@ pub struct CacheStats {
 
 pub(crate) struct CompileCache {
     engine: Engine,
-    /// `<cache_dir>/<engine fingerprint>`: a different wasmtime version or
-    /// setting looks in a different directory, never at the wrong code.
-    dir: Option<PathBuf>,
+    /// Where compiled modules outlive the process, if anywhere.
+    dir: Option<CodeDir>,
     allow_wasi: bool,
-    entries: Mutex<Entries>,
+    entries: Mutex<Recent<Entry>>,
     compiles: AtomicU64,
     disk_hits: AtomicU64,
     memory_hits: AtomicU64,
-}
-
-#[derive(Default)]
-struct Entries {
-    map: HashMap<Digest, Entry>,
-    order: VecDeque<Digest>,
 }
 
 #[derive(Clone)]
@@ -55,20 +46,12 @@ struct Entry {
 
 impl CompileCache {
     pub fn new(engine: Engine, cache_dir: Option<&Path>, allow_wasi: bool) -> CompileCache {
-        let dir = cache_dir
-            .map(|d| d.join(engine_fingerprint(&engine)))
-            .filter(|d| match trusted_dir(d) {
-                Ok(()) => true,
-                Err(why) => {
-                    tracing::warn!(dir = %d.display(), "compile cache on disk disabled: {why}");
-                    false
-                }
-            });
+        let dir = cache_dir.and_then(|d| CodeDir::open(&engine, d));
         CompileCache {
             engine,
             dir,
             allow_wasi,
-            entries: Mutex::default(),
+            entries: Mutex::new(Recent::new(IN_MEMORY)),
             compiles: AtomicU64::new(0),
             disk_hits: AtomicU64::new(0),
             memory_hits: AtomicU64::new(0),
@@ -86,7 +69,7 @@ impl CompileCache {
     /// Validation is a pure function of the bytes (and the WASI setting), so
     /// it is done once per digest too: a swap to a known revision skips it.
     pub fn validate(&self, artifact: &Artifact) -> Result<Arc<ModuleInfo>, Rejection> {
-        if let Some(entry) = self.lock().map.get(&artifact.digest()) {
+        if let Some(entry) = self.lock().get(&artifact.digest()) {
             return Ok(entry.info.clone());
         }
         let info = Arc::new(validate::validate(
@@ -102,7 +85,7 @@ impl CompileCache {
     /// compiled now (and written to disk).
     pub fn module(&self, artifact: &Artifact) -> wasmtime::Result<Module> {
         let digest = artifact.digest();
-        if let Some(module) = self.lock().map.get(&digest).and_then(|e| e.module.clone()) {
+        if let Some(module) = self.lock().get(&digest).and_then(|e| e.module.clone()) {
             self.memory_hits.fetch_add(1, Ordering::Relaxed);
             return Ok(module);
         }
@@ -128,113 +111,42 @@ impl CompileCache {
     }
 
     fn insert(&self, digest: Digest, info: Arc<ModuleInfo>, module: Option<Module>) {
-        let mut entries = self.lock();
-        if !entries.map.contains_key(&digest) {
-            entries.order.push_back(digest);
-        }
         // Recording a validation must not drop a compiled module a racing
         // prepare stored meanwhile.
-        let module = module.or_else(|| entries.map.get(&digest).and_then(|e| e.module.clone()));
-        entries.map.insert(digest, Entry { info, module });
-        while entries.order.len() > IN_MEMORY {
-            if let Some(old) = entries.order.pop_front() {
-                entries.map.remove(&old);
-            }
-        }
+        self.lock().update(digest, |old| Entry {
+            info,
+            module: module.or_else(|| old.and_then(|e| e.module)),
+        });
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, Entries> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Recent<Entry>> {
         self.entries.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    fn path(&self, digest: &Digest) -> Option<PathBuf> {
-        self.dir.as_ref().map(|d| d.join(format!("{digest}.cwasm")))
-    }
-
-    /// Reads a module this host compiled earlier. The file ends with the
-    /// sha256 of the rest, so a torn or corrupted file is recompiled rather
-    /// than handed to `Module::deserialize`, which trusts its input.
+    /// Reads a module this host compiled earlier, if [`CodeDir`] has it
+    /// whole.
     fn load(&self, digest: &Digest) -> Option<Module> {
-        let path = self.path(digest)?;
-        let data = std::fs::read(&path).ok()?;
-        let (body, sum) = data.split_at_checked(data.len().checked_sub(32)?)?;
-        if Sha256::digest(body).as_slice() != sum {
-            tracing::warn!(path = %path.display(), "compiled cache file is corrupt; recompiling");
-            return None;
-        }
+        let body = self.dir.as_ref()?.read(digest)?;
         // SAFETY: the bytes were produced by `Module::serialize` in this
         // host's own cache directory (checked at start-up to be owned by
-        // this user and writable by no one else, see `trusted_dir`), for an
+        // this user and writable by no one else, see `CodeDir::open`), for an
         // engine with the same fingerprint, and their checksum matches;
         // wasmtime also checks the engine compatibility header.
-        match unsafe { Module::deserialize(&self.engine, body) } {
+        match unsafe { Module::deserialize(&self.engine, &body) } {
             Ok(m) => Some(m),
             Err(e) => {
-                tracing::warn!(path = %path.display(), error = %e, "cannot load compiled cache file; recompiling");
+                tracing::warn!(%digest, error = %e, "cannot load a compiled module from the cache; recompiling");
                 None
             }
         }
     }
 
-    /// Writes atomically (temporary file, then rename) so a crash never
-    /// leaves a half-written file under the final name. Failure to write is
-    /// logged, not fatal: the cache is an optimisation.
+    /// Keeps `module` on disk, where there is a cache directory.
     fn store(&self, digest: &Digest, module: &Module) {
-        let (Some(dir), Some(path)) = (&self.dir, self.path(digest)) else {
-            return;
-        };
-        let result = (|| -> std::io::Result<()> {
-            let mut body = module.serialize().map_err(std::io::Error::other)?;
-            let sum = Sha256::digest(&body);
-            body.extend_from_slice(&sum);
-            let mut tmp = tempfile::NamedTempFile::new_in(dir)?;
-            tmp.write_all(&body)?;
-            tmp.as_file().sync_all()?;
-            tmp.persist(&path).map(drop).map_err(|e| e.error)
-        })();
-        if let Err(e) = result {
-            tracing::warn!(dir = %dir.display(), error = %e, "cannot write the compile cache");
+        let Some(dir) = &self.dir else { return };
+        match module.serialize() {
+            Ok(body) => dir.write(digest, body),
+            Err(e) => tracing::warn!(%digest, error = %e, "cannot serialize a compiled module"),
         }
     }
-}
-
-/// Creates `dir` (mode 0700) if needed and checks that it, and the cache
-/// directory above it, belong to this user and no one else can write there.
-/// Cached files are native code that `Module::deserialize` trusts; a
-/// directory someone else can write to would let them run theirs.
-fn trusted_dir(dir: &Path) -> Result<(), String> {
-    use std::os::unix::fs::{DirBuilderExt, MetadataExt};
-    std::fs::DirBuilder::new()
-        .recursive(true)
-        .mode(0o700)
-        .create(dir)
-        .map_err(|e| format!("cannot create it: {e}"))?;
-    let me = rustix::process::getuid().as_raw();
-    for d in [Some(dir), dir.parent()].into_iter().flatten() {
-        let meta =
-            std::fs::metadata(d).map_err(|e| format!("cannot inspect {}: {e}", d.display()))?;
-        if meta.uid() != me {
-            return Err(format!(
-                "{} belongs to uid {}, not to this user (uid {me})",
-                d.display(),
-                meta.uid()
-            ));
-        }
-        if meta.mode() & 0o022 != 0 {
-            return Err(format!(
-                "{} is writable by group or others (mode {:o}); chmod go-w it",
-                d.display(),
-                meta.mode() & 0o777
-            ));
-        }
-    }
-    Ok(())
-}
-
-/// A short, stable name for everything that makes compiled code compatible:
-/// wasmtime's version, target and settings.
-fn engine_fingerprint(engine: &Engine) -> String {
-    let mut h = std::collections::hash_map::DefaultHasher::new();
-    engine.precompile_compatibility_hash().hash(&mut h);
-    format!("engine-{:016x}", h.finish())
 }

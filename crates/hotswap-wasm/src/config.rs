@@ -42,7 +42,7 @@ impl Default for WasmConfig {
 }
 
 /// How often the epoch advances. Deadlines are enforced to this resolution.
-pub(crate) const EPOCH_TICK: Duration = Duration::from_millis(1);
+pub const EPOCH_TICK: Duration = Duration::from_millis(1);
 
 impl WasmConfig {
     /// The deadline in epoch ticks (see [`ticks`]).
@@ -80,7 +80,7 @@ impl ConfigError {
 
 /// `d` in epoch ticks, rounded up, plus one: the current tick may be about
 /// to end, and a call must get at least its full time.
-pub(crate) fn ticks(d: Duration) -> u64 {
+pub fn ticks(d: Duration) -> u64 {
     let ticks = d.as_nanos().div_ceil(EPOCH_TICK.as_nanos());
     u64::try_from(ticks).unwrap_or(u64::MAX / 2).max(1) + 1
 }

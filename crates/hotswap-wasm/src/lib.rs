@@ -25,9 +25,11 @@
 //! ```
 
 mod cache;
+mod code_dir;
 mod config;
 mod host;
 mod pool;
+mod recent;
 mod validate;
 #[cfg(feature = "wasi")]
 mod wasi;
@@ -39,11 +41,13 @@ use hotswap_core::{Artifact, Manifest, SlotContext, Tier, TierError};
 use wasmtime::{Engine, InstanceAllocationStrategy, Linker, PoolingAllocationConfig};
 
 pub use cache::CacheStats;
-pub use config::{ConfigError, WasmConfig};
+pub use code_dir::CodeDir;
+pub use config::{ticks, ConfigError, WasmConfig, EPOCH_TICK};
 /// Why a valid module could not be made ready to serve: core's, shared with
 /// the native tier, re-exported where this tier's users have found it.
 pub use hotswap_core::PrepareError;
 pub use pool::WasmCode;
+pub use recent::Recent;
 pub use validate::{
     validate, ModuleInfo, Rejection, HOST_MODULE, MANIFEST_SECTION, SUPPORTED_ABI, WASI_MODULE,
 };
@@ -207,10 +211,10 @@ fn engine_config(config: &WasmConfig) -> wasmtime::Config {
     c
 }
 
-/// Advances the engine's epoch every [`config::EPOCH_TICK`], which is what
-/// ends calls past their deadline. Holds only a weak reference, so it stops
-/// when the engine is dropped.
-fn start_epoch_ticker(engine: &Engine) {
+/// Advances the engine's epoch every [`EPOCH_TICK`], which is what ends
+/// calls past their deadline. Holds only a weak reference, so it stops when
+/// the engine is dropped.
+pub fn start_epoch_ticker(engine: &Engine) {
     let engine = engine.weak();
     std::thread::Builder::new()
         .name("hotswap-epoch".into())
