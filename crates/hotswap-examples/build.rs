@@ -13,6 +13,8 @@ const RUST_PLUGINS: &[&str] = &[
 /// second time for the host, and the tier comparison needs no more.)
 const NATIVE_PLUGINS: &[&str] = &["greet-v1", "greet-v2", "counter", "tally-v1", "tally-v2"];
 const WASM_TARGET: &str = "wasm32-unknown-unknown";
+/// The example components (examples/components), with their versions.
+const COMPONENTS: &[(&str, &str)] = &[("hello-v1", "1.0.0"), ("hello-v2", "2.0.0")];
 
 fn main() {
     let manifest_dir = PathBuf::from(std::env::var("CARGO_MANIFEST_DIR").unwrap());
@@ -25,6 +27,8 @@ fn main() {
     let out = PathBuf::from(std::env::var("OUT_DIR").unwrap());
     for dir in [
         "examples/plugins",
+        "examples/components",
+        "crates/hotswap-abi/wit",
         "crates/hotswap-guest/src",
         "crates/hotswap-guest/include",
     ] {
@@ -34,6 +38,56 @@ fn main() {
     build_rust_plugins(&root, &out);
     build_native_plugins(&root, &out);
     build_c_plugin(&root, &out);
+    build_components(&root, &out);
+}
+
+/// The example components: `hello` v1 and v2, built for wasm32 in their own
+/// workspace, then made into components here with wit-component (no
+/// adapter is needed: wasm32-unknown-unknown imports nothing of WASI
+/// preview 1), each with its `hotswap.manifest` section.
+fn build_components(root: &Path, out: &Path) {
+    let target_dir = plugin_target_dir(root);
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let mut cmd = Command::new(cargo);
+    cmd.arg("build")
+        .args(["--profile", "plugin", "--target", WASM_TARGET])
+        .arg("--manifest-path")
+        .arg(root.join("examples/components/Cargo.toml"))
+        .arg("--target-dir")
+        .arg(&target_dir);
+    clean_env(&mut cmd);
+    run(&mut cmd, "build the example components for wasm32");
+    for (name, version) in COMPONENTS {
+        let file = format!("{}.wasm", name.replace('-', "_"));
+        let built = target_dir.join(WASM_TARGET).join("plugin").join(&file);
+        let module = std::fs::read(&built)
+            .unwrap_or_else(|e| panic!("cannot read {}: {e}", built.display()));
+        let mut component = wit_component::ComponentEncoder::default()
+            .module(&module)
+            .and_then(|e| e.validate(true).encode())
+            .unwrap_or_else(|e| panic!("cannot make {name} a component: {e:#}"));
+        let manifest = format!(r#"{{"name":"hello","version":"{version}","abi":1}}"#);
+        wasm_encoder::ComponentSection::append_to_component(
+            &wasm_encoder::CustomSection {
+                name: hotswap_guest::abi::MANIFEST_SECTION.into(),
+                data: manifest.as_bytes().into(),
+            },
+            &mut component,
+        );
+        // In OUT_DIR for `include_bytes!`, and beside the plugins' builds
+        // for scripts/run and for trying them by hand.
+        let file = format!("{}.wasm", name.replace('-', "_"));
+        let shared = target_dir.join("components");
+        std::fs::create_dir_all(&shared)
+            .unwrap_or_else(|e| panic!("cannot create {}: {e}", shared.display()));
+        for path in [
+            out.join(format!("{}_component.wasm", name.replace('-', "_"))),
+            shared.join(&file),
+        ] {
+            std::fs::write(&path, &component)
+                .unwrap_or_else(|e| panic!("cannot write {}: {e}", path.display()));
+        }
+    }
 }
 
 fn build_rust_plugins(root: &Path, out: &Path) {
@@ -93,8 +147,13 @@ fn nested_cargo(
     for p in plugins {
         cmd.args(["-p", p]);
     }
-    // The outer build's flags and wrappers (clippy's, coverage's) are for
-    // the host crates, not for plugins.
+    clean_env(&mut cmd);
+    cmd
+}
+
+/// The outer build's flags and wrappers (clippy's, coverage's) are for the
+/// host crates, not for plugins.
+fn clean_env(cmd: &mut Command) {
     for var in [
         "RUSTFLAGS",
         "CARGO_ENCODED_RUSTFLAGS",
@@ -105,7 +164,6 @@ fn nested_cargo(
     ] {
         cmd.env_remove(var);
     }
-    cmd
 }
 
 fn build_c_plugin(root: &Path, out: &Path) {

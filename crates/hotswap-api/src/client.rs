@@ -291,7 +291,7 @@ impl Client {
         let content_type = |b: &[u8]| match Kind::of(b) {
             _ if b.starts_with(b"{") => "application/json",
             Kind::Native => "application/octet-stream",
-            Kind::Wasm => "application/wasm",
+            Kind::Wasm | Kind::Component => "application/wasm",
         };
         let result = match (method, body) {
             ("POST", Some(b)) => self

@@ -149,6 +149,10 @@ pub enum Setting {
     Upgrade,
     /// Native plugins on or off, and their signature rule.
     Native,
+    /// Which hosts each slot's components may send requests to.
+    ComponentOutgoing,
+    /// The component tier's limits (deadline, memory cap, instances).
+    ComponentLimits,
     /// Matters only on a first start.
     DeployExample,
     /// The event log's bound, from the next start.

@@ -42,19 +42,35 @@ impl Artifact {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Kind {
-    /// A WebAssembly module.
+    /// A WebAssembly core module (ABI v1).
     #[default]
     Wasm,
     /// A native shared library (ELF).
     Native,
+    /// A WebAssembly component (a `wasi:http/proxy` handler).
+    Component,
 }
 
 impl Kind {
-    /// What `bytes` are, by their magic number. Anything that is not ELF
-    /// counts as WebAssembly, whose validator then says what it is not.
+    /// What `bytes` are, by their magic number. Anything that is neither
+    /// ELF nor a component counts as a core module, whose validator then
+    /// says what it is not.
+    ///
+    /// ```
+    /// use hotswap_core::Kind;
+    ///
+    /// assert_eq!(Kind::of(b"\0asm\x01\0\0\0"), Kind::Wasm);
+    /// assert_eq!(Kind::of(b"\0asm\x0d\0\x01\0"), Kind::Component);
+    /// assert_eq!(Kind::of(b"\x7fELF\x02"), Kind::Native);
+    /// ```
     pub fn of(bytes: &[u8]) -> Kind {
+        // The binary format's preamble: magic, then a 16-bit version and a
+        // 16-bit layer (0 for core modules, 1 for components).
+        const COMPONENT: &[u8] = b"\0asm\x0d\0\x01\0";
         if bytes.starts_with(b"\x7fELF") {
             Kind::Native
+        } else if bytes.starts_with(COMPONENT) {
+            Kind::Component
         } else {
             Kind::Wasm
         }
@@ -66,6 +82,7 @@ impl std::fmt::Display for Kind {
         f.write_str(match self {
             Kind::Wasm => "wasm",
             Kind::Native => "native",
+            Kind::Component => "component",
         })
     }
 }

@@ -40,6 +40,10 @@ impl<C: Code> Drop for Serving<C> {
     }
 }
 
+/// Where a call goes: the revision, and the canary's counters if it is the
+/// canary.
+pub(crate) type Routed<'s, C> = (&'s Arc<Live<C>>, Option<&'s Outcomes>);
+
 pub(crate) struct Canary<C: Code> {
     pub live: Arc<Live<C>>,
     pub outcomes: Arc<Outcomes>,
@@ -105,7 +109,7 @@ impl<C: Code> Serving<C> {
     /// it is the canary. The same key always lands in the same bucket, so a
     /// client that sends one sticks to one revision.
     #[inline]
-    pub fn route(&self, key: Option<u64>) -> Option<(&Arc<Live<C>>, Option<&Outcomes>)> {
+    pub fn route(&self, key: Option<u64>) -> Option<Routed<'_, C>> {
         if let Some(c) = &self.canary {
             let weight = self.canary_weight();
             if weight > 0 && bucket(key) < weight {

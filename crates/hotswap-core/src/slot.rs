@@ -10,9 +10,10 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::error_chain;
 use crate::event::{EventBus, Subject};
+use crate::lease::Lease;
 use crate::reaper::Latch;
 use crate::revision::Live;
-use crate::serving::{Canary, Outcomes, Serving};
+use crate::serving::{Canary, Outcomes, Routed, Serving};
 use crate::state::{Candidate, Next, Note, Revision, SchemaShift, StateError};
 use crate::{
     Artifact, CallError, Code, DeployError, Digest, KvChange, KvStore, MigrateError, Migration,
@@ -239,22 +240,8 @@ impl<T: Tier> Slot<T> {
         output: &mut Vec<u8>,
         key: Option<u64>,
     ) -> Result<Served, CallError> {
-        let mut serving = self.serving.load();
-        if serving.pause.is_some() {
-            drop(serving);
-            serving = self.wait_for_resume()?;
-        }
-        let Some((live, canary)) = serving.route(key) else {
-            return Err(match &serving.fault {
-                Some(reason) => CallError::Unavailable {
-                    slot: self.name().to_string(),
-                    reason: reason.to_string(),
-                },
-                None => CallError::NoRevision {
-                    slot: self.name().to_string(),
-                },
-            });
-        };
+        let serving = self.admit()?;
+        let (live, canary) = self.routed(&serving, key)?;
         let result = live.code().call(input, output);
         if let Some(outcomes) = canary {
             outcomes.record(result.is_ok());
@@ -263,6 +250,53 @@ impl<T: Tier> Slot<T> {
             generation: live.generation,
             digest: live.digest,
             canary: canary.is_some(),
+        })
+    }
+
+    /// Routes one call as [`Slot::call_routed`] does, and holds its
+    /// revision in a [`Lease`] for as long as the call lasts: for calls
+    /// that go on after a function returns, such as a component's HTTP
+    /// response streaming its body. The caller runs the call on
+    /// [`Lease::code`] and reports its outcome with [`Lease::record`].
+    pub fn lease(&self, key: Option<u64>) -> Result<Lease<T::Code>, CallError> {
+        let serving = self.admit()?;
+        let (live, canary) = self.routed(&serving, key)?;
+        let (live, canary) = (live.clone(), canary.is_some());
+        Ok(Lease::new(
+            arc_swap::Guard::into_inner(serving),
+            live,
+            canary,
+        ))
+    }
+
+    /// What a call may run on now: waits while the slot is paused for a
+    /// migration.
+    #[inline]
+    fn admit(&self) -> Result<arc_swap::Guard<Arc<Serving<T::Code>>>, CallError> {
+        let serving = self.serving.load();
+        if serving.pause.is_none() {
+            return Ok(serving);
+        }
+        drop(serving);
+        self.wait_for_resume()
+    }
+
+    /// The revision `serving` routes a call with `key` to, or why there is
+    /// none.
+    #[inline]
+    fn routed<'s>(
+        &self,
+        serving: &'s Serving<T::Code>,
+        key: Option<u64>,
+    ) -> Result<Routed<'s, T::Code>, CallError> {
+        serving.route(key).ok_or_else(|| match &serving.fault {
+            Some(reason) => CallError::Unavailable {
+                slot: self.name().to_string(),
+                reason: reason.to_string(),
+            },
+            None => CallError::NoRevision {
+                slot: self.name().to_string(),
+            },
         })
     }
 

@@ -34,6 +34,13 @@ pub const TALLY_V2: &[u8] = plugin!("tally_v2.wasm");
 /// `c-upper` (C): `abc` → `C: ABC`.
 pub const C_UPPER: &[u8] = plugin!("c_upper.wasm");
 
+/// `hello` 1.0.0, a wasi:http component (examples/components):
+/// `hello from v1`, a `/count` kept in the slot's state, `/echo`, `/fetch`,
+/// and the hostile `/trap`, `/loop` and `/eat`.
+pub const HELLO_V1: &[u8] = plugin!("hello_v1_component.wasm");
+/// `hello` 2.0.0: the same handler, answering `HELLO FROM V2`.
+pub const HELLO_V2: &[u8] = plugin!("hello_v2_component.wasm");
+
 /// `greet` 1.0.0 from the same source as [`GREET_V1`], as a native library
 /// for this machine.
 pub const GREET_V1_NATIVE: &[u8] = plugin!("libgreet_v1.so");

@@ -107,6 +107,8 @@ pub struct ServerConfig {
     pub native: NativeConfig,
     /// The eBPF tier.
     pub ebpf: EbpfConfig,
+    /// wasi:http components.
+    pub component: ComponentSection,
     /// The data plane over HTTPS; without it, plain HTTP. Either way
     /// HTTP/1.1 and HTTP/2 are served on the one listener.
     pub tls: Option<crate::http::tls::TlsConfig>,
@@ -130,6 +132,59 @@ impl Default for NativeConfig {
             enabled: true,
             require_signature: true,
         }
+    }
+}
+
+/// wasi:http components (docs/components.md): the limits each request runs
+/// under, and where each slot's components may send requests.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ComponentSection {
+    /// Longest one request may run, from its instance's start to its last
+    /// body byte (504 if it has not answered by then).
+    pub deadline_ms: u64,
+    /// Most memory one request's instance may have.
+    pub memory_cap_mib: u64,
+    /// Most component requests served at once, across all slots.
+    pub max_instances: u32,
+    /// Per slot, the hosts (`name` or `name:port`) its components may send
+    /// requests to. A slot not listed may send none.
+    pub outgoing: std::collections::BTreeMap<String, Vec<String>>,
+}
+
+impl Default for ComponentSection {
+    fn default() -> Self {
+        let d = hotswap_component::ComponentConfig::default();
+        ComponentSection {
+            deadline_ms: d.deadline.as_millis() as u64,
+            memory_cap_mib: d.memory_cap >> 20,
+            max_instances: d.max_instances,
+            outgoing: Default::default(),
+        }
+    }
+}
+
+impl ComponentSection {
+    /// The tier's settings these mean.
+    pub fn tier(&self) -> hotswap_component::ComponentConfig {
+        hotswap_component::ComponentConfig {
+            deadline: Duration::from_millis(self.deadline_ms),
+            memory_cap: self.memory_cap_mib << 20,
+            max_instances: self.max_instances,
+            cache_dir: None,
+        }
+    }
+
+    /// Each slot's outgoing policy, checked.
+    pub fn outgoing(&self) -> Result<Vec<(String, hotswap_component::Outgoing)>, ConfigError> {
+        self.outgoing
+            .iter()
+            .map(|(slot, hosts)| {
+                hotswap_component::Outgoing::to(hosts)
+                    .map(|o| (slot.clone(), o))
+                    .map_err(|e| ConfigError::Invalid(format!("component.outgoing.{slot}: {e}")))
+            })
+            .collect()
     }
 }
 
@@ -313,6 +368,7 @@ impl Default for ServerConfig {
             upgrade: UpgradeConfig::default(),
             native: NativeConfig::default(),
             ebpf: EbpfConfig::default(),
+            component: ComponentSection::default(),
             tls: None,
         }
     }
@@ -376,6 +432,7 @@ impl ServerConfig {
                 pause_limit: std::time::Duration::from_millis(self.migration_pause_ms),
                 ..hotswap_core::SlotOptions::default()
             },
+            components: self.component.tier(),
         }
     }
 
@@ -406,6 +463,14 @@ impl ServerConfig {
         self.wasm()
             .check()
             .map_err(|e| ConfigError::Invalid(e.to_string()))?;
+        self.component
+            .tier()
+            .check()
+            .map_err(|e| ConfigError::Invalid(e.to_string()))?;
+        for (slot, _) in self.component.outgoing()? {
+            hotswap_store::check_slot_name(&slot)
+                .map_err(|e| ConfigError::Invalid(format!("component.outgoing: {e}")))?;
+        }
         if self.require_signature && self.trusted_keys.is_empty() {
             return Err(ConfigError::Invalid(
                 "require_signature is set but trusted_keys is empty: no module could ever be deployed".into(),

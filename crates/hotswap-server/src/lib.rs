@@ -45,7 +45,8 @@ use hotswap_upgrade::{UpgradeError, Upgrader};
 use tokio::net::TcpListener;
 
 pub use config::{
-    CanaryConfig, ConfigError, EbpfConfig, Limits, NativeConfig, Route, ServerConfig, UpgradeConfig,
+    CanaryConfig, ComponentSection, ConfigError, EbpfConfig, Limits, NativeConfig, Route,
+    ServerConfig, UpgradeConfig,
 };
 pub use control::{ControlError, Controller, ProcessInfo, ReloadReport, UpgradeReport};
 pub use domain::ebpf::{Expect, PlacedView, ProgramError, ProgramView, Programs};
@@ -181,6 +182,7 @@ impl Server {
             config.gateway_options(),
         );
         let example = first_start.filter(|_| config.deploy_example);
+        let outgoing = config.component.outgoing()?;
         let up = upgrader.clone();
         // Waiting for the parent, and opening the store (which may compile),
         // block.
@@ -194,6 +196,7 @@ impl Server {
                 Err(e) => return Err(e.into()),
             };
             let gateway = Gateway::open(Store::open(&store_dir)?.with_kv_sync(kv_sync), wasm, native, options)?;
+            gateway.set_all_outgoing(outgoing);
             if let Some(first) = example.filter(|_| gateway.is_empty()) {
                 let info = gateway.deploy(&first.slot, first.artifact, None)?;
                 tracing::info!(slot = %first.slot, version = %info.version, "deployed the first-start plugin");

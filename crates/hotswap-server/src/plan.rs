@@ -98,6 +98,19 @@ pub fn plan(old: &ServerConfig, new: &ServerConfig) -> Result<ReloadPlan, PlanEr
     change(S::Upgrade, new.upgrade != old.upgrade, None);
     change(S::Native, new.native != old.native, None);
     change(
+        S::ComponentOutgoing,
+        new.component.outgoing != old.component.outgoing,
+        Some("components' outgoing requests follow the new allow lists from their next request on"),
+    );
+    let limits = |c: &crate::ComponentSection| (c.deadline_ms, c.memory_cap_mib, c.max_instances);
+    change(
+        S::ComponentLimits,
+        limits(&new.component) != limits(&old.component),
+        Some(
+            "component limits size the component engine: they apply from the next start or upgrade",
+        ),
+    );
+    change(
         S::DeployExample,
         new.deploy_example != old.deploy_example,
         Some("deploy_example matters only when a server starts with an empty store; nothing changes now"),

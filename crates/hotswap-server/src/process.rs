@@ -314,12 +314,14 @@ impl Running {
         // refuses the whole reload and the old one serves on.
         let tls = next.tls.as_ref().map(crate::TlsConfig::load);
         let tls = tls.transpose().map_err(ConfigError::from)?;
+        let outgoing = next.component.outgoing()?;
         self.gateway
             .set_limits(&wasm)
             .map_err(|e| ConfigError::Invalid(format!("limits: {e}")))?;
 
         // Committed: nothing below can fail.
         self.gateway.tiers().set_native_enabled(next.native.enabled);
+        self.gateway.set_all_outgoing(outgoing);
         live.data_surface
             .router
             .store(Arc::new(self.data_router(&next)));

@@ -32,7 +32,7 @@ pub enum Rejection {
     #[error("malformed module: {0}")]
     Malformed(String),
     /// A component, not a core module.
-    #[error("this is a WebAssembly component; ABI v1 plugins are core modules")]
+    #[error("this is a WebAssembly component, not an ABI v1 plugin (a core module); `hotswap serve` runs wasi:http components in their own tier (docs/components.md)")]
     Component,
     /// A required export is missing.
     #[error("missing export `{name}`: ABI v1 requires {expected}")]

@@ -1,4 +1,5 @@
-//! `hotswap check`: validate a plugin (WASM or native) against ABI v1 without running it.
+//! `hotswap check`: validate a plugin (WASM or native, against ABI v1) or a
+//! wasi:http component, without running it.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -11,8 +12,9 @@ use crate::input::read_module;
 
 #[derive(clap::Args)]
 pub struct Args {
-    /// The plugin: a `.wasm` file, a `.wat` text file, or a native library
-    /// (`.so`, read without loading it).
+    /// The plugin: a `.wasm` file (a core module or a wasi:http component),
+    /// a `.wat` text file, or a native library (`.so`, read without loading
+    /// it).
     file: PathBuf,
     /// Allow imports from WASI preview 1 (sandboxed: no files, no network,
     /// no environment; output goes to the log).
@@ -63,6 +65,13 @@ pub fn main(args: Args) -> anyhow::Result<ExitCode> {
         hotswap_native::validate(artifact.bytes())
             .map(|i| (i.optional.names().collect(), i.manifest))
             .map_err(|e| e.to_string())
+    } else if report.kind == Kind::Component {
+        hotswap_component::validate(artifact.bytes())
+            .map(|i| {
+                report.imports = i.imports;
+                (Vec::new(), i.manifest)
+            })
+            .map_err(|e| e.to_string())
     } else {
         let tier = WasmTier::new(WasmConfig {
             total_instances: 1,
@@ -95,16 +104,19 @@ fn print(json: bool, report: Report) -> anyhow::Result<ExitCode> {
     if json {
         println!("{}", serde_json::to_string_pretty(&report)?);
     } else if report.valid {
-        println!(
-            "{}: valid ABI v{} {} plugin",
-            report.file,
-            report.abi.unwrap_or(0),
-            if report.kind == Kind::Native {
-                "native (unsandboxed)"
-            } else {
-                "WASM"
-            }
-        );
+        match report.kind {
+            Kind::Component => println!("{}: valid wasi:http component", report.file),
+            kind => println!(
+                "{}: valid ABI v{} {} plugin",
+                report.file,
+                report.abi.unwrap_or(0),
+                if kind == Kind::Native {
+                    "native (unsandboxed)"
+                } else {
+                    "WASM"
+                }
+            ),
+        }
         println!("  name     {}", report.name.as_deref().unwrap_or(""));
         println!("  version  {}", report.version.as_deref().unwrap_or(""));
         println!("  digest   sha256:{}", report.digest);
@@ -114,8 +126,10 @@ fn print(json: bool, report: Report) -> anyhow::Result<ExitCode> {
         } else {
             report.optional_exports.join(", ")
         };
-        println!("  optional {optional}");
-        if report.kind == Kind::Wasm {
+        if report.kind != Kind::Component {
+            println!("  optional {optional}");
+        }
+        if report.kind != Kind::Native {
             let imports = if report.imports.is_empty() {
                 "none".to_string()
             } else {

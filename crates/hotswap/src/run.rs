@@ -1,4 +1,5 @@
-//! `hotswap run`: load a plugin (WASM or native) and call it once, under the usual limits.
+//! `hotswap run`: load a plugin (WASM or native) and call it once, or a
+//! wasi:http component and send it one request, under the usual limits.
 
 use std::io::Write;
 use std::path::PathBuf;
@@ -7,8 +8,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
-use hotswap_core::{error_chain, Artifact, EventBus, MemoryKv, Slot};
-use hotswap_server::Tiers;
+use hotswap_component::{ComponentConfig, ComponentTier};
+use hotswap_core::{error_chain, Artifact, EventBus, Kind, MemoryKv, Slot};
+use hotswap_server::{AnyCode, Tiers};
 use hotswap_wasm::{WasmConfig, WasmTier};
 
 use serde::Serialize;
@@ -17,9 +19,17 @@ use crate::input::read_module;
 
 #[derive(clap::Args)]
 pub struct Args {
-    /// The plugin: a `.wasm` file, a `.wat` text file, or a native library
-    /// (`.so`; it runs unsandboxed, and the limits below do not apply to it).
+    /// The plugin: a `.wasm` file (a core module or a wasi:http component),
+    /// a `.wat` text file, or a native library (`.so`; it runs unsandboxed,
+    /// and the limits below do not apply to it).
     file: PathBuf,
+    /// For a component: the request's path and query.
+    #[arg(long, default_value = "/", value_name = "PATH")]
+    path: String,
+    /// For a component: the request's method [default: POST with an input,
+    /// else GET].
+    #[arg(long, value_name = "METHOD")]
+    method: Option<String>,
     /// Print one JSON object (the output, or the error, and the timings)
     /// instead of the raw output.
     #[arg(long)]
@@ -76,10 +86,18 @@ pub fn main(args: Args) -> anyhow::Result<ExitCode> {
         allow_wasi: args.allow_wasi,
     })
     .map_err(|e| anyhow::anyhow!(e))?;
+    let components = ComponentTier::new(ComponentConfig {
+        deadline: Duration::from_millis(args.deadline),
+        memory_cap: args.memory_cap << 20,
+        max_instances: 2,
+        cache_dir: None,
+    })
+    .map_err(|e| anyhow::anyhow!(e))?;
+    let is_component = Kind::of(&bytes) == Kind::Component;
     // The server's own dispatch, so a native library runs here as it would there.
     let slot = Slot::new(
         "run",
-        Arc::new(Tiers::new(Arc::new(tier), true)),
+        Arc::new(Tiers::new(Arc::new(tier), components, true)),
         Arc::new(MemoryKv::default()),
         EventBus::new(),
     );
@@ -89,7 +107,15 @@ pub fn main(args: Args) -> anyhow::Result<ExitCode> {
     let (revision, result) = match deployed {
         Ok(info) => {
             let started = Instant::now();
-            let result = slot.call(&input).map_err(|e| e.to_string());
+            let result = if is_component {
+                let method = args
+                    .method
+                    .clone()
+                    .unwrap_or_else(|| if input.is_empty() { "GET" } else { "POST" }.into());
+                request(&slot, &method, &args.path, input)
+            } else {
+                slot.call(&input).map_err(|e| e.to_string())
+            };
             (
                 Some(info),
                 result.map(|out| (out, started.elapsed().as_micros() as u64)),
@@ -137,6 +163,51 @@ pub fn main(args: Args) -> anyhow::Result<ExitCode> {
         ExitCode::SUCCESS
     } else {
         ExitCode::FAILURE
+    })
+}
+
+/// One request to the component in `slot`: its answer's body, or why there
+/// is none (a failed call, or an answer with an error status).
+fn request(
+    slot: &Slot<Tiers>,
+    method: &str,
+    path: &str,
+    input: Vec<u8>,
+) -> Result<Vec<u8>, String> {
+    use http_body_util::BodyExt;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| e.to_string())?;
+    runtime.block_on(async {
+        let lease = slot.lease(None).map_err(|e| e.to_string())?;
+        let AnyCode::Component(code) = lease.code() else {
+            return Err("not a component".to_string());
+        };
+        let body = http_body_util::Full::new(bytes::Bytes::from(input));
+        let request = http::Request::builder()
+            .method(method)
+            .uri(format!("http://localhost{path}"))
+            .body(hotswap_component::request_body(body))
+            .map_err(|e| format!("bad request: {e}"))?;
+        let response = code
+            .handle(request, hotswap_component::Scheme::Http, lease.clone())
+            .await
+            .map_err(|e| e.to_string())?;
+        let status = response.status();
+        let body = response
+            .into_body()
+            .collect()
+            .await
+            .map_err(|e| format!("the answer's body failed: {e}"))?
+            .to_bytes();
+        if status.is_client_error() || status.is_server_error() {
+            return Err(format!(
+                "the component answered {status}: {}",
+                String::from_utf8_lossy(&body)
+            ));
+        }
+        Ok(body.to_vec())
     })
 }
 

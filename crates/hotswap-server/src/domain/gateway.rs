@@ -8,13 +8,13 @@ use arc_swap::ArcSwap;
 
 use hotswap_core::{
     error_chain, Artifact, CallError, CanaryStats, Candidate, DeployError, Digest, ErrorBudget,
-    EventBus, Journal, RevisionInfo, Served, Slot, SlotOptions, SlotState, SlotStatus, StateError,
-    Tier,
+    EventBus, Journal, Lease, RevisionInfo, Served, Slot, SlotOptions, SlotState, SlotStatus,
+    StateError, Tier,
 };
 use hotswap_store::{check_slot_name, Store, StoreError};
 use hotswap_wasm::{WasmConfig, WasmTier};
 
-use crate::domain::tiers::Tiers;
+use crate::domain::tiers::{AnyCode, Tiers};
 
 /// How many events of the log a server keeps in memory for `GET /v1/events`.
 const RECENT_EVENTS: usize = 1024;
@@ -47,6 +47,8 @@ pub struct GatewayOptions {
     pub event_retention: usize,
     /// Every slot's options (drain timeout, migration pause limit).
     pub slots: SlotOptions,
+    /// The component tier's limits (its cache directory is the store's).
+    pub components: hotswap_component::ComponentConfig,
 }
 
 impl Default for GatewayOptions {
@@ -54,6 +56,7 @@ impl Default for GatewayOptions {
         GatewayOptions {
             event_retention: hotswap_store::DEFAULT_EVENT_RETENTION,
             slots: SlotOptions::default(),
+            components: hotswap_component::ComponentConfig::default(),
         }
     }
 }
@@ -91,10 +94,16 @@ impl Gateway {
             ..wasm
         };
         let wasm = Arc::new(WasmTier::new(wasm).map_err(|e| GatewayError::Tier(e.to_string()))?);
+        let components =
+            hotswap_component::ComponentTier::new(hotswap_component::ComponentConfig {
+                cache_dir: Some(store.compile_cache_dir()),
+                ..options.components.clone()
+            })
+            .map_err(|e| GatewayError::Tier(e.to_string()))?;
         let journal = store.journal(options.event_retention);
         let history = store.events(RECENT_EVENTS)?;
         let gateway = Gateway {
-            tiers: Arc::new(Tiers::new(wasm, native)),
+            tiers: Arc::new(Tiers::new(wasm, components, native)),
             events: EventBus::with_journal(journal.clone(), history),
             store,
             options: options.slots,
@@ -321,6 +330,21 @@ impl Gateway {
             .call_routed(input, &mut out, key)
             .map_err(CallFailure::Call)?;
         Ok((out, served))
+    }
+
+    /// Routes a call to `slot` and holds its revision for as long as the
+    /// call lasts (see [`Slot::lease`]): for components, whose answers
+    /// stream after the handler is called.
+    pub fn lease(&self, slot: &str, key: Option<u64>) -> Result<Lease<AnyCode>, CallFailure> {
+        let slots = self.slots.load();
+        let slot = slots.get(slot).ok_or(CallFailure::UnknownSlot)?;
+        slot.lease(key).map_err(CallFailure::Call)
+    }
+
+    /// Sets which hosts each slot's components may send requests to; slots
+    /// not listed may send none.
+    pub fn set_all_outgoing(&self, outgoing: Vec<(String, hotswap_component::Outgoing)>) {
+        self.tiers.component().set_all_outgoing(outgoing)
     }
 
     /// Keeps the counters' text for the next start (at a clean stop).

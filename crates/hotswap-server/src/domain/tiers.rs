@@ -1,11 +1,12 @@
 //! `Tiers`: the one `Tier` a server's slots run on. Each artifact goes to
-//! the WASM or the native tier by its first bytes, so both kinds share the
-//! slots, the admin API and the CLI.
+//! the WASM, the native or the component tier by its first bytes, so every
+//! kind shares the slots, the admin API and the CLI.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
+use hotswap_component::{ComponentCode, ComponentTier};
 use hotswap_core::{
     Artifact, CallError, Code, Kind, KvStore, Manifest, SlotContext, Tier, TierError,
 };
@@ -17,9 +18,10 @@ use hotswap_wasm::{WasmCode, WasmTier};
 #[error("this is a native library, and this server does not load native plugins ([native] enabled = false)")]
 pub struct NativeDisabled;
 
-/// The WASM tier and the native tier behind one `Tier`.
+/// The WASM, native and component tiers behind one `Tier`.
 pub struct Tiers {
     wasm: Arc<WasmTier>,
+    component: ComponentTier,
     native: NativeTier,
     native_enabled: AtomicBool,
 }
@@ -30,13 +32,16 @@ pub enum AnyCode {
     Wasm(WasmCode),
     /// A native revision.
     Native(NativeCode),
+    /// A wasi:http component revision.
+    Component(ComponentCode),
 }
 
 impl Tiers {
-    /// Both tiers; native libraries are loaded only when `native_enabled`.
-    pub fn new(wasm: Arc<WasmTier>, native_enabled: bool) -> Tiers {
+    /// Every tier; native libraries are loaded only when `native_enabled`.
+    pub fn new(wasm: Arc<WasmTier>, component: ComponentTier, native_enabled: bool) -> Tiers {
         Tiers {
             wasm,
+            component,
             native: NativeTier::new(),
             native_enabled: AtomicBool::new(native_enabled),
         }
@@ -45,6 +50,11 @@ impl Tiers {
     /// The WASM tier.
     pub fn wasm(&self) -> &WasmTier {
         &self.wasm
+    }
+
+    /// The component tier.
+    pub fn component(&self) -> &ComponentTier {
+        &self.component
     }
 
     /// What the native tier has loaded and unloaded.
@@ -74,6 +84,7 @@ impl Tier for Tiers {
         match artifact.kind() {
             Kind::Wasm => self.wasm.validate(artifact),
             Kind::Native => self.native()?.validate(artifact),
+            Kind::Component => self.component.validate(artifact),
         }
     }
 
@@ -86,6 +97,9 @@ impl Tier for Tiers {
         Ok(match artifact.kind() {
             Kind::Wasm => AnyCode::Wasm(self.wasm.prepare(artifact, manifest, slot)?),
             Kind::Native => AnyCode::Native(self.native()?.prepare(artifact, manifest, slot)?),
+            Kind::Component => {
+                AnyCode::Component(self.component.prepare(artifact, manifest, slot)?)
+            }
         })
     }
 }
@@ -96,6 +110,7 @@ impl Code for AnyCode {
         match self {
             AnyCode::Wasm(c) => c.call(input, output),
             AnyCode::Native(c) => c.call(input, output),
+            AnyCode::Component(c) => c.call(input, output),
         }
     }
 
@@ -103,6 +118,7 @@ impl Code for AnyCode {
         match self {
             AnyCode::Wasm(c) => c.can_migrate(),
             AnyCode::Native(c) => c.can_migrate(),
+            AnyCode::Component(c) => c.can_migrate(),
         }
     }
 
@@ -115,6 +131,7 @@ impl Code for AnyCode {
         match self {
             AnyCode::Wasm(c) => c.migrate(from_schema, state, deadline),
             AnyCode::Native(c) => c.migrate(from_schema, state, deadline),
+            AnyCode::Component(c) => c.migrate(from_schema, state, deadline),
         }
     }
 
@@ -122,6 +139,7 @@ impl Code for AnyCode {
         match self {
             AnyCode::Wasm(c) => c.shutdown(),
             AnyCode::Native(c) => c.shutdown(),
+            AnyCode::Component(c) => c.shutdown(),
         }
     }
 }

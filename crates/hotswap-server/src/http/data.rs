@@ -2,19 +2,19 @@
 
 use std::sync::Arc;
 
-use std::net::SocketAddr;
-
-use axum::body::Bytes;
+use axum::body::{Body, Bytes};
 use axum::extract::{FromRequest, Path, Request, State};
-use axum::http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, Uri};
+use axum::http::request::Parts;
+use axum::http::{header, HeaderMap, HeaderName, HeaderValue, Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{any, post};
+use axum::routing::any;
 use axum::Router;
 use hotswap_api::{headers, CallErrorKind};
-use hotswap_core::CallError;
+use hotswap_core::{CallError, Code, Lease};
 
 use crate::config::Route;
 use crate::domain::gateway::{CallFailure, Gateway};
+use crate::domain::tiers::AnyCode;
 use crate::http::client_key::KeyPolicy;
 use crate::http::envelope::{RequestEnvelope, ResponseEnvelope};
 use crate::http::stamps::{Stamp, Stamps};
@@ -34,8 +34,11 @@ struct PlaneParts {
     stamps: Stamps,
 }
 
-/// The router: a route per configured path (`POST`, or any method for an
-/// envelope route), or `POST /{slot}` when none is configured.
+/// The router: a route per configured path, or `/{slot}` (and, for
+/// components, everything below it) when none is configured. What a route
+/// accepts depends on what its slot serves, which a deploy can change:
+/// a plugin takes `POST` (any method on an envelope route), a component
+/// takes every method.
 pub(crate) fn router(
     gateway: Arc<Gateway>,
     routes: &[Route],
@@ -50,101 +53,209 @@ pub(crate) fn router(
     });
     let mut router = Router::new();
     if routes.is_empty() {
-        router = router.route(
-            "/{slot}",
-            post(
-                |State(p): State<Plane>, Path(slot): Path<String>, r: Incoming| async move {
-                    call(&p, &slot, r.peer, &r.headers, &r.body)
-                },
-            ),
+        let whole_slot = any(
+            |State(p): State<Plane>, Path(slot): Path<String>, r: Request| async move {
+                serve(&p, &slot, Mount::Slot(None), r).await
+            },
         );
+        router = router
+            .route("/{slot}", whole_slot.clone())
+            .route("/{slot}/", whole_slot)
+            .route(
+                "/{slot}/{*rest}",
+                any(
+                    |State(p): State<Plane>,
+                     Path((slot, rest)): Path<(String, String)>,
+                     r: Request| async move {
+                        serve(&p, &slot, Mount::Slot(Some(rest)), r).await
+                    },
+                ),
+            );
     }
     for route in routes {
-        let slot = route.slot.clone();
-        let handler = if route.envelope {
-            any(move |State(p): State<Plane>, r: Incoming| async move {
-                let request = (&r.method, &r.uri, &r.headers, &r.body[..]);
-                call_enveloped(&p, &slot, r.peer, request)
-            })
+        let slot: Arc<str> = route.slot.as_str().into();
+        let mount = if route.envelope {
+            Mount::Envelope
         } else {
-            post(move |State(p): State<Plane>, r: Incoming| async move {
-                call(&p, &slot, r.peer, &r.headers, &r.body)
-            })
+            Mount::Route
         };
+        let handler = any(move |State(p): State<Plane>, r: Request| {
+            let (slot, mount) = (slot.clone(), mount.clone());
+            async move { serve(&p, &slot, mount, r).await }
+        });
         router = router.route(&route.path, handler);
     }
     router.with_state(plane)
 }
 
-/// A request as a call reads it: who sent it, and its parts, taken out of
-/// the request rather than copied; the body whole, within axum's limit.
-struct Incoming {
-    peer: SocketAddr,
-    method: Method,
-    uri: Uri,
-    headers: HeaderMap,
-    body: Bytes,
+/// How a request reached its slot.
+#[derive(Clone)]
+enum Mount {
+    /// `/{slot}`, with the rest of the path below it: a component sees
+    /// that rest (`/` when there is none) and the query.
+    Slot(Option<String>),
+    /// A configured route: a component sees the path as it came.
+    Route,
+    /// A configured envelope route (plugins get the whole request as JSON).
+    Envelope,
 }
 
-impl<S: Send + Sync> FromRequest<S> for Incoming {
-    type Rejection = Response;
-
-    async fn from_request(request: Request, state: &S) -> Result<Incoming, Response> {
-        let (mut parts, body) = request.into_parts();
-        let Some(connection) = parts.extensions.get::<ConnectionHandle>() else {
-            // Only a router served outside the accept loops lacks it.
-            tracing::error!("a data-plane request without its connection");
-            return Err(StatusCode::INTERNAL_SERVER_ERROR.into_response());
-        };
-        let peer = connection.peer();
-        let headers = std::mem::take(&mut parts.headers);
-        let method = std::mem::take(&mut parts.method);
-        let uri = std::mem::take(&mut parts.uri);
-        let body = Bytes::from_request(Request::from_parts(parts, body), state)
-            .await
-            .map_err(IntoResponse::into_response)?;
-        Ok(Incoming {
-            peer,
-            method,
-            uri,
-            headers,
-            body,
-        })
+/// One data-plane request: routed to a revision of `slot` (kept by the
+/// routing key while a canary is on trial, see `client_key`), then answered
+/// by a component, or by a plugin call with the body as its input.
+async fn serve(plane: &Plane, slot: &str, mount: Mount, request: Request) -> Response {
+    let Some(connection) = request.extensions().get::<ConnectionHandle>().cloned() else {
+        // Only a router served outside the accept loops lacks it.
+        tracing::error!("a data-plane request without its connection");
+        return StatusCode::INTERNAL_SERVER_ERROR.into_response();
+    };
+    let key = plane.keys.key(connection.peer().ip(), request.headers());
+    let lease = match plane.gateway.lease(slot, key) {
+        Ok(lease) => lease,
+        Err(failure) => return plane.failure(slot, failure),
+    };
+    if let AnyCode::Component(_) = lease.code() {
+        return forward(plane, slot, lease, mount, request, connection.secure()).await;
+    }
+    match mount {
+        Mount::Slot(Some(_)) => StatusCode::NOT_FOUND.into_response(),
+        Mount::Envelope => {
+            let (mut parts, body) = request.into_parts();
+            // Taken out rather than copied: the body's reading consumes the rest.
+            let method = std::mem::take(&mut parts.method);
+            let uri = std::mem::take(&mut parts.uri);
+            let headers = std::mem::take(&mut parts.headers);
+            let body = match read_body(parts, body).await {
+                Ok(body) => body,
+                Err(rejected) => return rejected,
+            };
+            call_enveloped(plane, slot, &lease, (&method, &uri, &headers, &body[..]))
+        }
+        _ if request.method() != Method::POST => {
+            let mut response = StatusCode::METHOD_NOT_ALLOWED.into_response();
+            response
+                .headers_mut()
+                .insert(header::ALLOW, HeaderValue::from_static("POST"));
+            response
+        }
+        _ => {
+            let (parts, body) = request.into_parts();
+            match read_body(parts, body).await {
+                Ok(body) => call(plane, slot, &lease, &body),
+                Err(rejected) => rejected,
+            }
+        }
     }
 }
 
-/// Runs the call on this worker: calls take microseconds. A stuck WASM call
-/// ends at its deadline; a native call has none and runs to completion
-/// (docs/native.md). The routing key (see `client_key`) keeps a client on
-/// one revision while a canary is on trial.
-fn call(
+/// The whole body, within axum's limit (413 past it).
+async fn read_body(parts: Parts, body: Body) -> Result<Bytes, Response> {
+    Bytes::from_request(Request::from_parts(parts, body), &())
+        .await
+        .map_err(IntoResponse::into_response)
+}
+
+/// Hands the request to a component and streams its answer back; the
+/// lease goes with the answer's body, so the revision drains only after
+/// the last byte.
+async fn forward(
     plane: &Plane,
     slot: &str,
-    peer: SocketAddr,
-    headers: &HeaderMap,
-    input: &[u8],
+    lease: Lease<AnyCode>,
+    mount: Mount,
+    request: Request,
+    secure: bool,
 ) -> Response {
-    match invoke(plane, slot, peer, headers, input) {
+    let AnyCode::Component(code) = lease.code() else {
+        unreachable!("forward is called for components only");
+    };
+    let (mut parts, body) = request.into_parts();
+    if let Mount::Slot(rest) = &mount {
+        match below_slot(&parts.uri, rest.as_deref()) {
+            Some(uri) => parts.uri = uri,
+            None => return StatusCode::BAD_REQUEST.into_response(),
+        }
+    }
+    parts.extensions = Default::default();
+    let request = Request::from_parts(parts, hotswap_component::request_body(body));
+    let scheme = if secure {
+        hotswap_component::Scheme::Https
+    } else {
+        hotswap_component::Scheme::Http
+    };
+    let started = std::time::Instant::now();
+    let result = code.handle(request, scheme, lease.clone()).await;
+    let took = started.elapsed();
+    match result {
+        Ok(response) => {
+            // A handler that answers 5xx fails its canary as a trap would.
+            lease.record(!response.status().is_server_error());
+            let served = lease.served();
+            let stamp = plane.stamps.of(slot, &served);
+            stamp.counters().record(took);
+            let served = ServedBy {
+                stamp,
+                canary: served.canary,
+            };
+            served.mark(response.map(Body::new))
+        }
+        Err(e) => {
+            lease.record(false);
+            plane.failure(slot, CallFailure::Call(e))
+        }
+    }
+}
+
+/// `/{slot}/{rest}?query` as the component mounted there sees it:
+/// `/{rest}?query`.
+fn below_slot(uri: &Uri, rest: Option<&str>) -> Option<Uri> {
+    let mut path = format!("/{}", rest.unwrap_or(""));
+    if let Some(q) = uri.query() {
+        path.push('?');
+        path.push_str(q);
+    }
+    let mut parts = uri.clone().into_parts();
+    parts.path_and_query = Some(path.parse().ok()?);
+    Uri::from_parts(parts).ok()
+}
+
+impl PlaneParts {
+    /// A failed call, counted in the metrics, as its HTTP answer.
+    fn failure(&self, slot: &str, failure: CallFailure) -> Response {
+        let (kind, message) = classify(&failure);
+        self.metrics.failed_call(slot, kind.code());
+        failed(slot, &failure, kind, message)
+    }
+}
+
+/// A plugin call with the request body as input; its output is the answer.
+/// Runs on this worker: calls take microseconds. A stuck WASM call ends at
+/// its deadline; a native call has none and runs to completion
+/// (docs/native.md).
+fn call(plane: &Plane, slot: &str, lease: &Lease<AnyCode>, input: &[u8]) -> Response {
+    match invoke(plane, slot, lease, input) {
         Ok((output, served)) => served.mark((StatusCode::OK, output).into_response()),
         Err(failed) => *failed,
     }
 }
 
-/// The call itself, counted in the metrics: the plugin's output and who
-/// served it, or the HTTP answer for its failure.
+/// The call itself, counted in the metrics and, for a canary, in its
+/// error budget: the plugin's output and who served it, or the HTTP answer
+/// for its failure.
 fn invoke(
     plane: &Plane,
     slot: &str,
-    peer: SocketAddr,
-    headers: &HeaderMap,
+    lease: &Lease<AnyCode>,
     input: &[u8],
 ) -> Result<(Vec<u8>, ServedBy), Box<Response>> {
-    let key = plane.keys.key(peer.ip(), headers);
     let started = std::time::Instant::now();
-    let result = plane.gateway.call(slot, input, key);
+    let mut output = Vec::new();
+    let result = lease.code().call(input, &mut output);
     let took = started.elapsed();
+    lease.record(result.is_ok());
     match result {
-        Ok((output, served)) => {
+        Ok(()) => {
+            let served = lease.served();
             let stamp = plane.stamps.of(slot, &served);
             stamp.counters().record(took);
             Ok((
@@ -155,11 +266,7 @@ fn invoke(
                 },
             ))
         }
-        Err(failure) => {
-            let (kind, message) = classify(&failure);
-            plane.metrics.failed_call(slot, kind.code());
-            Err(Box::new(failed(slot, &failure, kind, message)))
-        }
+        Err(e) => Err(Box::new(plane.failure(slot, CallFailure::Call(e)))),
     }
 }
 
@@ -183,12 +290,12 @@ impl ServedBy {
 fn call_enveloped(
     plane: &Plane,
     slot: &str,
-    peer: SocketAddr,
+    lease: &Lease<AnyCode>,
     request: (&Method, &Uri, &HeaderMap, &[u8]),
 ) -> Response {
     let (method, uri, headers, body) = request;
     let input = RequestEnvelope::new(method, uri, headers, body).to_json();
-    let (output, served) = match invoke(plane, slot, peer, headers, &input) {
+    let (output, served) = match invoke(plane, slot, lease, &input) {
         Ok(ok) => ok,
         Err(failed) => return *failed,
     };

@@ -186,6 +186,8 @@ pub(crate) struct ConnectionHandle(Arc<Connection>);
 
 struct Connection {
     peer: SocketAddr,
+    /// Whether it came over TLS.
+    secure: bool,
     /// Set once a handler exempted it from drains.
     exempt: AtomicBool,
     /// Set by the first HTTP/2 request: such a connection drains by GOAWAY.
@@ -197,6 +199,11 @@ impl ConnectionHandle {
     /// The address the connection came from.
     pub(crate) fn peer(&self) -> SocketAddr {
         self.0.peer
+    }
+
+    /// Whether the connection is over TLS.
+    pub(crate) fn secure(&self) -> bool {
+        self.0.secure
     }
 
     /// Resolves when the process starts draining: endless answers (event
@@ -240,11 +247,13 @@ pub(crate) async fn accept(
                 let connections = connections.clone();
                 tokio::spawn(async move {
                     match tls {
-                        None => serve(stream, peer, router, &connections).await,
+                        None => serve(stream, peer, false, router, &connections).await,
                         Some(tls) => {
                             let handshake = tokio_rustls::TlsAcceptor::from(tls).accept(stream);
                             match tokio::time::timeout(HANDSHAKE_TIMEOUT, handshake).await {
-                                Ok(Ok(stream)) => serve(stream, peer, router, &connections).await,
+                                Ok(Ok(stream)) => {
+                                    serve(stream, peer, true, router, &connections).await
+                                }
                                 Ok(Err(e)) => {
                                     tracing::debug!(%peer, error = %e, "TLS handshake failed");
                                     connections.close();
@@ -283,6 +292,7 @@ pub fn connection_builder() -> auto::Builder<TokioExecutor> {
 async fn serve<I>(
     stream: I,
     peer: SocketAddr,
+    secure: bool,
     router: Arc<ArcSwap<Router>>,
     connections: &Arc<Connections>,
 ) where
@@ -290,6 +300,7 @@ async fn serve<I>(
 {
     let handle = ConnectionHandle(Arc::new(Connection {
         peer,
+        secure,
         exempt: AtomicBool::new(false),
         h2: AtomicBool::new(false),
         connections: connections.clone(),

@@ -1,0 +1,185 @@
+//! `ComponentCode`: one revision of a component, ready to answer requests,
+//! each on a fresh instance from its pre-instantiated handler.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use hotswap_core::{CallError, Code, KvStore};
+use wasmtime::{Store, UpdateDeadline};
+use wasmtime_wasi_http::p2::bindings::http::types::Scheme;
+use wasmtime_wasi_http::p2::bindings::ProxyPre;
+use wasmtime_wasi_http::p2::body::HyperOutgoingBody;
+use wasmtime_wasi_http::WasiHttpView;
+
+use crate::outgoing::Hooks;
+use crate::request::RequestState;
+use crate::Policies;
+
+/// What a handler answers: a response whose body streams from the handler
+/// while it runs.
+pub type Response = http::Response<HyperOutgoingBody>;
+
+/// The body of a request handed to a component.
+pub type RequestBody = wasmtime_wasi_http::WasiBody;
+
+/// Any request body (a server's), as a component reads it: streamed, and
+/// an error of the client's (a reset, a timeout) is the body's error.
+pub fn request_body<B>(body: B) -> RequestBody
+where
+    B: http_body::Body<Data = bytes::Bytes> + Send + 'static,
+    B::Error: std::fmt::Display,
+{
+    use http_body_util::BodyExt;
+    body.map_err(|e| wasmtime_wasi_http::Error::InternalError(Some(e.to_string())))
+        .boxed_unsync()
+}
+
+/// A prepared component revision. Calls go through [`ComponentCode::handle`];
+/// [`Code::call`] (bytes in, bytes out) is not how components are called.
+pub struct ComponentCode {
+    pre: ProxyPre<RequestState>,
+    slot: Arc<str>,
+    kv: Arc<dyn KvStore>,
+    policies: Arc<Policies>,
+    memory_cap: u64,
+    deadline: Duration,
+}
+
+/// Raised by the epoch callback once a request is past its deadline.
+#[derive(Debug, thiserror::Error)]
+#[error("past its deadline")]
+struct PastDeadline;
+
+impl ComponentCode {
+    pub(crate) fn new(
+        pre: ProxyPre<RequestState>,
+        slot: Arc<str>,
+        kv: Arc<dyn KvStore>,
+        policies: Arc<Policies>,
+        memory_cap: u64,
+        deadline: Duration,
+    ) -> ComponentCode {
+        ComponentCode {
+            pre,
+            slot,
+            kv,
+            policies,
+            memory_cap,
+            deadline,
+        }
+    }
+
+    /// Answers `request` on a fresh instance. Returns once the handler has
+    /// set its response (status and headers); the body streams from the
+    /// handler, which goes on running in a task of its own until it has
+    /// written the body or its deadline passes. `hold` is kept until then:
+    /// pass the slot's [`Lease`](hotswap_core::Lease), so that the revision
+    /// drains only after the body is written.
+    ///
+    /// Must be called within a Tokio runtime.
+    pub async fn handle(
+        &self,
+        request: http::Request<RequestBody>,
+        scheme: Scheme,
+        hold: impl Send + 'static,
+    ) -> Result<Response, CallError> {
+        let hooks = Hooks {
+            slot: self.slot.clone(),
+            outgoing: self.policies.outgoing(&self.slot),
+        };
+        let cap = usize::try_from(self.memory_cap).unwrap_or(usize::MAX);
+        let mut store = Store::new(
+            self.pre.engine(),
+            RequestState::new(self.kv.clone(), hooks, cap),
+        );
+        store.limiter(|s| &mut s.limiter);
+        let deadline = Instant::now() + self.deadline;
+        // Checked at every epoch tick while the handler runs: until the
+        // deadline it yields to the runtime (so a busy handler never holds a
+        // worker thread), and then it traps.
+        store.set_epoch_deadline(1);
+        store.epoch_deadline_callback(move |_| {
+            if Instant::now() >= deadline {
+                Err(wasmtime::Error::new(PastDeadline))
+            } else {
+                Ok(UpdateDeadline::Yield(1))
+            }
+        });
+        let bad = |e: wasmtime::Error| CallError::Host(format!("{e:#}"));
+        let req = store
+            .data_mut()
+            .http()
+            .new_incoming_request(scheme, request)
+            .map_err(bad)?;
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        let out = store
+            .data_mut()
+            .http()
+            .new_response_outparam(tx)
+            .map_err(bad)?;
+        let pre = self.pre.clone();
+        let (limit, budget) = (self.memory_cap, self.deadline);
+        let task = tokio::spawn(async move {
+            let _hold = hold;
+            let run = async {
+                let proxy = pre.instantiate_async(&mut store).await?;
+                proxy
+                    .wasi_http_incoming_handler()
+                    .call_handle(&mut store, req, out)
+                    .await
+            };
+            // The epoch ends a handler that computes; this ends one that
+            // waits (on a slow client, or an outgoing request).
+            let result = tokio::time::timeout_at(deadline.into(), run).await;
+            let refused = store.data().limiter.refused;
+            match result {
+                Ok(Ok(())) => Ok(()),
+                Ok(Err(e)) => Err(failure(e, refused, limit, budget)),
+                Err(_) => Err(CallError::Deadline(budget)),
+            }
+        });
+        match rx.await {
+            Ok(Ok(response)) => Ok(response),
+            Ok(Err(code)) => Err(CallError::Plugin(format!(
+                "the handler answered with an error: {code:?}"
+            ))),
+            // The handler ended (or failed) without setting a response.
+            Err(_) => match task.await {
+                Ok(Ok(())) => Err(CallError::Plugin(
+                    "the handler returned without setting a response".into(),
+                )),
+                Ok(Err(e)) => Err(e),
+                Err(e) => Err(CallError::Host(format!("the handler's task failed: {e}"))),
+            },
+        }
+    }
+}
+
+/// What a failed instantiation or handler call means for the caller.
+fn failure(e: wasmtime::Error, memory_refused: bool, limit: u64, budget: Duration) -> CallError {
+    if e.downcast_ref::<PastDeadline>().is_some() {
+        return CallError::Deadline(budget);
+    }
+    if memory_refused {
+        return CallError::MemoryLimit { limit };
+    }
+    if let Some(trap) = e.downcast_ref::<wasmtime::Trap>() {
+        return CallError::Trap(trap.to_string());
+    }
+    let text = format!("{e:#}");
+    // The pooling allocator is full: every instance is in use.
+    if text.contains("maximum concurrent") || text.contains("pooling allocator") {
+        return CallError::Instantiate(text);
+    }
+    CallError::Trap(text)
+}
+
+impl Code for ComponentCode {
+    /// Components answer HTTP requests ([`ComponentCode::handle`]); a
+    /// bytes-in, bytes-out call has no request to give them.
+    fn call(&self, _input: &[u8], _output: &mut Vec<u8>) -> Result<(), CallError> {
+        Err(CallError::Host(
+            "this slot serves a wasi:http component, which answers HTTP requests: send it one through a route".into(),
+        ))
+    }
+}

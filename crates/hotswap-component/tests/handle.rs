@@ -1,0 +1,364 @@
+//! The component tier end to end, below the server: real components (the
+//! `hello` examples, built from source), real requests, real swaps.
+
+use std::convert::Infallible;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use hotswap_component::{
+    ComponentConfig, ComponentRejection, ComponentTier, Outgoing, RequestBody, Scheme,
+};
+use hotswap_core::{Artifact, CallError, Digest, EventBus, MemoryKv, Slot};
+use hotswap_examples::{HELLO_V1, HELLO_V2};
+use http_body_util::{BodyExt, Full, StreamBody};
+
+const MEMORY_CAP: u64 = 16 << 20;
+
+fn slot(deadline: Duration) -> Arc<Slot<ComponentTier>> {
+    let tier = ComponentTier::new(ComponentConfig {
+        memory_cap: MEMORY_CAP,
+        deadline,
+        max_instances: 64,
+        cache_dir: None,
+    })
+    .unwrap();
+    let slot = Slot::new(
+        "hello",
+        Arc::new(tier),
+        Arc::new(MemoryKv::default()),
+        EventBus::new(),
+    );
+    slot.deploy(Artifact::new(HELLO_V1.to_vec()), None).unwrap();
+    Arc::new(slot)
+}
+
+fn body(bytes: impl Into<Bytes>) -> RequestBody {
+    Full::new(bytes.into())
+        .map_err(|e: Infallible| match e {})
+        .boxed_unsync()
+}
+
+fn get(path: &str) -> http::Request<RequestBody> {
+    http::Request::get(format!("http://localhost{path}"))
+        .body(body(Bytes::new()))
+        .unwrap()
+}
+
+/// One request through the slot as the gateway sends it: routed, leased,
+/// handled; the body read to its end.
+async fn send(
+    slot: &Slot<ComponentTier>,
+    request: http::Request<RequestBody>,
+) -> Result<(u16, http::HeaderMap, Bytes), CallError> {
+    let lease = slot.lease(None)?;
+    let response = lease
+        .code()
+        .handle(request, Scheme::Http, lease.clone())
+        .await?;
+    let status = response.status().as_u16();
+    let headers = response.headers().clone();
+    let body = response
+        .into_body()
+        .collect()
+        .await
+        .map_err(|e| CallError::Plugin(format!("{e:?}")))?
+        .to_bytes();
+    Ok((status, headers, body))
+}
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+#[test]
+fn a_swap_changes_the_answer_and_keeps_the_state() {
+    let slot = slot(Duration::from_secs(5));
+    let rt = runtime();
+    rt.block_on(async {
+        let mut probe = get("/");
+        probe.headers_mut().insert("x-probe", "42".parse().unwrap());
+        let (status, headers, text) = send(&slot, probe).await.unwrap();
+        assert_eq!((status, &text[..]), (200, &b"hello from v1\n"[..]));
+        assert_eq!(headers["x-probe"], "42");
+        assert_eq!(
+            send(&slot, get("/count")).await.unwrap().2,
+            "count 1, hello from v1\n"
+        );
+
+        slot.deploy(Artifact::new(HELLO_V2.to_vec()), None).unwrap();
+        assert_eq!(send(&slot, get("/")).await.unwrap().2, "HELLO FROM V2\n");
+        assert_eq!(
+            send(&slot, get("/count")).await.unwrap().2,
+            "count 2, HELLO FROM V2\n"
+        );
+
+        slot.rollback(&Digest::of(HELLO_V2), "back to v1").unwrap();
+        assert_eq!(
+            send(&slot, get("/count")).await.unwrap().2,
+            "count 3, hello from v1\n"
+        );
+    });
+}
+
+#[test]
+fn a_body_larger_than_the_memory_cap_streams_through_with_its_trailers() {
+    let slot = slot(Duration::from_secs(30));
+    let rt = runtime();
+    rt.block_on(async {
+        const CHUNK: usize = 64 << 10;
+        let chunks = 3 * MEMORY_CAP as usize / CHUNK;
+        let frames = tokio_stream::iter((0..chunks).map(|i| {
+            Ok::<_, wasmtime_wasi_http::Error>(http_body::Frame::data(Bytes::from(vec![
+                (i % 251)
+                    as u8;
+                CHUNK
+            ])))
+        }));
+        let request = http::Request::post("http://localhost/echo")
+            .body(StreamBody::new(frames).boxed_unsync())
+            .unwrap();
+        let lease = slot.lease(None).unwrap();
+        let response = lease
+            .code()
+            .handle(request, Scheme::Http, lease.clone())
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 200);
+        let mut body = response.into_body();
+        let (mut seen, mut trailers) = (0usize, None);
+        while let Some(frame) = body.frame().await {
+            let frame = frame.unwrap();
+            if let Some(data) = frame.data_ref() {
+                // Every byte comes back in order.
+                for (k, b) in data.iter().enumerate() {
+                    assert_eq!(*b, (((seen + k) / CHUNK) % 251) as u8);
+                }
+                seen += data.len();
+            } else if let Ok(t) = frame.into_trailers() {
+                trailers = Some(t);
+            }
+        }
+        assert_eq!(seen, chunks * CHUNK);
+        let trailers = trailers.expect("the echo ends with its trailers");
+        assert_eq!(trailers["x-echo-bytes"], (chunks * CHUNK).to_string());
+    });
+}
+
+#[test]
+fn a_handler_that_traps_fails_its_request_only() {
+    let slot = slot(Duration::from_secs(5));
+    let rt = runtime();
+    rt.block_on(async {
+        let e = send(&slot, get("/trap")).await.unwrap_err();
+        assert!(matches!(e, CallError::Trap(_)), "{e:?}");
+        assert_eq!(send(&slot, get("/")).await.unwrap().2, "hello from v1\n");
+    });
+}
+
+#[test]
+fn a_handler_that_loops_is_ended_at_its_deadline_and_holds_no_worker() {
+    let deadline = Duration::from_millis(300);
+    let slot = slot(deadline);
+    let rt = runtime();
+    rt.block_on(async {
+        // More loops than the runtime has workers: if a loop held its
+        // worker, the plain request below could not be answered until the
+        // loops ended.
+        let loops: Vec<_> = (0..4)
+            .map(|_| {
+                let slot = slot.clone();
+                tokio::spawn(async move { send(&slot, get("/loop")).await })
+            })
+            .collect();
+        assert_eq!(send(&slot, get("/")).await.unwrap().2, "hello from v1\n");
+        for l in loops {
+            assert_eq!(l.await.unwrap().unwrap_err(), CallError::Deadline(deadline));
+        }
+    });
+}
+
+#[test]
+fn a_handler_that_eats_memory_fails_at_the_cap() {
+    let slot = slot(Duration::from_secs(5));
+    let rt = runtime();
+    rt.block_on(async {
+        let e = send(&slot, get("/eat")).await.unwrap_err();
+        assert_eq!(e, CallError::MemoryLimit { limit: MEMORY_CAP });
+        assert_eq!(send(&slot, get("/count")).await.unwrap().0, 200);
+    });
+}
+
+/// A plain HTTP server on loopback that answers `upstream says hi`.
+async fn upstream() -> std::net::SocketAddr {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        loop {
+            let Ok((stream, _)) = listener.accept().await else {
+                return;
+            };
+            tokio::spawn(async move {
+                let service = hyper::service::service_fn(|_req| async {
+                    Ok::<_, Infallible>(hyper::Response::new(Full::new(Bytes::from_static(
+                        b"upstream says hi",
+                    ))))
+                });
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
+                    .await;
+            });
+        }
+    });
+    addr
+}
+
+#[test]
+fn outgoing_requests_reach_allowed_hosts_only() {
+    let tier = Arc::new(
+        ComponentTier::new(ComponentConfig {
+            max_instances: 16,
+            ..ComponentConfig::default()
+        })
+        .unwrap(),
+    );
+    let slot = Slot::new(
+        "hello",
+        tier.clone(),
+        Arc::new(MemoryKv::default()),
+        EventBus::new(),
+    );
+    slot.deploy(Artifact::new(HELLO_V1.to_vec()), None).unwrap();
+    let rt = runtime();
+    rt.block_on(async {
+        let addr = upstream().await;
+        let fetch = || get(&format!("/fetch?to=http://{addr}/"));
+
+        let (status, _, text) = send(&slot, fetch()).await.unwrap();
+        assert_eq!(status, 502, "{text:?}");
+        assert!(
+            String::from_utf8_lossy(&text).contains("HttpRequestDenied"),
+            "{text:?}"
+        );
+
+        tier.set_outgoing("hello", Outgoing::to([addr.to_string()]).unwrap());
+        let (status, _, text) = send(&slot, fetch()).await.unwrap();
+        assert_eq!(
+            (status, &text[..]),
+            (200, &b"fetched 200: upstream says hi"[..])
+        );
+
+        // Another port of the same host is another host.
+        tier.set_outgoing("hello", Outgoing::to(["127.0.0.1:1"]).unwrap());
+        assert_eq!(send(&slot, fetch()).await.unwrap().0, 502);
+    });
+}
+
+#[test]
+fn swaps_under_load_fail_no_request() {
+    let slot = slot(Duration::from_secs(5));
+    let rt = runtime();
+    let stop = Arc::new(AtomicBool::new(false));
+    let (ok, failed, v2) = (
+        Arc::new(AtomicU64::new(0)),
+        Arc::new(AtomicU64::new(0)),
+        Arc::new(AtomicU64::new(0)),
+    );
+    let clients: Vec<_> = (0..4)
+        .map(|_| {
+            let (slot, stop) = (slot.clone(), stop.clone());
+            let (ok, failed, v2) = (ok.clone(), failed.clone(), v2.clone());
+            rt.spawn(async move {
+                while !stop.load(Ordering::Relaxed) {
+                    match send(&slot, get("/")).await {
+                        Ok((200, _, text)) if text == "hello from v1\n" => {
+                            ok.fetch_add(1, Ordering::Relaxed)
+                        }
+                        Ok((200, _, text)) if text == "HELLO FROM V2\n" => {
+                            v2.fetch_add(1, Ordering::Relaxed);
+                            ok.fetch_add(1, Ordering::Relaxed)
+                        }
+                        other => {
+                            eprintln!("failed: {other:?}");
+                            failed.fetch_add(1, Ordering::Relaxed)
+                        }
+                    };
+                }
+            })
+        })
+        .collect();
+    // Swaps while the clients run: v1 → v2 → back, ten times.
+    let served = |n: u64| {
+        let until = std::time::Instant::now() + Duration::from_secs(30);
+        while ok.load(Ordering::Relaxed) < n {
+            assert!(std::time::Instant::now() < until, "the clients stalled");
+            std::thread::yield_now();
+        }
+    };
+    for round in 0..10 {
+        served(round * 200 + 100);
+        slot.deploy(Artifact::new(HELLO_V2.to_vec()), None).unwrap();
+        served(round * 200 + 200);
+        slot.rollback(&Digest::of(HELLO_V2), "back to v1").unwrap();
+    }
+    stop.store(true, Ordering::Relaxed);
+    for c in clients {
+        rt.block_on(c).unwrap();
+    }
+    assert_eq!(failed.load(Ordering::Relaxed), 0);
+    assert!(ok.load(Ordering::Relaxed) >= 2000);
+    assert!(
+        v2.load(Ordering::Relaxed) > 0,
+        "v2 served none of the calls"
+    );
+}
+
+#[test]
+fn validation_names_what_is_wrong() {
+    let tier = ComponentTier::new(ComponentConfig::default()).unwrap();
+    let check = |bytes: Vec<u8>| tier.inspect(&Artifact::new(bytes)).map(|_| ());
+
+    assert_eq!(
+        check(hotswap_examples::GREET_V1.to_vec()),
+        Err(ComponentRejection::CoreModule)
+    );
+    let no_handler =
+        wat::parse_str(r#"(component (import "wasi:io/poll@0.2.0" (instance)))"#).unwrap();
+    match check(no_handler) {
+        Err(ComponentRejection::NoHandler { found }) => assert_eq!(found, "nothing"),
+        other => panic!("{other:?}"),
+    }
+    for (import, says) in [
+        ("wasi:filesystem/preopens@0.2.0", "files are refused"),
+        ("wasi:sockets/tcp@0.2.0", "sockets are refused"),
+        ("acme:secrets/vault", "outside the `wasi:http/proxy` world"),
+    ] {
+        let bytes =
+            wat::parse_str(format!(r#"(component (import "{import}" (instance)))"#)).unwrap();
+        let e = check(bytes).unwrap_err();
+        assert!(
+            matches!(&e, ComponentRejection::ForbiddenImport { name, .. } if name == import),
+            "{e:?}"
+        );
+        assert!(e.to_string().contains(says), "{e}");
+        assert!(e.to_string().contains(import), "{e}");
+    }
+    let info = tier.inspect(&Artifact::new(HELLO_V1.to_vec())).unwrap();
+    assert_eq!(
+        (info.manifest.name.as_str(), info.manifest.version.as_str()),
+        ("hello", "1.0.0")
+    );
+    assert!(info.has_manifest);
+    assert!(
+        info.imports
+            .iter()
+            .any(|i| i.starts_with("hotswap:plugin/kv@")),
+        "{:?}",
+        info.imports
+    );
+}

@@ -1,0 +1,162 @@
+//! wasi:http components in `hotswap serve`, end to end through real
+//! sockets: deployed, swapped under load, restored, refused, sandboxed.
+
+mod common;
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Barrier};
+
+use common::*;
+use hotswap_examples::{HELLO_V1, HELLO_V2};
+
+fn deploy(admin: &str, slot: &str, module: &[u8]) -> Reply {
+    post(
+        &client(),
+        &format!("{admin}/v1/slots/{slot}/revisions"),
+        module,
+    )
+}
+
+#[test]
+fn a_component_swaps_v1_v2_and_back_under_load_failing_no_request() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = start(config(dir.path()));
+    let admin = format!("http://{}", server.admin);
+    let r = deploy(&admin, "hello", HELLO_V1);
+    assert_eq!(r.status, 201, "{}", r.body);
+    assert_eq!(r.json()["revision"]["version"], "1.0.0");
+    let url = format!("http://{}/hello/", server.data);
+
+    const CLIENTS: usize = 4;
+    let done = Arc::new(AtomicBool::new(false));
+    let (failed, v2) = (Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0)));
+    let start = Arc::new(Barrier::new(CLIENTS + 1));
+    let clients: Vec<_> = (0..CLIENTS)
+        .map(|_| {
+            let (done, failed, v2, start, url) = (
+                done.clone(),
+                failed.clone(),
+                v2.clone(),
+                start.clone(),
+                url.clone(),
+            );
+            std::thread::spawn(move || {
+                let http = client();
+                let mut ok = 0u64;
+                start.wait();
+                while !done.load(Ordering::SeqCst) {
+                    let r = get(&http, &url);
+                    match (r.status, r.body.as_str()) {
+                        (200, "hello from v1\n") => ok += 1,
+                        (200, "HELLO FROM V2\n") => {
+                            ok += 1;
+                            v2.fetch_add(1, Ordering::SeqCst);
+                        }
+                        other => {
+                            eprintln!("failed request: {other:?}");
+                            failed.fetch_add(1, Ordering::SeqCst);
+                        }
+                    }
+                }
+                ok
+            })
+        })
+        .collect();
+    start.wait();
+    let http = client();
+    for _ in 0..5 {
+        let r = deploy(&admin, "hello", HELLO_V2);
+        assert_eq!(r.status, 201, "{}", r.body);
+        assert_eq!(get(&http, &url).body, "HELLO FROM V2\n");
+        let r = post(&http, &format!("{admin}/v1/slots/hello/rollback"), b"");
+        assert_eq!(r.status, 200, "{}", r.body);
+        assert_eq!(get(&http, &url).body, "hello from v1\n");
+    }
+    done.store(true, Ordering::SeqCst);
+    let total: u64 = clients.into_iter().map(|c| c.join().unwrap()).sum();
+    assert_eq!(failed.load(Ordering::SeqCst), 0);
+    assert!(total > 0);
+    assert!(v2.load(Ordering::SeqCst) > 0, "no client was served by v2");
+}
+
+#[test]
+fn state_is_kept_across_swaps_and_restarts_and_answers_name_their_revision() {
+    let dir = tempfile::tempdir().unwrap();
+    let http = client();
+    let server = start(config(dir.path()));
+    let admin = format!("http://{}", server.admin);
+    assert_eq!(deploy(&admin, "hello", HELLO_V1).status, 201);
+    let count = format!("http://{}/hello/count", server.data);
+    let mut r = http.get(&count).call().unwrap();
+    assert_eq!(r.headers()[hotswap_api::headers::GENERATION], "1");
+    assert_eq!(
+        r.body_mut().read_to_string().unwrap(),
+        "count 1, hello from v1\n"
+    );
+    assert_eq!(deploy(&admin, "hello", HELLO_V2).status, 201);
+    assert_eq!(get(&http, &count).body, "count 2, HELLO FROM V2\n");
+    server.stop();
+
+    let server = start(config(dir.path()));
+    let count = format!("http://{}/hello/count", server.data);
+    assert_eq!(get(&http, &count).body, "count 3, HELLO FROM V2\n");
+    // A plugin's path below the slot is the component's own.
+    assert_eq!(
+        get(&http, &format!("http://{}/hello/nowhere?x=1", server.data)).body,
+        "HELLO FROM V2\n"
+    );
+}
+
+#[test]
+fn a_hostile_handler_fails_its_own_request_only() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = config(dir.path());
+    cfg.component.deadline_ms = 300;
+    cfg.component.memory_cap_mib = 16;
+    let server = start(cfg);
+    let admin = format!("http://{}", server.admin);
+    assert_eq!(deploy(&admin, "hello", HELLO_V1).status, 201);
+    let http = client();
+    for (path, status, kind) in [
+        ("trap", 502, "trap"),
+        ("loop", 504, "deadline"),
+        ("eat", 502, "memory-limit"),
+    ] {
+        let r = http
+            .get(&format!("http://{}/hello/{path}", server.data))
+            .call()
+            .unwrap();
+        assert_eq!(r.status(), status, "/{path}");
+        assert_eq!(r.headers()[hotswap_api::headers::ERROR], kind, "/{path}");
+        assert_eq!(
+            get(&http, &format!("http://{}/hello/", server.data)).body,
+            "hello from v1\n"
+        );
+    }
+}
+
+#[test]
+fn a_deploy_that_is_not_a_serveable_component_is_refused_by_name() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = start(config(dir.path()));
+    let admin = format!("http://{}", server.admin);
+    let files = wat::parse_str(
+        r#"(component
+             (import "wasi:filesystem/preopens@0.2.0" (instance))
+           )"#,
+    )
+    .unwrap();
+    let r = deploy(&admin, "hello", &files);
+    assert_eq!(r.status, 422, "{}", r.body);
+    assert!(
+        r.body.contains("wasi:filesystem/preopens@0.2.0"),
+        "{}",
+        r.body
+    );
+    let r = deploy(&admin, "hello", &wat::parse_str("(component)").unwrap());
+    assert_eq!(r.status, 422, "{}", r.body);
+    assert!(r.body.contains("wasi:http/incoming-handler"), "{}", r.body);
+    // Nothing was stored: the slot does not exist.
+    let r = get(&client(), &format!("{admin}/v1/slots/hello"));
+    assert_eq!(r.status, 404, "{}", r.body);
+}
