@@ -318,37 +318,65 @@ fn swaps_under_load_fail_no_request() {
     );
 }
 
-#[test]
-fn validation_names_what_is_wrong() {
-    let tier = ComponentTier::new(ComponentConfig::default()).unwrap();
-    let check = |bytes: Vec<u8>| tier.inspect(&Artifact::new(bytes)).map(|_| ());
+fn inspect(bytes: &[u8]) -> Result<hotswap_component::ComponentInfo, ComponentRejection> {
+    let tier = ComponentTier::new(ComponentConfig {
+        max_instances: 1,
+        ..ComponentConfig::default()
+    })
+    .unwrap();
+    tier.inspect(&Artifact::new(bytes.to_vec()))
+        .map(|info| (*info).clone())
+}
 
-    assert_eq!(
-        check(hotswap_examples::GREET_V1.to_vec()),
-        Err(ComponentRejection::CoreModule)
+/// A component that imports `import` and does nothing.
+fn importing(import: &str) -> Vec<u8> {
+    wat::parse_str(format!(r#"(component (import "{import}" (instance)))"#)).unwrap()
+}
+
+fn assert_refused_import(import: &str, says: &str) {
+    let e = inspect(&importing(import)).unwrap_err();
+    assert!(
+        matches!(&e, ComponentRejection::ForbiddenImport { name, .. } if name == import),
+        "{e:?}"
     );
-    let no_handler =
-        wat::parse_str(r#"(component (import "wasi:io/poll@0.2.0" (instance)))"#).unwrap();
-    match check(no_handler) {
+    let text = e.to_string();
+    assert!(text.contains(says) && text.contains(import), "{text}");
+}
+
+#[test]
+fn a_core_module_is_not_a_component() {
+    assert_eq!(
+        inspect(hotswap_examples::GREET_V1).unwrap_err(),
+        ComponentRejection::CoreModule
+    );
+}
+
+#[test]
+fn a_component_without_the_handler_export_is_refused() {
+    match inspect(&importing("wasi:io/poll@0.2.0")) {
         Err(ComponentRejection::NoHandler { found }) => assert_eq!(found, "nothing"),
         other => panic!("{other:?}"),
     }
-    for (import, says) in [
-        ("wasi:filesystem/preopens@0.2.0", "files are refused"),
-        ("wasi:sockets/tcp@0.2.0", "sockets are refused"),
-        ("acme:secrets/vault", "outside the `wasi:http/proxy` world"),
-    ] {
-        let bytes =
-            wat::parse_str(format!(r#"(component (import "{import}" (instance)))"#)).unwrap();
-        let e = check(bytes).unwrap_err();
-        assert!(
-            matches!(&e, ComponentRejection::ForbiddenImport { name, .. } if name == import),
-            "{e:?}"
-        );
-        assert!(e.to_string().contains(says), "{e}");
-        assert!(e.to_string().contains(import), "{e}");
-    }
-    let info = tier.inspect(&Artifact::new(HELLO_V1.to_vec())).unwrap();
+}
+
+#[test]
+fn a_component_that_imports_files_is_refused() {
+    assert_refused_import("wasi:filesystem/preopens@0.2.0", "files are refused");
+}
+
+#[test]
+fn a_component_that_imports_sockets_is_refused() {
+    assert_refused_import("wasi:sockets/tcp@0.2.0", "sockets are refused");
+}
+
+#[test]
+fn a_component_that_imports_anything_else_is_refused() {
+    assert_refused_import("acme:secrets/vault", "outside the `wasi:http/proxy` world");
+}
+
+#[test]
+fn a_valid_component_reports_its_manifest_and_imports() {
+    let info = inspect(HELLO_V1).unwrap();
     assert_eq!(
         (info.manifest.name.as_str(), info.manifest.version.as_str()),
         ("hello", "1.0.0")

@@ -160,3 +160,91 @@ fn a_deploy_that_is_not_a_serveable_component_is_refused_by_name() {
     let r = get(&client(), &format!("{admin}/v1/slots/hello"));
     assert_eq!(r.status, 404, "{}", r.body);
 }
+
+#[test]
+fn a_component_canary_takes_its_weight_sticks_to_keys_and_is_promoted() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = start(config(dir.path()));
+    let admin = format!("http://{}", server.admin);
+    assert_eq!(deploy(&admin, "hello", HELLO_V1).status, 201);
+    let r = post(
+        &client(),
+        &format!("{admin}/v1/slots/hello/revisions?canary=30"),
+        HELLO_V2,
+    );
+    assert_eq!(r.status, 201, "{}", r.body);
+    let http = client();
+    let url = format!("http://{}/hello/", server.data);
+    let ask = |key: &str| {
+        let mut r = http.get(&url).header("x-hotswap-key", key).call().unwrap();
+        let canary = r.headers().get(hotswap_api::headers::CANARY).is_some();
+        let body = r.body_mut().read_to_string().unwrap();
+        assert_eq!(body == "HELLO FROM V2\n", canary, "{body:?}");
+        canary
+    };
+    let keys: Vec<String> = (0..300).map(|i| format!("client-{i}")).collect();
+    let first: Vec<bool> = keys.iter().map(|k| ask(k)).collect();
+    let share = first.iter().filter(|c| **c).count();
+    assert!(
+        (45..=135).contains(&share),
+        "the canary took {share} of 300 keys"
+    );
+    // Each key stays on the revision it got.
+    for (key, was) in keys.iter().zip(&first).take(50) {
+        assert_eq!(ask(key), *was, "{key} moved");
+    }
+    let digest = hotswap_core::Digest::of(HELLO_V2);
+    let r = post(
+        &http,
+        &format!("{admin}/v1/slots/hello/promote?expect={digest}"),
+        b"",
+    );
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(get(&http, &url).body, "HELLO FROM V2\n");
+}
+
+#[test]
+fn a_component_canary_that_fails_breaks_its_error_budget_and_is_rolled_back() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = start(hotswap_server::ServerConfig {
+        canary: hotswap_server::CanaryConfig {
+            error_budget: 0.05,
+            window_secs: 60,
+            min_calls: 20,
+            ..hotswap_server::CanaryConfig::default()
+        },
+        ..config(dir.path())
+    });
+    let admin = format!("http://{}", server.admin);
+    assert_eq!(deploy(&admin, "hello", HELLO_V1).status, 201);
+    let http = client();
+    let r = post(
+        &http,
+        &format!("{admin}/v1/slots/hello/revisions?canary=50"),
+        HELLO_V2,
+    );
+    assert_eq!(r.status, 201, "{}", r.body);
+    // Every request traps, on either revision; the canary is judged on the
+    // share that reaches it. Many keys, so about half do. Bounded, so a
+    // monitor that never acts fails the test.
+    let trap = format!("http://{}/hello/trap", server.data);
+    let show = format!("{admin}/v1/slots/hello");
+    let mut rolled_back = false;
+    for i in 0..5_000 {
+        let r = http
+            .get(&trap)
+            .header("x-hotswap-key", format!("client-{i}"))
+            .call()
+            .unwrap();
+        assert_eq!(r.status(), 502);
+        if i % 50 == 49 && get(&http, &show).json()["canary"].is_null() {
+            rolled_back = true;
+            break;
+        }
+    }
+    assert!(rolled_back, "the canary was never rolled back");
+    let slot = get(&http, &show).json();
+    assert_eq!(slot["active"]["version"], "1.0.0", "{slot}");
+    let events = get(&http, &format!("{admin}/v1/events")).body;
+    assert!(events.contains("error budget exceeded"), "{events}");
+}

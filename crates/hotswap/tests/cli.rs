@@ -544,3 +544,55 @@ fn push_signs_and_pushes_a_plugin_that_pulls_back_by_its_digest() {
         stderr(&bad)
     );
 }
+
+#[test]
+fn check_and_run_take_wasi_http_components() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = write(dir.path(), "hello.wasm", hotswap_examples::HELLO_V1);
+    let out = hotswap(&["check", "--json", file.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(
+        (v["kind"].clone(), v["name"].clone(), v["version"].clone()),
+        ("component".into(), "hello".into(), "1.0.0".into())
+    );
+    let out = hotswap(&["check", file.to_str().unwrap()]);
+    assert!(
+        stdout(&out).contains("valid wasi:http component"),
+        "{}",
+        stdout(&out)
+    );
+
+    let out = hotswap(&["run", file.to_str().unwrap(), "--path", "/count"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(stdout(&out), "count 1, hello from v1\n");
+    let out = hotswap(&[
+        "run",
+        file.to_str().unwrap(),
+        "--path",
+        "/echo",
+        "--input",
+        "abc",
+    ]);
+    assert_eq!(stdout(&out), "abc");
+    let out = hotswap(&[
+        "run",
+        file.to_str().unwrap(),
+        "--path",
+        "/loop",
+        "--deadline",
+        "100",
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr(&out).contains("deadline"), "{}", stderr(&out));
+
+    // A component that is not a handler: the component validator says why.
+    let wat = write(dir.path(), "empty.wat", b"(component)");
+    let out = hotswap(&["check", wat.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr(&out).contains("incoming-handler"),
+        "{}",
+        stderr(&out)
+    );
+}
