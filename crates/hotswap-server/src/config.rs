@@ -51,6 +51,14 @@ use serde::{Deserialize, Serialize};
 /// memory_cap_mib = 64
 /// instance_cap = 16
 ///
+/// [component]                    # wasi:http components (docs/components.md)
+/// deadline_ms = 10000            # a request's whole life, to its last body byte
+/// memory_cap_mib = 64            # per instance: one per request
+/// max_instances = 256            # component requests at once, across slots
+///
+/// [component.outgoing]           # per slot, the hosts its components may call
+/// hello = ["api.example.com", "127.0.0.1:8080"]
+///
 /// [tls]                          # the data plane over HTTPS (HTTP/2 and HTTP/1.1 by ALPN)
 /// cert = "/etc/hotswap/cert.pem" # certificate chain, PEM; read again at every reload
 /// key = "/etc/hotswap/key.pem"   # its private key, PEM
@@ -514,5 +522,49 @@ impl ServerConfig {
             instance_cap: self.limits.instance_cap,
             ..hotswap_wasm::WasmConfig::default()
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The example at the top of this file, as a user would copy it.
+    fn documented() -> String {
+        let source = include_str!("config.rs");
+        let start = source
+            .find("/// ```toml\n")
+            .expect("the documented example")
+            + 12;
+        let end = start + source[start..].find("/// ```\n").expect("its end");
+        source[start..end]
+            .lines()
+            .map(|l| l.strip_prefix("///").unwrap_or(l).trim_start_matches(' '))
+            .collect::<Vec<_>>()
+            .join("\n")
+    }
+
+    #[test]
+    fn the_documented_example_parses_and_checks() {
+        let config: ServerConfig = toml::from_str(&documented()).unwrap();
+        config.check().unwrap();
+        assert_eq!(config.component.deadline_ms, 10_000);
+        let outgoing = config.component.outgoing().unwrap();
+        assert_eq!(outgoing.len(), 1);
+        assert!(outgoing[0].1.allows("127.0.0.1:8080"));
+    }
+
+    #[test]
+    fn a_bad_outgoing_host_is_an_error_that_names_it() {
+        let config: ServerConfig = toml::from_str(
+            r#"
+            [component.outgoing]
+            hello = ["http://api.example.com/path"]
+            "#,
+        )
+        .unwrap();
+        let e = config.check().unwrap_err().to_string();
+        assert!(e.contains("component.outgoing.hello"), "{e}");
+        assert!(e.contains("http://api.example.com/path"), "{e}");
     }
 }

@@ -294,7 +294,7 @@ fn status_table(slots: &[SlotStatus]) -> String {
         return "no slots".to_string();
     }
     let mut out = format!(
-        "{:<16} {:<10} {:<6} {:<12} {:<6} {:<32} {}",
+        "{:<16} {:<10} {:<9} {:<12} {:<6} {:<32} {}",
         "SLOT", "VERSION", "KIND", "DIGEST", "GEN", "PREVIOUS", "CANARY"
     );
     for s in slots {
@@ -318,7 +318,7 @@ fn status_table(slots: &[SlotStatus]) -> String {
             format!("{} at {}%", c.version, c.weight.unwrap_or(0))
         });
         out.push_str(&format!(
-            "\n{:<16} {version:<10} {kind:<6} {digest:<12} {generation:<6} {previous:<32} {canary}",
+            "\n{:<16} {version:<10} {kind:<9} {digest:<12} {generation:<6} {previous:<32} {canary}",
             s.name
         ));
         if let Some(fault) = &s.fault {
