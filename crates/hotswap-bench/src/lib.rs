@@ -1,6 +1,7 @@
 //! `hotswap bench`: the benchmarks, each printed as a table, or as JSON for
 //! scripts: swaps (`swap`), WASM against native on one source (`compare`),
-//! HTTP through `hotswap serve` against bare hyper (`http`), binary
+//! HTTP through `hotswap serve` against bare hyper (`http`), a component's
+//! fresh instance per request against a plugin call (`component`), binary
 //! upgrades (`upgrade`), state migration (`migrate`) and eBPF replacement
 //! (`ebpf`). docs/numbers.md records what they measured.
 //!
@@ -9,6 +10,7 @@
 //! binary is its entry point.
 
 mod compare;
+mod component;
 mod ebpf;
 mod fleet;
 mod http;
@@ -26,6 +28,8 @@ pub enum Command {
     Swap(swap::Args),
     /// The WASM tier against the native tier on the same plugin source: load latency, resident memory per revision, export lookup, call latency, and failed calls while replacing 50 times a second.
     Compare(compare::Args),
+    /// A wasi:http component request (a fresh instance each) against an ABI v1 plugin call, and what keeping memory resident saves.
+    Component(component::Args),
     /// HTTP throughput through `hotswap serve` against a bare hyper server, and while deploying.
     Http(http::Args),
     /// Only the bare hyper server that `bench http` compares against, for an outside load generator (h2load, wrk).
@@ -44,6 +48,7 @@ pub fn main(cmd: Command) -> anyhow::Result<std::process::ExitCode> {
     match cmd {
         Command::Swap(args) => swap::main(args),
         Command::Compare(args) => compare::main(args),
+        Command::Component(args) => component::main(args),
         Command::Http(args) => http::main(args),
         Command::Bare(args) => http::bare(args),
         Command::Upgrade(args) => upgrade::main(args),

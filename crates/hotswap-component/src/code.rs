@@ -37,12 +37,12 @@ where
 /// A prepared component revision. Calls go through [`ComponentCode::handle`];
 /// [`Code::call`] (bytes in, bytes out) is not how components are called.
 pub struct ComponentCode {
-    pre: ProxyPre<RequestState>,
-    slot: Arc<str>,
-    kv: Arc<dyn KvStore>,
-    policies: Arc<Policies>,
-    memory_cap: u64,
-    deadline: Duration,
+    pub(crate) pre: ProxyPre<RequestState>,
+    pub(crate) slot: Arc<str>,
+    pub(crate) kv: Arc<dyn KvStore>,
+    pub(crate) policies: Arc<Policies>,
+    pub(crate) memory_cap: u64,
+    pub(crate) deadline: Duration,
 }
 
 /// Raised by the epoch callback once a request is past its deadline.
@@ -51,24 +51,6 @@ pub struct ComponentCode {
 struct PastDeadline;
 
 impl ComponentCode {
-    pub(crate) fn new(
-        pre: ProxyPre<RequestState>,
-        slot: Arc<str>,
-        kv: Arc<dyn KvStore>,
-        policies: Arc<Policies>,
-        memory_cap: u64,
-        deadline: Duration,
-    ) -> ComponentCode {
-        ComponentCode {
-            pre,
-            slot,
-            kv,
-            policies,
-            memory_cap,
-            deadline,
-        }
-    }
-
     /// Answers `request` on a fresh instance. Returns once the handler has
     /// set its response (status and headers); the body streams from the
     /// handler, which goes on running in a task of its own until it has

@@ -22,6 +22,26 @@ pub struct ComponentConfig {
     /// Where compiled components are kept across restarts; `None` keeps
     /// them in memory only.
     pub cache_dir: Option<PathBuf>,
+    /// How the pool resets an instance's memory for the next request.
+    /// `hotswap bench component` measures each against the others.
+    pub reset: Reset,
+}
+
+/// How the pooling allocator makes a used instance's memory fresh for the
+/// next request (one instance per request makes this the main cost after
+/// the handler itself).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reset {
+    /// wasmtime's default: `madvise` every memory back to the kernel at
+    /// once; the next instance page-faults in what it touches.
+    Madvise,
+    /// Keep this many bytes of each memory resident and `memset` them to
+    /// zero; `madvise` the rest.
+    KeepResident(u64),
+    /// Reset only the pages the instance dirtied (Linux's `PAGEMAP_SCAN`,
+    /// kernel 6.7 or newer; `madvise` elsewhere), and batch the `madvise`
+    /// calls, so their TLB shootdowns are paid once per batch.
+    DirtyPages,
 }
 
 impl Default for ComponentConfig {
@@ -31,6 +51,7 @@ impl Default for ComponentConfig {
             deadline: Duration::from_secs(10),
             max_instances: 256,
             cache_dir: None,
+            reset: Reset::DirtyPages,
         }
     }
 }
@@ -52,6 +73,11 @@ impl ComponentConfig {
         if self.deadline < EPOCH_TICK || self.deadline > Duration::from_secs(3600) {
             return Err(ComponentConfigError(
                 "deadline must be between 1 ms and 1 hour",
+            ));
+        }
+        if matches!(self.reset, Reset::KeepResident(n) if n > self.memory_cap) {
+            return Err(ComponentConfigError(
+                "the memory kept resident cannot be more than memory_cap",
             ));
         }
         if self.max_instances == 0 || self.max_instances > 100_000 {

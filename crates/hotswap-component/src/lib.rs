@@ -48,7 +48,7 @@ use wasmtime::{Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
 use wasmtime_wasi_http::p2::bindings::ProxyPre;
 
 pub use code::{request_body, ComponentCode, RequestBody, Response};
-pub use config::{ComponentConfig, ComponentConfigError};
+pub use config::{ComponentConfig, ComponentConfigError, Reset};
 pub use outgoing::{Outgoing, OutgoingError};
 pub use validate::{default_manifest, validate, ComponentInfo, ComponentRejection, HANDLER_EXPORT};
 /// The scheme a request came in with, as a component sees it.
@@ -156,14 +156,14 @@ impl Tier for ComponentTier {
             .instantiate_pre(&component)
             .and_then(ProxyPre::new)
             .map_err(|e| PrepareError::Link(format!("{e:#}")))?;
-        Ok(ComponentCode::new(
+        Ok(ComponentCode {
             pre,
-            slot.slot.clone(),
-            slot.kv.clone(),
-            self.policies.clone(),
-            self.config.memory_cap,
-            self.config.deadline,
-        ))
+            slot: slot.slot.clone(),
+            kv: slot.kv.clone(),
+            policies: self.policies.clone(),
+            memory_cap: self.config.memory_cap,
+            deadline: self.config.deadline,
+        })
     }
 }
 
@@ -180,6 +180,9 @@ impl Policies {
     }
 }
 
+/// How many `madvise` calls the pool batches under [`Reset::DirtyPages`].
+const DECOMMIT_BATCH: usize = 16;
+
 fn engine_config(config: &ComponentConfig) -> wasmtime::Config {
     let n = config.max_instances;
     let mut pool = PoolingAllocationConfig::new();
@@ -189,12 +192,20 @@ fn engine_config(config: &ComponentConfig) -> wasmtime::Config {
         .total_core_instances(n.saturating_mul(4))
         .total_memories(n.saturating_mul(2))
         .total_tables(n.saturating_mul(4))
-        .max_memory_size(config.memory_cap as usize)
-        // A fresh instance per request: keep some of each memory resident
-        // in the pool, so that the next request's instance is a memset
-        // rather than page faults.
-        .linear_memory_keep_resident(1 << 20)
-        .table_keep_resident(64 << 10);
+        .max_memory_size(config.memory_cap as usize);
+    // A fresh instance per request makes resetting the last one's memory
+    // the main cost after the handler (docs/numbers.md, `bench component`).
+    match config.reset {
+        Reset::Madvise => {}
+        Reset::KeepResident(bytes) => {
+            pool.linear_memory_keep_resident(bytes as usize)
+                .table_keep_resident(64 << 10);
+        }
+        Reset::DirtyPages => {
+            pool.pagemap_scan(wasmtime::Enabled::Auto)
+                .decommit_batch_size(DECOMMIT_BATCH);
+        }
+    }
     let mut c = wasmtime::Config::new();
     c.allocation_strategy(InstanceAllocationStrategy::Pooling(pool))
         .wasm_component_model(true)

@@ -21,7 +21,7 @@ fn slot(deadline: Duration) -> Arc<Slot<ComponentTier>> {
         memory_cap: MEMORY_CAP,
         deadline,
         max_instances: 64,
-        cache_dir: None,
+        ..ComponentConfig::default()
     })
     .unwrap();
     let slot = Slot::new(

@@ -179,7 +179,7 @@ impl ComponentSection {
             deadline: Duration::from_millis(self.deadline_ms),
             memory_cap: self.memory_cap_mib << 20,
             max_instances: self.max_instances,
-            cache_dir: None,
+            ..hotswap_component::ComponentConfig::default()
         }
     }
 

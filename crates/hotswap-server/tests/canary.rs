@@ -192,15 +192,7 @@ fn a_canary_takes_its_weight_sticks_per_key_and_can_be_promoted() {
 #[test]
 fn a_canary_over_its_error_budget_is_rolled_back_with_the_reason() {
     let dir = tempfile::tempdir().unwrap();
-    let server = start(hotswap_server::ServerConfig {
-        canary: hotswap_server::CanaryConfig {
-            error_budget: 0.05,
-            window_secs: 60,
-            min_calls: 20,
-            ..hotswap_server::CanaryConfig::default()
-        },
-        ..config(dir.path())
-    });
+    let server = start(strict_budget(config(dir.path())));
     let http = client();
     let admin = format!("http://{}", server.admin);
     let trapping = wat::parse_str(

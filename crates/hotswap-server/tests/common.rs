@@ -45,6 +45,20 @@ pub fn config(dir: &Path) -> ServerConfig {
     }
 }
 
+/// `config` with a strict canary error budget (5 % of at least 20 calls in
+/// a minute), so a failing canary is rolled back within a few hundred calls.
+pub fn strict_budget(config: ServerConfig) -> ServerConfig {
+    ServerConfig {
+        canary: hotswap_server::CanaryConfig {
+            error_budget: 0.05,
+            window_secs: 60,
+            min_calls: 20,
+            ..hotswap_server::CanaryConfig::default()
+        },
+        ..config
+    }
+}
+
 /// Starts a server and returns once both listeners are bound.
 pub fn start(config: ServerConfig) -> Running {
     start_with(config, None)

@@ -206,15 +206,7 @@ fn a_component_canary_takes_its_weight_sticks_to_keys_and_is_promoted() {
 #[test]
 fn a_component_canary_that_fails_breaks_its_error_budget_and_is_rolled_back() {
     let dir = tempfile::tempdir().unwrap();
-    let server = start(hotswap_server::ServerConfig {
-        canary: hotswap_server::CanaryConfig {
-            error_budget: 0.05,
-            window_secs: 60,
-            min_calls: 20,
-            ..hotswap_server::CanaryConfig::default()
-        },
-        ..config(dir.path())
-    });
+    let server = start(strict_budget(config(dir.path())));
     let admin = format!("http://{}", server.admin);
     assert_eq!(deploy(&admin, "hello", HELLO_V1).status, 201);
     let http = client();

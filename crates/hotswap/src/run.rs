@@ -90,7 +90,7 @@ pub fn main(args: Args) -> anyhow::Result<ExitCode> {
         deadline: Duration::from_millis(args.deadline),
         memory_cap: args.memory_cap << 20,
         max_instances: 2,
-        cache_dir: None,
+        ..ComponentConfig::default()
     })
     .map_err(|e| anyhow::anyhow!(e))?;
     let is_component = Kind::of(&bytes) == Kind::Component;

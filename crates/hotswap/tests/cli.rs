@@ -596,3 +596,27 @@ fn check_and_run_take_wasi_http_components() {
         stderr(&out)
     );
 }
+
+#[test]
+fn bench_component_prints_the_documented_json() {
+    let out = hotswap(&["bench", "component", "--json", "--requests", "90"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    for key in [
+        "component_p50_us",
+        "component_p99_us",
+        "madvise_p50_us",
+        "keep_resident_p50_us",
+        "plugin_p50_us",
+        "component_to_plugin",
+    ] {
+        assert!(
+            v[key].as_f64().is_some_and(|x| x > 0.0),
+            "{key} missing or not positive in {v}"
+        );
+    }
+    assert_eq!(
+        (v["requests"].as_u64(), v["failed"].as_u64()),
+        (Some(90), Some(0))
+    );
+}
