@@ -43,6 +43,7 @@ pub struct ComponentCode {
     pub(crate) policies: Arc<Policies>,
     pub(crate) memory_cap: u64,
     pub(crate) deadline: Duration,
+    pub(crate) max_instances: u32,
 }
 
 /// Raised by the epoch callback once a request is past its deadline.
@@ -100,7 +101,7 @@ impl ComponentCode {
             .new_response_outparam(tx)
             .map_err(bad)?;
         let pre = self.pre.clone();
-        let (limit, budget) = (self.memory_cap, self.deadline);
+        let (limit, budget, max) = (self.memory_cap, self.deadline, self.max_instances);
         let task = tokio::spawn(async move {
             let _hold = hold;
             let run = async {
@@ -116,7 +117,7 @@ impl ComponentCode {
             let refused = store.data().limiter.refused;
             match result {
                 Ok(Ok(())) => Ok(()),
-                Ok(Err(e)) => Err(failure(e, refused, limit, budget)),
+                Ok(Err(e)) => Err(failure(e, refused, limit, budget, max)),
                 Err(_) => Err(CallError::Deadline(budget)),
             }
         });
@@ -138,7 +139,13 @@ impl ComponentCode {
 }
 
 /// What a failed instantiation or handler call means for the caller.
-fn failure(e: wasmtime::Error, memory_refused: bool, limit: u64, budget: Duration) -> CallError {
+fn failure(
+    e: wasmtime::Error,
+    memory_refused: bool,
+    limit: u64,
+    budget: Duration,
+    max_instances: u32,
+) -> CallError {
     if e.downcast_ref::<PastDeadline>().is_some() {
         return CallError::Deadline(budget);
     }
@@ -148,12 +155,15 @@ fn failure(e: wasmtime::Error, memory_refused: bool, limit: u64, budget: Duratio
     if let Some(trap) = e.downcast_ref::<wasmtime::Trap>() {
         return CallError::Trap(trap.to_string());
     }
-    let text = format!("{e:#}");
-    // The pooling allocator is full: every instance is in use.
-    if text.contains("maximum concurrent") || text.contains("pooling allocator") {
-        return CallError::Instantiate(text);
+    // The pool is full: as many requests run as the tier allows.
+    if e.downcast_ref::<wasmtime::PoolConcurrencyLimitError>()
+        .is_some()
+    {
+        return CallError::Overloaded {
+            cap: max_instances as usize,
+        };
     }
-    CallError::Trap(text)
+    CallError::Trap(format!("{e:#}"))
 }
 
 impl Code for ComponentCode {

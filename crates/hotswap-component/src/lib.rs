@@ -163,6 +163,7 @@ impl Tier for ComponentTier {
             policies: self.policies.clone(),
             memory_cap: self.config.memory_cap,
             deadline: self.config.deadline,
+            max_instances: self.config.max_instances,
         })
     }
 }

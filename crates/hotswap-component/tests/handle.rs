@@ -390,3 +390,46 @@ fn a_valid_component_reports_its_manifest_and_imports() {
         info.imports
     );
 }
+
+#[test]
+fn past_the_instance_limit_a_request_is_refused_as_overloaded() {
+    let tier = ComponentTier::new(ComponentConfig {
+        max_instances: 1,
+        ..ComponentConfig::default()
+    })
+    .unwrap();
+    let slot = Slot::new(
+        "hello",
+        Arc::new(tier),
+        Arc::new(MemoryKv::default()),
+        EventBus::new(),
+    );
+    slot.deploy(Artifact::new(HELLO_V1.to_vec()), None).unwrap();
+    let rt = runtime();
+    rt.block_on(async {
+        // An echo whose body stays open holds the one instance: its answer
+        // has begun (the signal that the instance runs), its body has not
+        // ended.
+        let (tx, rx) = tokio::sync::mpsc::channel::<Result<http_body::Frame<Bytes>, _>>(1);
+        let request = http::Request::post("http://localhost/echo")
+            .body(StreamBody::new(tokio_stream::wrappers::ReceiverStream::new(rx)).boxed_unsync())
+            .unwrap();
+        let lease = slot.lease(None).unwrap();
+        let open = lease
+            .code()
+            .handle(request, Scheme::Http, lease.clone())
+            .await
+            .unwrap();
+        drop(lease);
+        let e = send(&slot, get("/")).await.unwrap_err();
+        assert_eq!(e, CallError::Overloaded { cap: 1 });
+
+        // The request that holds it is unharmed.
+        tx.send(Ok(http_body::Frame::data(Bytes::from_static(b"bye"))))
+            .await
+            .unwrap();
+        drop(tx);
+        let echoed = open.into_body().collect().await.unwrap().to_bytes();
+        assert_eq!(&echoed[..], b"bye");
+    });
+}
