@@ -240,3 +240,18 @@ fn a_component_canary_that_fails_breaks_its_error_budget_and_is_rolled_back() {
     let events = get(&http, &format!("{admin}/v1/events")).body;
     assert!(events.contains("error budget exceeded"), "{events}");
 }
+
+#[test]
+fn a_request_without_a_host_is_a_bad_request_not_a_component_failure() {
+    use std::io::{Read, Write};
+    let dir = tempfile::tempdir().unwrap();
+    let server = start(config(dir.path()));
+    let admin = format!("http://{}", server.admin);
+    assert_eq!(deploy(&admin, "hello", HELLO_V1).status, 201);
+    let mut conn = std::net::TcpStream::connect(server.data).unwrap();
+    conn.write_all(b"GET /hello/ HTTP/1.0\r\n\r\n").unwrap();
+    let mut answer = String::new();
+    conn.read_to_string(&mut answer).unwrap();
+    assert!(answer.starts_with("HTTP/1.0 400"), "{answer}");
+    assert!(answer.contains("needs a Host header"), "{answer}");
+}

@@ -176,6 +176,15 @@ async fn forward(
             None => return StatusCode::BAD_REQUEST.into_response(),
         }
     }
+    // wasi:http gives every request an authority: from the URI (HTTP/2)
+    // or the Host header (HTTP/1.1; an HTTP/1.0 client may send none).
+    if parts.uri.authority().is_none() && !parts.headers.contains_key(header::HOST) {
+        return (
+            StatusCode::BAD_REQUEST,
+            "a request to a component needs a Host header\n",
+        )
+            .into_response();
+    }
     parts.extensions = Default::default();
     let request = Request::from_parts(parts, hotswap_component::request_body(body));
     let scheme = if secure {
