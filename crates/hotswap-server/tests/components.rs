@@ -255,3 +255,40 @@ fn a_request_without_a_host_is_a_bad_request_not_a_component_failure() {
     assert!(answer.starts_with("HTTP/1.0 400"), "{answer}");
     assert!(answer.contains("needs a Host header"), "{answer}");
 }
+
+#[test]
+fn a_component_deploy_is_pinned_by_digest_and_signature_like_any_plugin() {
+    use hotswap_server::signing;
+    let dir = tempfile::tempdir().unwrap();
+    let key = signing::generate().unwrap();
+    let server = start(hotswap_server::ServerConfig {
+        trusted_keys: vec![signing::public_hex(&key)],
+        require_signature: true,
+        ..config(dir.path())
+    });
+    let http = client();
+    let deploy = format!("http://{}/v1/slots/hello/revisions", server.admin);
+    let digest = hotswap_core::Digest::of(HELLO_V1);
+
+    // Unsigned: refused. Signed but pinned to other bytes: refused.
+    let r = http.post(&deploy).send(HELLO_V1).unwrap();
+    assert_eq!(r.status(), 403);
+    let other = hotswap_core::Digest::of(HELLO_V2);
+    let r = http
+        .post(format!("{deploy}?sha256={other}"))
+        .header("x-hotswap-signature", signing::sign(&key, HELLO_V1))
+        .send(HELLO_V1)
+        .unwrap();
+    assert_eq!(r.status(), 400);
+    // Signed and pinned to its own digest: served.
+    let r = http
+        .post(format!("{deploy}?sha256={digest}"))
+        .header("x-hotswap-signature", signing::sign(&key, HELLO_V1))
+        .send(HELLO_V1)
+        .unwrap();
+    assert_eq!(r.status(), 201);
+    assert_eq!(
+        get(&http, &format!("http://{}/hello/", server.data)).body,
+        "hello from v1\n"
+    );
+}
