@@ -8,8 +8,9 @@
 //             `x-echo-bytes`;
 // - `/fetch?to=http://host:port/path`  sends a GET there and answers its
 //             status and body (502 with the reason when it is refused);
+// - `/where...` answers its path and query as it arrived;
 // - `/trap`, `/loop`, `/eat`  panic, spin forever, and allocate until the
-//             memory cap: the host must answer 500, 504 and 500, and carry on;
+//             memory cap: the host must answer 502, 504 and 502, and carry on;
 // - anything else: `GREETING`, with the request's `x-probe` header copied
 //   into the answer.
 
@@ -38,6 +39,10 @@ impl wasip2::exports::http::incoming_handler::Guest for Hello {
             "/count" => answer(out, 200, &[], count().as_bytes()),
             "/echo" => echo(request, out),
             "/fetch" => fetch(query, out),
+            p if p.starts_with("/where") => {
+                let seen = request.path_with_query().unwrap_or_default();
+                answer(out, 200, &[], seen.as_bytes())
+            }
             "/trap" => panic!("asked to trap"),
             "/loop" => loop {
                 std::hint::black_box(());

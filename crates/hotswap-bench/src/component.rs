@@ -87,11 +87,9 @@ fn requests(
             let request = http::Request::get("http://localhost/")
                 .body(hotswap_component::request_body(body))
                 .context("a request")?;
-            let answer = match lease
-                .code()
-                .handle(request, Scheme::Http, lease.clone())
-                .await
-            {
+            let held = lease.clone();
+            let finished = move |_: &hotswap_component::Outcome| drop(held);
+            let answer = match lease.code().handle(request, Scheme::Http, finished).await {
                 Ok(response) => response
                     .into_body()
                     .collect()

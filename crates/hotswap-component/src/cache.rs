@@ -41,6 +41,12 @@ impl ComponentCache {
         }
     }
 
+    /// The engine it compiles for.
+    #[cfg(test)]
+    pub fn engine(&self) -> &Engine {
+        &self.engine
+    }
+
     /// (compiled here, loaded from disk).
     pub fn counts(&self) -> (u64, u64) {
         (

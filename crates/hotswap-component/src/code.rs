@@ -1,6 +1,7 @@
 //! `ComponentCode`: one revision of a component, ready to answer requests,
 //! each on a fresh instance from its pre-instantiated handler.
 
+use std::sync::atomic::{AtomicU16, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -55,17 +56,54 @@ impl ComponentCode {
     /// Answers `request` on a fresh instance. Returns once the handler has
     /// set its response (status and headers); the body streams from the
     /// handler, which goes on running in a task of its own until it has
-    /// written the body or its deadline passes. `hold` is kept until then:
-    /// pass the slot's [`Lease`](hotswap_core::Lease), so that the revision
-    /// drains only after the body is written.
+    /// written the body or its deadline passes.
+    ///
+    /// `finished` is called exactly once, when the request is over: with
+    /// the status the handler answered and wrote the whole body for, or
+    /// with why it failed (before or after its answer began). It is kept
+    /// until then: give it the slot's [`Lease`](hotswap_core::Lease), so
+    /// that the revision drains only after the body is written, and record
+    /// the outcome there.
     ///
     /// Must be called within a Tokio runtime.
     pub async fn handle(
         &self,
         request: http::Request<RequestBody>,
         scheme: Scheme,
-        hold: impl Send + 'static,
+        finished: impl FnOnce(&Outcome) + Send + 'static,
     ) -> Result<Response, CallError> {
+        let (rx, task) = match self.start(request, scheme, finished) {
+            Ok(started) => started,
+            Err((e, finished)) => {
+                finished(&Err(e.clone()));
+                return Err(e);
+            }
+        };
+        match rx.await {
+            Ok(Ok(response)) => Ok(response),
+            Ok(Err(code)) => Err(CallError::Plugin(format!(
+                "the handler answered with an error: {code:?}"
+            ))),
+            // The handler ended (or failed) without setting a response.
+            Err(_) => match task.await {
+                Ok(Ok(_)) => Err(CallError::Plugin(
+                    "the handler returned without setting a response".into(),
+                )),
+                Ok(Err(e)) => Err(e),
+                Err(e) => Err(CallError::Host(format!("the handler's task failed: {e}"))),
+            },
+        }
+    }
+
+    /// Makes the request's store and starts its handler in a task: the
+    /// channel its answer comes on, and the task, which ends with the
+    /// request. On an error, `finished` comes back uncalled.
+    fn start<F: FnOnce(&Outcome) + Send + 'static>(
+        &self,
+        request: http::Request<RequestBody>,
+        scheme: Scheme,
+        finished: F,
+    ) -> Result<(Answer, tokio::task::JoinHandle<Outcome>), (CallError, F)> {
         let hooks = Hooks {
             slot: self.slot.clone(),
             outgoing: self.policies.outgoing(&self.slot),
@@ -88,22 +126,34 @@ impl ComponentCode {
                 Ok(UpdateDeadline::Yield(1))
             }
         });
-        let bad = |e: wasmtime::Error| CallError::Host(format!("{e:#}"));
-        let req = store
+        let req = match store
             .data_mut()
             .http()
             .new_incoming_request(scheme, request)
-            .map_err(bad)?;
+        {
+            Ok(req) => req,
+            Err(e) => return Err((CallError::Host(format!("{e:#}")), finished)),
+        };
+        // The status the handler answers, seen on its way to the caller.
+        let status = Arc::new(AtomicU16::new(0));
         let (tx, rx) = tokio::sync::oneshot::channel();
+        let answered = status.clone();
         let out = store
             .data_mut()
             .http()
-            .new_response_outparam(tx)
-            .map_err(bad)?;
+            .new_response_outparam_from_callback(move |answer| {
+                if let Ok(response) = &answer {
+                    answered.store(response.status().as_u16(), Ordering::Relaxed);
+                }
+                let _ = tx.send(answer);
+            });
+        let out = match out {
+            Ok(out) => out,
+            Err(e) => return Err((CallError::Host(format!("{e:#}")), finished)),
+        };
         let pre = self.pre.clone();
         let (limit, budget, max) = (self.memory_cap, self.deadline, self.max_instances);
         let task = tokio::spawn(async move {
-            let _hold = hold;
             let run = async {
                 let proxy = pre.instantiate_async(&mut store).await?;
                 proxy
@@ -115,28 +165,33 @@ impl ComponentCode {
             // waits (on a slow client, or an outgoing request).
             let result = tokio::time::timeout_at(deadline.into(), run).await;
             let refused = store.data().limiter.refused;
-            match result {
-                Ok(Ok(())) => Ok(()),
+            // The instance goes back to the pool before the caller hears.
+            drop(store);
+            let outcome = match result {
+                Ok(Ok(())) => match status.load(Ordering::Relaxed) {
+                    0 => Err(CallError::Plugin(
+                        "the handler returned without setting a response".into(),
+                    )),
+                    answered => Ok(answered),
+                },
                 Ok(Err(e)) => Err(failure(e, refused, limit, budget, max)),
                 Err(_) => Err(CallError::Deadline(budget)),
-            }
+            };
+            finished(&outcome);
+            outcome
         });
-        match rx.await {
-            Ok(Ok(response)) => Ok(response),
-            Ok(Err(code)) => Err(CallError::Plugin(format!(
-                "the handler answered with an error: {code:?}"
-            ))),
-            // The handler ended (or failed) without setting a response.
-            Err(_) => match task.await {
-                Ok(Ok(())) => Err(CallError::Plugin(
-                    "the handler returned without setting a response".into(),
-                )),
-                Ok(Err(e)) => Err(e),
-                Err(e) => Err(CallError::Host(format!("the handler's task failed: {e}"))),
-            },
-        }
+        Ok((rx, task))
     }
 }
+
+/// How a request ended: the status the handler answered (its body written
+/// whole), or why it failed.
+pub type Outcome = Result<u16, CallError>;
+
+/// Where the handler's answer (or its error code) arrives.
+type Answer = tokio::sync::oneshot::Receiver<
+    Result<Response, wasmtime_wasi_http::p2::bindings::http::types::ErrorCode>,
+>;
 
 /// What a failed instantiation or handler call means for the caller.
 fn failure(

@@ -9,7 +9,8 @@ use hotswap_wasm::EPOCH_TICK;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ComponentConfig {
     /// Most linear memory one request's instance may have, in bytes. A
-    /// handler that grows past it fails that request (500).
+    /// handler that grows a memory past it fails that request (502,
+    /// `memory-limit`). It applies to each of the instance's memories.
     pub memory_cap: u64,
     /// Longest one request may run, from its instance's start to the last
     /// byte of its response body. Past it, a request without an answer yet

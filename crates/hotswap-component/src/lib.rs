@@ -47,7 +47,7 @@ use wasmtime::component::Linker;
 use wasmtime::{Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
 use wasmtime_wasi_http::p2::bindings::ProxyPre;
 
-pub use code::{request_body, ComponentCode, RequestBody, Response};
+pub use code::{request_body, ComponentCode, Outcome, RequestBody, Response};
 pub use config::{ComponentConfig, ComponentConfigError, Reset};
 pub use outgoing::{Outgoing, OutgoingError};
 pub use validate::{default_manifest, validate, ComponentInfo, ComponentRejection, HANDLER_EXPORT};
@@ -213,4 +213,33 @@ fn engine_config(config: &ComponentConfig) -> wasmtime::Config {
         .epoch_interruption(true)
         .memory_init_cow(true);
     c
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every interface validation lets through is one the linker gives, so
+    /// a valid component never fails at prepare for want of an import.
+    #[test]
+    fn the_linker_gives_every_import_validation_allows() {
+        let tier = ComponentTier::new(ComponentConfig {
+            max_instances: 1,
+            ..ComponentConfig::default()
+        })
+        .unwrap();
+        for name in validate::ALLOWED {
+            let version = if name.starts_with("hotswap:") {
+                "1.0.0"
+            } else {
+                "0.2.12"
+            };
+            let wat = format!(r#"(component (import "{name}@{version}" (instance)))"#);
+            let component =
+                wasmtime::component::Component::new(tier.cache.engine(), wat.as_bytes()).unwrap();
+            tier.linker
+                .instantiate_pre(&component)
+                .unwrap_or_else(|e| panic!("{name}: {e:#}"));
+        }
+    }
 }

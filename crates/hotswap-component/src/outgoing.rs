@@ -18,6 +18,10 @@ use wasmtime_wasi_http::{Error as HttpError, RequestOptions, WasiBody, WasiHttpH
 /// assert!(allowed.allows("API.example.com:443"));
 /// assert!(allowed.allows("127.0.0.1:8080"));
 /// assert!(!allowed.allows("127.0.0.1:9090"));
+/// // A port in a rule is also matched by the scheme's own.
+/// let tls_only = Outgoing::to(["api.example.com:443"])?;
+/// assert!(tls_only.allows_request(true, "api.example.com"));
+/// assert!(!tls_only.allows_request(false, "api.example.com"));
 /// assert!(!Outgoing::default().allows("api.example.com"));
 /// # Ok::<(), hotswap_component::OutgoingError>(())
 /// ```
@@ -39,8 +43,10 @@ struct Rule {
 pub struct OutgoingError(String);
 
 impl Outgoing {
-    /// Allows requests to each of `hosts`: `name` (any port) or
-    /// `name:port`. IPv6 addresses are written in brackets.
+    /// Allows requests to each of `hosts`: `name` (any port: for a name
+    /// this host also listens on, such as `127.0.0.1`, that includes its
+    /// admin API, so name the port) or `name:port`. IPv6 addresses are
+    /// written in brackets.
     pub fn to<S: AsRef<str>>(
         hosts: impl IntoIterator<Item = S>,
     ) -> Result<Outgoing, OutgoingError> {
@@ -62,15 +68,23 @@ impl Outgoing {
         Ok(Outgoing { hosts })
     }
 
-    /// Whether a request to `authority` (`host` or `host:port`) is allowed.
+    /// Whether a request to `authority` (`host` or `host:port`) is allowed;
+    /// without a port, `host:port` rules match the port of `https`.
     pub fn allows(&self, authority: &str) -> bool {
+        self.allows_request(true, authority)
+    }
+
+    /// Whether a request to `authority` over TLS (`https`) or not is
+    /// allowed: a request without a port goes to its scheme's (443 or 80).
+    pub fn allows_request(&self, tls: bool, authority: &str) -> bool {
         let Ok(authority) = authority.parse::<http::uri::Authority>() else {
             return false;
         };
         let host = authority.host().to_ascii_lowercase();
+        let port = authority.port_u16().unwrap_or(if tls { 443 } else { 80 });
         self.hosts
             .iter()
-            .any(|r| r.host == host && r.port.is_none_or(|p| Some(p) == authority.port_u16()))
+            .any(|r| r.host == host && r.port.is_none_or(|p| p == port))
     }
 
     /// Whether any host is allowed at all.
@@ -111,7 +125,9 @@ impl WasiHttpHooks for Hooks {
             .authority()
             .map(|a| a.as_str().to_string())
             .unwrap_or_default();
-        if !self.outgoing.allows(&authority) {
+        // wasi:http defaults a request without a scheme to https.
+        let tls = request.uri().scheme() != Some(&http::uri::Scheme::HTTP);
+        if !self.outgoing.allows_request(tls, &authority) {
             tracing::warn!(
                 slot = &*self.slot,
                 to = authority,

@@ -8,9 +8,10 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use hotswap_component::{
-    ComponentConfig, ComponentRejection, ComponentTier, Outgoing, RequestBody, Scheme,
+    ComponentCode, ComponentConfig, ComponentRejection, ComponentTier, Outcome, Outgoing,
+    RequestBody, Scheme,
 };
-use hotswap_core::{Artifact, CallError, Digest, EventBus, MemoryKv, Slot};
+use hotswap_core::{Artifact, CallError, Digest, EventBus, Lease, MemoryKv, Slot};
 use hotswap_examples::{HELLO_V1, HELLO_V2};
 use http_body_util::{BodyExt, Full, StreamBody};
 
@@ -46,6 +47,12 @@ fn get(path: &str) -> http::Request<RequestBody> {
         .unwrap()
 }
 
+/// Keeps the revision until the request is over, as the gateway does.
+fn hold(lease: &Lease<ComponentCode>) -> impl FnOnce(&Outcome) + Send + 'static {
+    let lease = lease.clone();
+    move |_| drop(lease)
+}
+
 /// One request through the slot as the gateway sends it: routed, leased,
 /// handled; the body read to its end.
 async fn send(
@@ -55,7 +62,7 @@ async fn send(
     let lease = slot.lease(None)?;
     let response = lease
         .code()
-        .handle(request, Scheme::Http, lease.clone())
+        .handle(request, Scheme::Http, hold(&lease))
         .await?;
     let status = response.status().as_u16();
     let headers = response.headers().clone();
@@ -126,7 +133,7 @@ fn a_body_larger_than_the_memory_cap_streams_through_with_its_trailers() {
         let lease = slot.lease(None).unwrap();
         let response = lease
             .code()
-            .handle(request, Scheme::Http, lease.clone())
+            .handle(request, Scheme::Http, hold(&lease))
             .await
             .unwrap();
         assert_eq!(response.status(), 200);
@@ -177,6 +184,8 @@ fn a_handler_that_loops_is_ended_at_its_deadline_and_holds_no_worker() {
             })
             .collect();
         assert_eq!(send(&slot, get("/")).await.unwrap().2, "hello from v1\n");
+        // Answered while the loops still ran, not after they ended.
+        assert!(loops.iter().all(|l| !l.is_finished()), "a loop ended first");
         for l in loops {
             assert_eq!(l.await.unwrap().unwrap_err(), CallError::Deadline(deadline));
         }
@@ -410,14 +419,11 @@ fn past_the_instance_limit_a_request_is_refused_as_overloaded() {
         // An echo whose body stays open holds the one instance: its answer
         // has begun (the signal that the instance runs), its body has not
         // ended.
-        let (tx, rx) = tokio::sync::mpsc::channel::<Result<http_body::Frame<Bytes>, _>>(1);
-        let request = http::Request::post("http://localhost/echo")
-            .body(StreamBody::new(tokio_stream::wrappers::ReceiverStream::new(rx)).boxed_unsync())
-            .unwrap();
+        let (tx, request) = open_echo();
         let lease = slot.lease(None).unwrap();
         let open = lease
             .code()
-            .handle(request, Scheme::Http, lease.clone())
+            .handle(request, Scheme::Http, hold(&lease))
             .await
             .unwrap();
         drop(lease);
@@ -431,5 +437,122 @@ fn past_the_instance_limit_a_request_is_refused_as_overloaded() {
         drop(tx);
         let echoed = open.into_body().collect().await.unwrap().to_bytes();
         assert_eq!(&echoed[..], b"bye");
+    });
+}
+
+/// A POST to `/echo` whose body stays open until `tx` sends its last chunk
+/// and is dropped: its answer has begun, its body has not ended.
+fn open_echo() -> (
+    tokio::sync::mpsc::Sender<Result<http_body::Frame<Bytes>, wasmtime_wasi_http::Error>>,
+    http::Request<RequestBody>,
+) {
+    let (tx, rx) = tokio::sync::mpsc::channel(1);
+    let request = http::Request::post("http://localhost/echo")
+        .body(StreamBody::new(tokio_stream::wrappers::ReceiverStream::new(rx)).boxed_unsync())
+        .unwrap();
+    (tx, request)
+}
+
+#[test]
+fn a_revision_retires_only_after_the_last_body_it_streams_is_written() {
+    use hotswap_core::{RevisionState, Transition};
+    let slot = slot(Duration::from_secs(10));
+    let rt = runtime();
+    rt.block_on(async {
+        let mut events = slot.events().subscribe();
+        let (tx, request) = open_echo();
+        let lease = slot.lease(None).unwrap();
+        let open = lease
+            .code()
+            .handle(request, Scheme::Http, hold(&lease))
+            .await
+            .unwrap();
+        drop(lease);
+
+        // v2 serves new requests; v1 drains while its body is open.
+        slot.deploy(Artifact::new(HELLO_V2.to_vec()), None).unwrap();
+        assert_eq!(send(&slot, get("/")).await.unwrap().2, "HELLO FROM V2\n");
+        let previous = slot.status().previous.unwrap();
+        assert_eq!(
+            (previous.generation, previous.state),
+            (1, RevisionState::Draining)
+        );
+        while let Ok(e) = events.try_recv() {
+            assert_ne!(
+                e.transition,
+                Transition::Retired,
+                "v1 retired with a body open"
+            );
+        }
+
+        tx.send(Ok(http_body::Frame::data(Bytes::from_static(
+            b"last words",
+        ))))
+        .await
+        .unwrap();
+        drop(tx);
+        let echoed = open.into_body().collect().await.unwrap().to_bytes();
+        assert_eq!(&echoed[..], b"last words");
+        let retired = tokio::time::timeout(Duration::from_secs(10), async {
+            loop {
+                let e = events.recv().await.unwrap();
+                if e.transition == Transition::Retired {
+                    return e;
+                }
+            }
+        })
+        .await
+        .expect("v1 retires once its body is written");
+        assert_eq!(retired.generation, Some(1));
+    });
+}
+
+/// Handles `request` and returns what `finished` was told, checking that
+/// it was told exactly once.
+async fn outcome_of(slot: &Slot<ComponentTier>, request: http::Request<RequestBody>) -> Outcome {
+    let (tx, rx) = std::sync::mpsc::channel();
+    let lease = slot.lease(None).unwrap();
+    let answer = lease
+        .code()
+        .handle(request, Scheme::Http, move |o: &Outcome| {
+            tx.send(o.clone()).unwrap()
+        })
+        .await;
+    if let Ok(response) = answer {
+        let _ = response.into_body().collect().await;
+    }
+    let outcome = tokio::task::spawn_blocking(move || {
+        let first = rx.recv().expect("finished is called");
+        assert!(rx.recv().is_err(), "finished is called once");
+        first
+    })
+    .await
+    .unwrap();
+    outcome
+}
+
+#[test]
+fn the_outcome_of_a_request_counts_its_whole_body() {
+    let slot = slot(Duration::from_secs(5));
+    let rt = runtime();
+    rt.block_on(async {
+        assert_eq!(outcome_of(&slot, get("/")).await, Ok(200));
+        assert!(matches!(
+            outcome_of(&slot, get("/trap")).await,
+            Err(CallError::Trap(_))
+        ));
+        // The answer began well, then the handler failed mid-body (the
+        // client's body broke): the request failed.
+        let (tx, request) = open_echo();
+        let sent = tokio::spawn(async move {
+            tx.send(Ok(http_body::Frame::data(Bytes::from_static(b"half"))))
+                .await
+                .unwrap();
+            tx.send(Err(wasmtime_wasi_http::Error::ConnectionTerminated))
+                .await
+                .unwrap();
+        });
+        assert!(outcome_of(&slot, request).await.is_err());
+        sent.await.unwrap();
     });
 }

@@ -12,8 +12,10 @@ use crate::{Code, Served};
 /// [`Slot::call_routed`](crate::Slot::call_routed) holds its revision for
 /// the length of one function call. A call that goes on after it returns
 /// (a component writing its response body) holds a `Lease` instead: the
-/// revision is not retired, and a migration does not start, while one is
-/// alive. Drop it as soon as the call is over. A clone holds the same
+/// revision is not retired while one is alive, and a state migration waits
+/// for it as for any call in flight (up to the slot's pause limit, past
+/// which the migration gives up and the old revision serves on). Drop it as
+/// soon as the call is over. A clone holds the same
 /// revision for the same call (give one to the task that finishes it).
 pub struct Lease<C: Code> {
     /// Holds what the call was routed on, as a plain call's guard does, so

@@ -100,11 +100,12 @@ fn state_is_kept_across_swaps_and_restarts_and_answers_name_their_revision() {
     let server = start(config(dir.path()));
     let count = format!("http://{}/hello/count", server.data);
     assert_eq!(get(&http, &count).body, "count 3, HELLO FROM V2\n");
-    // A plugin's path below the slot is the component's own.
-    assert_eq!(
-        get(&http, &format!("http://{}/hello/nowhere?x=1", server.data)).body,
-        "HELLO FROM V2\n"
-    );
+    // The path below the slot is the component's own, percent-encoding
+    // and all (`%3F` is not a query, `%20` no bad request).
+    for path in ["where", "where/a%20b%3Fc?x=1", "where/a%2Fb"] {
+        let r = get(&http, &format!("http://{}/hello/{path}", server.data));
+        assert_eq!((r.status, r.body), (200, format!("/{path}")), "{path}");
+    }
 }
 
 #[test]

@@ -191,7 +191,10 @@ fn request(
             .body(hotswap_component::request_body(body))
             .map_err(|e| format!("bad request: {e}"))?;
         let response = code
-            .handle(request, hotswap_component::Scheme::Http, lease.clone())
+            .handle(request, hotswap_component::Scheme::Http, {
+                let held = lease.clone();
+                move |_: &hotswap_component::Outcome| drop(held)
+            })
             .await
             .map_err(|e| e.to_string())?;
         let status = response.status();

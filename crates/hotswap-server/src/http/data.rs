@@ -10,7 +10,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::any;
 use axum::Router;
 use hotswap_api::{headers, CallErrorKind};
-use hotswap_core::{CallError, Code, Lease};
+use hotswap_core::{CallError, Lease, Served};
 
 use crate::config::Route;
 use crate::domain::gateway::{CallFailure, Gateway};
@@ -55,7 +55,7 @@ pub(crate) fn router(
     if routes.is_empty() {
         let whole_slot = any(
             |State(p): State<Plane>, Path(slot): Path<String>, r: Request| async move {
-                serve(&p, &slot, Mount::Slot(None), r).await
+                serve(&p, &slot, Mount::Slot { below: false }, r).await
             },
         );
         router = router
@@ -65,9 +65,9 @@ pub(crate) fn router(
                 "/{slot}/{*rest}",
                 any(
                     |State(p): State<Plane>,
-                     Path((slot, rest)): Path<(String, String)>,
+                     Path((slot, _)): Path<(String, String)>,
                      r: Request| async move {
-                        serve(&p, &slot, Mount::Slot(Some(rest)), r).await
+                        serve(&p, &slot, Mount::Slot { below: true }, r).await
                     },
                 ),
             );
@@ -91,9 +91,10 @@ pub(crate) fn router(
 /// How a request reached its slot.
 #[derive(Clone)]
 enum Mount {
-    /// `/{slot}`, with the rest of the path below it: a component sees
-    /// that rest (`/` when there is none) and the query.
-    Slot(Option<String>),
+    /// `/{slot}`, or (`below`) a path below it: a component sees the
+    /// path below the slot (`/` when there is none) and the query, as
+    /// they came (still percent-encoded).
+    Slot { below: bool },
     /// A configured route: a component sees the path as it came.
     Route,
     /// A configured envelope route (plugins get the whole request as JSON).
@@ -117,8 +118,12 @@ async fn serve(plane: &Plane, slot: &str, mount: Mount, request: Request) -> Res
     if let AnyCode::Component(_) = lease.code() {
         return forward(plane, slot, lease, mount, request, connection.secure()).await;
     }
+    // A plugin: its input is the whole body, which may take a slow client
+    // a while to send. The revision is held only for the call itself, as
+    // a migration or a drain waits for every revision held.
+    drop(lease);
     match mount {
-        Mount::Slot(Some(_)) => StatusCode::NOT_FOUND.into_response(),
+        Mount::Slot { below: true } => StatusCode::NOT_FOUND.into_response(),
         Mount::Envelope => {
             let (mut parts, body) = request.into_parts();
             // Taken out rather than copied: the body's reading consumes the rest.
@@ -129,7 +134,7 @@ async fn serve(plane: &Plane, slot: &str, mount: Mount, request: Request) -> Res
                 Ok(body) => body,
                 Err(rejected) => return rejected,
             };
-            call_enveloped(plane, slot, &lease, (&method, &uri, &headers, &body[..]))
+            call_enveloped(plane, slot, key, (&method, &uri, &headers, &body[..]))
         }
         _ if request.method() != Method::POST => {
             let mut response = StatusCode::METHOD_NOT_ALLOWED.into_response();
@@ -141,7 +146,7 @@ async fn serve(plane: &Plane, slot: &str, mount: Mount, request: Request) -> Res
         _ => {
             let (parts, body) = request.into_parts();
             match read_body(parts, body).await {
-                Ok(body) => call(plane, slot, &lease, &body),
+                Ok(body) => call(plane, slot, key, &body),
                 Err(rejected) => rejected,
             }
         }
@@ -170,8 +175,8 @@ async fn forward(
         unreachable!("forward is called for components only");
     };
     let (mut parts, body) = request.into_parts();
-    if let Mount::Slot(rest) = &mount {
-        match below_slot(&parts.uri, rest.as_deref()) {
+    if let Mount::Slot { .. } = mount {
+        match below_slot(&parts.uri) {
             Some(uri) => parts.uri = uri,
             None => return StatusCode::BAD_REQUEST.into_response(),
         }
@@ -192,33 +197,34 @@ async fn forward(
     } else {
         hotswap_component::Scheme::Http
     };
+    // Counted in the canary's budget when the request is over, its body
+    // included: a handler that answers 5xx, or fails while it streams,
+    // fails its canary as a trap would. A full instance pool is the host's
+    // load, shared by every slot, not this revision's fault.
+    let held = lease.clone();
+    let finished = move |outcome: &hotswap_component::Outcome| match outcome {
+        Ok(status) => held.record(*status < 500),
+        Err(CallError::Overloaded { .. }) => {}
+        Err(_) => held.record(false),
+    };
     let started = std::time::Instant::now();
-    let result = code.handle(request, scheme, lease.clone()).await;
+    let result = code.handle(request, scheme, finished).await;
     let took = started.elapsed();
     match result {
-        Ok(response) => {
-            // A handler that answers 5xx fails its canary as a trap would.
-            lease.record(!response.status().is_server_error());
-            let served = lease.served();
-            let stamp = plane.stamps.of(slot, &served);
-            stamp.counters().record(took);
-            let served = ServedBy {
-                stamp,
-                canary: served.canary,
-            };
-            served.mark(response.map(Body::new))
-        }
-        Err(e) => {
-            lease.record(false);
-            plane.failure(slot, CallFailure::Call(e))
-        }
+        Ok(response) => plane
+            .served_by(slot, &lease.served(), took)
+            .mark(response.map(Body::new)),
+        Err(e) => plane.failure(slot, CallFailure::Call(e)),
     }
 }
 
 /// `/{slot}/{rest}?query` as the component mounted there sees it:
-/// `/{rest}?query`.
-fn below_slot(uri: &Uri, rest: Option<&str>) -> Option<Uri> {
-    let mut path = format!("/{}", rest.unwrap_or(""));
+/// `/{rest}?query`, cut from the raw path, so that its percent-encoding
+/// (`%2F`, `%3F`, `%20`) reaches the component as the client wrote it.
+fn below_slot(uri: &Uri) -> Option<Uri> {
+    let raw = uri.path().strip_prefix('/').unwrap_or(uri.path());
+    let rest = raw.split_once('/').map_or("", |(_, rest)| rest);
+    let mut path = format!("/{rest}");
     if let Some(q) = uri.query() {
         path.push('?');
         path.push_str(q);
@@ -229,6 +235,17 @@ fn below_slot(uri: &Uri, rest: Option<&str>) -> Option<Uri> {
 }
 
 impl PlaneParts {
+    /// Who served a call that took `took`, counted in its revision's
+    /// metrics.
+    fn served_by(&self, slot: &str, served: &Served, took: std::time::Duration) -> ServedBy {
+        let stamp = self.stamps.of(slot, served);
+        stamp.counters().record(took);
+        ServedBy {
+            stamp,
+            canary: served.canary,
+        }
+    }
+
     /// A failed call, counted in the metrics, as its HTTP answer.
     fn failure(&self, slot: &str, failure: CallFailure) -> Response {
         let (kind, message) = classify(&failure);
@@ -241,41 +258,28 @@ impl PlaneParts {
 /// Runs on this worker: calls take microseconds. A stuck WASM call ends at
 /// its deadline; a native call has none and runs to completion
 /// (docs/native.md).
-fn call(plane: &Plane, slot: &str, lease: &Lease<AnyCode>, input: &[u8]) -> Response {
-    match invoke(plane, slot, lease, input) {
+fn call(plane: &Plane, slot: &str, key: Option<u64>, input: &[u8]) -> Response {
+    match invoke(plane, slot, key, input) {
         Ok((output, served)) => served.mark((StatusCode::OK, output).into_response()),
         Err(failed) => *failed,
     }
 }
 
-/// The call itself, counted in the metrics and, for a canary, in its
-/// error budget: the plugin's output and who served it, or the HTTP answer
-/// for its failure.
+/// The call itself, counted in the metrics (and, for a canary, in its
+/// error budget, by the slot): the plugin's output and who served it, or
+/// the HTTP answer for its failure.
 fn invoke(
     plane: &Plane,
     slot: &str,
-    lease: &Lease<AnyCode>,
+    key: Option<u64>,
     input: &[u8],
 ) -> Result<(Vec<u8>, ServedBy), Box<Response>> {
     let started = std::time::Instant::now();
-    let mut output = Vec::new();
-    let result = lease.code().call(input, &mut output);
+    let result = plane.gateway.call(slot, input, key);
     let took = started.elapsed();
-    lease.record(result.is_ok());
     match result {
-        Ok(()) => {
-            let served = lease.served();
-            let stamp = plane.stamps.of(slot, &served);
-            stamp.counters().record(took);
-            Ok((
-                output,
-                ServedBy {
-                    stamp,
-                    canary: served.canary,
-                },
-            ))
-        }
-        Err(e) => Err(Box::new(plane.failure(slot, CallFailure::Call(e)))),
+        Ok((output, served)) => Ok((output, plane.served_by(slot, &served, took))),
+        Err(failure) => Err(Box::new(plane.failure(slot, failure))),
     }
 }
 
@@ -299,12 +303,12 @@ impl ServedBy {
 fn call_enveloped(
     plane: &Plane,
     slot: &str,
-    lease: &Lease<AnyCode>,
+    key: Option<u64>,
     request: (&Method, &Uri, &HeaderMap, &[u8]),
 ) -> Response {
     let (method, uri, headers, body) = request;
     let input = RequestEnvelope::new(method, uri, headers, body).to_json();
-    let (output, served) = match invoke(plane, slot, lease, &input) {
+    let (output, served) = match invoke(plane, slot, key, &input) {
         Ok(ok) => ok,
         Err(failed) => return *failed,
     };
