@@ -554,6 +554,30 @@ mod tests {
         assert!(outgoing[0].1.allows("127.0.0.1:8080"));
     }
 
+    /// Every config snippet in docs/ is one a server would take.
+    #[test]
+    fn every_toml_block_in_the_docs_parses_and_checks() {
+        let docs = concat!(env!("CARGO_MANIFEST_DIR"), "/../../docs");
+        let mut blocks = 0;
+        for entry in std::fs::read_dir(docs).unwrap() {
+            let path = entry.unwrap().path();
+            if path.extension().is_none_or(|e| e != "md") {
+                continue;
+            }
+            let text = std::fs::read_to_string(&path).unwrap();
+            for block in text.split("```toml\n").skip(1) {
+                let block = block.split("```").next().unwrap();
+                let config: ServerConfig = toml::from_str(block)
+                    .unwrap_or_else(|e| panic!("{}: {e}\n{block}", path.display()));
+                config
+                    .check()
+                    .unwrap_or_else(|e| panic!("{}: {e}\n{block}", path.display()));
+                blocks += 1;
+            }
+        }
+        assert!(blocks >= 7, "found only {blocks} toml blocks in docs/");
+    }
+
     #[test]
     fn a_bad_outgoing_host_is_an_error_that_names_it() {
         let config: ServerConfig = toml::from_str(
