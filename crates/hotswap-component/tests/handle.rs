@@ -18,21 +18,26 @@ use http_body_util::{BodyExt, Full, StreamBody};
 const MEMORY_CAP: u64 = 16 << 20;
 
 fn slot(deadline: Duration) -> Arc<Slot<ComponentTier>> {
-    let tier = ComponentTier::new(ComponentConfig {
+    serving(ComponentConfig {
         memory_cap: MEMORY_CAP,
         deadline,
         max_instances: 64,
         ..ComponentConfig::default()
     })
-    .unwrap();
+    .1
+}
+
+/// A tier with `config`, and a slot on it serving `hello` v1.
+fn serving(config: ComponentConfig) -> (Arc<ComponentTier>, Arc<Slot<ComponentTier>>) {
+    let tier = Arc::new(ComponentTier::new(config).unwrap());
     let slot = Slot::new(
         "hello",
-        Arc::new(tier),
+        tier.clone(),
         Arc::new(MemoryKv::default()),
         EventBus::new(),
     );
     slot.deploy(Artifact::new(HELLO_V1.to_vec()), None).unwrap();
-    Arc::new(slot)
+    (tier, Arc::new(slot))
 }
 
 fn body(bytes: impl Into<Bytes>) -> RequestBody {
@@ -229,20 +234,10 @@ async fn upstream() -> std::net::SocketAddr {
 
 #[test]
 fn outgoing_requests_reach_allowed_hosts_only() {
-    let tier = Arc::new(
-        ComponentTier::new(ComponentConfig {
-            max_instances: 16,
-            ..ComponentConfig::default()
-        })
-        .unwrap(),
-    );
-    let slot = Slot::new(
-        "hello",
-        tier.clone(),
-        Arc::new(MemoryKv::default()),
-        EventBus::new(),
-    );
-    slot.deploy(Artifact::new(HELLO_V1.to_vec()), None).unwrap();
+    let (tier, slot) = serving(ComponentConfig {
+        max_instances: 16,
+        ..ComponentConfig::default()
+    });
     let rt = runtime();
     rt.block_on(async {
         let addr = upstream().await;
@@ -328,13 +323,7 @@ fn swaps_under_load_fail_no_request() {
 }
 
 fn inspect(bytes: &[u8]) -> Result<hotswap_component::ComponentInfo, ComponentRejection> {
-    let tier = ComponentTier::new(ComponentConfig {
-        max_instances: 1,
-        ..ComponentConfig::default()
-    })
-    .unwrap();
-    tier.inspect(&Artifact::new(bytes.to_vec()))
-        .map(|info| (*info).clone())
+    hotswap_component::validate(bytes)
 }
 
 /// A component that imports `import` and does nothing.
@@ -402,18 +391,10 @@ fn a_valid_component_reports_its_manifest_and_imports() {
 
 #[test]
 fn past_the_instance_limit_a_request_is_refused_as_overloaded() {
-    let tier = ComponentTier::new(ComponentConfig {
+    let (_, slot) = serving(ComponentConfig {
         max_instances: 1,
         ..ComponentConfig::default()
-    })
-    .unwrap();
-    let slot = Slot::new(
-        "hello",
-        Arc::new(tier),
-        Arc::new(MemoryKv::default()),
-        EventBus::new(),
-    );
-    slot.deploy(Artifact::new(HELLO_V1.to_vec()), None).unwrap();
+    });
     let rt = runtime();
     rt.block_on(async {
         // An echo whose body stays open holds the one instance: its answer
