@@ -12,7 +12,6 @@ use anyhow::Context;
 use hotswap_component::{ComponentConfig, ComponentTier, Reset, Scheme};
 use hotswap_core::{Artifact, EventBus, MemoryKv, Slot};
 use hotswap_wasm::{WasmConfig, WasmTier};
-use http_body_util::BodyExt;
 use serde::Serialize;
 
 use crate::{hist, progress, timed_calls};
@@ -89,15 +88,12 @@ fn requests(
                 .context("a request")?;
             let held = lease.clone();
             let finished = move |_: &hotswap_component::Outcome| drop(held);
-            let answer = match lease.code().handle(request, Scheme::Http, finished).await {
-                Ok(response) => response
-                    .into_body()
-                    .collect()
-                    .await
-                    .ok()
-                    .map(|b| b.to_bytes()),
-                Err(_) => None,
-            };
+            let answer = lease
+                .code()
+                .handle_whole(request, Scheme::Http, finished)
+                .await
+                .ok()
+                .map(|a| a.body);
             h.saturating_record(t.elapsed().as_nanos() as u64);
             if answer.as_deref() != Some(&b"hello from v1\n"[..]) {
                 failed += 1;

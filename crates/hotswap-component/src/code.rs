@@ -184,6 +184,44 @@ impl ComponentCode {
     }
 }
 
+/// A whole answer, read to its end: for callers that stream nothing (the
+/// CLI, benchmarks, tests).
+#[derive(Debug, Clone)]
+pub struct Whole {
+    /// Its status.
+    pub status: u16,
+    /// Its headers.
+    pub headers: http::HeaderMap,
+    /// Its body.
+    pub body: bytes::Bytes,
+    /// Its trailers, if it sent any.
+    pub trailers: Option<http::HeaderMap>,
+}
+
+impl ComponentCode {
+    /// [`ComponentCode::handle`], then the body read to its end.
+    pub async fn handle_whole(
+        &self,
+        request: http::Request<RequestBody>,
+        scheme: Scheme,
+        finished: impl FnOnce(&Outcome) + Send + 'static,
+    ) -> Result<Whole, CallError> {
+        use http_body_util::BodyExt;
+        let response = self.handle(request, scheme, finished).await?;
+        let (parts, body) = response.into_parts();
+        let collected = body
+            .collect()
+            .await
+            .map_err(|e| CallError::Plugin(format!("the answer's body failed: {e}")))?;
+        Ok(Whole {
+            status: parts.status.as_u16(),
+            headers: parts.headers,
+            trailers: collected.trailers().cloned(),
+            body: collected.to_bytes(),
+        })
+    }
+}
+
 /// How a request ended: the status the handler answered (its body written
 /// whole), or why it failed.
 pub type Outcome = Result<u16, CallError>;

@@ -47,7 +47,7 @@ use wasmtime::component::Linker;
 use wasmtime::{Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
 use wasmtime_wasi_http::p2::bindings::ProxyPre;
 
-pub use code::{request_body, ComponentCode, Outcome, RequestBody, Response};
+pub use code::{request_body, ComponentCode, Outcome, RequestBody, Response, Whole};
 pub use config::{ComponentConfig, ComponentConfigError, Reset};
 pub use outgoing::{Outgoing, OutgoingError};
 pub use validate::{default_manifest, validate, ComponentInfo, ComponentRejection, HANDLER_EXPORT};

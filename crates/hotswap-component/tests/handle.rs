@@ -65,19 +65,11 @@ async fn send(
     request: http::Request<RequestBody>,
 ) -> Result<(u16, http::HeaderMap, Bytes), CallError> {
     let lease = slot.lease(None)?;
-    let response = lease
+    let answer = lease
         .code()
-        .handle(request, Scheme::Http, hold(&lease))
+        .handle_whole(request, Scheme::Http, hold(&lease))
         .await?;
-    let status = response.status().as_u16();
-    let headers = response.headers().clone();
-    let body = response
-        .into_body()
-        .collect()
-        .await
-        .map_err(|e| CallError::Plugin(format!("{e:?}")))?
-        .to_bytes();
-    Ok((status, headers, body))
+    Ok((answer.status, answer.headers, answer.body))
 }
 
 fn runtime() -> tokio::runtime::Runtime {

@@ -174,7 +174,6 @@ fn request(
     path: &str,
     input: Vec<u8>,
 ) -> Result<Vec<u8>, String> {
-    use http_body_util::BodyExt;
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -190,27 +189,20 @@ fn request(
             .uri(format!("http://localhost{path}"))
             .body(hotswap_component::request_body(body))
             .map_err(|e| format!("bad request: {e}"))?;
-        let response = code
-            .handle(request, hotswap_component::Scheme::Http, {
-                let held = lease.clone();
-                move |_: &hotswap_component::Outcome| drop(held)
-            })
+        let held = lease.clone();
+        let finished = move |_: &hotswap_component::Outcome| drop(held);
+        let answer = code
+            .handle_whole(request, hotswap_component::Scheme::Http, finished)
             .await
             .map_err(|e| e.to_string())?;
-        let status = response.status();
-        let body = response
-            .into_body()
-            .collect()
-            .await
-            .map_err(|e| format!("the answer's body failed: {e}"))?
-            .to_bytes();
-        if status.is_client_error() || status.is_server_error() {
+        if answer.status >= 400 {
             return Err(format!(
-                "the component answered {status}: {}",
-                String::from_utf8_lossy(&body)
+                "the component answered {}: {}",
+                answer.status,
+                String::from_utf8_lossy(&answer.body)
             ));
         }
-        Ok(body.to_vec())
+        Ok(answer.body.to_vec())
     })
 }
 
