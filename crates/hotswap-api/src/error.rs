@@ -118,6 +118,9 @@ kinds! {
     SchemaDowngrade = "schema-downgrade", 409;
     /// A canary cannot read another state schema than the active revision.
     CanaryAcrossSchemas = "canary-across-schemas", 409;
+    /// A canary must be of the same kind (plugin or component) as the
+    /// active revision.
+    CanaryAcrossKinds = "canary-across-kinds", 409;
     /// A revision's artifact cannot be had from the store.
     Unavailable = "unavailable", 409;
     /// The state migration failed; the old revision serves on.

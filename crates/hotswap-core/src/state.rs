@@ -210,6 +210,16 @@ pub enum StateError {
         /// The canary's.
         candidate: u32,
     },
+    /// A canary of another kind than the active revision (a component
+    /// beside an ABI v1 plugin): the two are called differently, so a
+    /// request routed to one could not be served by the other.
+    #[error("a canary must be of the same kind as the active revision ({active}), and this one is a {candidate}; deploy it without a canary")]
+    CanaryAcrossKinds {
+        /// The active revision's kind.
+        active: Kind,
+        /// The canary's.
+        candidate: Kind,
+    },
 }
 
 /// How a change moves the slot's state between schemas; the slot runs
@@ -305,6 +315,12 @@ impl SlotState {
         let Some(active) = &self.active else {
             return Err(StateError::NoActive);
         };
+        if active.kind != candidate.kind {
+            return Err(StateError::CanaryAcrossKinds {
+                active: active.kind,
+                candidate: candidate.kind,
+            });
+        }
         let (active, schema) = (
             active.manifest.state_schema,
             candidate.manifest.state_schema,

@@ -293,3 +293,29 @@ fn a_component_deploy_is_pinned_by_digest_and_signature_like_any_plugin() {
         "hello from v1\n"
     );
 }
+
+#[test]
+fn a_canary_of_another_kind_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = start(config(dir.path()));
+    let admin = format!("http://{}", server.admin);
+    assert_eq!(deploy(&admin, "hello", HELLO_V1).status, 201);
+    let r = post(
+        &client(),
+        &format!("{admin}/v1/slots/hello/revisions?canary=10"),
+        hotswap_examples::GREET_V1,
+    );
+    assert_eq!(r.status, 409, "{}", r.body);
+    assert_eq!(r.json()["kind"], "canary-across-kinds");
+    // Without a canary, a slot may change kind.
+    assert_eq!(
+        deploy(&admin, "hello", hotswap_examples::GREET_V1).status,
+        201
+    );
+    let r = post(
+        &client(),
+        &format!("http://{}/hello", server.data),
+        b"kinds",
+    );
+    assert_eq!(r.body, "hello, kinds!");
+}

@@ -492,6 +492,7 @@ fn gateway_problem(e: GatewayError) -> Response {
                 StateError::NoCanary => ErrorKind::NoCanary,
                 StateError::SchemaDowngrade { .. } => ErrorKind::SchemaDowngrade,
                 StateError::CanaryAcrossSchemas { .. } => ErrorKind::CanaryAcrossSchemas,
+                StateError::CanaryAcrossKinds { .. } => ErrorKind::CanaryAcrossKinds,
             },
             DeployError::ArtifactUnavailable { .. } => ErrorKind::Unavailable,
             DeployError::Migrate(_) => ErrorKind::MigrateFailed,
