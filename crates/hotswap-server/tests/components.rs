@@ -17,6 +17,16 @@ fn deploy(admin: &str, slot: &str, module: &[u8]) -> Reply {
     )
 }
 
+/// A server with `config`, `hello` v1 deployed to slot `hello`, and its
+/// admin API's base URL.
+fn serving_hello(config: hotswap_server::ServerConfig) -> (Running, String) {
+    let server = start(config);
+    let admin = format!("http://{}", server.admin);
+    let r = deploy(&admin, "hello", HELLO_V1);
+    assert_eq!(r.status, 201, "{}", r.body);
+    (server, admin)
+}
+
 #[test]
 fn a_component_swaps_v1_v2_and_back_under_load_failing_no_request() {
     let dir = tempfile::tempdir().unwrap();
@@ -83,9 +93,7 @@ fn a_component_swaps_v1_v2_and_back_under_load_failing_no_request() {
 fn state_is_kept_across_swaps_and_restarts_and_answers_name_their_revision() {
     let dir = tempfile::tempdir().unwrap();
     let http = client();
-    let server = start(config(dir.path()));
-    let admin = format!("http://{}", server.admin);
-    assert_eq!(deploy(&admin, "hello", HELLO_V1).status, 201);
+    let (server, admin) = serving_hello(config(dir.path()));
     let count = format!("http://{}/hello/count", server.data);
     let mut r = http.get(&count).call().unwrap();
     assert_eq!(r.headers()[hotswap_api::headers::GENERATION], "1");
@@ -114,9 +122,7 @@ fn a_hostile_handler_fails_its_own_request_only() {
     let mut cfg = config(dir.path());
     cfg.component.deadline_ms = 300;
     cfg.component.memory_cap_mib = 16;
-    let server = start(cfg);
-    let admin = format!("http://{}", server.admin);
-    assert_eq!(deploy(&admin, "hello", HELLO_V1).status, 201);
+    let (server, _) = serving_hello(cfg);
     let http = client();
     for (path, status, kind) in [
         ("trap", 502, "trap"),
@@ -165,9 +171,7 @@ fn a_deploy_that_is_not_a_serveable_component_is_refused_by_name() {
 #[test]
 fn a_component_canary_takes_its_weight_sticks_to_keys_and_is_promoted() {
     let dir = tempfile::tempdir().unwrap();
-    let server = start(config(dir.path()));
-    let admin = format!("http://{}", server.admin);
-    assert_eq!(deploy(&admin, "hello", HELLO_V1).status, 201);
+    let (server, admin) = serving_hello(config(dir.path()));
     let r = post(
         &client(),
         &format!("{admin}/v1/slots/hello/revisions?canary=30"),
@@ -207,9 +211,7 @@ fn a_component_canary_takes_its_weight_sticks_to_keys_and_is_promoted() {
 #[test]
 fn a_component_canary_that_fails_breaks_its_error_budget_and_is_rolled_back() {
     let dir = tempfile::tempdir().unwrap();
-    let server = start(strict_budget(config(dir.path())));
-    let admin = format!("http://{}", server.admin);
-    assert_eq!(deploy(&admin, "hello", HELLO_V1).status, 201);
+    let (server, admin) = serving_hello(strict_budget(config(dir.path())));
     let http = client();
     let r = post(
         &http,
@@ -246,9 +248,7 @@ fn a_component_canary_that_fails_breaks_its_error_budget_and_is_rolled_back() {
 fn a_request_without_a_host_is_a_bad_request_not_a_component_failure() {
     use std::io::{Read, Write};
     let dir = tempfile::tempdir().unwrap();
-    let server = start(config(dir.path()));
-    let admin = format!("http://{}", server.admin);
-    assert_eq!(deploy(&admin, "hello", HELLO_V1).status, 201);
+    let (server, _) = serving_hello(config(dir.path()));
     let mut conn = std::net::TcpStream::connect(server.data).unwrap();
     conn.write_all(b"GET /hello/ HTTP/1.0\r\n\r\n").unwrap();
     let mut answer = String::new();
@@ -297,9 +297,7 @@ fn a_component_deploy_is_pinned_by_digest_and_signature_like_any_plugin() {
 #[test]
 fn a_canary_of_another_kind_is_refused() {
     let dir = tempfile::tempdir().unwrap();
-    let server = start(config(dir.path()));
-    let admin = format!("http://{}", server.admin);
-    assert_eq!(deploy(&admin, "hello", HELLO_V1).status, 201);
+    let (server, admin) = serving_hello(config(dir.path()));
     let r = post(
         &client(),
         &format!("{admin}/v1/slots/hello/revisions?canary=10"),
