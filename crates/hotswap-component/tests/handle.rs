@@ -83,6 +83,7 @@ fn runtime() -> tokio::runtime::Runtime {
 #[test]
 fn a_swap_changes_the_answer_and_keeps_the_state() {
     let slot = slot(Duration::from_secs(5));
+    assert_eq!(slot.kind(), Some(hotswap_core::Kind::Component));
     let rt = runtime();
     rt.block_on(async {
         let mut probe = get("/");

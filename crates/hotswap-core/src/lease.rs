@@ -4,7 +4,7 @@
 use std::sync::Arc;
 
 use crate::revision::Live;
-use crate::serving::Serving;
+use crate::serving::{Outcomes, Serving};
 use crate::{Code, Served};
 
 /// The revision routed to one call, held until the lease is dropped.
@@ -20,25 +20,30 @@ use crate::{Code, Served};
 pub struct Lease<C: Code> {
     /// Holds what the call was routed on, as a plain call's guard does, so
     /// a migration waits for this call too.
-    serving: Arc<Serving<C>>,
+    _serving: Arc<Serving<C>>,
     live: Arc<Live<C>>,
-    canary: bool,
+    /// The canary's counters, when the call went to the canary.
+    canary: Option<Arc<Outcomes>>,
 }
 
 impl<C: Code> Clone for Lease<C> {
     fn clone(&self) -> Lease<C> {
         Lease {
-            serving: self.serving.clone(),
+            _serving: self._serving.clone(),
             live: self.live.clone(),
-            canary: self.canary,
+            canary: self.canary.clone(),
         }
     }
 }
 
 impl<C: Code> Lease<C> {
-    pub(crate) fn new(serving: Arc<Serving<C>>, live: Arc<Live<C>>, canary: bool) -> Lease<C> {
+    pub(crate) fn new(
+        serving: Arc<Serving<C>>,
+        live: Arc<Live<C>>,
+        canary: Option<Arc<Outcomes>>,
+    ) -> Lease<C> {
         Lease {
-            serving,
+            _serving: serving,
             live,
             canary,
         }
@@ -54,7 +59,7 @@ impl<C: Code> Lease<C> {
         Served {
             generation: self.live.generation,
             digest: self.live.digest,
-            canary: self.canary,
+            canary: self.canary.is_some(),
         }
     }
 
@@ -62,13 +67,8 @@ impl<C: Code> Lease<C> {
     /// went to the canary (a plain call is counted by the slot itself).
     /// Call it once per call.
     pub fn record(&self, ok: bool) {
-        if !self.canary {
-            return;
-        }
-        if let Some(c) = &self.serving.canary {
-            if Arc::ptr_eq(&c.live, &self.live) {
-                c.outcomes.record(ok);
-            }
+        if let Some(outcomes) = &self.canary {
+            outcomes.record(ok);
         }
     }
 }

@@ -98,6 +98,8 @@ impl Revision {
 pub(crate) struct Live<C: Code> {
     pub generation: u64,
     pub digest: Digest,
+    /// Which tier runs it, so a caller knows how to call it.
+    pub kind: Kind,
     code: Option<C>,
     retire: Option<Retire>,
 }
@@ -122,6 +124,7 @@ impl<C: Code> Live<C> {
         events: EventBus,
     ) -> Live<C> {
         Live {
+            kind: revision.kind,
             generation: revision.generation,
             digest: revision.digest,
             code: Some(code),

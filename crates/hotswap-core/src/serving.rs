@@ -42,7 +42,7 @@ impl<C: Code> Drop for Serving<C> {
 
 /// Where a call goes: the revision, and the canary's counters if it is the
 /// canary.
-pub(crate) type Routed<'s, C> = (&'s Arc<Live<C>>, Option<&'s Outcomes>);
+pub(crate) type Routed<'s, C> = (&'s Arc<Live<C>>, Option<&'s Arc<Outcomes>>);
 
 pub(crate) struct Canary<C: Code> {
     pub live: Arc<Live<C>>,

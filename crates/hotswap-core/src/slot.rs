@@ -16,8 +16,8 @@ use crate::revision::Live;
 use crate::serving::{Canary, Outcomes, Routed, Serving};
 use crate::state::{Candidate, Next, Note, Revision, SchemaShift, StateError};
 use crate::{
-    Artifact, CallError, Code, DeployError, Digest, KvChange, KvStore, MigrateError, Migration,
-    Phase, RevisionInfo, RevisionState, SlotContext, SlotState, Tier, Transition,
+    Artifact, CallError, Code, DeployError, Digest, Kind, KvChange, KvStore, MigrateError,
+    Migration, Phase, RevisionInfo, RevisionState, SlotContext, SlotState, Tier, Transition,
 };
 
 /// How a slot behaves; the defaults suit a server.
@@ -253,6 +253,15 @@ impl<T: Tier> Slot<T> {
         })
     }
 
+    /// The kind of code the slot serves now, or `None` when it serves
+    /// nothing: a caller's choice of how to call it (a component through
+    /// [`Slot::lease`], a plugin through [`Slot::call_routed`]). One slot
+    /// serves one kind at a time: a canary of another kind is refused.
+    #[inline]
+    pub fn kind(&self) -> Option<Kind> {
+        self.serving.load().primary.as_ref().map(|live| live.kind)
+    }
+
     /// Routes one call as [`Slot::call_routed`] does, and holds its
     /// revision in a [`Lease`] for as long as the call lasts: for calls
     /// that go on after a function returns, such as a component's HTTP
@@ -261,7 +270,7 @@ impl<T: Tier> Slot<T> {
     pub fn lease(&self, key: Option<u64>) -> Result<Lease<T::Code>, CallError> {
         let serving = self.admit()?;
         let (live, canary) = self.routed(&serving, key)?;
-        let (live, canary) = (live.clone(), canary.is_some());
+        let (live, canary) = (live.clone(), canary.cloned());
         Ok(Lease::new(
             arc_swap::Guard::into_inner(serving),
             live,

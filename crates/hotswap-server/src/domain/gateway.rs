@@ -8,7 +8,7 @@ use arc_swap::ArcSwap;
 
 use hotswap_core::{
     error_chain, Artifact, CallError, CanaryStats, Candidate, DeployError, Digest, ErrorBudget,
-    EventBus, Journal, Lease, RevisionInfo, Served, Slot, SlotOptions, SlotState, SlotStatus,
+    EventBus, Journal, Kind, Lease, RevisionInfo, Served, Slot, SlotOptions, SlotState, SlotStatus,
     StateError, Tier,
 };
 use hotswap_store::{check_slot_name, Store, StoreError};
@@ -330,6 +330,12 @@ impl Gateway {
             .call_routed(input, &mut out, key)
             .map_err(CallFailure::Call)?;
         Ok((out, served))
+    }
+
+    /// The kind of code `slot` serves now ([`Slot::kind`]); `None` when
+    /// there is no such slot or it serves nothing.
+    pub fn kind(&self, slot: &str) -> Option<Kind> {
+        self.slots.load().get(slot).and_then(|s| s.kind())
     }
 
     /// Routes a call to `slot` and holds its revision for as long as the

@@ -10,7 +10,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::any;
 use axum::Router;
 use hotswap_api::{headers, CallErrorKind};
-use hotswap_core::{CallError, Lease, Served};
+use hotswap_core::{CallError, Kind, Lease, Served};
 
 use crate::config::Route;
 use crate::domain::gateway::{CallFailure, Gateway};
@@ -111,17 +111,20 @@ async fn serve(plane: &Plane, slot: &str, mount: Mount, request: Request) -> Res
         return StatusCode::INTERNAL_SERVER_ERROR.into_response();
     };
     let key = plane.keys.key(connection.peer().ip(), request.headers());
-    let lease = match plane.gateway.lease(slot, key) {
-        Ok(lease) => lease,
-        Err(failure) => return plane.failure(slot, failure),
-    };
-    if let AnyCode::Component(_) = lease.code() {
-        return forward(plane, slot, lease, mount, request, connection.secure()).await;
+    if plane.gateway.kind(slot) == Some(Kind::Component) {
+        match plane.gateway.lease(slot, key) {
+            Ok(lease) if matches!(lease.code(), AnyCode::Component(_)) => {
+                return forward(plane, slot, lease, mount, request, connection.secure()).await;
+            }
+            // Swapped for a plugin in between: served as one, below.
+            Ok(_) => {}
+            Err(failure) => return plane.failure(slot, failure),
+        }
     }
-    // A plugin: its input is the whole body, which may take a slow client
-    // a while to send. The revision is held only for the call itself, as
-    // a migration or a drain waits for every revision held.
-    drop(lease);
+    // A plugin (or no such slot, which the call reports): its input is the
+    // whole body, which may take a slow client a while to send, so nothing
+    // is routed or held until it is read; the call holds its revision for
+    // the call alone.
     match mount {
         Mount::Slot { below: true } => StatusCode::NOT_FOUND.into_response(),
         Mount::Envelope => {
@@ -172,7 +175,7 @@ async fn forward(
     secure: bool,
 ) -> Response {
     let AnyCode::Component(code) = lease.code() else {
-        unreachable!("forward is called for components only");
+        unreachable!("`serve` forwards only what a component serves");
     };
     let (mut parts, body) = request.into_parts();
     if let Mount::Slot { .. } = mount {
