@@ -6,7 +6,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use hotswap_core::{Artifact, Digest};
-use hotswap_wasm::{CodeDir, Recent};
+use hotswap_wasm::{CacheStats, CodeDir, Recent};
 use wasmtime::component::Component;
 use wasmtime::Engine;
 
@@ -22,6 +22,7 @@ pub(crate) struct ComponentCache {
     entries: Mutex<Recent<Entry>>,
     compiles: AtomicU64,
     disk_hits: AtomicU64,
+    memory_hits: AtomicU64,
 }
 
 #[derive(Clone)]
@@ -38,6 +39,7 @@ impl ComponentCache {
             entries: Mutex::new(Recent::new(IN_MEMORY)),
             compiles: AtomicU64::new(0),
             disk_hits: AtomicU64::new(0),
+            memory_hits: AtomicU64::new(0),
         }
     }
 
@@ -47,12 +49,12 @@ impl ComponentCache {
         &self.engine
     }
 
-    /// (compiled here, loaded from disk).
-    pub fn counts(&self) -> (u64, u64) {
-        (
-            self.compiles.load(Ordering::Relaxed),
-            self.disk_hits.load(Ordering::Relaxed),
-        )
+    pub fn stats(&self) -> CacheStats {
+        CacheStats {
+            compiles: self.compiles.load(Ordering::Relaxed),
+            disk_hits: self.disk_hits.load(Ordering::Relaxed),
+            memory_hits: self.memory_hits.load(Ordering::Relaxed),
+        }
     }
 
     /// Validation is a pure function of the bytes: once per digest.
@@ -70,6 +72,7 @@ impl ComponentCache {
     pub fn component(&self, artifact: &Artifact) -> wasmtime::Result<Component> {
         let digest = artifact.digest();
         if let Some(c) = self.lock().get(&digest).and_then(|e| e.component.clone()) {
+            self.memory_hits.fetch_add(1, Ordering::Relaxed);
             return Ok(c);
         }
         let component = match self.load(&digest) {

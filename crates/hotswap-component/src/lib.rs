@@ -87,28 +87,10 @@ impl ComponentTier {
         })
     }
 
-    /// The settings it runs with.
-    pub fn config(&self) -> &ComponentConfig {
-        &self.config
-    }
-
-    /// Sets which hosts the components of `slot` may send requests to, for
-    /// requests from now on (running revisions included). No call: none.
-    pub fn set_outgoing(&self, slot: &str, outgoing: Outgoing) {
-        let mut map = self
-            .policies
-            .by_slot
-            .write()
-            .unwrap_or_else(|e| e.into_inner());
-        if outgoing.is_none() {
-            map.remove(slot);
-        } else {
-            map.insert(slot.to_string(), Arc::new(outgoing));
-        }
-    }
-
-    /// Replaces every slot's outgoing policy at once (a config reload):
-    /// slots not listed may send none.
+    /// Sets which hosts each slot's components may send requests to, for
+    /// requests from now on (running revisions included), replacing every
+    /// earlier list at once (a config reload): slots not listed may send
+    /// none.
     pub fn set_all_outgoing(&self, outgoing: impl IntoIterator<Item = (String, Outgoing)>) {
         let next = outgoing
             .into_iter()
@@ -127,9 +109,9 @@ impl ComponentTier {
         self.cache.validate(artifact)
     }
 
-    /// Components compiled by this process, and loaded from disk instead.
-    pub fn compiles(&self) -> (u64, u64) {
-        self.cache.counts()
+    /// What the compile cache has done so far.
+    pub fn cache_stats(&self) -> hotswap_wasm::CacheStats {
+        self.cache.stats()
     }
 }
 

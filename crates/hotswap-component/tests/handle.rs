@@ -243,7 +243,7 @@ fn outgoing_requests_reach_allowed_hosts_only() {
             "{text:?}"
         );
 
-        tier.set_outgoing("hello", Outgoing::to([addr.to_string()]).unwrap());
+        tier.set_all_outgoing([("hello".into(), Outgoing::to([addr.to_string()]).unwrap())]);
         let (status, _, text) = send(&slot, fetch()).await.unwrap();
         assert_eq!(
             (status, &text[..]),
@@ -251,7 +251,7 @@ fn outgoing_requests_reach_allowed_hosts_only() {
         );
 
         // Another port of the same host is another host.
-        tier.set_outgoing("hello", Outgoing::to(["127.0.0.1:1"]).unwrap());
+        tier.set_all_outgoing([("hello".into(), Outgoing::to(["127.0.0.1:1"]).unwrap())]);
         assert_eq!(send(&slot, fetch()).await.unwrap().0, 502);
     });
 }
@@ -529,4 +529,33 @@ fn the_outcome_of_a_request_counts_its_whole_body() {
         assert!(outcome_of(&slot, request).await.is_err());
         sent.await.unwrap();
     });
+}
+
+#[test]
+fn a_component_is_compiled_once_per_digest_then_loaded_from_the_cache_directory() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = || ComponentConfig {
+        max_instances: 2,
+        cache_dir: Some(dir.path().to_path_buf()),
+        ..ComponentConfig::default()
+    };
+    let (tier, slot) = serving(config());
+    slot.deploy(Artifact::new(HELLO_V2.to_vec()), None).unwrap();
+    slot.rollback(&Digest::of(HELLO_V2), "back").unwrap();
+    let stats = tier.cache_stats();
+    assert_eq!((stats.compiles, stats.disk_hits), (2, 0), "{stats:?}");
+    assert!(
+        stats.memory_hits >= 1,
+        "the rollback compiled again: {stats:?}"
+    );
+
+    // A new process: the same digest comes from disk, compiled by none.
+    let (again, slot) = serving(config());
+    let stats = again.cache_stats();
+    assert_eq!((stats.compiles, stats.disk_hits), (0, 1), "{stats:?}");
+    let rt = runtime();
+    assert_eq!(
+        rt.block_on(send(&slot, get("/"))).unwrap().2,
+        "hello from v1\n"
+    );
 }
