@@ -84,12 +84,12 @@ impl ComponentCode {
             Ok(Err(code)) => Err(CallError::Plugin(format!(
                 "the handler answered with an error: {code:?}"
             ))),
-            // The handler ended (or failed) without setting a response.
+            // The handler ended (or failed) without setting a response:
+            // its task's outcome says why.
             Err(_) => match task.await {
-                Ok(Ok(_)) => Err(CallError::Plugin(
-                    "the handler returned without setting a response".into(),
-                )),
-                Ok(Err(e)) => Err(e),
+                Ok(outcome) => Err(outcome
+                    .err()
+                    .unwrap_or_else(|| CallError::Host("the handler's answer was lost".into()))),
                 Err(e) => Err(CallError::Host(format!("the handler's task failed: {e}"))),
             },
         }
